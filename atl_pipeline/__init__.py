@@ -1,0 +1,1 @@
+"""atl-pipeline: a GitOps pipeline that turns domains.yml into running, monitored services."""

@@ -1,0 +1,27 @@
+"""`atl`: the operator's command line. Exit codes: 0 success, 1 the work failed, 2 usage."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from atl_pipeline.cli import infra, utils
+from atl_pipeline.cli.common import EXIT_USAGE, UsageError
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="atl", description="Operate the All Things Linux infrastructure "
+                                   "from domains.yml.")
+    groups = root.add_subparsers(dest="group", required=True, metavar="GROUP")
+    infra.register(groups.add_parser("infra", help="validate, deploy and inspect the infrastructure"))
+    utils.register(groups.add_parser("utils", help="utilities for operators"))
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except UsageError as error:
+        print(f"atl: {error}", file=sys.stderr)
+        return EXIT_USAGE

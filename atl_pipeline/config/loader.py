@@ -1,0 +1,111 @@
+"""Load domains.yml into a typed `Config`, with every problem located in the file."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from atl_pipeline.config.model import Config
+from atl_pipeline.config.yaml_reader import Positions, Source, YamlPath, parse, read_source
+from atl_pipeline.findings import ConfigError, Finding
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A configuration and the file it was read from, so findings can point into it."""
+
+    config: Config
+    source: Source
+
+    @cached_property
+    def _positions(self) -> Positions:
+        positions = Positions()
+        parse(self.source, positions)
+        return positions
+
+    def line(self, path: YamlPath) -> int:
+        return self._positions.of(path)[0]
+
+    def finding(self, path: YamlPath, message: str, *, key: bool = False) -> Finding:
+        line, column = self._positions.of(path, key=key)
+        return Finding(self.source.name, line, column, message)
+
+
+def load_config(path: Path | str, *, name: str | None = None) -> LoadedConfig:
+    return load_source(read_source(path, name=name))
+
+
+def load_source(source: Source) -> LoadedConfig:
+    """Parse and check the schema; raises ConfigError listing every problem at once."""
+    data = parse(source)
+    if not isinstance(data, dict):
+        raise ConfigError([Finding(source.name, 1, 1, "the file must be a mapping with a `domains:` list "
+                                   "(and optionally version, project, environment, target, services)")])
+    try:
+        return LoadedConfig(Config.model_validate(data), source)
+    except ValidationError as error:
+        positions = Positions()
+        parse(source, positions)
+        raise ConfigError([_finding(source.name, positions, e) for e in error.errors(include_url=False)]) from None
+
+
+def _finding(name: str, positions: Positions, error: Any) -> Finding:
+    loc: YamlPath = error["loc"]
+    if error["type"] == "extra_forbidden":
+        where, position = loc[:-1], positions.of(loc, key=True)
+        message = f"unknown field {str(loc[-1])[:80]!r}"
+        close = difflib.get_close_matches(str(loc[-1]), _fields_at(where), n=1)
+        message += f"; did you mean {close[0]!r}?" if close else f"; the fields here are {', '.join(_fields_at(where))}"
+    elif error["type"] == "missing":
+        where, position = loc[:-1], positions.of(loc[:-1])
+        message = f"missing required field {loc[-1]!r}"
+    elif loc and loc[-1] == "[key]":
+        where, position = loc[:-2], positions.of(loc[:-1], key=True)
+        message = _message(error)
+    else:
+        where, position = loc, positions.of(loc)
+        message = _message(error)
+    return Finding(name, *position, f"{dotted(where)}: {message}" if where else message)
+
+
+def _message(error: Any) -> str:
+    message: str = error["msg"].removeprefix("Value error, ")
+    return message[0].lower() + message[1:]
+
+
+def dotted(path: YamlPath) -> str:
+    """`domains[0].resources.cpu`: a path as an operator would write it."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def _fields_at(path: YamlPath) -> list[str]:
+    """The field names of the model found at `path` in the schema."""
+    model: type[BaseModel] | None = Config
+    skip_key = False
+    for part in path:
+        if skip_key:  # the index into a list or the key of a mapping
+            skip_key = False
+            continue
+        if model is None or part not in model.model_fields:
+            return []
+        annotation = model.model_fields[part].annotation
+        skip_key = get_origin(annotation) in (list, dict)
+        model = _model_in(annotation)
+    return list(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        if model := _model_in(argument):
+            return model
+    return None

@@ -1,0 +1,130 @@
+"""The domains.yml schema, version 1, as pydantic models.
+
+Every name that later reaches a template, a process table or a URL is checked here, so
+a `Config` that exists is safe to render. Rules that look across the whole file
+(unique names, references, capacity, ports) live in `atl_pipeline.validation`.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from atl_pipeline.config.names import check_identifier, normalize_hostname
+from atl_pipeline.config.quantity import cpu_millicores, memory_bytes, parse_quantity
+
+MAX_REPLICAS = 50
+COMMAND_PLACEHOLDERS = ("port", "replica", "service")
+
+
+def _check_quantity(text: str) -> str:
+    parse_quantity(text)
+    return text
+
+
+Identifier = Annotated[str, AfterValidator(check_identifier)]
+Hostname = Annotated[str, AfterValidator(normalize_hostname)]
+Quantity = Annotated[str, AfterValidator(_check_quantity)]
+Port = Annotated[int, Field(ge=1024, le=65535)]
+
+_HEALTH_PATH = re.compile(r"/[A-Za-z0-9._~/-]*(\?[A-Za-z0-9._~=&-]*)?")
+_IMAGE = re.compile(
+    r"(?:[a-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(?:@sha256:[a-f0-9]{64})?"
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+class Resources(_Model):
+    cpu: Quantity = "250m"
+    memory: Quantity = "256Mi"
+
+    @property
+    def millicores(self) -> int:
+        return cpu_millicores(self.cpu)
+
+    @property
+    def bytes(self) -> int:
+        return memory_bytes(self.memory)
+
+
+class Health(_Model):
+    path: str = "/healthz"
+
+    @field_validator("path")
+    @classmethod
+    def _plain_path(cls, path: str) -> str:
+        if not _HEALTH_PATH.fullmatch(path):
+            raise ValueError(f"{path[:80]!r} is not a plain URL path such as /healthz")
+        return path
+
+
+class Service(_Model):
+    command: list[str] | None = Field(None, min_length=1)
+    image: str | None = None
+    port: Port
+    health: Health = Health()
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _argv_only(cls, command: object) -> object:
+        if isinstance(command, str):
+            raise ValueError("a command is a list of arguments, never a shell string: "
+                             "write it as [program, arg, ...]")
+        return command
+
+    @field_validator("command")
+    @classmethod
+    def _known_placeholders(cls, command: list[str] | None) -> list[str] | None:
+        for argument in command or ():
+            try:
+                fields = [field for _, field, _, _ in string.Formatter().parse(argument) if field is not None]
+            except ValueError as error:
+                raise ValueError(f"argument {argument[:80]!r}: {error}; write a literal brace as {{{{ or }}}}") from None
+            unknown = [field for field in fields if field not in COMMAND_PLACEHOLDERS]
+            if unknown:
+                raise ValueError(f"argument {argument[:80]!r} uses {{{unknown[0][:40]}}}; "
+                                 f"the placeholders are {', '.join('{%s}' % p for p in COMMAND_PLACEHOLDERS)}")
+        return command
+
+    @field_validator("image")
+    @classmethod
+    def _image_reference(cls, image: str | None) -> str | None:
+        if image is not None and not _IMAGE.fullmatch(image):
+            raise ValueError(f"{image[:80]!r} is not a container image reference such as "
+                             "ghcr.io/allthingslinux/app:1.2.3")
+        return image
+
+
+class Domain(_Model):
+    name: Hostname
+    service: Identifier
+    ssl: bool = True
+    monitoring: bool = True
+    replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
+    resources: Resources = Resources()
+
+
+class Capacity(_Model):
+    cpu: Quantity
+    memory: Quantity
+
+
+class LocalTarget(_Model):
+    kind: Literal["local"] = "local"
+    capacity: Capacity | None = None
+
+
+class Config(_Model):
+    version: Literal[1] = 1
+    project: Identifier = "allthingslinux"
+    environment: Identifier = "production"
+    target: LocalTarget = LocalTarget()
+    services: dict[Identifier, Service] = {}
+    domains: list[Domain]

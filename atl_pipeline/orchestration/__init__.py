@@ -1,0 +1,1 @@
+"""The Dagster layer: assets, checks and sensors that wire the plain modules into a pipeline."""

@@ -1,0 +1,118 @@
+"""Run the deploy job in a project's Dagster instance, reporting each stage as it ends.
+
+The run is an ordinary Dagster run of the `deploy` job, so it shows in the UI's run
+history beside the runs that sensors start. Stage events are read back from the
+instance's event log while the run executes in this process.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster import DagsterEventType, DagsterInstance, RunsFilter, execute_job, reconstructable
+
+from atl_pipeline.definitions import deploy_job
+from atl_pipeline.project import Project
+
+_WATCHED = {
+    DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
+    DagsterEventType.STEP_SKIPPED, DagsterEventType.ASSET_MATERIALIZATION,
+    DagsterEventType.ASSET_CHECK_EVALUATION,
+}
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    stage: str
+    status: str  # "ok", "failed", "skipped" or "check failed"
+    seconds: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    success: bool
+    status: str
+
+
+def run_deploy(project: Project, domains_file: Path | None = None,
+               on_stage: Callable[[StageEvent], None] = lambda event: None,
+               tags: dict[str, str] | None = None) -> RunOutcome:
+    instance = DagsterInstance.from_config(str(project.ensure_instance()))
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    if domains_file is not None:
+        run_config["ops"] = {"domain_config": {"config": {"path": str(domains_file.resolve())}}}
+    marker = uuid.uuid4().hex
+    watcher = _StageWatcher(instance, marker, on_stage)
+    watcher.start()
+    try:
+        result = execute_job(reconstructable(deploy_job), instance, run_config=run_config,
+                             tags={"atl/trigger": "cli", "atl/invocation": marker, **(tags or {})})
+    finally:
+        watcher.finish()
+    run = instance.get_run_by_id(result.run_id)
+    return RunOutcome(result.run_id, result.success, run.status.value if run else "UNKNOWN")
+
+
+class _StageWatcher(threading.Thread):
+    """Follows the event log of the run tagged with `marker` and reports stage ends."""
+
+    def __init__(self, instance: DagsterInstance, marker: str, on_stage: Callable[[StageEvent], None]):
+        super().__init__(daemon=True)
+        self.instance, self.marker, self.on_stage = instance, marker, on_stage
+        self.done = threading.Event()
+        self.run_id: str | None = None
+        self.cursor: str | None = None
+        self.started: dict[str, float] = {}
+        self.summaries: dict[str, str] = {}
+
+    def run(self) -> None:
+        while not self.done.wait(0.1):
+            self.poll()
+
+    def finish(self) -> None:
+        self.done.set()
+        self.join()
+        self.poll()
+
+    def poll(self) -> None:
+        if self.run_id is None:
+            runs = self.instance.get_runs(RunsFilter(tags={"atl/invocation": self.marker}), limit=1)
+            if not runs:
+                return
+            self.run_id = runs[0].run_id
+        connection = self.instance.get_records_for_run(self.run_id, cursor=self.cursor, of_type=_WATCHED)
+        self.cursor = connection.cursor
+        for record in connection.records:
+            self.handle(record.event_log_entry)
+
+    def handle(self, entry) -> None:
+        event = entry.dagster_event
+        step, kind, data = event.step_key, event.event_type, event.event_specific_data
+        seconds = round(entry.timestamp - self.started[step], 3) if step in self.started else None
+        if kind == DagsterEventType.STEP_START:
+            self.started[step] = entry.timestamp
+        elif kind == DagsterEventType.ASSET_MATERIALIZATION:
+            summary = data.materialization.metadata.get("summary")
+            self.summaries[step] = str(summary.value) if summary else ""
+        elif kind == DagsterEventType.ASSET_CHECK_EVALUATION and not data.passed:
+            self.on_stage(StageEvent(f"{step}:{data.check_name}", "check failed",
+                                     detail=data.description or ""))
+        elif kind == DagsterEventType.STEP_SUCCESS:
+            self.on_stage(StageEvent(step, "ok", seconds, self.summaries.get(step, "")))
+        elif kind == DagsterEventType.STEP_FAILURE:
+            failure = data.user_failure_data
+            if failure and failure.description:
+                detail = failure.description
+            elif data.error and data.error.cls_name == "DagsterAssetCheckFailedError":
+                detail = "a blocking check failed; no later stage runs"
+            else:
+                detail = data.error.message if data.error else "failed"
+            self.on_stage(StageEvent(step, "failed", seconds, detail.strip()))
+        elif kind == DagsterEventType.STEP_SKIPPED:
+            self.on_stage(StageEvent(step, "skipped"))

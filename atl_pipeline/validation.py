@@ -1,0 +1,142 @@
+"""Semantic rules over a whole configuration: what the schema alone cannot see.
+
+Each rule takes the loaded configuration and yields findings located in the file.
+`validate` runs them all, so an operator sees every problem at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from atl_pipeline.config import Domain, LoadedConfig
+from atl_pipeline.config.quantity import cpu_millicores, format_bytes, memory_bytes
+from atl_pipeline.findings import Finding
+
+SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "fish", "csh", "tcsh", "busybox"}
+
+
+@dataclass(frozen=True)
+class ValidatedConfig:
+    """A configuration with the findings of every semantic rule; deployable only when `ok`."""
+
+    loaded: LoadedConfig
+    findings: tuple[Finding, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+def validate(loaded: LoadedConfig) -> ValidatedConfig:
+    findings = [finding for rule in RULES for finding in rule(loaded)]
+    return ValidatedConfig(loaded, tuple(sorted(findings)))
+
+
+def unique_domain_names(loaded: LoadedConfig) -> Iterator[Finding]:
+    first: dict[str, int] = {}
+    for index, domain in enumerate(loaded.config.domains):
+        if domain.name in first:
+            line = loaded.line(("domains", first[domain.name]))
+            yield loaded.finding(("domains", index, "name"),
+                                 f"domain {domain.name} is declared twice (first at line {line})")
+        else:
+            first[domain.name] = index
+
+
+def services_defined(loaded: LoadedConfig) -> Iterator[Finding]:
+    services = loaded.config.services
+    for index, domain in enumerate(loaded.config.domains):
+        if domain.service not in services:
+            close = difflib.get_close_matches(domain.service, services, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "; define it under `services:`"
+            yield loaded.finding(("domains", index, "service"),
+                                 f"service {domain.service!r} is not defined{hint}")
+
+
+def shared_services_agree(loaded: LoadedConfig) -> Iterator[Finding]:
+    """Domains routed to one service run the same replicas: they must ask for the same."""
+    first: dict[str, tuple[int, Domain]] = {}
+    for index, domain in enumerate(loaded.config.domains):
+        if domain.service not in first:
+            first[domain.service] = (index, domain)
+            continue
+        other_index, other = first[domain.service]
+        for field in ("replicas", "resources"):
+            if getattr(domain, field) != getattr(other, field):
+                line = loaded.line(("domains", other_index))
+                yield loaded.finding(("domains", index, field),
+                                     f"{domain.name} and {other.name} (line {line}) share service "
+                                     f"{domain.service!r} but ask for different {field}; make them equal")
+
+
+def local_commands(loaded: LoadedConfig) -> Iterator[Finding]:
+    """The local target runs each service in use as processes of its own argv."""
+    for name in _replicas_by_service(loaded):
+        command = loaded.config.services[name].command
+        if command is None:
+            yield loaded.finding(("services", name),
+                                 f"service {name!r} has no command; the local target runs services as processes")
+        elif os.path.basename(command[0]) in SHELLS:
+            yield loaded.finding(("services", name, "command"),
+                                 f"service {name!r} runs a shell ({command[0]}); give the program's own "
+                                 "arguments instead, so no configuration value is ever read by a shell")
+
+
+def ports_disjoint(loaded: LoadedConfig) -> Iterator[Finding]:
+    """Replica r of a service listens on port + r: the services' port ranges must not meet."""
+    taken: list[tuple[range, str]] = []
+    for name, replicas in _replicas_by_service(loaded).items():
+        port = loaded.config.services[name].port
+        ports = range(port, port + replicas)
+        where = ("services", name, "port")
+        if ports.stop - 1 > 65535:
+            yield loaded.finding(where, f"service {name!r} needs ports {port}-{ports.stop - 1}, past 65535")
+        for other_ports, other in taken:
+            if ports.start < other_ports.stop and other_ports.start < ports.stop:
+                yield loaded.finding(where, f"services {other!r} and {name!r} both use port "
+                                     f"{max(ports.start, other_ports.start)} (replica r listens on port + r)")
+        taken.append((ports, name))
+
+
+def within_capacity(loaded: LoadedConfig) -> Iterator[Finding]:
+    millicores = bytes_ = 0
+    for name, replicas in _replicas_by_service(loaded).items():
+        resources = next(d.resources for d in loaded.config.domains if d.service == name)
+        millicores += replicas * resources.millicores
+        bytes_ += replicas * resources.bytes
+    capacity_millicores, capacity_bytes, origin = _capacity(loaded)
+    if millicores > capacity_millicores or bytes_ > capacity_bytes:
+        yield loaded.finding(("domains",), f"the domains request {millicores / 1000:g} cpu and "
+                             f"{format_bytes(bytes_)} memory; {origin} has {capacity_millicores / 1000:g} cpu "
+                             f"and {format_bytes(capacity_bytes)}: lower replicas or resources, or raise "
+                             "target.capacity", key=True)
+
+
+def machine_capacity() -> tuple[int, int]:
+    """Cores this process may run on (in millicores) and physical memory (bytes)."""
+    return len(os.sched_getaffinity(0)) * 1000, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _capacity(loaded: LoadedConfig) -> tuple[int, int, str]:
+    capacity = loaded.config.target.capacity
+    if capacity is not None:
+        return cpu_millicores(capacity.cpu), memory_bytes(capacity.memory), "target.capacity"
+    return (*machine_capacity(), "this machine")
+
+
+def _replicas_by_service(loaded: LoadedConfig) -> dict[str, int]:
+    """Each defined service that a domain routes to, with the replicas its first domain asks for."""
+    replicas: dict[str, int] = {}
+    for domain in loaded.config.domains:
+        if domain.service in loaded.config.services:
+            replicas.setdefault(domain.service, domain.replicas)
+    return replicas
+
+
+RULES: list[Callable[[LoadedConfig], Iterator[Finding]]] = [
+    unique_domain_names, services_defined, shared_services_agree,
+    local_commands, ports_disjoint, within_capacity,
+]
