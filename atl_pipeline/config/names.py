@@ -21,7 +21,7 @@ def normalize_hostname(name: str) -> str:
 
     Raises ValueError saying what is wrong with it.
     """
-    name = name.strip().rstrip(".").lower() if name.isascii() else _to_ascii(name)
+    name = name.rstrip(".").lower() if name.isascii() else _to_ascii(name)
     if not name:
         raise ValueError("a domain name cannot be empty")
     if len(name) > MAX_HOSTNAME:
@@ -40,7 +40,7 @@ def normalize_hostname(name: str) -> str:
 
 def _to_ascii(name: str) -> str:
     try:
-        return idna.encode(name.strip().rstrip("."), uts46=True).decode("ascii")
+        return idna.encode(name.rstrip(".").lower()).decode("ascii")
     except idna.IDNAError as error:
         raise ValueError(f"{_show(name)} is not a valid internationalized domain name: {error}") from None
 

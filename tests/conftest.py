@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import shutil
+import signal
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from atl_pipeline.project import Project
+
+REPO = Path(__file__).resolve().parent.parent
+
+SEED = """\
+services:
+  backend-api:
+    command: [python3, -m, http.server, "{port}"]
+    port: 8080
+# The seed's example, as the infrastructure overview writes it
+domains:
+  - name: "api.allthingslinux.org"
+    service: "backend-api"
+    ssl: true
+    monitoring: true
+    replicas: 3
+    resources:
+      cpu: "500m"
+      memory: "512Mi"
+"""
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    """Write a (dedented) configuration file and return its path."""
+
+    def write(text: str | bytes, name: str = "domains.yml") -> Path:
+        path = tmp_path / name
+        if isinstance(text, str):
+            path.write_text(textwrap.dedent(text))
+        else:
+            path.write_bytes(text)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """A project directory holding a copy of the repository's domains.yml, as ATL_PROJECT_DIR."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(REPO / "domains.yml", root / "domains.yml")
+    monkeypatch.setenv("ATL_PROJECT_DIR", str(root))
+    monkeypatch.chdir(root)
+    return Project(root)
+
+
+@pytest.fixture
+def hang_guard():
+    """Fails a test that hangs (a guard against unbounded work, not a timing assertion)."""
+
+    def expired(signum, frame):
+        raise TimeoutError("still running after 60 s: the work is not bounded")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

@@ -1,0 +1,141 @@
+"""The schema: the seed's example, defaults, and each field's rule."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from atl_pipeline.config import load_config
+from atl_pipeline.config.names import check_identifier, normalize_hostname
+from atl_pipeline.config.quantity import cpu_millicores, memory_bytes, parse_quantity
+from atl_pipeline.findings import ConfigError
+from tests.conftest import REPO, SEED
+
+
+def test_the_seed_example_loads_as_written(write):
+    config = load_config(write(SEED)).config
+    (domain,) = config.domains
+    assert (domain.name, domain.service, domain.ssl, domain.monitoring, domain.replicas) == (
+        "api.allthingslinux.org", "backend-api", True, True, 3)
+    assert (domain.resources.millicores, domain.resources.bytes) == (500, 512 * 2**20)
+    assert (config.version, config.target.kind) == (1, "local")
+
+
+def test_the_repository_example_loads():
+    config = load_config(REPO / "domains.yml").config
+    assert len(config.domains) >= 2
+    assert all(domain.service in config.services for domain in config.domains)
+
+
+def test_defaults_fill_what_a_domain_leaves_out(write):
+    config = load_config(write("""\
+        services: {web: {command: [web], port: 9000}}
+        domains: [{name: example.org, service: web}]
+    """)).config
+    domain = config.domains[0]
+    assert (domain.ssl, domain.monitoring, domain.replicas) == (True, True, 1)
+    assert (domain.resources.cpu, domain.resources.memory) == ("250m", "256Mi")
+    assert config.services["web"].health.path == "/healthz"
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("500m", Decimal("0.5")), ("2", Decimal(2)), ("1.5", Decimal("1.5")), (".5", Decimal("0.5")),
+    ("512Mi", Decimal(512 * 2**20)), ("1Gi", Decimal(2**30)), ("1G", Decimal(10**9)),
+    ("128974848", Decimal(128974848)), ("129e6", Decimal(129 * 10**6)), ("1k", Decimal(1000)),
+])
+def test_kubernetes_quantities(text, value):
+    assert parse_quantity(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "-1", "0", "0m", "1.5Mo", "1 Gi", "Gi", "1e", "1ki", "0x10", "1e999"])
+def test_bad_quantities_are_rejected(text):
+    with pytest.raises(ValueError):
+        parse_quantity(text)
+
+
+def test_quantities_round_up_to_whole_units():
+    assert cpu_millicores("0.0001") == 1
+    assert memory_bytes("1.5") == 2
+
+
+@pytest.mark.parametrize(("name", "canonical"), [
+    ("API.AllThingsLinux.org", "api.allthingslinux.org"),
+    ("api.allthingslinux.org.", "api.allthingslinux.org"),
+    ("bücher.example", "xn--bcher-kva.example"),
+    ("a-b.c0.example", "a-b.c0.example"),
+    ("localhost", "localhost"),
+])
+def test_hostnames_are_normalized(name, canonical):
+    assert normalize_hostname(name) == canonical
+
+
+@pytest.mark.parametrize("name", [
+    "", ".", "-api.example.org", "api-.example.org", "api..example.org", "api_x.example.org",
+    "a" * 64 + ".org", ("a" * 63 + ".") * 4 + "org", "127.0.0.1", "api example.org",
+    'x"}\nresource "y" {', "$(reboot).example.org", "${var.x}.example.org", "{{ 7*7 }}.example.org",
+    "*.example.org", "ex\u200bample.org",
+])
+def test_invalid_hostnames_are_rejected(name):
+    with pytest.raises(ValueError):
+        normalize_hostname(name)
+
+
+@pytest.mark.parametrize("name", ["Web", "web_1", "-web", "web-", "../etc", "web.app", "", "a" * 64, "wéb"])
+def test_invalid_identifiers_are_rejected(name):
+    with pytest.raises(ValueError):
+        check_identifier(name)
+
+
+@pytest.mark.parametrize(("service", "message"), [
+    ('{command: "python -m app", port: 9000}', "never a shell string"),
+    ("{command: [], port: 9000}", "at least 1 item"),
+    ('{command: [app, "{host}"], port: 9000}', "uses {host}"),
+    ('{command: [app, "{port"], port: 9000}', "literal brace"),
+    ("{command: [app], port: 80}", "greater than or equal to 1024"),
+    ("{command: [app], port: 70000}", "less than or equal to 65535"),
+    ("{command: [app], port: 9000, image: 'Not An Image'}", "container image reference"),
+    ("{command: [app], port: 9000, health: {path: 'healthz'}}", "plain URL path"),
+    ("{command: [app], port: 9000, health: {path: '/h\"; drop'}}", "plain URL path"),
+])
+def test_service_fields(write, service, message):
+    path = write(f"services: {{web: {service}}}\ndomains: [{{name: example.org, service: web}}]\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    (finding,) = raised.value.findings
+    assert message in finding.message
+    assert finding.line == 1
+
+
+def test_command_placeholders_and_numbers_are_accepted(write):
+    path = write('services: {web: {command: [app, --port, "{port}", --id, "{replica}", -n, 3], port: 9000}}\n'
+                 "domains: [{name: example.org, service: web}]\n")
+    assert load_config(path).config.services["web"].command == [
+        "app", "--port", "{port}", "--id", "{replica}", "-n", "3"]
+
+
+@pytest.mark.parametrize(("domain", "message"), [
+    ("{name: example.org, service: web, replicas: 0}", "greater than or equal to 1"),
+    ("{name: example.org, service: web, replicas: 51}", "less than or equal to 50"),
+    ("{name: example.org, service: web, replicas: three}", "valid integer"),
+    ("{name: example.org, service: web, ssl: maybe}", "valid boolean"),
+    ("{name: example.org, service: Web}", "not a valid name"),
+    ("{name: example.org}", "missing required field 'service'"),
+    ("{name: example.org, service: web, resources: {cpu: lots}}", "not a Kubernetes quantity"),
+])
+def test_domain_fields(write, domain, message):
+    path = write(f"services: {{web: {{command: [app], port: 9000}}}}\ndomains: [{domain}]\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert [message in f.message for f in raised.value.findings] == [True]
+
+
+@pytest.mark.parametrize(("top", "message"), [
+    ("version: 2", "input should be 1"),
+    ("target: {kind: hcloud}", "input should be 'local'"),
+    ("project: All Things", "not a valid name"),
+])
+def test_top_level_fields(write, top, message):
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(f"{top}\ndomains: []\n"))
+    assert message in str(raised.value)
