@@ -1,0 +1,133 @@
+"""The semantic rules: each finding, and where it points."""
+
+from __future__ import annotations
+
+from atl_pipeline.config import load_config
+from atl_pipeline.validation import machine_capacity, validate
+
+CAPACITY = "target: {kind: local, capacity: {cpu: '8', memory: 16Gi}}\n"
+
+
+def findings(write, text: str) -> list[tuple[int, int, str]]:
+    validated = validate(load_config(write(CAPACITY + text)))
+    return [(f.line, f.column, f.message) for f in validated.findings]
+
+
+def test_a_valid_configuration_has_no_findings(write):
+    assert findings(write, """\
+services:
+  api: {command: [api, "{port}"], port: 8080}
+  web: {command: [web, "{port}"], port: 8083}
+domains:
+  - {name: api.example.org, service: api, replicas: 3}
+  - {name: www.example.org, service: web, replicas: 2}
+  - {name: example.org, service: web, replicas: 2}
+""") == []
+
+
+def test_duplicate_domain_names_ignore_case_and_a_trailing_dot(write):
+    assert findings(write, """\
+services: {web: {command: [web], port: 9000}}
+domains:
+  - {name: www.example.org, service: web}
+  - {name: WWW.Example.org., service: web}
+""") == [(5, 12, "domain www.example.org is declared twice (first at line 4)")]
+
+
+def test_every_domain_names_a_defined_service(write):
+    assert findings(write, """\
+services: {backend-api: {command: [api], port: 9000}}
+domains:
+  - {name: a.example.org, service: backend-apii}
+  - {name: b.example.org, service: mail}
+""") == [
+        (4, 36, "service 'backend-apii' is not defined; did you mean 'backend-api'?"),
+        (5, 36, "service 'mail' is not defined; define it under `services:`"),
+    ]
+
+
+def test_domains_sharing_a_service_ask_for_the_same_replicas_and_resources(write):
+    assert findings(write, """\
+services: {web: {command: [web], port: 9000}}
+domains:
+  - {name: a.example.org, service: web, replicas: 2}
+  - {name: b.example.org, service: web, replicas: 3, resources: {cpu: 1}}
+""") == [
+        (5, 51, "b.example.org and a.example.org (line 4) share service 'web' but ask for different replicas; "
+                "make them equal"),
+        (5, 65, "b.example.org and a.example.org (line 4) share service 'web' but ask for different resources; "
+                "make them equal"),
+    ]
+
+
+def test_the_local_target_needs_a_command_and_no_shell(write):
+    assert findings(write, """\
+services:
+  api: {image: ghcr.io/example/api:1.0, port: 9000}
+  web: {command: [/bin/bash, -c, "web --port {port}"], port: 9100}
+  unused: {image: ghcr.io/example/unused:1.0, port: 9200}
+domains:
+  - {name: a.example.org, service: api}
+  - {name: b.example.org, service: web}
+""") == [
+        (3, 8, "service 'api' has no command; the local target runs services as processes"),
+        (4, 18, "service 'web' runs a shell (/bin/bash); give the program's own arguments instead, "
+                "so no configuration value is ever read by a shell"),
+    ]
+
+
+def test_no_two_services_share_a_port(write):
+    assert findings(write, """\
+services:
+  api: {command: [api], port: 9000}
+  web: {command: [web], port: 9002}
+  docs: {command: [docs], port: 9000}
+  far: {command: [far], port: 65535}
+domains:
+  - {name: a.example.org, service: api, replicas: 3}
+  - {name: b.example.org, service: web}
+  - {name: c.example.org, service: docs}
+  - {name: d.example.org, service: far, replicas: 2}
+""") == [
+        (4, 31, "services 'api' and 'web' both use port 9002 (replica r listens on port + r)"),
+        (5, 33, "services 'api' and 'docs' both use port 9000 (replica r listens on port + r)"),
+        (6, 30, "service 'far' needs ports 65535-65536, past 65535"),
+    ]
+
+
+def test_requests_stay_within_the_target_capacity(write):
+    text = """\
+target: {kind: local, capacity: {cpu: '2', memory: 1Gi}}
+services:
+  api: {command: [api], port: 9000}
+  web: {command: [web], port: 9100}
+domains:
+  - {name: a.example.org, service: api, replicas: 3, resources: {cpu: 500m, memory: 256Mi}}
+  - {name: b.example.org, service: web, replicas: 2, resources: {cpu: 500m, memory: 256Mi}}
+"""
+    validated = validate(load_config(write(text)))
+    assert [(f.line, f.column, f.message) for f in validated.findings] == [
+        (5, 1, "the domains request 2.5 cpu and 1.25Gi memory; target.capacity has 2 cpu and 1Gi: "
+               "lower replicas or resources, or raise target.capacity")]
+
+
+def test_capacity_defaults_to_this_machine(write):
+    cores, _ = machine_capacity()
+    path = write(f"""\
+services: {{api: {{command: [api], port: 9000}}}}
+domains:
+  - {{name: a.example.org, service: api, resources: {{cpu: "{cores + 1}m"}}}}
+""")
+    (finding,) = validate(load_config(path)).findings
+    assert finding.message.startswith(f"the domains request {(cores + 1) / 1000:g} cpu")
+    assert f"; this machine has {cores / 1000:g} cpu and " in finding.message
+
+
+def test_findings_from_different_rules_are_reported_together_in_file_order(write):
+    result = findings(write, """\
+services: {api: {command: [sh, -c, api], port: 9000}}
+domains:
+  - {name: a.example.org, service: api}
+  - {name: a.example.org, service: nope}
+""")
+    assert [line for line, _, _ in result] == [2, 5, 5]
