@@ -91,7 +91,7 @@ domains:
 """) == [
         (4, 31, "services 'api' and 'web' both use port 9002 (replica r listens on port + r)"),
         (5, 33, "services 'api' and 'docs' both use port 9000 (replica r listens on port + r)"),
-        (6, 30, "service 'far' needs ports 65535-65536, past 65535"),
+        (6, 31, "service 'far' needs ports 65535-65536, past 65535"),
     ]
 
 
