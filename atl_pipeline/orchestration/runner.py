@@ -48,7 +48,8 @@ def run_deploy(project: Project, domains_file: Path | None = None,
     if domains_file is not None:
         run_config["ops"] = {"domain_config": {"config": {"path": str(domains_file.resolve())}}}
     marker = uuid.uuid4().hex
-    watcher = _StageWatcher(instance, marker, on_stage)
+    stages = [node.name for node in deploy_job().graph.nodes_in_topological_order]
+    watcher = _StageWatcher(instance, marker, stages, on_stage)
     watcher.start()
     try:
         result = execute_job(reconstructable(deploy_job), instance, run_config=run_config,
@@ -62,9 +63,11 @@ def run_deploy(project: Project, domains_file: Path | None = None,
 class _StageWatcher(threading.Thread):
     """Follows the event log of the run tagged with `marker` and reports stage ends."""
 
-    def __init__(self, instance: DagsterInstance, marker: str, on_stage: Callable[[StageEvent], None]):
+    def __init__(self, instance: DagsterInstance, marker: str, stages: list[str],
+                 on_stage: Callable[[StageEvent], None]):
         super().__init__(daemon=True)
-        self.instance, self.marker, self.on_stage = instance, marker, on_stage
+        self.instance, self.marker, self.stages, self.on_stage = instance, marker, stages, on_stage
+        self.reported: set[str] = set()
         self.done = threading.Event()
         self.run_id: str | None = None
         self.cursor: str | None = None
@@ -76,9 +79,17 @@ class _StageWatcher(threading.Thread):
             self.poll()
 
     def finish(self) -> None:
+        """Report what is left of the run, and the stages that never ran."""
         self.done.set()
         self.join()
         self.poll()
+        for stage in self.stages:
+            if stage not in self.reported:
+                self.report(StageEvent(stage, "skipped", detail="not run: an earlier stage failed"))
+
+    def report(self, event: StageEvent) -> None:
+        self.reported.add(event.stage)
+        self.on_stage(event)
 
     def poll(self) -> None:
         if self.run_id is None:
@@ -104,7 +115,7 @@ class _StageWatcher(threading.Thread):
             self.on_stage(StageEvent(f"{step}:{data.check_name}", "check failed",
                                      detail=data.description or ""))
         elif kind == DagsterEventType.STEP_SUCCESS:
-            self.on_stage(StageEvent(step, "ok", seconds, self.summaries.get(step, "")))
+            self.report(StageEvent(step, "ok", seconds, self.summaries.get(step, "")))
         elif kind == DagsterEventType.STEP_FAILURE:
             failure = data.user_failure_data
             if failure and failure.description:
@@ -113,6 +124,6 @@ class _StageWatcher(threading.Thread):
                 detail = "a blocking check failed; no later stage runs"
             else:
                 detail = data.error.message if data.error else "failed"
-            self.on_stage(StageEvent(step, "failed", seconds, detail.strip()))
+            self.report(StageEvent(step, "failed", seconds, detail.strip()))
         elif kind == DagsterEventType.STEP_SKIPPED:
-            self.on_stage(StageEvent(step, "skipped"))
+            self.report(StageEvent(step, "skipped"))

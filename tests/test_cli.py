@@ -1,0 +1,117 @@
+"""`atl infra validate|config|up`: output and exit codes."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance
+
+from atl_pipeline.cli import main
+from atl_pipeline.project import Project
+from tests.conftest import SEED
+
+FINDING = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<column>\d+): (?P<message>.+)$")
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:  # argparse's usage errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_validate_a_valid_file(capsys, write):
+    path = write(SEED)
+    assert run(capsys, "infra", "validate", str(path)) == (0, f"{path}: valid (1 domains, 1 services)\n", "")
+
+
+def test_validate_defaults_to_the_projects_file(capsys, project: Project):
+    code, out, _ = run(capsys, "infra", "validate")
+    assert (code, out) == (0, "domains.yml: valid (2 domains, 2 services)\n")
+
+
+def test_validate_prints_every_finding_located(capsys, write):
+    path = write("""\
+        services: {api: {command: [api], port: 9000, helth: {}}}
+        domains:
+          - {name: a.example.org, service: api, replicas: 0}
+    """)
+    code, out, _ = run(capsys, "infra", "validate", str(path))
+    lines = out.splitlines()
+    assert code == 1
+    assert [FINDING.match(line).group("file", "line", "column") for line in lines] == [
+        (str(path), "1", "46"), (str(path), "3", "51")]
+    assert "did you mean 'health'?" in lines[0]
+
+
+def test_validate_reports_semantic_findings(capsys, write):
+    path = write(SEED.replace('service: "backend-api"', 'service: "backend"'))
+    code, out, _ = run(capsys, "infra", "validate", str(path))
+    assert code == 1
+    assert out == f"{path}:8:14: service 'backend' is not defined; did you mean 'backend-api'?\n"
+
+
+def test_usage_errors_exit_2(capsys, tmp_path: Path):
+    code, out, err = run(capsys, "infra", "validate", str(tmp_path / "missing.yml"))
+    assert (code, out) == (2, "")
+    assert err == f"atl: cannot read {tmp_path / 'missing.yml'}: No such file or directory\n"
+    assert run(capsys, "infra", "frobnicate")[0] == 2
+    assert run(capsys)[0] == 2
+    assert run(capsys, "infra", "up", "-f", str(tmp_path / "missing.yml"))[0] == 2
+
+
+def test_config_prints_the_domains_table(capsys, project: Project):
+    code, out, _ = run(capsys, "infra", "config")
+    assert code == 0
+    assert out.splitlines() == [
+        "domain                  service      replicas  cpu   memory  ssl  monitoring",
+        "api.allthingslinux.org  backend-api  3         500m  512Mi   yes  yes",
+        "www.allthingslinux.org  website      2         100m  128Mi   yes  yes",
+    ]
+
+
+def test_up_runs_every_stage_in_the_projects_instance(capsys, project: Project):
+    code, out, _ = run(capsys, "infra", "up")
+    lines = out.splitlines()
+    assert code == 0
+    assert re.match(r"ok +domain_config +\d+\.\d\ds  2 domains, 2 services$", lines[0])
+    assert re.match(r"ok +validated_config +\d+\.\d\ds  no findings$", lines[1])
+    run_id = re.fullmatch(r"run (\S+): SUCCESS", lines[2]).group(1)
+    instance = DagsterInstance.from_config(str(project.dagster_home))
+    assert instance.get_run_by_id(run_id).job_name == "deploy"
+
+
+def test_up_fails_when_validation_fails(capsys, project: Project, write):
+    path = write(SEED.replace("port: 8080", "port: 8080\n    image: 'not an image'"), name="other.yml")
+    code, out, _ = run(capsys, "infra", "up", "-f", str(path))
+    assert code == 1
+    assert out.splitlines()[0].startswith("FAIL  domain_config")
+    assert f"{path}:5:12: services.backend-api.image: 'not an image' is not a container image" in out
+    assert re.search(r"^skip +validated_config +not run: an earlier stage failed$", out, re.M)
+    assert re.search(r"^run \S+: FAILURE$", out, re.M)
+
+
+def test_up_stops_at_the_blocking_check(capsys, project: Project):
+    project.domains_file.write_text(project.domains_file.read_text().replace("port: 8180", "port: 8082"))
+    code, out, _ = run(capsys, "infra", "up")
+    assert code == 1
+    assert re.search(r"^FAIL +validated_config:valid +\S*domains.yml:\d+:\d+: services 'backend-api' and "
+                     r"'website' both use port 8082", out, re.M)
+
+
+def test_the_atl_console_script_is_installed(write):
+    atl = Path(sys.executable).with_name("atl")
+    result = subprocess.run([atl, "infra", "validate", write(SEED)], capture_output=True, text=True, check=False)
+    assert (result.returncode, result.stdout.endswith("valid (1 domains, 1 services)\n")) == (0, True)
+
+
+@pytest.mark.parametrize("group", ["infra", "utils"])
+def test_help_lists_the_commands(capsys, group):
+    code, out, _ = run(capsys, group, "--help")
+    assert code == 0 and "COMMAND" in out

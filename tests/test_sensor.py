@@ -1,0 +1,63 @@
+"""The domains.yml file sensor: one run per change of content, reverts included."""
+
+from __future__ import annotations
+
+import hashlib
+
+from dagster import AssetKey, DagsterInstance, build_sensor_context, execute_job, reconstructable
+
+from atl_pipeline.definitions import defs, deploy_job
+from atl_pipeline.project import Project
+
+
+class Ticks:
+    """Evaluates the sensor tick after tick, carrying its cursor as the daemon does."""
+
+    def __init__(self, instance: DagsterInstance):
+        self.sensor = defs.resolve_sensor_def("domains_file_changed")
+        self.instance = instance
+        self.cursor: str | None = None
+
+    def tick(self):
+        result = self.sensor.evaluate_tick(build_sensor_context(instance=self.instance, cursor=self.cursor))
+        self.cursor = result.cursor or self.cursor
+        return result
+
+
+def sha256(project: Project) -> str:
+    return hashlib.sha256(project.domains_file.read_bytes()).hexdigest()
+
+
+def test_one_run_per_distinct_content(project: Project):
+    instance = DagsterInstance.from_config(str(project.ensure_instance()))
+    ticks = Ticks(instance)
+    original = project.domains_file.read_text()
+    keys = []
+
+    for content in (original, original, original + "# a comment\n", original + "# a comment\n", original):
+        project.domains_file.write_text(content)
+        result = ticks.tick()
+        keys += [(request.run_key, request.tags["atl/sha256"]) for request in result.run_requests]
+        if not result.run_requests:
+            assert "unchanged" in result.skip_message
+
+    first = hashlib.sha256(original.encode()).hexdigest()
+    edited_sha = hashlib.sha256((original + "# a comment\n").encode()).hexdigest()
+    assert keys == [(f"1:{first}", first), (f"2:{edited_sha}", edited_sha), (f"3:{first}", first)]
+
+
+def test_the_requested_run_deploys_the_watched_file(project: Project):
+    instance = DagsterInstance.from_config(str(project.ensure_instance()))
+    (request,) = Ticks(instance).tick().run_requests
+
+    result = execute_job(reconstructable(deploy_job), instance, run_config=request.run_config, tags=request.tags)
+
+    assert result.success
+    materialized = instance.get_latest_materialization_event(AssetKey("domain_config")).asset_materialization
+    assert materialized.metadata["sha256"].value == sha256(project)
+
+
+def test_a_missing_file_is_skipped_not_failed(project: Project):
+    project.domains_file.unlink()
+    result = Ticks(DagsterInstance.from_config(str(project.ensure_instance()))).tick()
+    assert result.run_requests == [] and "does not exist" in result.skip_message
