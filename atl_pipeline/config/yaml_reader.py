@@ -10,7 +10,6 @@ null, lists, mappings) are accepted: no Python objects, no merge keys.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,7 +121,7 @@ class _Stop(Exception):
 class _Reader:
     def __init__(self, source: Source, positions: Positions | None):
         self.name = source.name
-        self.events: Iterator[yaml.Event] = yaml.parse(source.text, Loader=yaml.CSafeLoader)
+        self.next_event = yaml.CSafeLoader(source.text).get_event
         self.positions = positions
         self.findings: list[Finding] = []
         self.anchors: dict[str, tuple[Any, int]] = {}
@@ -131,15 +130,15 @@ class _Reader:
         self.values = 0
         self.resolver = yaml.resolver.Resolver()
         self.constructor = yaml.constructor.SafeConstructor()
+        self.scalars: dict[tuple[str, tuple[bool, bool]], Any] = {}  # plain scalars repeat a lot
 
     def document(self) -> Any:
-        next(self.events)  # StreamStart
-        event = next(self.events)
-        if isinstance(event, yaml.StreamEndEvent):
+        self.next_event()  # StreamStart
+        if isinstance(self.next_event(), yaml.StreamEndEvent):
             return None
-        data, _ = self.node(next(self.events), (), 0)
-        next(self.events)  # DocumentEnd
-        extra = next(self.events)
+        data, _ = self.node(self.next_event(), (), 0)
+        self.next_event()  # DocumentEnd
+        extra = self.next_event()
         if not isinstance(extra, yaml.StreamEndEvent):
             self.stop(extra, "the file holds more than one YAML document; keep one")
         return data
@@ -197,41 +196,48 @@ class _Reader:
 
     def scalar(self, event: yaml.ScalarEvent) -> Any:
         tag = event.tag
+        if tag is None and (event.value, event.implicit) in self.scalars:
+            return self.scalars[event.value, event.implicit]
         if tag is None:
             tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
         if tag in _PLAIN_TAGS:
-            return event.value
-        if tag in _TYPED_TAGS:
+            value = event.value
+        elif tag in _TYPED_TAGS:
             node = yaml.ScalarNode(tag, event.value)
-            return self.constructor.yaml_constructors[tag](self.constructor, node)
-        self.note(event, f"tag {_short(tag)} is not allowed: {_PLAIN_DATA}")
-        return event.value
+            value = self.constructor.yaml_constructors[tag](self.constructor, node)
+        else:
+            self.note(event, f"tag {_short(tag)} is not allowed: {_PLAIN_DATA}")
+            return event.value
+        if event.tag is None and len(event.value) <= 64:
+            self.scalars[event.value, event.implicit] = value
+        return value
 
     def sequence(self, path: YamlPath, depth: int) -> tuple[list, int]:
         items, size = [], 1
-        for index, event in enumerate(self.until(yaml.SequenceEndEvent)):
-            value, item_size = self.node(event, (*path, index), depth + 1)
+        event = self.next_event()
+        while not isinstance(event, yaml.SequenceEndEvent):
+            value, item_size = self.node(event, (*path, len(items)), depth + 1)
             items.append(value)
             size += item_size
+            event = self.next_event()
         return items, size
 
     def mapping(self, path: YamlPath, depth: int) -> tuple[dict, int]:
         items: dict[str, Any] = {}
         first_seen: dict[str, int] = {}
         size = 1
-        events = self.until(yaml.MappingEndEvent)
-        for key_event in events:
+        key_event = self.next_event()
+        while not isinstance(key_event, yaml.MappingEndEvent):
             key = self.key(key_event, path, depth)
-            value, value_size = self.node(next(events), (*path, key), depth + 1)
+            value, value_size = self.node(self.next_event(), (*path, key), depth + 1)
             size += value_size
-            if key is None:
-                continue
             if key in first_seen:
                 self.note(key_event, f"duplicate key {key!r} (first at line {first_seen[key]}); "
                           "keep one of them")
-                continue
-            first_seen[key] = key_event.start_mark.line + 1
-            items[key] = value
+            elif key is not None:
+                first_seen[key] = key_event.start_mark.line + 1
+                items[key] = value
+            key_event = self.next_event()
         return items, size
 
     def key(self, event: yaml.Event, path: YamlPath, depth: int) -> str | None:
@@ -248,12 +254,6 @@ class _Reader:
             mark = event.start_mark
             self.positions.keys[(*path, event.value)] = (mark.line + 1, mark.column + 1)
         return event.value
-
-    def until(self, end: type) -> Iterator[yaml.Event]:
-        for event in self.events:
-            if isinstance(event, end):
-                return
-            yield event
 
 
 _PLAIN_DATA = "domains.yml holds plain data only (strings, numbers, booleans, lists and mappings)"
