@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from atl_pipeline.config import load_config
@@ -25,7 +26,7 @@ def generate(domains: int) -> str:
     lines = ["version: 1", "project: bench", "target:", "  kind: local",
              "  capacity: {cpu: '100000', memory: 100Ti}", "services:"]
     for s in range(SERVICES):
-        lines += [f"  svc-{s}:", f"    command: [python3, -m, app, --port, '{{port}}']",
+        lines += [f"  svc-{s}:", "    command: [python3, -m, app, --port, '{port}']",
                   f"    image: ghcr.io/allthingslinux/svc-{s}:1.0.{s}", f"    port: {10000 + s * 50}",
                   "    health: {path: /healthz}"]
     lines.append("domains:")
@@ -54,8 +55,8 @@ def main() -> None:
         for size in SIZES:
             path = Path(tmp) / f"domains-{size}.yml"
             path.write_text(generate(size))
-            load_s, loaded = best_of(args.repeat, lambda: load_config(path))
-            validate_s, validated = best_of(args.repeat, lambda: validate(loaded))
+            load_s, loaded = best_of(args.repeat, partial(load_config, path))
+            validate_s, validated = best_of(args.repeat, partial(validate, loaded))
             assert validated.ok, validated.findings[:3]
             total = load_s + validate_s
             print(f"{size:>8,} {path.stat().st_size:>10,} {load_s:>9.4f} {validate_s:>11.4f} {total:>9.4f} "

@@ -7,6 +7,7 @@ import hashlib
 from dagster import AssetKey, DagsterInstance, build_sensor_context, execute_job, reconstructable
 
 from atl_pipeline.definitions import defs, deploy_job
+from atl_pipeline.orchestration.runner import run_deploy
 from atl_pipeline.project import Project
 
 
@@ -55,6 +56,15 @@ def test_the_requested_run_deploys_the_watched_file(project: Project):
     assert result.success
     materialized = instance.get_latest_materialization_event(AssetKey("domain_config")).asset_materialization
     assert materialized.metadata["sha256"].value == sha256(project)
+
+
+def test_content_already_deployed_is_not_deployed_again(project: Project):
+    assert run_deploy(project).success
+    ticks = Ticks(DagsterInstance.from_config(str(project.ensure_instance())))
+
+    assert ticks.tick().run_requests == []
+    project.domains_file.write_text(project.domains_file.read_text() + "# edited\n")
+    assert [r.run_key for r in ticks.tick().run_requests] == [f"1:{sha256(project)}"]
 
 
 def test_a_missing_file_is_skipped_not_failed(project: Project):

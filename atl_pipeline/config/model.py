@@ -86,11 +86,12 @@ class Service(_Model):
             try:
                 fields = [field for _, field, _, _ in string.Formatter().parse(argument) if field is not None]
             except ValueError as error:
-                raise ValueError(f"argument {argument[:80]!r}: {error}; write a literal brace as {{{{ or }}}}") from None
+                raise ValueError(f"argument {argument[:80]!r}: {error}; "
+                                 "write a literal brace as {{ or }}") from None
             unknown = [field for field in fields if field not in COMMAND_PLACEHOLDERS]
             if unknown:
                 raise ValueError(f"argument {argument[:80]!r} uses {{{unknown[0][:40]}}}; "
-                                 f"the placeholders are {', '.join('{%s}' % p for p in COMMAND_PLACEHOLDERS)}")
+                                 f"the placeholders are {', '.join(f'{{{p}}}' for p in COMMAND_PLACEHOLDERS)}")
         return command
 
     @field_validator("image")

@@ -29,7 +29,8 @@ class DomainsFile(Config):
 
 
 @asset(group_name=GROUP, kinds={"yaml"})
-def domain_config(context: AssetExecutionContext, config: DomainsFile, project: ProjectResource) -> Output[LoadedConfig]:
+def domain_config(context: AssetExecutionContext, config: DomainsFile,
+                  project: ProjectResource) -> Output[LoadedConfig]:
     """domains.yml parsed safely and checked against the schema."""
     path = config.path or str(project.get().domains_file)
     try:
