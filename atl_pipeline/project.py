@@ -33,6 +33,10 @@ class Project:
         return self.root / ".atl"
 
     @property
+    def templates_dir(self) -> Path:
+        return self.root / "terraform_templates"
+
+    @property
     def dagster_home(self) -> Path:
         return self.state_dir / "dagster"
 

@@ -46,10 +46,11 @@ def write(tmp_path: Path):
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    """A project directory holding a copy of the repository's domains.yml, as ATL_PROJECT_DIR."""
+    """A project directory with copies of the repository's domains.yml and templates, as ATL_PROJECT_DIR."""
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(REPO / "domains.yml", root / "domains.yml")
+    shutil.copytree(REPO / "terraform_templates", root / "terraform_templates")
     monkeypatch.setenv("ATL_PROJECT_DIR", str(root))
     monkeypatch.chdir(root)
     return Project(root)

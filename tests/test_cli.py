@@ -82,7 +82,9 @@ def test_up_runs_every_stage_in_the_projects_instance(capsys, project: Project):
     assert code == 0
     assert re.match(r"ok +domain_config +\d+\.\d\ds  2 domains, 2 services$", lines[0])
     assert re.match(r"ok +validated_config +\d+\.\d\ds  no findings$", lines[1])
-    run_id = re.fullmatch(r"run (\S+): SUCCESS", lines[2]).group(1)
+    assert re.match(r"ok +terraform_plan +\d+\.\d\ds  4 to create$", lines[2])
+    assert re.match(r"ok +terraform_apply +\d+\.\d\ds  applied 4 to create; state serial \d+$", lines[3])
+    run_id = re.fullmatch(r"run (\S+): SUCCESS", lines[4]).group(1)
     instance = DagsterInstance.from_config(str(project.dagster_home))
     assert instance.get_run_by_id(run_id).job_name == "deploy"
 
@@ -93,7 +95,8 @@ def test_up_fails_when_validation_fails(capsys, project: Project, write):
     assert code == 1
     assert out.splitlines()[0].startswith("FAIL  domain_config")
     assert f"{path}:5:12: services.backend-api.image: 'not an image' is not a container image" in out
-    assert re.search(r"^skip +validated_config +not run: an earlier stage failed$", out, re.M)
+    assert re.findall(r"^skip +(\w+) +not run: an earlier stage failed$", out, re.M) == [
+        "validated_config", "terraform_plan", "terraform_apply"]
     assert re.search(r"^run \S+: FAILURE$", out, re.M)
 
 

@@ -152,7 +152,7 @@ def test_a_few_aliases_are_fine(write):
     with pytest.raises(ConfigError) as raised:  # `small` is no field of the schema
         load_config(path)
     assert [f.message for f in raised.value.findings] == [
-        "unknown field 'small'; the fields here are version, project, environment, target, services, domains"]
+        "unknown field 'small'; the fields here are version, project, environment, target, state, services, domains"]
 
 
 def test_a_utf8_byte_order_mark_is_accepted(write):

@@ -4,9 +4,8 @@ and a stage re-materialized alone from the stored output of the stage before it.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
-from dagster import AssetCheckKey, AssetKey, DagsterInstance, FilesystemIOManager, asset, materialize
+from dagster import AssetCheckKey, AssetKey, DagsterInstance, FilesystemIOManager, materialize
 
 from atl_pipeline.orchestration.assets import domain_config, validated_config
 from atl_pipeline.orchestration.resources import ProjectResource
@@ -28,7 +27,8 @@ def test_a_deploy_run_materializes_both_stages_with_metadata(project: Project):
     outcome = run_deploy(project, on_stage=stages.append)
 
     assert outcome.success and outcome.status == "SUCCESS"
-    assert [(s.stage, s.status) for s in stages] == [("domain_config", "ok"), ("validated_config", "ok")]
+    assert [(s.stage, s.status) for s in stages] == [
+        ("domain_config", "ok"), ("validated_config", "ok"), ("terraform_plan", "ok"), ("terraform_apply", "ok")]
     assert stages[0].detail == "2 domains, 2 services"
     instance = instance_of(project)
     run = instance.get_run_by_id(outcome.run_id)
@@ -43,24 +43,19 @@ def test_a_deploy_run_materializes_both_stages_with_metadata(project: Project):
     assert check.evaluation.passed
 
 
-def test_a_failing_validation_stops_later_stages_in_the_same_run(project: Project, tmp_path: Path):
+def test_a_failing_validation_stops_later_stages_in_the_same_run(project: Project):
     text = project.domains_file.read_text().replace("port: 8180", "port: 8081")  # overlaps backend-api
     project.domains_file.write_text(text)
-    ran = tmp_path / "later-stage-ran"
+    stages = []
 
-    @asset
-    def later_stage(validated_config) -> None:
-        ran.write_text("ran")
+    outcome = run_deploy(project, on_stage=stages.append)
 
-    result = materialize([domain_config, validated_config, later_stage], instance=instance_of(project),
-                         resources=_resources(project), raise_on_error=False)
-
-    assert not result.success
-    (evaluation,) = result.get_asset_check_evaluations()
-    assert not evaluation.passed
-    assert "both use port 8081" in evaluation.description
-    assert result.asset_materializations_for_node("later_stage") == []
-    assert not ran.exists()
+    assert not outcome.success
+    assert [(s.stage, s.status) for s in stages] == [
+        ("domain_config", "ok"), ("validated_config:valid", "check failed"), ("validated_config", "failed"),
+        ("terraform_plan", "skipped"), ("terraform_apply", "skipped")]
+    assert "both use port 8081" in stages[1].detail
+    assert not (project.state_dir / "terraform").exists()
 
 
 def test_a_stage_rematerialized_alone_loads_its_input_from_the_last_run(project: Project):
@@ -82,7 +77,9 @@ def test_a_broken_file_fails_the_first_stage_with_located_findings(project: Proj
     outcome = run_deploy(project, on_stage=stages.append)
 
     assert not outcome.success
-    assert [(s.stage, s.status) for s in stages] == [("domain_config", "failed"), ("validated_config", "skipped")]
+    assert [(s.stage, s.status) for s in stages] == [
+        ("domain_config", "failed"), ("validated_config", "skipped"), ("terraform_plan", "skipped"),
+        ("terraform_apply", "skipped")]
     assert "domains.yml:4:5: domains[0]: unknown field 'replica'; did you mean 'replicas'?" in stages[0].detail
 
 

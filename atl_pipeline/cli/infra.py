@@ -27,6 +27,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     up = commands.add_parser("up", help="run every stage as one Dagster run in the project's instance")
     up.add_argument("-f", "--file", type=Path, help="the domains.yml to deploy (default: the project's)")
+    up.add_argument("--approve-destroy", action="store_true",
+                    help="let this run apply a plan that deletes or replaces resources")
     up.set_defaults(run=_up)
 
 
@@ -78,11 +80,14 @@ def _relative(path: Path) -> str:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from atl_pipeline.orchestration.runner import run_deploy  # Dagster loads slowly; only `up` needs it
+    # Dagster loads slowly: only `up` needs it.
+    from atl_pipeline.orchestration.assets import APPROVE_DESTROY_TAG
+    from atl_pipeline.orchestration.runner import run_deploy
 
     if args.file is not None and not args.file.is_file():
         raise UsageError(f"cannot read {args.file}: no such file")
-    outcome = run_deploy(Project.from_env(), args.file, on_stage=_print_stage)
+    tags = {APPROVE_DESTROY_TAG: "true"} if args.approve_destroy else {}
+    outcome = run_deploy(Project.from_env(), args.file, on_stage=_print_stage, tags=tags)
     print(f"run {outcome.run_id}: {outcome.status}")
     return EXIT_OK if outcome.success else EXIT_FAILED
 
@@ -91,7 +96,7 @@ def _print_stage(event) -> None:
     label = {"ok": "ok", "failed": "FAIL", "skipped": "skip", "check failed": "FAIL"}[event.status]
     seconds = f"{event.seconds:6.2f}s" if event.seconds is not None else " " * 7
     detail, *more = (event.detail or event.status).splitlines() or [""]
-    print(f"{label:<5} {event.stage:<24} {seconds}  {detail}")
+    print(f"{label:<5} {event.stage:<32} {seconds}  {detail}")
     for line in more:
-        print(f"{'':<39}{line}")
+        print(f"{'':<47}{line}")
     sys.stdout.flush()

@@ -11,10 +11,11 @@ import re
 import string
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from atl_pipeline.config.names import check_identifier, normalize_hostname
 from atl_pipeline.config.quantity import cpu_millicores, memory_bytes, parse_quantity
+from atl_pipeline.secrets import check_secret_ref
 
 MAX_REPLICAS = 50
 COMMAND_PLACEHOLDERS = ("port", "replica", "service")
@@ -29,6 +30,8 @@ Identifier = Annotated[str, AfterValidator(check_identifier)]
 Hostname = Annotated[str, AfterValidator(normalize_hostname)]
 Quantity = Annotated[str, AfterValidator(_check_quantity)]
 Port = Annotated[int, Field(ge=1024, le=65535)]
+SecretRef = Annotated[str, AfterValidator(check_secret_ref)]
+SqlName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 
 _HEALTH_PATH = re.compile(r"/[A-Za-z0-9._~/-]*(\?[A-Za-z0-9._~=&-]*)?")
 _IMAGE = re.compile(
@@ -122,10 +125,27 @@ class LocalTarget(_Model):
     capacity: Capacity | None = None
 
 
+class State(_Model):
+    """Where Terraform keeps its state: a local file under .atl/, or PostgreSQL (with its lock)."""
+
+    backend: Literal["local", "pg"] = "local"
+    conn_str: SecretRef | None = None
+    schema_name: SqlName | None = None
+
+    @model_validator(mode="after")
+    def _connection_for_pg_only(self) -> State:
+        if self.backend == "pg" and self.conn_str is None:
+            raise ValueError("the pg backend needs conn_str: env:NAME, NAME holding the connection string")
+        if self.backend == "local" and (self.conn_str or self.schema_name):
+            raise ValueError("conn_str and schema_name are settings of the pg backend only")
+        return self
+
+
 class Config(_Model):
     version: Literal[1] = 1
     project: Identifier = "allthingslinux"
     environment: Identifier = "production"
     target: LocalTarget = LocalTarget()
+    state: State = State()
     services: dict[Identifier, Service] = {}
     domains: list[Domain]

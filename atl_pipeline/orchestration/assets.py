@@ -1,6 +1,7 @@
 """The pipeline's stages as Dagster assets, each a thin call into a plain module."""
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from dagster import (
     AssetCheckResult,
@@ -18,6 +19,11 @@ from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.report import DOMAIN_HEADERS, domain_rows, markdown_findings, markdown_table
+from atl_pipeline.secrets import SecretError
+from atl_pipeline.terraform.cli import TerraformError
+from atl_pipeline.terraform.plan import PlanSummary
+from atl_pipeline.terraform.render import RenderError
+from atl_pipeline.terraform.stages import InvalidConfig, TerraformApply, TerraformPlan, apply_plan, make_plan
 from atl_pipeline.validation import ValidatedConfig, validate
 
 GROUP = "deploy"
@@ -67,3 +73,65 @@ def validated_config(domain_config: LoadedConfig) -> Iterator[Output[ValidatedCo
     yield AssetCheckResult(check_name="valid", passed=validated.ok, severity=AssetCheckSeverity.ERROR,
                            description=None if validated.ok else "\n".join(map(str, validated.findings[:20])),
                            metadata={"findings": MetadataValue.md(findings)})
+
+
+APPROVE_DESTROY_TAG = "atl/approve-destroy"
+STAGE_ERRORS = (InvalidConfig, RenderError, SecretError, TerraformError)
+
+
+@asset(group_name=GROUP, kinds={"terraform"}, check_specs=[AssetCheckSpec(
+    "destroy_approved", asset="terraform_plan", blocking=True,
+    description=f"A plan that deletes or replaces anything runs only with the run tag {APPROVE_DESTROY_TAG}=true "
+                "(`atl infra up --approve-destroy`).")])
+def terraform_plan(context: AssetExecutionContext, validated_config: ValidatedConfig,
+                   project: ProjectResource) -> Iterator[Output[TerraformPlan] | AssetCheckResult]:
+    """The Terraform templates rendered from the configuration, checked, and planned."""
+    with _clear_failure():
+        plan = make_plan(project.get(), validated_config, context.run.run_id)
+    summary = plan.summary
+    rows = [(change.address, change.action) for change in summary.changes]
+    yield Output(plan, metadata={
+        "summary": summary.describe(),
+        **summary.counts,
+        "changes": MetadataValue.md(markdown_table(("address", "action"), rows) if rows else "No changes."),
+        "plan_file": MetadataValue.path(str(plan.plan_file)),
+    })
+    yield _destroy_check(summary, approved=context.run.tags.get(APPROVE_DESTROY_TAG) == "true")
+
+
+@asset(group_name=GROUP, kinds={"terraform"})
+def terraform_apply(terraform_plan: TerraformPlan, project: ProjectResource) -> Output[TerraformApply]:
+    """Exactly the saved plan, applied; the outputs that drive the deployment."""
+    with _clear_failure():
+        applied = apply_plan(project.get(), terraform_plan)
+    services = applied.outputs.get("services", {})
+    rows = [(name, s["release"], str(s["replicas"]), ", ".join(map(str, s["ports"]))) for name, s in services.items()]
+    summary = (f"applied {terraform_plan.summary.describe()}" if applied.applied else "no changes; apply skipped")
+    return Output(applied, metadata={
+        "summary": f"{summary}; state serial {applied.serial}",
+        "state_serial": applied.serial,
+        "services": MetadataValue.md(markdown_table(("service", "release", "replicas", "ports"), rows)),
+    })
+
+
+def _destroy_check(summary: PlanSummary, approved: bool) -> AssetCheckResult:
+    doomed = ", ".join(f"{change.address} ({change.action})" for change in summary.destructive)
+    if not doomed:
+        description = "nothing is deleted or replaced"
+    elif approved:
+        description = f"approved by the run tag {APPROVE_DESTROY_TAG}: {doomed}"
+    else:
+        description = (f"the plan deletes or replaces {len(summary.destructive)} resources: {doomed}. "
+                       f"Nothing was applied. To approve, run `atl infra up --approve-destroy`, or launch "
+                       f"the run with the tag {APPROVE_DESTROY_TAG}=true.")
+    return AssetCheckResult(check_name="destroy_approved", passed=approved or not doomed,
+                            severity=AssetCheckSeverity.ERROR, description=description)
+
+
+@contextmanager
+def _clear_failure() -> Iterator[None]:
+    """A stage error becomes a Dagster failure whose message is the operator's next step."""
+    try:
+        yield
+    except STAGE_ERRORS as error:
+        raise Failure(str(error), allow_retries=False) from None

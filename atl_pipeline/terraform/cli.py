@@ -1,0 +1,135 @@
+"""The Terraform CLI, run as a subprocess with clear errors.
+
+Every command runs non-interactively (`-input=false -no-color`, TF_IN_AUTOMATION), with a
+CLI configuration of our own (a plugin cache under .atl/), a state-lock timeout and a
+time limit. Whatever Terraform prints passes through the redactor before anyone sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from atl_pipeline.terraform.render import hcl
+
+LOCK_TIMEOUT = "60s"
+COMMAND_TIMEOUT = 600.0
+GRACE = 30.0  # after SIGINT, the time Terraform has to release its lock and stop
+
+
+class TerraformError(Exception):
+    """A Terraform command failed; the message says what to do."""
+
+
+class StateLocked(TerraformError):
+    """Another operation holds the state lock."""
+
+
+class StalePlan(TerraformError):
+    """The state changed after the plan was made."""
+
+
+@dataclass
+class Terraform:
+    workdir: Path
+    home: Path  # holds the CLI configuration and the plugin cache
+    env: Mapping[str, str] = field(default_factory=dict)
+    redact: Callable[[str], str] = lambda text: text
+    timeout: float = COMMAND_TIMEOUT
+
+    def init(self) -> None:
+        self.run("init", "-input=false", "-no-color", "-migrate-state", "-force-copy", f"-lock-timeout={LOCK_TIMEOUT}")
+
+    def plan(self, out: Path, *, destroy: bool = False) -> bool:
+        """Write a plan to `out`; True when it changes anything."""
+        args = ["plan", "-input=false", "-no-color", "-detailed-exitcode", f"-lock-timeout={LOCK_TIMEOUT}",
+                f"-out={out}"]
+        return self.run(*args, *(["-destroy"] if destroy else []), ok=(0, 2)).returncode == 2
+
+    def show(self, plan: Path) -> dict:
+        return json.loads(self.run("show", "-json", "-no-color", str(plan)).stdout)
+
+    def apply(self, plan: Path) -> str:
+        return self.run("apply", "-input=false", "-no-color", f"-lock-timeout={LOCK_TIMEOUT}", str(plan)).stdout
+
+    def outputs(self) -> dict:
+        raw = json.loads(self.run("output", "-json", "-no-color").stdout)
+        return {name: output["value"] for name, output in raw.items()}
+
+    def state_serial(self) -> int:
+        state = self.run("state", "pull").stdout
+        return json.loads(state)["serial"] if state.strip() else 0
+
+    def drifted(self) -> bool:
+        """A refresh-only plan: True when what exists differs from the state."""
+        args = ["plan", "-refresh-only", "-input=false", "-no-color", "-detailed-exitcode",
+                f"-lock-timeout={LOCK_TIMEOUT}"]
+        return self.run(*args, ok=(0, 2)).returncode == 2
+
+    def unformatted(self) -> list[str]:
+        """The files `terraform fmt -check` would rewrite."""
+        return self.run("fmt", "-check", "-list=true", "-no-color", ok=(0, 3)).stdout.split()
+
+    def run(self, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
+        binary = shutil.which("terraform")
+        if binary is None:
+            raise TerraformError("terraform is not on PATH: install Terraform 1.5 or newer")
+        process = subprocess.Popen([binary, *args], cwd=self.workdir, env=self._environment(), text=True,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   start_new_session=True)
+        try:
+            stdout, stderr = process.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            stdout, stderr = self._interrupt(process)
+            raise TerraformError(f"terraform {args[0]} took longer than {self.timeout:.0f} s and was "
+                                 f"interrupted: {self._error_text(self.redact(stderr)) or 'no output'}") from None
+        if process.returncode not in ok:
+            raise self._error(args[0], self.redact(stderr or stdout))
+        return subprocess.CompletedProcess(process.args, process.returncode, self.redact(stdout), self.redact(stderr))
+
+    def _environment(self) -> dict[str, str]:
+        self.home.mkdir(parents=True, exist_ok=True)
+        cache = self.home / "plugin-cache"
+        cache.mkdir(exist_ok=True)
+        settings = self.home / "terraformrc"
+        text = f"plugin_cache_dir = {hcl(str(cache))}\n"
+        if not settings.exists() or settings.read_text() != text:
+            settings.write_text(text)
+        return {**os.environ, "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "TF_CLI_CONFIG_FILE": str(settings),
+                "CHECKPOINT_DISABLE": "1", **self.env}
+
+    def _interrupt(self, process: subprocess.Popen) -> tuple[str, str]:
+        """Ask Terraform to stop as Ctrl-C would (it releases its lock), then kill it."""
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            return process.communicate(timeout=GRACE)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            return process.communicate()
+
+    def _error(self, command: str, output: str) -> TerraformError:
+        if "Error acquiring the state lock" in output:
+            lock = dict(re.findall(r"^\s*(ID|Path|Operation|Who|Created):\s*(.*)$", output, re.M))
+            return StateLocked(
+                f"the Terraform state is locked by another operation ({lock.get('Operation', '?')} by "
+                f"{lock.get('Who', '?')} since {lock.get('Created', '?')}); waited {LOCK_TIMEOUT}. If that "
+                f"operation is still running, wait for it; if it died, release the lock with "
+                f"`terraform force-unlock {lock.get('ID', 'LOCK_ID')}` in {self.workdir}")
+        if "Saved plan is stale" in output:
+            return StalePlan("the Terraform state changed after this plan was made, so it was not applied: "
+                             "plan again (materialize terraform_plan, or run `atl infra up`)")
+        return TerraformError(f"terraform {command} failed: {self._error_text(output)}")
+
+    @staticmethod
+    def _error_text(output: str) -> str:
+        """Terraform's `Error:` paragraphs, without the box-drawing around them."""
+        lines = [re.sub(r"^[\s│╷╵]+", "", line).rstrip() for line in output.splitlines()]
+        start = next((i for i, line in enumerate(lines) if line.startswith("Error")), 0)
+        return "\n".join(line for line in lines[start:] if line).strip()[:4000]

@@ -1,0 +1,132 @@
+"""Render a configuration into Terraform files, every value escaped as an HCL literal.
+
+The templates live in `terraform_templates/<target kind>/*.tf.j2`. Each `{{ ... }}` must
+pass through the `hcl` filter, which turns a Python value into an HCL literal (strings
+quoted, with `${` and `%{` escaped so no value can become an interpolation or a
+directive); a template that prints anything else fails to render.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from atl_pipeline.config import Config
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+class RenderError(Exception):
+    """The templates could not render this configuration, or rendered something unexpected."""
+
+
+class Hcl(str):
+    """Text that is already an HCL literal."""
+
+
+def hcl(value: object) -> Hcl:
+    """The HCL literal of None, a bool, an int, a string, or a list of these."""
+    if value is None:
+        return Hcl("null")
+    if isinstance(value, bool):
+        return Hcl("true" if value else "false")
+    if isinstance(value, int):
+        return Hcl(str(value))
+    if isinstance(value, str):
+        return Hcl(f'"{_escape(value)}"')
+    if isinstance(value, list | tuple):
+        return Hcl("[" + ", ".join(hcl(item) for item in value) + "]")
+    raise RenderError(f"no HCL literal for a {type(value).__name__}")
+
+
+def _escape(text: str) -> str:
+    text = "".join(_ESCAPES.get(char, char) for char in text)
+    text = _CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    return text.replace("${", "$${").replace("%{", "%%{")
+
+
+def _only_hcl(value: object) -> object:
+    if not isinstance(value, Hcl):
+        raise RenderError(f"a template printed {str(value)[:60]!r} without the hcl filter")
+    return value
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Terraform files by name, and the data the templates were given."""
+
+    files: dict[str, str]
+    inputs: dict
+
+
+def terraform_inputs(config: Config) -> dict:
+    """What the templates declare: each service in use and each domain, plus the state backend."""
+    services: dict[str, dict] = {}
+    for domain in config.domains:
+        if domain.service in services:
+            continue
+        service = config.services[domain.service]
+        spec = {
+            "command": service.command,
+            "cpu_millicores": domain.resources.millicores,
+            "health_path": service.health.path,
+            "image": service.image,
+            "memory_bytes": domain.resources.bytes,
+            "port": service.port,
+        }
+        release = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+        services[domain.service] = {**spec, "release": release, "replicas": domain.replicas}
+    domains = {
+        d.name: {
+            "cpu_millicores": d.resources.millicores,
+            "memory_bytes": d.resources.bytes,
+            "monitoring": d.monitoring,
+            "replicas": d.replicas,
+            "service": d.service,
+            "ssl": d.ssl,
+            "url": f"{'https' if d.ssl else 'http'}://{d.name}/",
+        }
+        for d in config.domains
+    }
+    backend = {"kind": config.state.backend}
+    if config.state.backend == "pg":
+        backend["schema_name"] = config.state.schema_name or f"atl_{config.project}_{config.environment}".replace(
+            "-", "_")
+    return {"backend": backend, "services": services, "domains": domains}
+
+
+def render(config: Config, templates: Path) -> Rendered:
+    folder = templates / config.target.kind
+    if not folder.is_dir():
+        raise RenderError(f"no templates for the {config.target.kind} target: {folder} does not exist")
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined, autoescape=False,
+        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, finalize=_only_hcl,
+    )
+    environment.filters["hcl"] = hcl
+    inputs = terraform_inputs(config)
+    files = {}
+    for template in sorted(folder.glob("*.tf.j2")):
+        try:
+            files[template.name.removesuffix(".j2")] = environment.get_template(template.name).render(inputs)
+        except jinja2.TemplateError as error:
+            raise RenderError(f"{template}: {error}") from None
+    return Rendered(files, inputs)
+
+
+def write(rendered: Rendered, workdir: Path) -> None:
+    """Write the files into `workdir`, removing Terraform files a previous render left there."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for stale in workdir.glob("*.tf"):
+        if stale.name not in rendered.files:
+            stale.unlink()
+    for name, text in rendered.files.items():
+        path = workdir / name
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)

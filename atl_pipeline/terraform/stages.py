@@ -1,0 +1,87 @@
+"""The plan and apply stages over a project's Terraform working directory.
+
+The working directory is `.atl/terraform/<environment>/`: the rendered files, Terraform's
+own `.terraform/`, the local state (with the local backend) and `plans/`, which keeps the
+plan file of each run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from atl_pipeline import secrets
+from atl_pipeline.config.model import Config, State
+from atl_pipeline.project import Project
+from atl_pipeline.terraform.cli import Terraform
+from atl_pipeline.terraform.hcl_check import check_rendered
+from atl_pipeline.terraform.plan import PlanSummary
+from atl_pipeline.terraform.render import render, write
+from atl_pipeline.validation import ValidatedConfig
+
+PLANS_KEPT = 20
+
+
+@dataclass(frozen=True)
+class TerraformPlan:
+    workdir: Path
+    plan_file: Path
+    summary: PlanSummary
+    state: State  # the backend settings, secrets as references only
+    environment: str
+    config_sha256: str
+
+
+@dataclass(frozen=True)
+class TerraformApply:
+    outputs: dict
+    serial: int
+    applied: bool  # False when the plan changed nothing and apply was skipped
+
+
+class InvalidConfig(Exception):
+    """The configuration has findings; nothing may be planned from it."""
+
+
+def terraform(project: Project, state: State, environment: str) -> Terraform:
+    """A Terraform runner for the environment's working directory, with its backend's secret."""
+    env, redact = {}, secrets.Redactor()
+    if state.backend == "pg":
+        connection = secrets.resolve(state.conn_str)
+        env, redact = {"PG_CONN_STR": connection}, secrets.Redactor([connection])
+    return Terraform(project.state_dir / "terraform" / environment, project.state_dir / "terraform",
+                     env=env, redact=redact)
+
+
+def make_plan(project: Project, validated: ValidatedConfig, name: str) -> TerraformPlan:
+    """Render, check, init and plan; the plan is saved as `plans/<name>.tfplan`."""
+    if not validated.ok:
+        raise InvalidConfig(f"{validated.loaded.source.name} has {len(validated.findings)} findings; "
+                            "fix them before planning")
+    config: Config = validated.loaded.config
+    rendered = render(config, project.templates_dir)
+    check_rendered(rendered, config.target.kind)
+    runner = terraform(project, config.state, config.environment)
+    write(rendered, runner.workdir)
+    runner.init()
+    plans = runner.workdir / "plans"
+    plans.mkdir(exist_ok=True)
+    plan_file = plans / f"{name}.tfplan"
+    runner.plan(plan_file)
+    summary = PlanSummary.from_show_json(runner.show(plan_file))
+    _prune(plans)
+    return TerraformPlan(runner.workdir, plan_file, summary, config.state, config.environment,
+                         validated.loaded.source.sha256)
+
+
+def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:
+    """Apply exactly the saved plan; a plan without changes is not applied at all."""
+    runner = terraform(project, plan.state, plan.environment)
+    if plan.summary.changes:
+        runner.apply(plan.plan_file)
+    return TerraformApply(runner.outputs(), runner.state_serial(), applied=bool(plan.summary.changes))
+
+
+def _prune(plans: Path) -> None:
+    for old in sorted(plans.glob("*.tfplan"), key=lambda path: path.stat().st_mtime)[:-PLANS_KEPT]:
+        old.unlink()
