@@ -19,7 +19,6 @@ from pathlib import Path
 
 from atl_pipeline.terraform.render import hcl
 
-LOCK_TIMEOUT = "60s"
 COMMAND_TIMEOUT = 600.0
 GRACE = 30.0  # after SIGINT, the time Terraform has to release its lock and stop
 
@@ -43,13 +42,14 @@ class Terraform:
     env: Mapping[str, str] = field(default_factory=dict)
     redact: Callable[[str], str] = lambda text: text
     timeout: float = COMMAND_TIMEOUT
+    lock_timeout: str = "60s"
 
     def init(self) -> None:
-        self.run("init", "-input=false", "-no-color", "-migrate-state", "-force-copy", f"-lock-timeout={LOCK_TIMEOUT}")
+        self.run("init", "-input=false", "-no-color", "-migrate-state", "-force-copy", f"-lock-timeout={self.lock_timeout}")
 
     def plan(self, out: Path, *, destroy: bool = False) -> bool:
         """Write a plan to `out`; True when it changes anything."""
-        args = ["plan", "-input=false", "-no-color", "-detailed-exitcode", f"-lock-timeout={LOCK_TIMEOUT}",
+        args = ["plan", "-input=false", "-no-color", "-detailed-exitcode", f"-lock-timeout={self.lock_timeout}",
                 f"-out={out}"]
         return self.run(*args, *(["-destroy"] if destroy else []), ok=(0, 2)).returncode == 2
 
@@ -57,7 +57,7 @@ class Terraform:
         return json.loads(self.run("show", "-json", "-no-color", str(plan)).stdout)
 
     def apply(self, plan: Path) -> str:
-        return self.run("apply", "-input=false", "-no-color", f"-lock-timeout={LOCK_TIMEOUT}", str(plan)).stdout
+        return self.run("apply", "-input=false", "-no-color", f"-lock-timeout={self.lock_timeout}", str(plan)).stdout
 
     def outputs(self) -> dict:
         raw = json.loads(self.run("output", "-json", "-no-color").stdout)
@@ -70,7 +70,7 @@ class Terraform:
     def drifted(self) -> bool:
         """A refresh-only plan: True when what exists differs from the state."""
         args = ["plan", "-refresh-only", "-input=false", "-no-color", "-detailed-exitcode",
-                f"-lock-timeout={LOCK_TIMEOUT}"]
+                f"-lock-timeout={self.lock_timeout}"]
         return self.run(*args, ok=(0, 2)).returncode == 2
 
     def unformatted(self) -> list[str]:
@@ -119,7 +119,7 @@ class Terraform:
             lock = dict(re.findall(r"^\s*(ID|Path|Operation|Who|Created):\s*(.*)$", output, re.M))
             return StateLocked(
                 f"the Terraform state is locked by another operation ({lock.get('Operation', '?')} by "
-                f"{lock.get('Who', '?')} since {lock.get('Created', '?')}); waited {LOCK_TIMEOUT}. If that "
+                f"{lock.get('Who', '?')} since {lock.get('Created', '?')}); waited {self.lock_timeout}. If that "
                 f"operation is still running, wait for it; if it died, release the lock with "
                 f"`terraform force-unlock {lock.get('ID', 'LOCK_ID')}` in {self.workdir}")
         if "Saved plan is stale" in output:

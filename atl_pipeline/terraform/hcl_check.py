@@ -6,12 +6,10 @@ a value broke out of its string) is an error, and is never planned.
 
 from __future__ import annotations
 
-from typing import Any
-
 import hcl2
 from lark.exceptions import LarkError
 
-from atl_pipeline.terraform.render import Rendered, RenderError
+from atl_pipeline.terraform.render import Rendered, RenderError, hcl
 
 _OPTIONS = hcl2.SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
 
@@ -29,11 +27,7 @@ def check_rendered(rendered: Rendered, target: str) -> None:
     shape = TARGET_SHAPES[target]
     blocks: dict[str, list] = {}
     for name, text in rendered.files.items():
-        try:
-            parsed = hcl2.loads(text, serialization_options=_OPTIONS)
-        except (LarkError, ValueError) as error:
-            raise RenderError(f"rendered {name} is not valid HCL: {str(error).splitlines()[0]}") from None
-        for block_type, entries in parsed.items():
+        for block_type, entries in _parse(f"rendered {name}", text).items():
             blocks.setdefault(block_type, []).extend(entries)
 
     _require(set(blocks) == {"terraform", "locals", "resource", "output"},
@@ -45,8 +39,7 @@ def check_rendered(rendered: Rendered, target: str) -> None:
     _require(blocks["terraform"][0].get("backend") == [_backend(rendered.inputs["backend"])],
              f"backend {blocks['terraform'][0].get('backend')}")
     locals_ = {key: value for entry in blocks["locals"] for key, value in entry.items()}
-    expected = {"services": rendered.inputs["services"], "domains": rendered.inputs["domains"]}
-    _require(locals_ == _as_parsed(expected), "locals that differ from the configuration's values")
+    _require(locals_ == _expected_locals(rendered.inputs), "locals that differ from the configuration's values")
 
 
 def _backend(backend: dict) -> dict:
@@ -55,15 +48,24 @@ def _backend(backend: dict) -> dict:
     return {"local": {"path": "terraform.tfstate"}}
 
 
-def _as_parsed(value: Any) -> Any:
-    """A value as python-hcl2 reads it back: it keeps the template escapes `$${` and `%%{`."""
-    if isinstance(value, str):
-        return value.replace("${", "$${").replace("%{", "%%{")
-    if isinstance(value, dict):
-        return {key: _as_parsed(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_as_parsed(item) for item in value]
-    return value
+def _expected_locals(inputs: dict) -> dict:
+    """The inputs as python-hcl2 reads them back from literals written by `hcl`, not by the templates.
+
+    Comparing two readings by the same parser makes the check independent of how
+    python-hcl2 represents escapes, while any value the templates printed unescaped
+    (an interpolation, a broken-out string) reads back differently.
+    """
+    text = "locals {\n" + "".join(f"  {key} = {hcl(inputs[key])}\n" for key in ("services", "domains")) + "}\n"
+    return _parse("expected values", text)["locals"][0]
+
+
+def _parse(name: str, text: str) -> dict:
+    try:
+        return hcl2.loads(text, serialization_options=_OPTIONS)
+    except (LarkError, ValueError) as error:
+        raise RenderError(f"{name} could not be read back as HCL ({str(error).splitlines()[0]}); nothing was "
+                          "planned. python-hcl2 cannot read a value holding `${` or `%{` without a closing `}`: "
+                          "check terraform_templates/ and such values") from None
 
 
 def _require(condition: bool, found: str) -> None:

@@ -31,7 +31,7 @@ class Hcl(str):
 
 
 def hcl(value: object) -> Hcl:
-    """The HCL literal of None, a bool, an int, a string, or a list of these."""
+    """The HCL literal of None, a bool, an int, a string, or a list or dict of these."""
     if value is None:
         return Hcl("null")
     if isinstance(value, bool):
@@ -42,6 +42,8 @@ def hcl(value: object) -> Hcl:
         return Hcl(f'"{_escape(value)}"')
     if isinstance(value, list | tuple):
         return Hcl("[" + ", ".join(hcl(item) for item in value) + "]")
+    if isinstance(value, dict):
+        return Hcl("{" + ", ".join(f"{hcl(str(key))} = {hcl(item)}" for key, item in value.items()) + "}")
     raise RenderError(f"no HCL literal for a {type(value).__name__}")
 
 
