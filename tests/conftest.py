@@ -44,16 +44,21 @@ def write(tmp_path: Path):
     return write
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    """A project directory with copies of the repository's domains.yml and templates, as ATL_PROJECT_DIR."""
-    root = tmp_path / "project"
-    root.mkdir()
+def copy_project(root: Path) -> Project:
+    """A project directory at `root` with copies of the repository's domains.yml and templates."""
+    root.mkdir(parents=True)
     shutil.copy(REPO / "domains.yml", root / "domains.yml")
     shutil.copytree(REPO / "terraform_templates", root / "terraform_templates")
-    monkeypatch.setenv("ATL_PROJECT_DIR", str(root))
-    monkeypatch.chdir(root)
     return Project(root)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """A copy of the example project, as ATL_PROJECT_DIR and the working directory."""
+    project = copy_project(tmp_path / "project")
+    monkeypatch.setenv("ATL_PROJECT_DIR", str(project.root))
+    monkeypatch.chdir(project.root)
+    return project
 
 
 @pytest.fixture

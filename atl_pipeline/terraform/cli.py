@@ -45,13 +45,14 @@ class Terraform:
     lock_timeout: str = "60s"
 
     def init(self) -> None:
-        self.run("init", "-input=false", "-no-color", "-migrate-state", "-force-copy", f"-lock-timeout={self.lock_timeout}")
+        self.run("init", "-input=false", "-no-color", "-migrate-state", "-force-copy",
+                 f"-lock-timeout={self.lock_timeout}")
 
-    def plan(self, out: Path, *, destroy: bool = False) -> bool:
+    def plan(self, out: Path) -> bool:
         """Write a plan to `out`; True when it changes anything."""
         args = ["plan", "-input=false", "-no-color", "-detailed-exitcode", f"-lock-timeout={self.lock_timeout}",
                 f"-out={out}"]
-        return self.run(*args, *(["-destroy"] if destroy else []), ok=(0, 2)).returncode == 2
+        return self.run(*args, ok=(0, 2)).returncode == 2
 
     def show(self, plan: Path) -> dict:
         return json.loads(self.run("show", "-json", "-no-color", str(plan)).stdout)

@@ -1,0 +1,69 @@
+"""Helpers for tests that contend for Terraform's state lock."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from atl_pipeline.project import Project
+from atl_pipeline.terraform.stages import TerraformPlan, apply_plan
+
+
+class held_lock:
+    """`terraform console` in `workdir` holds the state lock for as long as it runs.
+
+    It only answers on a terminal, so it runs on a pseudo-terminal; once it has evaluated
+    an expression, it holds the lock.
+    """
+
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None):
+        self.workdir, self.env = workdir, {**os.environ, **(env or {})}
+
+    def __enter__(self) -> held_lock:
+        self.terminal, child = pty.openpty()
+        self.console = subprocess.Popen(["terraform", "console"], cwd=self.workdir, env=self.env,
+                                        stdin=child, stdout=child, stderr=child, start_new_session=True)
+        os.close(child)
+        os.write(self.terminal, b'"held-${1 + 1}"\n')
+        seen = b""
+        while b"held-2" not in seen:
+            seen += os.read(self.terminal, 4096)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.write(self.terminal, b"exit\n")
+        self.console.wait(timeout=30)
+        os.close(self.terminal)
+
+
+def wait_for_terraform_in(workdir: Path) -> None:
+    """Until a terraform process runs in `workdir`."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if (proc / "cwd").resolve() == workdir and b"terraform" in (proc / "cmdline").read_bytes():
+                    return
+            except OSError:
+                continue
+        time.sleep(0.05)
+    raise AssertionError(f"no terraform process started in {workdir}")
+
+
+def apply_in_thread(project: Project, plan: TerraformPlan) -> tuple[threading.Thread, list]:
+    """Start applying `plan`; the list receives the result or the exception."""
+    outcome: list = []
+
+    def work() -> None:
+        try:
+            outcome.append(apply_plan(project, plan))
+        except Exception as error:  # noqa: BLE001 - the caller inspects it
+            outcome.append(error)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread, outcome

@@ -1,0 +1,131 @@
+"""Terraform state in a real PostgreSQL (the built-in pg backend): the lock serializes
+applies from different machines, the state stays whole, and the connection string,
+a secret, never shows."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance
+
+from atl_pipeline.config import load_config
+from atl_pipeline.orchestration.runner import run_deploy
+from atl_pipeline.project import Project
+from atl_pipeline.terraform.stages import TerraformApply, make_plan, terraform
+from atl_pipeline.validation import validate
+from tests.conftest import copy_project
+from tests.terraform_helpers import apply_in_thread, held_lock, wait_for_terraform_in
+
+CANARY = "canary-Zq8vX3pL"
+SECRET_ENV = "ATL_TEST_PG_CONN"
+_schemas = itertools.count()
+
+
+@pytest.fixture
+def pg_url(postgres, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A connection string with a canary password (trust authentication ignores it)."""
+    url = f"postgres://postgres:{CANARY}@127.0.0.1:{postgres.port}/postgres?sslmode=disable"
+    monkeypatch.setenv(SECRET_ENV, url)
+    return url
+
+
+def use_pg(project: Project, schema: str) -> None:
+    text = project.domains_file.read_text()
+    state = f"state:\n  backend: pg\n  conn_str: env:{SECRET_ENV}\n  schema_name: {schema}\n\n"
+    project.domains_file.write_text(text.replace("services:\n", state + "services:\n", 1))
+
+
+def plan(project: Project, name: str):
+    return make_plan(project, validate(load_config(project.domains_file)), name)
+
+
+def test_state_lives_in_postgresql_and_the_secret_never_shows(project: Project, pg_url, postgres, capfd):
+    schema = f"atl_state_{next(_schemas)}"
+    use_pg(project, schema)
+
+    outcome = run_deploy(project)
+
+    assert outcome.success
+    state = json.loads(postgres.query(f"SELECT data FROM {schema}.states WHERE name = 'default'"))
+    assert sorted(r["name"] for r in state["resources"]) == ["domain", "service"]
+    assert not (project.state_dir / "terraform" / "production" / "terraform.tfstate").exists()
+
+    instance = DagsterInstance.from_config(str(project.dagster_home))
+    logged = "\n".join(entry.to_json() for entry in instance.all_logs(outcome.run_id))
+    assert "terraform_plan" in logged and CANARY not in logged
+    out, err = capfd.readouterr()
+    assert CANARY not in out + err
+    for path in project.root.rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
+
+
+def test_a_failing_connection_reports_without_the_secret(project: Project, postgres, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, f"postgres://postgres:{CANARY}@127.0.0.1:1/postgres?sslmode=disable")
+    use_pg(project, "atl_unreachable")
+    stages = []
+
+    outcome = run_deploy(project, on_stage=stages.append)
+
+    failed = next(s for s in stages if s.status == "failed")
+    assert (outcome.success, failed.stage) == (False, "terraform_plan")
+    assert "terraform init failed" in failed.detail and CANARY not in failed.detail
+    instance = DagsterInstance.from_config(str(project.dagster_home))
+    assert CANARY not in "\n".join(entry.to_json() for entry in instance.all_logs(outcome.run_id))
+
+
+def test_a_missing_secret_names_the_variable_to_set(project: Project, monkeypatch):
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    use_pg(project, "atl_unset")
+    stages = []
+    assert not run_deploy(project, on_stage=stages.append).success
+    failed = next(s for s in stages if s.status == "failed")
+    assert f"env:{SECRET_ENV} is not set: export {SECRET_ENV}" in failed.detail
+
+
+def test_applies_from_two_machines_wait_for_each_other(tmp_path: Path, pg_url):
+    schema = f"atl_state_{next(_schemas)}"
+    first, second = copy_project(tmp_path / "first"), copy_project(tmp_path / "second")
+    for project in (first, second):
+        use_pg(project, schema)
+    first_plan = plan(first, "first")
+    terraform(first, first_plan.state, "production").apply(first_plan.plan_file)
+    second.domains_file.write_text(second.domains_file.read_text().replace("replicas: 2", "replicas: 3"))
+    second_plan = plan(second, "second")
+    assert len(second_plan.summary.changes) == 2
+
+    with held_lock(first_plan.workdir, env={"PG_CONN_STR": pg_url}):
+        thread, outcome = apply_in_thread(second, second_plan)
+        wait_for_terraform_in(second_plan.workdir)
+        time.sleep(1)
+        assert thread.is_alive() and outcome == [], "the apply did not wait for the lock"
+    thread.join(timeout=120)
+
+    (applied,) = outcome
+    assert isinstance(applied, TerraformApply), applied
+    runner = terraform(first, first_plan.state, "production")
+    assert runner.outputs()["services"]["website"]["ports"] == [8180, 8181, 8182]
+    assert plan(second, "again").summary.changes == ()
+
+
+def test_concurrent_applies_of_plans_from_one_state_let_exactly_one_win(tmp_path: Path, pg_url):
+    schema = f"atl_state_{next(_schemas)}"
+    projects = [copy_project(tmp_path / name) for name in ("left", "right")]
+    for project in projects:
+        use_pg(project, schema)
+    text = projects[1].domains_file.read_text()
+    projects[1].domains_file.write_text(text.replace("monitoring: true", "monitoring: false"))
+    plans = [plan(project, "race") for project in projects]
+
+    runs = [apply_in_thread(project, p) for project, p in zip(projects, plans, strict=True)]
+    for thread, _ in runs:
+        thread.join(timeout=120)
+
+    outcomes = [outcome[0] for _, outcome in runs]
+    assert sorted(type(o).__name__ for o in outcomes) == ["StalePlan", "TerraformApply"]
+    winner = projects[[isinstance(o, TerraformApply) for o in outcomes].index(True)]
+    assert plan(winner, "after").summary.changes == ()  # the state is whole: exactly the winner's

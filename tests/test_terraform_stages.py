@@ -1,0 +1,140 @@
+"""Plan and apply with real Terraform on the local backend: idempotence, exact changes,
+the destroy gate, stale plans and the state lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from atl_pipeline.config import load_config
+from atl_pipeline.orchestration.assets import APPROVE_DESTROY_TAG
+from atl_pipeline.orchestration.runner import run_deploy
+from atl_pipeline.project import Project
+from atl_pipeline.terraform.cli import StalePlan, StateLocked, Terraform, TerraformError
+from atl_pipeline.terraform.plan import Change
+from atl_pipeline.terraform.stages import InvalidConfig, apply_plan, make_plan, terraform
+from atl_pipeline.validation import validate
+from tests.terraform_helpers import held_lock
+
+API = 'terraform_data.domain["api.allthingslinux.org"]'
+WWW = 'terraform_data.domain["www.allthingslinux.org"]'
+
+
+def validated(project: Project):
+    return validate(load_config(project.domains_file))
+
+
+def edit(project: Project, old: str, new: str) -> None:
+    text = project.domains_file.read_text()
+    assert old in text
+    project.domains_file.write_text(text.replace(old, new))
+
+
+def remove_www(project: Project) -> None:
+    text = project.domains_file.read_text()
+    project.domains_file.write_text(text[:text.index('  - name: "www')])
+
+
+def test_plan_apply_then_nothing_left_to_do(project: Project):
+    first = make_plan(project, validated(project), "first")
+    assert first.summary.counts == {"create": 4, "update": 0, "replace": 0, "delete": 0}
+    assert first.plan_file.is_file()
+
+    applied = apply_plan(project, first)
+    assert applied.applied
+    assert applied.outputs["services"]["backend-api"]["ports"] == [8080, 8081, 8082]
+    assert applied.outputs["services"]["website"]["ports"] == [8180, 8181]
+    assert applied.outputs["domains"]["www.allthingslinux.org"]["url"] == "https://www.allthingslinux.org/"
+
+    again = make_plan(project, validated(project), "again")
+    assert again.summary.changes == ()
+    noop = apply_plan(project, again)
+    assert (noop.applied, noop.serial, noop.outputs) == (False, applied.serial, applied.outputs)
+    assert not terraform(project, again.state, "production").drifted()
+
+
+def test_changing_one_domain_updates_exactly_its_resource(project: Project):
+    apply_plan(project, make_plan(project, validated(project), "first"))
+    text = project.domains_file.read_text()
+    www = text.index('  - name: "www')
+    project.domains_file.write_text(text[:www] + text[www:].replace("monitoring: true", "monitoring: false"))
+
+    plan = make_plan(project, validated(project), "second")
+
+    assert plan.summary.changes == (Change(WWW, "update"),)
+    assert apply_plan(project, plan).outputs["domains"]["www.allthingslinux.org"]["monitoring"] is False
+
+
+def test_scaling_a_service_updates_it_and_its_domain_in_place(project: Project):
+    apply_plan(project, make_plan(project, validated(project), "first"))
+    edit(project, "replicas: 2", "replicas: 3")
+    plan = make_plan(project, validated(project), "second")
+    assert plan.summary.changes == (Change(WWW, "update"), Change('terraform_data.service["website"]', "update"))
+    assert apply_plan(project, plan).outputs["services"]["website"]["ports"] == [8180, 8181, 8182]
+
+
+def test_a_new_port_or_tls_setting_replaces(project: Project):
+    apply_plan(project, make_plan(project, validated(project), "first"))
+    edit(project, "port: 8180", "port: 8280")
+    text = project.domains_file.read_text()
+    api_end = text.index('  - name: "www')
+    project.domains_file.write_text(text[:api_end].replace("ssl: true", "ssl: false") + text[api_end:])
+
+    plan = make_plan(project, validated(project), "second")
+
+    assert plan.summary.changes == (Change(API, "replace"), Change('terraform_data.service["website"]', "replace"))
+    assert plan.summary.destructive == plan.summary.changes
+
+
+def test_removing_a_domain_stops_at_the_destroy_gate_until_approved(project: Project):
+    assert run_deploy(project).success
+    runner = terraform(project, load_config(project.domains_file).config.state, "production")
+    serial = runner.state_serial()
+    remove_www(project)
+
+    stages = []
+    blocked = run_deploy(project, on_stage=stages.append)
+    assert not blocked.success
+    check = next(s for s in stages if s.stage == "terraform_plan:destroy_approved")
+    assert check.status == "check failed"
+    assert f'{WWW} (delete), terraform_data.service["website"] (delete)' in check.detail
+    assert "--approve-destroy" in check.detail and APPROVE_DESTROY_TAG in check.detail
+    assert ("terraform_apply", "skipped") in [(s.stage, s.status) for s in stages]
+    assert runner.state_serial() == serial
+
+    approved = run_deploy(project, tags={APPROVE_DESTROY_TAG: "true"})
+    assert approved.success
+    assert set(runner.outputs()["domains"]) == {"api.allthingslinux.org"}
+
+
+def test_a_plan_made_before_the_state_moved_is_not_applied(project: Project):
+    config = validated(project)
+    older = make_plan(project, config, "older")
+    newer = make_plan(project, config, "newer")
+    apply_plan(project, newer)
+    with pytest.raises(StalePlan, match="plan again"):
+        apply_plan(project, older)
+
+
+def test_an_invalid_configuration_is_never_planned(project: Project):
+    edit(project, "port: 8180", "port: 8081")
+    with pytest.raises(InvalidConfig, match="findings"):
+        make_plan(project, validated(project), "bad")
+    assert not (project.state_dir / "terraform").exists()
+
+
+def test_a_held_state_lock_is_reported_with_how_to_release_it(project: Project):
+    plan = make_plan(project, validated(project), "first")
+    with held_lock(plan.workdir):
+        runner = terraform(project, plan.state, "production")
+        runner.lock_timeout = "1s"
+        with pytest.raises(StateLocked) as raised:
+            runner.apply(plan.plan_file)
+    assert "terraform force-unlock" in str(raised.value) and str(plan.workdir) in str(raised.value)
+
+
+def test_a_missing_terraform_binary_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(TerraformError, match="terraform is not on PATH"):
+        Terraform(tmp_path, tmp_path / "home").init()
