@@ -6,6 +6,8 @@ a value broke out of its string) is an error, and is never planned.
 
 from __future__ import annotations
 
+from typing import Any
+
 import hcl2
 from lark.exceptions import LarkError
 
@@ -49,14 +51,23 @@ def _backend(backend: dict) -> dict:
 
 
 def _expected_locals(inputs: dict) -> dict:
-    """The inputs as python-hcl2 reads them back from literals written by `hcl`, not by the templates.
+    return {"services": _read_back(inputs["services"]), "domains": _read_back(inputs["domains"])}
 
-    Comparing two readings by the same parser makes the check independent of how
-    python-hcl2 represents escapes, while any value the templates printed unescaped
-    (an interpolation, a broken-out string) reads back differently.
+
+def _read_back(value: Any) -> Any:
+    """A value as python-hcl2 reads back its literal written by `hcl` (not by the templates).
+
+    Plain strings read back as themselves. A string with `${` or `%{` is read back from its
+    own literal, since python-hcl2 keeps such escaped sequences raw; a template that printed
+    it unescaped would make an interpolation, which reads back differently.
     """
-    text = "locals {\n" + "".join(f"  {key} = {hcl(inputs[key])}\n" for key in ("services", "domains")) + "}\n"
-    return _parse("expected values", text)["locals"][0]
+    if isinstance(value, str) and ("${" in value or "%{" in value):
+        return _parse("a value", f"x = {hcl(value)}\n")["x"]
+    if isinstance(value, dict):
+        return {key: _read_back(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_read_back(item) for item in value]
+    return value
 
 
 def _parse(name: str, text: str) -> dict:
