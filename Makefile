@@ -33,6 +33,7 @@ test: $(VENV)/.installed
 ## bench: print the benchmark tables
 bench: $(VENV)/.installed
 	$(BIN)/python bench/validate.py
+	$(BIN)/python bench/plan.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check atl_pipeline tests bench
