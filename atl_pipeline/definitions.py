@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, FilesystemIOManager, define_asset_job, in_process_executor
 
-from atl_pipeline.orchestration.assets import domain_config, terraform_apply, terraform_plan, validated_config
+from atl_pipeline.orchestration.assets import (
+    domain_config,
+    service_deployment,
+    terraform_apply,
+    terraform_plan,
+    validated_config,
+)
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.orchestration.sensors import domains_file_sensor
 
@@ -14,7 +20,7 @@ deploy = define_asset_job(DEPLOY_JOB, selection=AssetSelection.all(),
                           description="Every stage, from domains.yml to a running, monitored stack.")
 
 defs = Definitions(
-    assets=[domain_config, validated_config, terraform_plan, terraform_apply],
+    assets=[domain_config, validated_config, terraform_plan, terraform_apply, service_deployment],
     jobs=[deploy],
     sensors=[domains_file_sensor(deploy)],
     resources={"project": ProjectResource(), "io_manager": FilesystemIOManager()},

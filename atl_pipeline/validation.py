@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from atl_pipeline.config import Domain, LoadedConfig
+from atl_pipeline.config.model import PORT_BLOCK
 from atl_pipeline.config.quantity import cpu_millicores, format_bytes, memory_bytes
 from atl_pipeline.findings import Finding
 
@@ -86,18 +87,27 @@ def local_commands(loaded: LoadedConfig) -> Iterator[Finding]:
 
 
 def ports_disjoint(loaded: LoadedConfig) -> Iterator[Finding]:
-    """Replica r of a service listens on port + r: the services' port ranges must not meet."""
+    """Each service in use owns PORT_BLOCK ports from its `port`; they meet no other service's
+    and none of the load balancer's."""
+    target = loaded.config.target
+    if len(set(target.ports.values())) < len(target.ports):
+        yield loaded.finding(("target",), f"the load balancer's ports must differ: {target.ports}")
     taken: list[tuple[range, str]] = []
-    for name, replicas in _replicas_by_service(loaded).items():
+    for name in _replicas_by_service(loaded):
         port = loaded.config.services[name].port
-        ports = range(port, port + replicas)
+        ports = range(port, port + PORT_BLOCK)
         where = ("services", name, "port")
         if ports.stop - 1 > 65535:
             yield loaded.finding(where, f"service {name!r} needs ports {port}-{ports.stop - 1}, past 65535")
         for other_ports, other in taken:
             if ports.start < other_ports.stop and other_ports.start < ports.stop:
                 yield loaded.finding(where, f"services {other!r} and {name!r} both use port "
-                                     f"{max(ports.start, other_ports.start)} (replica r listens on port + r)")
+                                     f"{max(ports.start, other_ports.start)} (a service takes {PORT_BLOCK} "
+                                     "ports from its port)")
+        for setting, lb_port in target.ports.items():
+            if lb_port in ports:
+                yield loaded.finding(where, f"service {name!r} takes ports {port}-{ports.stop - 1}, which holds "
+                                     f"target.{setting} {lb_port}")
         taken.append((ports, name))
 
 

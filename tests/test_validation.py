@@ -17,7 +17,7 @@ def test_a_valid_configuration_has_no_findings(write):
     assert findings(write, """\
 services:
   api: {command: [api, "{port}"], port: 8080}
-  web: {command: [web, "{port}"], port: 8083}
+  web: {command: [web, "{port}"], port: 8180}
 domains:
   - {name: api.example.org, service: api, replicas: 3}
   - {name: www.example.org, service: web, replicas: 2}
@@ -80,19 +80,28 @@ def test_no_two_services_share_a_port(write):
     assert findings(write, """\
 services:
   api: {command: [api], port: 9000}
-  web: {command: [web], port: 9002}
-  docs: {command: [docs], port: 9000}
-  far: {command: [far], port: 65535}
+  web: {command: [web], port: 9099}
+  docs: {command: [docs], port: 9200}
+  far: {command: [far], port: 65500}
+  lb: {command: [lb], port: 7950}
 domains:
   - {name: a.example.org, service: api, replicas: 3}
   - {name: b.example.org, service: web}
   - {name: c.example.org, service: docs}
   - {name: d.example.org, service: far, replicas: 2}
+  - {name: e.example.org, service: lb}
 """) == [
-        (4, 31, "services 'api' and 'web' both use port 9002 (replica r listens on port + r)"),
-        (5, 33, "services 'api' and 'docs' both use port 9000 (replica r listens on port + r)"),
-        (6, 31, "service 'far' needs ports 65535-65536, past 65535"),
+        (4, 31, "services 'api' and 'web' both use port 9099 (a service takes 100 ports from its port)"),
+        (6, 31, "service 'far' needs ports 65500-65599, past 65535"),
+        (7, 29, "service 'lb' takes ports 7950-8049, which holds target.http_port 8000"),
     ]
+
+
+def test_the_load_balancer_ports_differ(write):
+    path = write("target: {kind: local, http_port: 9000, https_port: 9000}\ndomains: []\n")
+    validated = validate(load_config(path))
+    assert [(f.line, f.message) for f in validated.findings] == [
+        (1, "the load balancer's ports must differ: {'http_port': 9000, 'https_port': 9000, 'admin_port': 2019}")]
 
 
 def test_requests_stay_within_the_target_capacity(write):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.project import Project
 from atl_pipeline.report import DOMAIN_HEADERS, domain_rows, text_table
+from atl_pipeline.runtime.local import deployed_runtime
+from atl_pipeline.runtime.status import status
 from atl_pipeline.validation import ValidatedConfig, validate
 
 
@@ -30,6 +33,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--approve-destroy", action="store_true",
                     help="let this run apply a plan that deletes or replaces resources")
     up.set_defaults(run=_up)
+
+    status = commands.add_parser("status", help="what runs on the local target, and whether it answers")
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    status.set_defaults(run=_status)
+
+    down = commands.add_parser("down", help="stop every service and the load balancer; keep the state, "
+                               "so the next `up` restores them")
+    down.set_defaults(run=_down)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -90,6 +101,34 @@ def _up(args: argparse.Namespace) -> int:
     outcome = run_deploy(Project.from_env(), args.file, on_stage=_print_stage, tags=tags)
     print(f"run {outcome.run_id}: {outcome.status}")
     return EXIT_OK if outcome.success else EXIT_FAILED
+
+
+def _status(args: argparse.Namespace) -> int:
+    report = status(deployed_runtime(Project.from_env()))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        lb = report["load_balancer"]
+        state = "running" if lb["running"] else "stopped"
+        print(f"load balancer {lb['address']} http {lb['http_port']} https {lb['https_port']} ({state}); "
+              f"trust {lb['ca_cert']}")
+        print(text_table(("domain", "url", "service", "healthy"),
+                         [(d["name"], d["url"], d["service"], "yes" if d["healthy"] else "NO")
+                          for d in report["domains"]]))
+        print(text_table(("service", "release", "replicas"),
+                         [(s["name"], s["release"], " ".join(f"{r['port']}:{r['state'].lower()}"
+                                                             for r in s["replicas"]) or "none")
+                          for s in report["services"]]))
+    return EXIT_OK if all(d["healthy"] for d in report["domains"]) else EXIT_FAILED
+
+
+def _down(args: argparse.Namespace) -> int:
+    runtime = deployed_runtime(Project.from_env())
+    running = runtime.supervisor.is_running()
+    runtime.stop()
+    print("stopped every service and the load balancer; `atl infra up` brings them back" if running
+          else "nothing was running")
+    return EXIT_OK
 
 
 def _print_stage(event) -> None:

@@ -18,6 +18,7 @@ from atl_pipeline.config.quantity import cpu_millicores, memory_bytes, parse_qua
 from atl_pipeline.secrets import check_secret_ref
 
 MAX_REPLICAS = 50
+PORT_BLOCK = 2 * MAX_REPLICAS  # a service's ports: replica r on port + r, or port + 50 + r while it rolls
 COMMAND_PLACEHOLDERS = ("port", "replica", "service")
 
 
@@ -121,8 +122,17 @@ class Capacity(_Model):
 
 
 class LocalTarget(_Model):
+    """This machine: services as processes, Caddy in front on loopback."""
+
     kind: Literal["local"] = "local"
     capacity: Capacity | None = None
+    http_port: Port = 8000
+    https_port: Port = 8443
+    admin_port: Port = 2019  # Caddy's admin API
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"http_port": self.http_port, "https_port": self.https_port, "admin_port": self.admin_port}
 
 
 class State(_Model):

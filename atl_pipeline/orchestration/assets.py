@@ -1,5 +1,6 @@
 """The pipeline's stages as Dagster assets, each a thin call into a plain module."""
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,6 +20,9 @@ from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.report import DOMAIN_HEADERS, domain_rows, markdown_findings, markdown_table
+from atl_pipeline.runtime.caddy import CaddyError
+from atl_pipeline.runtime.local import Deployment, local_runtime
+from atl_pipeline.runtime.supervisor import LocalRuntimeError
 from atl_pipeline.secrets import SecretError
 from atl_pipeline.terraform.cli import TerraformError
 from atl_pipeline.terraform.plan import PlanSummary
@@ -76,7 +80,7 @@ def validated_config(domain_config: LoadedConfig) -> Iterator[Output[ValidatedCo
 
 
 APPROVE_DESTROY_TAG = "atl/approve-destroy"
-STAGE_ERRORS = (InvalidConfig, RenderError, SecretError, TerraformError)
+STAGE_ERRORS = (InvalidConfig, RenderError, SecretError, TerraformError, LocalRuntimeError, CaddyError)
 
 
 @asset(group_name=GROUP, kinds={"terraform"}, check_specs=[AssetCheckSpec(
@@ -111,6 +115,27 @@ def terraform_apply(terraform_plan: TerraformPlan, project: ProjectResource) -> 
         "summary": f"{summary}; state serial {applied.serial}",
         "state_serial": applied.serial,
         "services": MetadataValue.md(markdown_table(("service", "release", "replicas", "ports"), rows)),
+    })
+
+
+@asset(group_name=GROUP, kinds={"caddy"})
+def service_deployment(validated_config: ValidatedConfig, terraform_apply: TerraformApply,
+                       project: ProjectResource) -> Output[Deployment]:
+    """The services running as Terraform's outputs declare, behind the load balancer."""
+    runtime = local_runtime(project.get(), validated_config.loaded.config.target)
+    services, domains = terraform_apply.outputs["services"], terraform_apply.outputs["domains"]
+    with _clear_failure():
+        outcomes = runtime.deploy(services, domains)
+    counts = Counter(outcome.action for outcome in outcomes)
+    rows = [(o.name, o.release, o.action, str(len(o.replicas)), ", ".join(str(r["pid"]) for r in o.replicas),
+             ", ".join(str(r["port"]) for r in o.replicas)) for o in outcomes]
+    return Output(Deployment(tuple(outcomes), runtime.lb, services, domains), metadata={
+        "summary": ", ".join(f"{count} {action}" for action, count in sorted(counts.items())) or "nothing runs",
+        **{action: counts[action] for action in ("started", "rolled", "unchanged", "stopped")},
+        "services": MetadataValue.md(markdown_table(
+            ("service", "release", "action", "replicas", "pids", "ports"), rows) if rows else "No services."),
+        "load_balancer": f"http://{runtime.lb.address}:{runtime.lb.http_port}, "
+                         f"https://{runtime.lb.address}:{runtime.lb.https_port}",
     })
 
 

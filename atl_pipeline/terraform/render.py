@@ -17,6 +17,7 @@ from pathlib import Path
 import jinja2
 
 from atl_pipeline.config import Config
+from atl_pipeline.config.model import MAX_REPLICAS
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
@@ -83,7 +84,8 @@ def terraform_inputs(config: Config) -> dict:
             "port": service.port,
         }
         release = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-        services[domain.service] = {**spec, "release": release, "replicas": domain.replicas}
+        services[domain.service] = {**spec, "release": release, "replicas": domain.replicas,
+                                    "standby_port": service.port + MAX_REPLICAS}
     domains = {
         d.name: {
             "cpu_millicores": d.resources.millicores,

@@ -1,0 +1,138 @@
+"""Caddy as the load balancer, configured only through its admin API on loopback.
+
+One route per domain (host match) to the replicas of its service, with active health
+checks on the service's health path and passive ones (the circuit breaker); `ssl: true`
+domains get a certificate from Caddy's internal CA and an HTTP to HTTPS redirect.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+SECOND = 1_000_000_000  # Caddy durations in JSON are nanoseconds
+READY_TIMEOUT = 30.0
+
+
+class CaddyError(Exception):
+    """Caddy refused a configuration, or did not answer."""
+
+
+@dataclass(frozen=True)
+class LoadBalancer:
+    address: str
+    http_port: int
+    https_port: int
+    admin_port: int
+    root: Path  # Caddy's home under .atl/runtime
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"http_port": self.http_port, "https_port": self.https_port, "admin_port": self.admin_port}
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.address}:{self.admin_port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def ca_cert(self) -> Path:
+        """The root certificate of Caddy's local CA: what clients should trust."""
+        return self.data_dir / "pki" / "authorities" / "local" / "root.crt"
+
+
+@dataclass(frozen=True)
+class Route:
+    domain: str
+    ssl: bool
+    ports: tuple[int, ...]
+    health_path: str
+
+
+def base_config(lb: LoadBalancer) -> dict:
+    """What Caddy starts with: its admin endpoint and a CA that leaves the system trust store alone."""
+    return {
+        "admin": {"listen": f"{lb.address}:{lb.admin_port}"},
+        "storage": {"module": "file_system", "root": str(lb.data_dir)},
+        "apps": {"pki": {"certificate_authorities": {"local": {"install_trust": False}}}},
+    }
+
+
+def caddy_config(lb: LoadBalancer, routes: list[Route]) -> dict:
+    config = base_config(lb)
+    secure = [route for route in routes if route.ssl]
+    servers = {"http": {
+        "listen": [f"{lb.address}:{lb.http_port}"],
+        "routes": [_redirect(route, lb) if route.ssl else _proxy(route) for route in routes] + [_unknown_host()],
+        "automatic_https": {"disable": True},
+    }}
+    if secure:
+        servers["https"] = {
+            "listen": [f"{lb.address}:{lb.https_port}"],
+            "routes": [_proxy(route) for route in secure] + [_unknown_host()],
+            "automatic_https": {"disable_redirects": True},
+        }
+        config["apps"]["tls"] = {"automation": {"policies": [
+            {"subjects": [route.domain for route in secure], "issuers": [{"module": "internal"}]}]}}
+    config["apps"]["http"] = {"http_port": lb.http_port, "https_port": lb.https_port, "servers": servers,
+                              "metrics": {"per_host": True}}
+    return config
+
+
+def _proxy(route: Route) -> dict:
+    return {"match": [{"host": [route.domain]}], "terminal": True, "handle": [{
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": f"127.0.0.1:{port}"} for port in route.ports],
+        "health_checks": {
+            "active": {"uri": route.health_path, "interval": SECOND, "timeout": 2 * SECOND},
+            "passive": {"max_fails": 2, "fail_duration": 10 * SECOND},
+        },
+        "load_balancing": {"selection_policy": {"policy": "round_robin"}, "retries": 3,
+                           "try_duration": 5 * SECOND, "try_interval": SECOND // 4},
+    }]}
+
+
+def _redirect(route: Route, lb: LoadBalancer) -> dict:
+    location = f"https://{{http.request.host}}:{lb.https_port}{{http.request.uri}}"
+    return {"match": [{"host": [route.domain]}], "terminal": True, "handle": [
+        {"handler": "static_response", "status_code": 308, "headers": {"Location": [location]}}]}
+
+
+def _unknown_host() -> dict:
+    return {"handle": [{"handler": "static_response", "status_code": 404, "body": "no site here\n"}]}
+
+
+class CaddyAdmin:
+    def __init__(self, lb: LoadBalancer):
+        self.url = lb.admin_url
+
+    def config(self) -> dict | None:
+        response = requests.get(f"{self.url}/config/", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def load(self, config: dict) -> None:
+        response = requests.post(f"{self.url}/load", json=config, timeout=60)
+        if response.status_code != 200:
+            raise CaddyError(f"Caddy refused the configuration: {response.text.strip()[:2000]}")
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                self.config()
+                return
+            except requests.RequestException as error:
+                if time.monotonic() > deadline:
+                    raise CaddyError(f"Caddy's admin API at {self.url} did not answer: {error}") from None
+                time.sleep(0.1)

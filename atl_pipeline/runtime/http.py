@@ -1,0 +1,71 @@
+"""HTTP(S) requests as a client would make them, sent to a chosen address.
+
+The request carries the domain as Host and, over TLS, as SNI, and the certificate is
+verified against the given CA, while the connection goes to the load balancer's address
+(no DNS is involved).
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int | None  # None when no response came
+    seconds: float
+    body: bytes = b""
+    error: str = ""
+    peer_certificate: dict | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    def __init__(self, host: str, address: tuple[str, int], timeout: float):
+        super().__init__(host, address[1], timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection(self.address, self.timeout)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, address: tuple[str, int], timeout: float, context: ssl.SSLContext):
+        super().__init__(host, address[1], timeout=timeout, context=context)
+        self.address = address
+
+    peer_certificate: dict | None = None
+
+    def connect(self) -> None:
+        self.sock = self._context.wrap_socket(socket.create_connection(self.address, self.timeout),
+                                              server_hostname=self.host)
+        self.peer_certificate = self.sock.getpeercert()
+
+
+def get(address: tuple[str, int], host: str, path: str, *, tls: bool, ca: Path | None = None,
+        timeout: float = 5.0) -> Response:
+    """GET `path` from `host` at `address`; never raises for network or TLS errors."""
+    start = time.perf_counter()
+    if tls:
+        context = ssl.create_default_context(cafile=str(ca) if ca else None)
+        connection: http.client.HTTPConnection = _HTTPSConnection(host, address, timeout, context)
+    else:
+        connection = _HTTPConnection(host, address, timeout)
+    try:
+        connection.request("GET", path, headers={"Host": host, "Connection": "close"})
+        response = connection.getresponse()
+        body = response.read()
+        return Response(response.status, time.perf_counter() - start, body,
+                        peer_certificate=getattr(connection, "peer_certificate", None))
+    except (OSError, http.client.HTTPException) as error:
+        return Response(None, time.perf_counter() - start, error=f"{type(error).__name__}: {error}")
+    finally:
+        connection.close()

@@ -1,0 +1,235 @@
+"""The local target's runtime: deploy what Terraform's outputs declare, doing the least.
+
+A service release runs as one supervisord group in one of two port slots (the `ports` or
+the `standby_ports` of Terraform's output). A changed service (new release, or a new
+replica count) rolls: its new group starts in the other slot, every replica must answer
+its health path, Caddy switches to it in one configuration load, the old group drains and
+stops. Unchanged groups are not touched, and Caddy is not reloaded when nothing changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from atl_pipeline.config.model import LocalTarget
+from atl_pipeline.project import Project
+from atl_pipeline.runtime import http
+from atl_pipeline.runtime.caddy import CaddyAdmin, LoadBalancer, Route, base_config, caddy_config
+from atl_pipeline.runtime.supervisor import LocalRuntimeError, Replica, Supervisor, ini_value
+
+HEALTH_TIMEOUT = 30.0
+DRAIN_SECONDS = 1.0
+SLOT_PORTS = ("ports", "standby_ports")
+
+
+class DeployError(LocalRuntimeError):
+    """A new release did not become healthy; what ran before still serves."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """A running service release: the supervisord group `svc_<service>_<release>_s<slot>`."""
+
+    name: str
+    service: str
+    release: str
+    slot: int
+    processes: tuple[dict, ...] = ()
+
+    @classmethod
+    def parse(cls, name: str, processes: list[dict]) -> Group | None:
+        parts = name.split("_")
+        if len(parts) != 4 or parts[0] != "svc" or parts[3] not in ("s0", "s1"):
+            return None
+        return cls(name, parts[1], parts[2], int(parts[3][1]), tuple(sorted(processes, key=lambda p: p["name"])))
+
+    @classmethod
+    def new(cls, service: str, release: str, slot: int) -> Group:
+        return cls(f"svc_{service}_{release}_s{slot}", service, release, slot)
+
+
+@dataclass(frozen=True)
+class ServiceOutcome:
+    name: str
+    release: str
+    action: str  # unchanged, started, rolled or stopped
+    replicas: tuple[dict, ...] = ()  # pid, port, state of each replica
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What the deployment stage did, and what the stages after it need to check it."""
+
+    outcomes: tuple[ServiceOutcome, ...]
+    load_balancer: LoadBalancer
+    services: dict
+    domains: dict
+
+
+def local_runtime(project: Project, target: LocalTarget) -> LocalRuntime:
+    root = project.state_dir / "runtime"
+    lb = LoadBalancer("127.0.0.1", target.http_port, target.https_port, target.admin_port, root / "caddy")
+    return LocalRuntime(root, lb)
+
+
+def deployed_runtime(project: Project) -> LocalRuntime:
+    """The runtime as the last deployment left it (default ports when nothing was deployed)."""
+    record = project.state_dir / "runtime" / "deployed.json"
+    ports = json.loads(record.read_text())["load_balancer"] if record.exists() else {}
+    return local_runtime(project, LocalTarget(**ports))
+
+
+class LocalRuntime:
+    def __init__(self, root: Path, lb: LoadBalancer):
+        self.root = root
+        self.lb = lb
+        self.supervisor = Supervisor(root / "supervisor")
+        self.caddy = CaddyAdmin(lb)
+        self.deployed_file = root / "deployed.json"
+
+    def start(self) -> None:
+        """supervisord and Caddy running, Caddy's admin API answering."""
+        for folder in (self.lb.data_dir, self.lb.config_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        base = self.lb.root / "base.json"
+        base.write_text(json.dumps(base_config(self.lb), indent=2))
+        self.supervisor.ensure_running(self._caddy_program(base))
+        self.caddy.wait_ready()
+
+    def stop(self) -> None:
+        """Stop every process and supervisord; what was deployed is kept for the next start."""
+        self.supervisor.shutdown()
+
+    def deployed(self) -> dict:
+        """What the last deployment routed: its `domains` and `services` (with slot and group)."""
+        return json.loads(self.deployed_file.read_text()) if self.deployed_file.exists() else {}
+
+    def groups(self) -> dict[str, list[Group]]:
+        """The running service releases, by service."""
+        by_group: dict[str, list[dict]] = {}
+        for process in self.supervisor.processes():
+            by_group.setdefault(process["group"], []).append(process)
+        groups: dict[str, list[Group]] = {}
+        for name, processes in by_group.items():
+            if group := Group.parse(name, processes):
+                groups.setdefault(group.service, []).append(group)
+        return groups
+
+    def deploy(self, services: dict[str, dict], domains: dict[str, dict]) -> list[ServiceOutcome]:
+        """Make what runs match Terraform's `services` and `domains` outputs."""
+        self.start()
+        running = self._without_orphans(self.groups())
+        serving: dict[str, Group] = {}
+        started: list[Group] = []
+        retired = [group for name, groups in running.items() if name not in services for group in groups]
+        actions: dict[str, str] = {}
+        for name, spec in services.items():
+            groups = running.get(name, [])
+            current = next((g for g in groups if g.release == spec["release"]
+                            and len(g.processes) == spec["replicas"]), None)
+            retired += [group for group in groups if group is not current]
+            if current:
+                serving[name], actions[name] = current, "unchanged"
+            else:
+                serving[name] = self._start_group(name, spec, slot=1 - groups[0].slot if groups else 0)
+                started.append(serving[name])
+                actions[name] = "rolled" if groups else "started"
+        try:
+            for name, group in serving.items():
+                self._wait_healthy(group, services[name])
+        except DeployError:
+            for group in started:
+                self.supervisor.remove_group(group.name)
+            raise
+        self._route(services, domains, serving)
+        if retired:
+            time.sleep(DRAIN_SECONDS)  # requests already sent to the old replicas finish
+        for group in retired:
+            self.supervisor.remove_group(group.name)
+        stopped = [ServiceOutcome(g.service, g.release, "stopped") for g in retired if g.service not in services]
+        return self._outcomes(services, serving, actions) + stopped
+
+    def _without_orphans(self, running: dict[str, list[Group]]) -> dict[str, list[Group]]:
+        """Groups that no deployment ever routed to (an interrupted deploy's) are removed."""
+        routed = {spec["group"] for spec in self.deployed().get("services", {}).values()}
+        kept = {}
+        for service, groups in running.items():
+            for group in groups:
+                if group.name not in routed:
+                    self.supervisor.remove_group(group.name)
+            kept[service] = [group for group in groups if group.name in routed]
+        return kept
+
+    def _start_group(self, name: str, spec: dict, slot: int) -> Group:
+        group = Group.new(name, spec["release"], slot)
+        replicas = [Replica(
+            argv=[argument.format(port=port, replica=index, service=name) for argument in spec["command"]],
+            env={"PORT": str(port), "ATL_SERVICE": name, "ATL_RELEASE": spec["release"],
+                 "ATL_REPLICA": str(index), "MALLOC_ARENA_MAX": "2"},
+            memory_bytes=spec["memory_bytes"], nice=cpu_nice(spec["cpu_millicores"]), port=port,
+        ) for index, port in enumerate(spec[SLOT_PORTS[slot]])]
+        self.supervisor.add_group(group.name, replicas)
+        return group
+
+    def _wait_healthy(self, group: Group, spec: dict) -> None:
+        deadline = time.monotonic() + HEALTH_TIMEOUT
+        for port in spec[SLOT_PORTS[group.slot]]:
+            while not (answer := http.get(("127.0.0.1", port), "127.0.0.1", spec["health_path"],
+                                          tls=False, timeout=2)).ok:
+                if time.monotonic() > deadline:
+                    raise DeployError(
+                        f"{group.service} release {group.release}: the replica on port {port} did not answer "
+                        f"{spec['health_path']} with 2xx within {HEALTH_TIMEOUT:.0f} s "
+                        f"({answer.error or f'HTTP {answer.status}'}); its log is in {self.supervisor.logs}. "
+                        "What ran before still serves.")
+                time.sleep(0.1)
+
+    def _route(self, services: dict[str, dict], domains: dict[str, dict], serving: dict[str, Group]) -> None:
+        """Point each domain at its service's serving replicas: one Caddy load, only if anything changed."""
+        routes = []
+        for name, domain in sorted(domains.items()):
+            spec, group = services[domain["service"]], serving[domain["service"]]
+            routes.append(Route(name, domain["ssl"], tuple(spec[SLOT_PORTS[group.slot]]), spec["health_path"]))
+        config = caddy_config(self.lb, routes)
+        if self.caddy.config() != config:
+            self.caddy.load(config)
+        record = {"load_balancer": self.lb.ports, "domains": domains, "services": {
+            name: {**services[name], "slot": group.slot, "group": group.name} for name, group in serving.items()}}
+        temporary = self.deployed_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(record, indent=2))
+        os.replace(temporary, self.deployed_file)
+
+    def _outcomes(self, services: dict[str, dict], serving: dict[str, Group],
+                  actions: dict[str, str]) -> list[ServiceOutcome]:
+        live = {group.name: group for groups in self.groups().values() for group in groups}
+        outcomes = []
+        for name, group in serving.items():
+            ports = services[name][SLOT_PORTS[group.slot]]
+            replicas = tuple({"pid": p["pid"], "port": port, "state": p["statename"]}
+                             for p, port in zip(live[group.name].processes, ports, strict=True))
+            outcomes.append(ServiceOutcome(name, group.release, actions[name], replicas))
+        return outcomes
+
+    def _caddy_program(self, base: Path) -> str:
+        logs = ini_value(self.supervisor.logs)
+        return f"""\
+[program:caddy]
+command={ini_value(Path(sys.executable).parent / "caddy")} run --config {ini_value(base)} --resume
+environment=HOME="{ini_value(self.lb.root)}",XDG_DATA_HOME="{ini_value(self.lb.data_dir)}",\
+XDG_CONFIG_HOME="{ini_value(self.lb.config_dir)}"
+autorestart=true
+startsecs=1
+stopsignal=TERM
+stdout_logfile={logs}/caddy.log
+redirect_stderr=true
+"""
+
+
+def cpu_nice(millicores: int) -> int:
+    """A scheduling weight: a full core (or more) runs at nice 0, a tenth of a core at nice 9."""
+    return max(0, min(19, round(10 * (1 - millicores / 1000))))

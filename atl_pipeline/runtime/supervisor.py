@@ -1,0 +1,188 @@
+"""supervisord, started on demand and driven over XML-RPC on a unix socket only its owner can open.
+
+A service release is one program group (`numprocs` = replicas). What each replica runs
+(argv, environment, limits) is written to a JSON spec that `atl_pipeline.runtime.launch`
+reads, so no configuration value is ever written into supervisord's ini files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from supervisor.xmlrpc import SupervisorTransport
+
+MAX_SOCKET_PATH = 107
+START_TIMEOUT = 30.0
+
+
+class LocalRuntimeError(Exception):
+    """The local runtime could not do what was asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class Replica:
+    """What one replica process runs."""
+
+    argv: list[str]
+    env: dict[str, str]
+    memory_bytes: int
+    nice: int
+    port: int
+
+
+class Supervisor:
+    def __init__(self, root: Path):
+        self.root = root
+        self.config = root / "supervisord.conf"
+        self.socket = root / "supervisor.sock"
+        self.programs = root / "programs"
+        self.specs = root / "specs"
+        self.logs = root / "logs"
+
+    @property
+    def rpc(self):
+        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+    def is_running(self) -> bool:
+        try:
+            return self.rpc.getState()["statename"] == "RUNNING"
+        except (OSError, xmlrpc.client.Fault):
+            return False
+
+    def ensure_running(self, always: str) -> None:
+        """Start supervisord when it is not running; `always` is ini text of programs it always runs."""
+        if len(str(self.socket)) > MAX_SOCKET_PATH:
+            raise LocalRuntimeError(f"{self.socket} is longer than a unix socket path may be "
+                                f"({MAX_SOCKET_PATH} bytes): move the project to a shorter path")
+        for folder in (self.root, self.programs, self.specs, self.logs):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)
+        self.config.write_text(self._main_config(always))
+        if self.is_running():
+            self._restart_changed_programs()
+            return
+        subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c", str(self.config)],
+                       check=True, env=runtime_environment(), cwd=self.root, timeout=START_TIMEOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self.is_running():
+            if time.monotonic() > deadline:
+                raise LocalRuntimeError(f"supervisord did not start; see {self.root / 'supervisord.log'}")
+            time.sleep(0.05)
+
+    def _restart_changed_programs(self) -> None:
+        """Programs of the main configuration whose settings changed (Caddy's, say) restart."""
+        _, changed, _ = self.rpc.reloadConfig()[0]
+        for group in changed:
+            self.rpc.stopProcessGroup(group, True)
+            self.rpc.removeProcessGroup(group)
+            self.rpc.addProcessGroup(group)
+
+    def processes(self) -> list[dict]:
+        """supervisord's process infos: group, name, pid, statename, ..."""
+        return self.rpc.getAllProcessInfo()
+
+    def add_group(self, group: str, replicas: list[Replica]) -> None:
+        """Write the group's specs and program, and start its replicas (returns once they run)."""
+        specs = self.specs / group
+        specs.mkdir(parents=True, exist_ok=True)
+        for index, replica in enumerate(replicas):
+            (specs / f"{index}.json").write_text(json.dumps(asdict(replica)))
+        (self.programs / f"{group}.conf").write_text(self._program(group, len(replicas)))
+        self.rpc.reloadConfig()
+        try:
+            self.rpc.addProcessGroup(group)
+        except xmlrpc.client.Fault as fault:
+            raise LocalRuntimeError(f"supervisord could not start {group}: {fault.faultString}; "
+                                f"see {self.logs}") from None
+
+    def remove_group(self, group: str) -> None:
+        """Stop the group's processes (waiting for them) and forget it."""
+        try:
+            self.rpc.stopProcessGroup(group, True)
+            self.rpc.removeProcessGroup(group)
+        except xmlrpc.client.Fault as fault:
+            if "BAD_NAME" not in fault.faultString:
+                raise
+        (self.programs / f"{group}.conf").unlink(missing_ok=True)
+        shutil.rmtree(self.specs / group, ignore_errors=True)
+        self.rpc.reloadConfig()
+
+    def shutdown(self) -> None:
+        """Stop every process and supervisord itself; the program files stay for the next start."""
+        if not self.is_running():
+            return
+        pid = self.rpc.getPID()
+        self.rpc.shutdown()
+        deadline = time.monotonic() + START_TIMEOUT
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _main_config(self, always: str) -> str:
+        root = ini_value(self.root)
+        return f"""\
+; Written by atl-pipeline; edits are overwritten.
+[unix_http_server]
+file={ini_value(self.socket)}
+chmod=0700
+
+[supervisord]
+logfile={root}/supervisord.log
+pidfile={root}/supervisord.pid
+childlogdir={ini_value(self.logs)}
+directory={root}
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+{always}
+[include]
+files = {ini_value(self.programs)}/*.conf
+"""
+
+    def _program(self, group: str, replicas: int) -> str:
+        return f"""\
+; Written by atl-pipeline; edits are overwritten.
+[program:{group}]
+command={ini_value(Path(sys.executable))} -m atl_pipeline.runtime.launch {ini_value(self.specs / group)}/%(process_num)d.json
+process_name=%(program_name)s_%(process_num)d
+numprocs={replicas}
+autostart=true
+autorestart=true
+startsecs=1
+startretries=10
+stopsignal=TERM
+stopwaitsecs=15
+stdout_logfile={ini_value(self.logs)}/%(program_name)s_%(process_num)d.log
+redirect_stderr=true
+"""
+
+
+def runtime_environment() -> dict[str, str]:
+    """Our environment with this Python's bin folder first, so `python3` and `caddy` are ours."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
+
+
+def ini_value(path: Path) -> str:
+    """A path as a supervisord ini value: `%` escaped; line breaks, quotes and comments refused."""
+    text = str(path)
+    if any(char in text for char in "\r\n;\""):
+        raise LocalRuntimeError(f"{text!r} cannot be written into supervisord's configuration: rename it")
+    return text.replace("%", "%%")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,122 @@
+"""The sample service the example domains.yml runs: one process per replica.
+
+    python -m atl_pipeline.sample_service --port PORT [--unhealthy]
+
+`/` names the service, release and replica (from ATL_SERVICE, ATL_RELEASE, ATL_REPLICA,
+which the local runtime sets); `/healthz` answers 200 (503 with --unhealthy); `/metrics`
+is in Prometheus text format. On SIGTERM it stops accepting connections, finishes the
+requests in flight, and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+DRAIN_SECONDS = 10.0
+
+
+class Service:
+    def __init__(self, unhealthy: bool):
+        self.identity = {key: os.environ.get(f"ATL_{key.upper()}", "") for key in ("service", "release", "replica")}
+        self.unhealthy = unhealthy
+        self.started = time.time()
+        self.lock = threading.Lock()
+        self.requests: Counter[tuple[str, int]] = Counter()
+        self.seconds = 0.0
+        self.in_flight = 0
+        self.draining = False
+
+    def record(self, path: str, status: int, seconds: float) -> None:
+        with self.lock:
+            self.requests[(path, status)] += 1
+            self.seconds += seconds
+
+    def metrics(self) -> str:
+        labels = ",".join(f'{key}="{value}"' for key, value in self.identity.items())
+        lines = ["# TYPE atl_sample_info gauge", f"atl_sample_info{{{labels}}} 1",
+                 "# TYPE atl_sample_start_time_seconds gauge", f"atl_sample_start_time_seconds {self.started}",
+                 "# TYPE atl_sample_requests_total counter"]
+        with self.lock:
+            lines += [f'atl_sample_requests_total{{path="{path}",code="{status}"}} {count}'
+                      for (path, status), count in sorted(self.requests.items())]
+            lines += ["# TYPE atl_sample_request_seconds_total counter",
+                      f"atl_sample_request_seconds_total {self.seconds}"]
+        return "\n".join(lines) + "\n"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    service: Service
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+        start = time.perf_counter()
+        with self.service.lock:
+            self.service.in_flight += 1
+        try:
+            path = self.path.split("?", 1)[0]
+            if path == "/healthz":
+                status, body, kind = (503, "unhealthy\n", "text/plain") if self.service.unhealthy else (
+                    200, "ok\n", "text/plain")
+            elif path == "/metrics":
+                status, body, kind = 200, self.service.metrics(), "text/plain; version=0.0.4"
+            elif path == "/":
+                status, body, kind = 200, json.dumps(self.service.identity) + "\n", "application/json"
+            else:
+                status, body, kind = 404, "not found\n", "text/plain"
+            self._send(status, body, kind)
+            self.service.record(path if status != 404 else "other", status, time.perf_counter() - start)
+        finally:
+            with self.service.lock:
+                self.service.in_flight -= 1
+
+    def _send(self, status: int, body: str, kind: str) -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        if self.service.draining:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet: Caddy logs requests
+        pass
+
+
+def serve(port: int, unhealthy: bool) -> None:
+    threading.stack_size(512 * 1024)  # many threads fit under the runtime's address-space limit
+    service = Service(unhealthy)
+    handler = type("BoundHandler", (Handler,), {"service": service})
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+
+    def stop(signum, frame) -> None:
+        service.draining = True
+        threading.Thread(target=server.shutdown).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    server.serve_forever()
+    server.socket.close()
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while service.in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--unhealthy", action="store_true", help="answer /healthz with 503")
+    args = parser.parse_args()
+    serve(args.port, args.unhealthy)
+
+
+if __name__ == "__main__":
+    main()
