@@ -35,28 +35,31 @@ def timed(work):
     return time.perf_counter() - start, result
 
 
+def measure(size: int, root: Path) -> str:
+    project = Project(root)
+    project.domains_file.write_text(generate(size))
+    config = load_config(project.domains_file).config
+    render_s, rendered = timed(lambda: render(config, TEMPLATES))
+    check_s, _ = timed(lambda: check_rendered(rendered, "local"))
+    runner = terraform(project, config.state, config.environment)
+    write(rendered, runner.workdir)
+    init_s, _ = timed(runner.init)
+    plan_file = runner.workdir / "bench.tfplan"
+    plan_s, _ = timed(lambda: (runner.plan(plan_file), runner.show(plan_file)))
+    apply_s, _ = timed(lambda: runner.apply(plan_file))
+    replan_s, _ = timed(lambda: runner.plan(plan_file))
+    assert PlanSummary.from_show_json(runner.show(plan_file)).changes == ()
+    ours, theirs = render_s + check_s, init_s + plan_s + apply_s
+    return (f"{size:>8,} {render_s:>9.3f} {check_s:>8.3f} {ours:>7.3f} {init_s:>7.3f} {plan_s:>7.3f} "
+            f"{apply_s:>8.3f} {theirs:>7.3f} {ours / theirs:>8.2f} {replan_s:>9.3f}")
+
+
 def main() -> None:
     print(f"{'domains':>8} {'render s':>9} {'check s':>8} {'ours s':>7} {'init s':>7} {'plan s':>7} "
           f"{'apply s':>8} {'tf s':>7} {'ours/tf':>8} {'replan s':>9}")
     for size in SIZES:
         with tempfile.TemporaryDirectory() as tmp:
-            project = Project(Path(tmp))
-            (project.root / "domains.yml").write_text(generate(size))
-            config = load_config(project.domains_file).config
-            render_s, rendered = timed(lambda: render(config, TEMPLATES))
-            check_s, _ = timed(lambda: check_rendered(rendered, "local"))
-            runner = terraform(project, config.state, config.environment)
-            write(rendered, runner.workdir)
-            init_s, _ = timed(runner.init)
-            plan_file = runner.workdir / "bench.tfplan"
-            plan_s, _ = timed(lambda: (runner.plan(plan_file), runner.show(plan_file)))
-            apply_s, _ = timed(lambda: runner.apply(plan_file))
-            replan_s, summary = timed(lambda: (runner.plan(plan_file), PlanSummary.from_show_json(
-                runner.show(plan_file)))[1])
-            assert summary.changes == (), summary.describe()
-            ours, theirs = render_s + check_s, init_s + plan_s + apply_s
-            print(f"{size:>8,} {render_s:>9.3f} {check_s:>8.3f} {ours:>7.3f} {init_s:>7.3f} {plan_s:>7.3f} "
-                  f"{apply_s:>8.3f} {theirs:>7.3f} {ours / theirs:>8.2f} {replan_s:>9.3f}")
+            print(measure(size, Path(tmp)))
 
 
 if __name__ == "__main__":

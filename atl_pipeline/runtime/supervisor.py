@@ -149,10 +149,11 @@ files = {ini_value(self.programs)}/*.conf
 """
 
     def _program(self, group: str, replicas: int) -> str:
+        launch = f"{ini_value(Path(sys.executable))} -m atl_pipeline.runtime.launch"
         return f"""\
 ; Written by atl-pipeline; edits are overwritten.
 [program:{group}]
-command={ini_value(Path(sys.executable))} -m atl_pipeline.runtime.launch {ini_value(self.specs / group)}/%(process_num)d.json
+command={launch} {ini_value(self.specs / group)}/%(process_num)d.json
 process_name=%(program_name)s_%(process_num)d
 numprocs={replicas}
 autostart=true
