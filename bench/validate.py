@@ -27,7 +27,7 @@ def generate(domains: int) -> str:
              "  capacity: {cpu: '100000', memory: 100Ti}", "services:"]
     for s in range(SERVICES):
         lines += [f"  svc-{s}:", "    command: [python3, -m, app, --port, '{port}']",
-                  f"    image: ghcr.io/allthingslinux/svc-{s}:1.0.{s}", f"    port: {10000 + s * 50}",
+                  f"    image: ghcr.io/allthingslinux/svc-{s}:1.0.{s}", f"    port: {10000 + s * 100}",
                   "    health: {path: /healthz}"]
     lines.append("domains:")
     for d in range(domains):

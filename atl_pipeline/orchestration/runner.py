@@ -44,7 +44,8 @@ def run_deploy(project: Project, domains_file: Path | None = None,
                on_stage: Callable[[StageEvent], None] = lambda event: None,
                tags: dict[str, str] | None = None) -> RunOutcome:
     instance = DagsterInstance.from_config(str(project.ensure_instance()))
-    run_config: dict = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+                        "resources": {"project": {"config": {"root": str(project.root)}}}}
     if domains_file is not None:
         run_config["ops"] = {"domain_config": {"config": {"path": str(domains_file.resolve())}}}
     marker = uuid.uuid4().hex

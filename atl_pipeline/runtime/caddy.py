@@ -1,8 +1,15 @@
 """Caddy as the load balancer, configured only through its admin API on loopback.
 
-One route per domain (host match) to the replicas of its service, with active health
+One route per domain (host match) to its service's whole port block, with active health
 checks on the service's health path and passive ones (the circuit breaker); `ssl: true`
 domains get a certificate from Caddy's internal CA and an HTTP to HTTPS redirect.
+
+The upstreams are every port a replica of the service may listen on, in either slot, so
+rolling a release or changing the replica count never changes Caddy's configuration:
+the health checks find the replicas that answer. This matters because each configuration
+load of Caddy 2.11 drops about one client connection that arrives during the swap
+(measured: 7 to 10 failed requests over 10 loads under a steady load), so loads are kept
+for changes of the routes themselves.
 """
 
 from __future__ import annotations
@@ -55,7 +62,7 @@ class LoadBalancer:
 class Route:
     domain: str
     ssl: bool
-    ports: tuple[int, ...]
+    ports: range  # the service's port block
     health_path: str
 
 
@@ -63,6 +70,8 @@ def base_config(lb: LoadBalancer) -> dict:
     """What Caddy starts with: its admin endpoint and a CA that leaves the system trust store alone."""
     return {
         "admin": {"listen": f"{lb.address}:{lb.admin_port}"},
+        # the active health checks of unused ports fail every second; that is expected, not news
+        "logging": {"logs": {"default": {"exclude": ["http.handlers.reverse_proxy.health_checker.active"]}}},
         "storage": {"module": "file_system", "root": str(lb.data_dir)},
         "apps": {"pki": {"certificate_authorities": {"local": {"install_trust": False}}}},
     }
@@ -95,10 +104,11 @@ def _proxy(route: Route) -> dict:
         "upstreams": [{"dial": f"127.0.0.1:{port}"} for port in route.ports],
         "health_checks": {
             "active": {"uri": route.health_path, "interval": SECOND, "timeout": 2 * SECOND},
-            "passive": {"max_fails": 2, "fail_duration": 10 * SECOND},
+            # a failure counts for one second: ports a new release reuses are soon trusted again
+            "passive": {"max_fails": 2, "fail_duration": SECOND},
         },
-        "load_balancing": {"selection_policy": {"policy": "round_robin"}, "retries": 3,
-                           "try_duration": 5 * SECOND, "try_interval": SECOND // 4},
+        "load_balancing": {"selection_policy": {"policy": "round_robin"}, "retries": len(route.ports),
+                           "try_duration": 5 * SECOND, "try_interval": SECOND // 1000},
     }]}
 
 

@@ -16,14 +16,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from atl_pipeline.config.model import LocalTarget
+from atl_pipeline.config.model import PORT_BLOCK, LocalTarget
 from atl_pipeline.project import Project
 from atl_pipeline.runtime import http
 from atl_pipeline.runtime.caddy import CaddyAdmin, LoadBalancer, Route, base_config, caddy_config
 from atl_pipeline.runtime.supervisor import LocalRuntimeError, Replica, Supervisor, ini_value
 
 HEALTH_TIMEOUT = 30.0
-DRAIN_SECONDS = 1.0
+DRAIN_SECONDS = 2.5  # > Caddy's health-check interval and failure memory: it trusts the new replicas
 SLOT_PORTS = ("ports", "standby_ports")
 
 
@@ -88,7 +88,7 @@ class LocalRuntime:
     def __init__(self, root: Path, lb: LoadBalancer):
         self.root = root
         self.lb = lb
-        self.supervisor = Supervisor(root / "supervisor")
+        self.supervisor = Supervisor(root)
         self.caddy = CaddyAdmin(lb)
         self.deployed_file = root / "deployed.json"
 
@@ -148,7 +148,7 @@ class LocalRuntime:
             raise
         self._route(services, domains, serving)
         if retired:
-            time.sleep(DRAIN_SECONDS)  # requests already sent to the old replicas finish
+            time.sleep(DRAIN_SECONDS)  # Caddy finds the new replicas; requests to the old ones finish
         for group in retired:
             self.supervisor.remove_group(group.name)
         stopped = [ServiceOutcome(g.service, g.release, "stopped") for g in retired if g.service not in services]
@@ -188,13 +188,19 @@ class LocalRuntime:
                         f"({answer.error or f'HTTP {answer.status}'}); its log is in {self.supervisor.logs}. "
                         "What ran before still serves.")
                 time.sleep(0.1)
+        while any(p["statename"] != "RUNNING" for p in self.supervisor.processes() if p["group"] == group.name):
+            if time.monotonic() > deadline:
+                raise DeployError(f"{group.service} release {group.release}: supervisord does not report its "
+                                  f"replicas running; see {self.supervisor.logs}. What ran before still serves.")
+            time.sleep(0.1)
 
     def _route(self, services: dict[str, dict], domains: dict[str, dict], serving: dict[str, Group]) -> None:
-        """Point each domain at its service's serving replicas: one Caddy load, only if anything changed."""
+        """Point each domain at its service's port block: one Caddy load, only when the routes changed."""
         routes = []
         for name, domain in sorted(domains.items()):
-            spec, group = services[domain["service"]], serving[domain["service"]]
-            routes.append(Route(name, domain["ssl"], tuple(spec[SLOT_PORTS[group.slot]]), spec["health_path"]))
+            spec = services[domain["service"]]
+            routes.append(Route(name, domain["ssl"], range(spec["port"], spec["port"] + PORT_BLOCK),
+                                spec["health_path"]))
         config = caddy_config(self.lb, routes)
         if self.caddy.config() != config:
             self.caddy.load(config)

@@ -42,7 +42,7 @@ class Supervisor:
     def __init__(self, root: Path):
         self.root = root
         self.config = root / "supervisord.conf"
-        self.socket = root / "supervisor.sock"
+        self.socket = root / "sv.sock"  # short: a unix socket path has at most 107 bytes
         self.programs = root / "programs"
         self.specs = root / "specs"
         self.logs = root / "logs"

@@ -1,0 +1,79 @@
+"""Helpers for tests of the local runtime with real supervisord, Caddy and sample services."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from atl_pipeline.project import Project
+from atl_pipeline.runtime import http
+from atl_pipeline.runtime.local import deployed_runtime
+from tests.postgres import free_port
+
+HERE = Path(__file__).resolve().parent
+
+
+def on_test_ports(project: Project) -> None:
+    """Move the example's load balancer to free ports and its services away from the defaults."""
+    text = project.domains_file.read_text()
+    moves = [(f"{name}: {port}", f"{name}: {free_port()}")
+             for name, port in (("http_port", 8000), ("https_port", 8443), ("admin_port", 2019))]
+    for old, new in [*moves, ("port: 8100", "port: 28100"), ("port: 8200", "port: 28200")]:
+        assert old in text, old
+        text = text.replace(old, new)
+    project.domains_file.write_text(text)
+
+
+def through_lb(project: Project, domain: str, path: str = "/", tls: bool = True) -> http.Response:
+    runtime = deployed_runtime(project)
+    lb = runtime.lb
+    return http.get((lb.address, lb.https_port if tls else lb.http_port), domain, path, tls=tls, ca=lb.ca_cert)
+
+
+def wait_until_served(project: Project, domain: str, timeout: float = 30) -> http.Response:
+    """Caddy obtains certificates just after a load: wait until the domain answers over TLS."""
+    deadline = time.monotonic() + timeout
+    while not (response := through_lb(project, domain)).ok:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{domain} not served: {response.error or response.status}")
+        time.sleep(0.1)
+    return response
+
+
+class Load:
+    """tests/load.py in its own process, against one domain, for the length of a `with`."""
+
+    def __init__(self, project: Project, domain: str, out: Path):
+        self.project, self.domain, self.out = project, domain, out
+
+    def __enter__(self) -> Load:
+        lb = deployed_runtime(self.project).lb
+        self.process = subprocess.Popen([sys.executable, str(HERE / "load.py"), f"{lb.address}:{lb.https_port}",
+                                         self.domain, str(lb.ca_cert), str(self.out)])
+        while not Path(str(self.out) + ".started").exists():
+            time.sleep(0.02)
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        time.sleep(0.5)
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        self.result = json.loads(self.out.read_text())
+
+
+def replica_pids(project: Project) -> dict[str, list[int]]:
+    runtime = deployed_runtime(project)
+    return {service: [p["pid"] for g in groups for p in g.processes] for service, groups in runtime.groups().items()}
+
+
+def process_limits(pid: int) -> tuple[int, int]:
+    """A process's address-space limit (bytes) and nice value."""
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    address_space = next(line for line in limits.splitlines() if line.startswith("Max address space"))
+    return int(address_space.split()[3]), os.getpriority(os.PRIO_PROCESS, pid)

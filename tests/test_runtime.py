@@ -1,0 +1,171 @@
+"""The local runtime with real supervisord, Caddy and sample services on loopback:
+deploy, do nothing twice, roll and scale without losing a request, survive a killed
+replica, gate a broken release, remove what the file no longer declares, stop and restore."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from atl_pipeline.cli import main
+from atl_pipeline.orchestration.assets import APPROVE_DESTROY_TAG
+from atl_pipeline.orchestration.runner import run_deploy
+from atl_pipeline.project import Project
+from atl_pipeline.runtime.local import deployed_runtime
+from tests.runtime_helpers import Load, on_test_ports, process_limits, replica_pids, through_lb, wait_until_served
+
+API, WWW, DOCS = "api.allthingslinux.org", "www.allthingslinux.org", "docs.allthingslinux.org"
+
+
+@pytest.fixture
+def stack(project: Project):
+    """The example project on test ports, deployed; everything stopped afterwards."""
+    on_test_ports(project)
+    try:
+        stages = []
+        assert run_deploy(project, on_stage=stages.append).success, stages
+        for domain in (API, WWW, DOCS):
+            wait_until_served(project, domain)
+        yield project
+    finally:
+        deployed_runtime(project).stop()
+
+
+def edit(project: Project, old: str, new: str) -> None:
+    text = project.domains_file.read_text()
+    assert old in text
+    project.domains_file.write_text(text.replace(old, new))
+
+
+def reload_count(project: Project) -> float:
+    metrics = requests.get(f"{deployed_runtime(project).lb.admin_url}/metrics", timeout=5).text
+    line = next(line for line in metrics.splitlines() if line.startswith("caddy_config_last_reload_success_timestamp"))
+    return float(line.split()[-1])
+
+
+def test_services_answer_through_caddy_over_verified_tls(stack: Project, capsys):
+    answer = json.loads(through_lb(stack, API).body)
+    assert answer["service"] == "backend-api" and answer["replica"] in {"0", "1", "2"}
+    assert json.loads(through_lb(stack, DOCS).body)["service"] == "website"
+    redirect = through_lb(stack, API, "/x?y=1", tls=False)
+    lb = deployed_runtime(stack).lb
+    assert (redirect.status, redirect.error) == (308, "")
+    assert through_lb(stack, "unknown.example.org", tls=False).status == 404
+
+    assert main(["infra", "status", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["load_balancer"] == {"address": "127.0.0.1", "http_port": lb.http_port,
+                                       "https_port": lb.https_port, "ca_cert": str(lb.ca_cert), "running": True}
+    assert [(d["name"], d["service"], d["ssl"], d["healthy"]) for d in report["domains"]] == [
+        (API, "backend-api", True, True), (DOCS, "website", True, True), (WWW, "website", True, True)]
+    assert report["domains"][0]["url"] == f"https://{API}:{lb.https_port}/"
+    api = next(s for s in report["services"] if s["name"] == "backend-api")
+    assert [(r["port"], r["state"]) for r in api["replicas"]] == [(28100, "RUNNING"), (28101, "RUNNING"),
+                                                                   (28102, "RUNNING")]
+    assert process_limits(api["replicas"][0]["pid"]) == (512 * 2**20, 5)
+    metrics = requests.get(f"{lb.admin_url}/metrics", timeout=5).text
+    assert f'host="{API}"' in metrics
+    sample = requests.get("http://127.0.0.1:28100/metrics", timeout=5).text
+    assert 'atl_sample_info{service="backend-api"' in sample
+
+
+def test_the_private_parts_are_private(stack: Project):
+    runtime = deployed_runtime(stack)
+    assert stat.S_IMODE(runtime.supervisor.root.stat().st_mode) == 0o700
+    assert stat.S_IMODE(runtime.supervisor.socket.stat().st_mode) == 0o700
+    config = requests.get(f"{runtime.lb.admin_url}/config/", timeout=5).json()
+    assert config["admin"]["listen"].startswith("127.0.0.1:")
+    assert {listen for server in config["apps"]["http"]["servers"].values() for listen in server["listen"]} == {
+        f"127.0.0.1:{runtime.lb.http_port}", f"127.0.0.1:{runtime.lb.https_port}"}
+
+
+def test_a_second_deploy_touches_nothing(stack: Project):
+    pids, reloaded = replica_pids(stack), reload_count(stack)
+    stages = []
+    assert run_deploy(stack, on_stage=stages.append).success
+    assert next(s for s in stages if s.stage == "service_deployment").detail == "2 unchanged"
+    assert replica_pids(stack) == pids
+    assert reload_count(stack) == reloaded
+
+
+def test_rolling_a_release_and_scaling_lose_no_request(stack: Project, tmp_path: Path):
+    before = json.loads(through_lb(stack, API).body)["release"]
+    website = replica_pids(stack)["website"]
+    with Load(stack, API, tmp_path / "load.json") as load:
+        edit(stack, "backend-api:1.0.0", "backend-api:1.0.1")
+        assert run_deploy(stack).success
+        edit(stack, "replicas: 3", "replicas: 2")
+        assert run_deploy(stack).success
+    result = load.result
+    assert result["failed"] == 0, result["failures"]
+    assert result["ok"] > 20
+    assert before in result["releases"] and len(result["releases"]) == 2
+    assert replica_pids(stack)["website"] == website
+    assert len(replica_pids(stack)["backend-api"]) == 2
+
+
+def test_a_killed_replica_is_restarted_while_the_load_balancer_serves(stack: Project, tmp_path: Path):
+    victim = replica_pids(stack)["backend-api"][0]
+    with Load(stack, API, tmp_path / "load.json") as load:
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while victim in replica_pids(stack)["backend-api"] or 0 in replica_pids(stack)["backend-api"]:
+            assert time.monotonic() < deadline, "supervisord did not restart the replica"
+            time.sleep(0.1)
+    assert load.result["failed"] == 0, load.result["failures"]
+    assert len(replica_pids(stack)["backend-api"]) == 3
+
+
+def test_a_release_that_never_gets_healthy_is_not_switched_to(stack: Project, monkeypatch):
+    import atl_pipeline.runtime.local as local
+
+    monkeypatch.setattr(local, "HEALTH_TIMEOUT", 3.0)
+    serving = json.loads(through_lb(stack, API).body)["release"]
+    api = '[python3, -m, atl_pipeline.sample_service, --port, "{port}"]\n    image: ghcr.io/allthingslinux/backend-api'
+    edit(stack, api, api.replace('"{port}"]', '"{port}", --unhealthy]'))
+    stages = []
+
+    assert not run_deploy(stack, on_stage=stages.append).success
+
+    failed = next(s for s in stages if s.stage == "service_deployment")
+    assert failed.status == "failed" and "did not answer /healthz with 2xx" in failed.detail
+    assert "What ran before still serves" in failed.detail
+    assert json.loads(through_lb(stack, API).body)["release"] == serving
+    assert [g.release for g in deployed_runtime(stack).groups()["backend-api"]] == [serving]
+
+
+def test_removed_domains_leave_the_load_balancer_and_unused_services_stop(stack: Project):
+    text = stack.domains_file.read_text()
+    stack.domains_file.write_text(text[:text.index('  - name: "docs')])
+    website = replica_pids(stack)["website"]
+    assert run_deploy(stack, tags={APPROVE_DESTROY_TAG: "true"}).success
+    assert not through_lb(stack, DOCS).ok  # no route, no certificate
+    assert through_lb(stack, DOCS, tls=False).status == 404
+    assert replica_pids(stack)["website"] == website
+
+    text = stack.domains_file.read_text()
+    stack.domains_file.write_text(text[:text.index('  - name: "www')])
+    stages = []
+    assert run_deploy(stack, on_stage=stages.append, tags={APPROVE_DESTROY_TAG: "true"}).success
+    assert "1 stopped" in next(s for s in stages if s.stage == "service_deployment").detail
+    assert "website" not in replica_pids(stack)
+    assert through_lb(stack, WWW, tls=False).status == 404
+
+
+def test_down_stops_everything_and_up_restores_it(stack: Project, capsys):
+    assert main(["infra", "down"]) == 0
+    assert not deployed_runtime(stack).supervisor.is_running()
+    assert through_lb(stack, API).status is None
+    assert main(["infra", "status"]) == 1
+    capsys.readouterr()
+
+    assert main(["infra", "up"]) == 0
+    wait_until_served(stack, API)
+    assert main(["infra", "status"]) == 0
