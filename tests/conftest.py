@@ -45,20 +45,29 @@ def write(tmp_path: Path):
 
 
 def copy_project(root: Path) -> Project:
-    """A project directory at `root` with copies of the repository's domains.yml and templates."""
+    """A project directory at `root` with copies of the repository's domains.yml and templates,
+    its load balancer on free ports and its services away from the example's ports."""
+    from tests.runtime_helpers import on_test_ports
+
     root.mkdir(parents=True)
     shutil.copy(REPO / "domains.yml", root / "domains.yml")
     shutil.copytree(REPO / "terraform_templates", root / "terraform_templates")
-    return Project(root)
+    project = Project(root)
+    on_test_ports(project)
+    return project
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    """A copy of the example project, as ATL_PROJECT_DIR and the working directory."""
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A copy of the example project, as ATL_PROJECT_DIR and the working directory; whatever
+    it ran is stopped afterwards."""
+    from atl_pipeline.runtime.local import deployed_runtime
+
     project = copy_project(tmp_path / "project")
     monkeypatch.setenv("ATL_PROJECT_DIR", str(project.root))
     monkeypatch.chdir(project.root)
-    return project
+    yield project
+    deployed_runtime(project).stop()
 
 
 @pytest.fixture

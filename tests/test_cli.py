@@ -33,7 +33,7 @@ def test_validate_a_valid_file(capsys, write):
 
 def test_validate_defaults_to_the_projects_file(capsys, project: Project):
     code, out, _ = run(capsys, "infra", "validate")
-    assert (code, out) == (0, "domains.yml: valid (2 domains, 2 services)\n")
+    assert (code, out) == (0, "domains.yml: valid (3 domains, 2 services)\n")
 
 
 def test_validate_prints_every_finding_located(capsys, write):
@@ -70,9 +70,10 @@ def test_config_prints_the_domains_table(capsys, project: Project):
     code, out, _ = run(capsys, "infra", "config")
     assert code == 0
     assert out.splitlines() == [
-        "domain                  service      replicas  cpu   memory  ssl  monitoring",
-        "api.allthingslinux.org  backend-api  3         500m  512Mi   yes  yes",
-        "www.allthingslinux.org  website      2         100m  128Mi   yes  yes",
+        "domain                   service      replicas  cpu   memory  ssl  monitoring",
+        "api.allthingslinux.org   backend-api  3         500m  512Mi   yes  yes",
+        "www.allthingslinux.org   website      2         100m  128Mi   yes  yes",
+        "docs.allthingslinux.org  website      2         100m  128Mi   yes  yes",
     ]
 
 
@@ -80,11 +81,12 @@ def test_up_runs_every_stage_in_the_projects_instance(capsys, project: Project):
     code, out, _ = run(capsys, "infra", "up")
     lines = out.splitlines()
     assert code == 0
-    assert re.match(r"ok +domain_config +\d+\.\d\ds  2 domains, 2 services$", lines[0])
+    assert re.match(r"ok +domain_config +\d+\.\d\ds  3 domains, 2 services$", lines[0])
     assert re.match(r"ok +validated_config +\d+\.\d\ds  no findings$", lines[1])
-    assert re.match(r"ok +terraform_plan +\d+\.\d\ds  4 to create$", lines[2])
-    assert re.match(r"ok +terraform_apply +\d+\.\d\ds  applied 4 to create; state serial \d+$", lines[3])
-    run_id = re.fullmatch(r"run (\S+): SUCCESS", lines[4]).group(1)
+    assert re.match(r"ok +terraform_plan +\d+\.\d\ds  5 to create$", lines[2])
+    assert re.match(r"ok +terraform_apply +\d+\.\d\ds  applied 5 to create; state serial \d+$", lines[3])
+    assert re.match(r"ok +service_deployment +\d+\.\d\ds  2 started$", lines[4])
+    run_id = re.fullmatch(r"run (\S+): SUCCESS", lines[5]).group(1)
     instance = DagsterInstance.from_config(str(project.dagster_home))
     assert instance.get_run_by_id(run_id).job_name == "deploy"
 
@@ -96,16 +98,16 @@ def test_up_fails_when_validation_fails(capsys, project: Project, write):
     assert out.splitlines()[0].startswith("FAIL  domain_config")
     assert f"{path}:5:12: services.backend-api.image: 'not an image' is not a container image" in out
     assert re.findall(r"^skip +(\w+) +not run: an earlier stage failed$", out, re.M) == [
-        "validated_config", "terraform_plan", "terraform_apply"]
+        "validated_config", "terraform_plan", "terraform_apply", "service_deployment"]
     assert re.search(r"^run \S+: FAILURE$", out, re.M)
 
 
 def test_up_stops_at_the_blocking_check(capsys, project: Project):
-    project.domains_file.write_text(project.domains_file.read_text().replace("port: 8180", "port: 8082"))
+    project.domains_file.write_text(project.domains_file.read_text().replace("port: 28200", "port: 28150"))
     code, out, _ = run(capsys, "infra", "up")
     assert code == 1
     assert re.search(r"^FAIL +validated_config:valid +\S*domains.yml:\d+:\d+: services 'backend-api' and "
-                     r"'website' both use port 8082", out, re.M)
+                     r"'website' both use port 28150", out, re.M)
 
 
 def test_the_atl_console_script_is_installed(write):

@@ -28,14 +28,15 @@ def test_a_deploy_run_materializes_both_stages_with_metadata(project: Project):
 
     assert outcome.success and outcome.status == "SUCCESS"
     assert [(s.stage, s.status) for s in stages] == [
-        ("domain_config", "ok"), ("validated_config", "ok"), ("terraform_plan", "ok"), ("terraform_apply", "ok")]
-    assert stages[0].detail == "2 domains, 2 services"
+        ("domain_config", "ok"), ("validated_config", "ok"), ("terraform_plan", "ok"), ("terraform_apply", "ok"),
+        ("service_deployment", "ok")]
+    assert stages[0].detail == "3 domains, 2 services"
     instance = instance_of(project)
     run = instance.get_run_by_id(outcome.run_id)
     assert run.job_name == "deploy" and run.tags["atl/trigger"] == "cli"
     config_meta = latest_metadata(instance, "domain_config")
     assert config_meta["sha256"] == hashlib.sha256(project.domains_file.read_bytes()).hexdigest()
-    assert (config_meta["domains"], config_meta["services"]) == (2, 2)
+    assert (config_meta["domains"], config_meta["services"]) == (3, 2)
     assert "| api.allthingslinux.org | backend-api | 3 | 500m | 512Mi | yes | yes |" in config_meta["domain_table"]
     assert latest_metadata(instance, "validated_config")["findings"] == 0
     (check,) = instance.event_log_storage.get_latest_asset_check_execution_by_key(
@@ -44,7 +45,7 @@ def test_a_deploy_run_materializes_both_stages_with_metadata(project: Project):
 
 
 def test_a_failing_validation_stops_later_stages_in_the_same_run(project: Project):
-    text = project.domains_file.read_text().replace("port: 8180", "port: 8081")  # overlaps backend-api
+    text = project.domains_file.read_text().replace("port: 28200", "port: 28150")  # in backend-api's ports
     project.domains_file.write_text(text)
     stages = []
 
@@ -53,8 +54,8 @@ def test_a_failing_validation_stops_later_stages_in_the_same_run(project: Projec
     assert not outcome.success
     assert [(s.stage, s.status) for s in stages] == [
         ("domain_config", "ok"), ("validated_config:valid", "check failed"), ("validated_config", "failed"),
-        ("terraform_plan", "skipped"), ("terraform_apply", "skipped")]
-    assert "both use port 8081" in stages[1].detail
+        ("terraform_plan", "skipped"), ("terraform_apply", "skipped"), ("service_deployment", "skipped")]
+    assert "both use port 28150" in stages[1].detail
     assert not (project.state_dir / "terraform").exists()
 
 
@@ -79,7 +80,7 @@ def test_a_broken_file_fails_the_first_stage_with_located_findings(project: Proj
     assert not outcome.success
     assert [(s.stage, s.status) for s in stages] == [
         ("domain_config", "failed"), ("validated_config", "skipped"), ("terraform_plan", "skipped"),
-        ("terraform_apply", "skipped")]
+        ("terraform_apply", "skipped"), ("service_deployment", "skipped")]
     assert "domains.yml:4:5: domains[0]: unknown field 'replica'; did you mean 'replicas'?" in stages[0].detail
 
 

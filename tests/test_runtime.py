@@ -19,23 +19,19 @@ from atl_pipeline.orchestration.assets import APPROVE_DESTROY_TAG
 from atl_pipeline.orchestration.runner import run_deploy
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
-from tests.runtime_helpers import Load, on_test_ports, process_limits, replica_pids, through_lb, wait_until_served
+from tests.runtime_helpers import Load, process_limits, replica_pids, through_lb, wait_until_served
 
 API, WWW, DOCS = "api.allthingslinux.org", "www.allthingslinux.org", "docs.allthingslinux.org"
 
 
 @pytest.fixture
 def stack(project: Project):
-    """The example project on test ports, deployed; everything stopped afterwards."""
-    on_test_ports(project)
-    try:
-        stages = []
-        assert run_deploy(project, on_stage=stages.append).success, stages
-        for domain in (API, WWW, DOCS):
-            wait_until_served(project, domain)
-        yield project
-    finally:
-        deployed_runtime(project).stop()
+    """The example project deployed (the `project` fixture stops it afterwards)."""
+    stages = []
+    assert run_deploy(project, on_stage=stages.append).success, stages
+    for domain in (API, WWW, DOCS):
+        wait_until_served(project, domain)
+    return project
 
 
 def edit(project: Project, old: str, new: str) -> None:

@@ -19,6 +19,8 @@ from tests.terraform_helpers import held_lock
 
 API = 'terraform_data.domain["api.allthingslinux.org"]'
 WWW = 'terraform_data.domain["www.allthingslinux.org"]'
+DOCS = 'terraform_data.domain["docs.allthingslinux.org"]'
+WEBSITE = 'terraform_data.service["website"]'
 
 
 def validated(project: Project):
@@ -31,20 +33,21 @@ def edit(project: Project, old: str, new: str) -> None:
     project.domains_file.write_text(text.replace(old, new))
 
 
-def remove_www(project: Project) -> None:
+def remove_www_and_docs(project: Project) -> None:
     text = project.domains_file.read_text()
     project.domains_file.write_text(text[:text.index('  - name: "www')])
 
 
 def test_plan_apply_then_nothing_left_to_do(project: Project):
     first = make_plan(project, validated(project), "first")
-    assert first.summary.counts == {"create": 4, "update": 0, "replace": 0, "delete": 0}
+    assert first.summary.counts == {"create": 5, "update": 0, "replace": 0, "delete": 0}
     assert first.plan_file.is_file()
 
     applied = apply_plan(project, first)
     assert applied.applied
-    assert applied.outputs["services"]["backend-api"]["ports"] == [8080, 8081, 8082]
-    assert applied.outputs["services"]["website"]["ports"] == [8180, 8181]
+    assert applied.outputs["services"]["backend-api"]["ports"] == [28100, 28101, 28102]
+    assert applied.outputs["services"]["backend-api"]["standby_ports"] == [28150, 28151, 28152]
+    assert applied.outputs["services"]["website"]["ports"] == [28200, 28201]
     assert applied.outputs["domains"]["www.allthingslinux.org"]["url"] == "https://www.allthingslinux.org/"
 
     again = make_plan(project, validated(project), "again")
@@ -57,33 +60,33 @@ def test_plan_apply_then_nothing_left_to_do(project: Project):
 def test_changing_one_domain_updates_exactly_its_resource(project: Project):
     apply_plan(project, make_plan(project, validated(project), "first"))
     text = project.domains_file.read_text()
-    www = text.index('  - name: "www')
-    project.domains_file.write_text(text[:www] + text[www:].replace("monitoring: true", "monitoring: false"))
+    docs = text.index('  - name: "docs')
+    project.domains_file.write_text(text[:docs] + text[docs:].replace("monitoring: true", "monitoring: false"))
 
     plan = make_plan(project, validated(project), "second")
 
-    assert plan.summary.changes == (Change(WWW, "update"),)
-    assert apply_plan(project, plan).outputs["domains"]["www.allthingslinux.org"]["monitoring"] is False
+    assert plan.summary.changes == (Change(DOCS, "update"),)
+    assert apply_plan(project, plan).outputs["domains"]["docs.allthingslinux.org"]["monitoring"] is False
 
 
 def test_scaling_a_service_updates_it_and_its_domain_in_place(project: Project):
     apply_plan(project, make_plan(project, validated(project), "first"))
     edit(project, "replicas: 2", "replicas: 3")
     plan = make_plan(project, validated(project), "second")
-    assert plan.summary.changes == (Change(WWW, "update"), Change('terraform_data.service["website"]', "update"))
-    assert apply_plan(project, plan).outputs["services"]["website"]["ports"] == [8180, 8181, 8182]
+    assert plan.summary.changes == (Change(DOCS, "update"), Change(WWW, "update"), Change(WEBSITE, "update"))
+    assert apply_plan(project, plan).outputs["services"]["website"]["ports"] == [28200, 28201, 28202]
 
 
 def test_a_new_port_or_tls_setting_replaces(project: Project):
     apply_plan(project, make_plan(project, validated(project), "first"))
-    edit(project, "port: 8180", "port: 8280")
+    edit(project, "port: 28200", "port: 28300")
     text = project.domains_file.read_text()
     api_end = text.index('  - name: "www')
     project.domains_file.write_text(text[:api_end].replace("ssl: true", "ssl: false") + text[api_end:])
 
     plan = make_plan(project, validated(project), "second")
 
-    assert plan.summary.changes == (Change(API, "replace"), Change('terraform_data.service["website"]', "replace"))
+    assert plan.summary.changes == (Change(API, "replace"), Change(WEBSITE, "replace"))
     assert plan.summary.destructive == plan.summary.changes
 
 
@@ -91,14 +94,14 @@ def test_removing_a_domain_stops_at_the_destroy_gate_until_approved(project: Pro
     assert run_deploy(project).success
     runner = terraform(project, load_config(project.domains_file).config.state, "production")
     serial = runner.state_serial()
-    remove_www(project)
+    remove_www_and_docs(project)
 
     stages = []
     blocked = run_deploy(project, on_stage=stages.append)
     assert not blocked.success
     check = next(s for s in stages if s.stage == "terraform_plan:destroy_approved")
     assert check.status == "check failed"
-    assert f'{WWW} (delete), terraform_data.service["website"] (delete)' in check.detail
+    assert f"{DOCS} (delete), {WWW} (delete), {WEBSITE} (delete)" in check.detail
     assert "--approve-destroy" in check.detail and APPROVE_DESTROY_TAG in check.detail
     assert ("terraform_apply", "skipped") in [(s.stage, s.status) for s in stages]
     assert runner.state_serial() == serial
@@ -118,7 +121,7 @@ def test_a_plan_made_before_the_state_moved_is_not_applied(project: Project):
 
 
 def test_an_invalid_configuration_is_never_planned(project: Project):
-    edit(project, "port: 8180", "port: 8081")
+    edit(project, "port: 28200", "port: 28150")
     with pytest.raises(InvalidConfig, match="findings"):
         make_plan(project, validated(project), "bad")
     assert not (project.state_dir / "terraform").exists()
