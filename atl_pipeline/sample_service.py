@@ -53,6 +53,8 @@ class Service:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024  # headers and body leave in one write, flushed after each request
     service: Service
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server calls

@@ -15,7 +15,7 @@ from atl_pipeline.runtime import http
 from atl_pipeline.runtime.local import deployed_runtime
 from tests.postgres import free_port
 
-HERE = Path(__file__).resolve().parent
+LOAD = Path(__file__).resolve().parent.parent / "bench" / "load.py"
 
 
 def on_test_ports(project: Project) -> None:
@@ -46,14 +46,14 @@ def wait_until_served(project: Project, domain: str, timeout: float = 30) -> htt
 
 
 class Load:
-    """tests/load.py in its own process, against one domain, for the length of a `with`."""
+    """bench/load.py's steady load in its own process, against one domain, for the length of a `with`."""
 
     def __init__(self, project: Project, domain: str, out: Path):
         self.project, self.domain, self.out = project, domain, out
 
     def __enter__(self) -> Load:
         lb = deployed_runtime(self.project).lb
-        self.process = subprocess.Popen([sys.executable, str(HERE / "load.py"), f"{lb.address}:{lb.https_port}",
+        self.process = subprocess.Popen([sys.executable, str(LOAD), "steady", f"{lb.address}:{lb.https_port}",
                                          self.domain, str(lb.ca_cert), str(self.out)])
         while not Path(str(self.out) + ".started").exists():
             time.sleep(0.02)

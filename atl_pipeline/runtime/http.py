@@ -50,22 +50,27 @@ class _HTTPSConnection(http.client.HTTPSConnection):
         self.peer_certificate = self.sock.getpeercert()
 
 
+def connection(address: tuple[str, int], host: str, *, tls: bool, ca: Path | None = None,
+               timeout: float = 5.0) -> http.client.HTTPConnection:
+    """A connection to `address` that speaks to `host`: over TLS verified against `ca` when `tls`."""
+    if tls:
+        context = ssl.create_default_context(cafile=str(ca) if ca else None)
+        return _HTTPSConnection(host, address, timeout, context)
+    return _HTTPConnection(host, address, timeout)
+
+
 def get(address: tuple[str, int], host: str, path: str, *, tls: bool, ca: Path | None = None,
         timeout: float = 5.0) -> Response:
     """GET `path` from `host` at `address`; never raises for network or TLS errors."""
     start = time.perf_counter()
-    if tls:
-        context = ssl.create_default_context(cafile=str(ca) if ca else None)
-        connection: http.client.HTTPConnection = _HTTPSConnection(host, address, timeout, context)
-    else:
-        connection = _HTTPConnection(host, address, timeout)
+    client = connection(address, host, tls=tls, ca=ca, timeout=timeout)
     try:
-        connection.request("GET", path, headers={"Host": host, "Connection": "close"})
-        response = connection.getresponse()
+        client.request("GET", path, headers={"Host": host, "Connection": "close"})
+        response = client.getresponse()
         body = response.read()
         return Response(response.status, time.perf_counter() - start, body,
-                        peer_certificate=getattr(connection, "peer_certificate", None))
+                        peer_certificate=getattr(client, "peer_certificate", None))
     except (OSError, http.client.HTTPException) as error:
         return Response(None, time.perf_counter() - start, error=f"{type(error).__name__}: {error}")
     finally:
-        connection.close()
+        client.close()

@@ -1,0 +1,88 @@
+"""Client load through the load balancer (or straight to a replica), as its own process.
+
+    python bench/load.py steady ADDRESS:PORT HOST CA OUT.json
+        one request after another, each on a new HTTPS connection (Host and SNI = HOST,
+        verified against CA), until SIGTERM or 120 s; writes counts, failures and the
+        releases that answered to OUT.json.
+    python bench/load.py throughput ADDRESS:PORT HOST CA|- CONCURRENCY SECONDS
+        CONCURRENCY threads on keep-alive connections (HTTPS, or HTTP when CA is -) for
+        SECONDS; prints requests, failures, requests/s, p50 and p99 in ms as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from atl_pipeline.runtime.http import connection, get  # noqa: E402
+
+MAX_SECONDS = 120
+
+
+def steady(address: str, host: str, ca: str, out: str) -> None:
+    stopping: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    ip, port = address.rsplit(":", 1)
+    ok, failures, releases = 0, [], Counter()
+    deadline = time.monotonic() + MAX_SECONDS
+    Path(out + ".started").write_text("")
+    while not stopping and time.monotonic() < deadline:
+        response = get((ip, int(port)), host, "/", tls=True, ca=Path(ca), timeout=10)
+        if response.ok:
+            ok += 1
+            releases[json.loads(response.body)["release"]] += 1
+        else:
+            failures.append(response.error or f"HTTP {response.status}: {response.body[:200]!r}")
+    Path(out).write_text(json.dumps({"ok": ok, "failed": len(failures), "failures": failures[:20],
+                                     "releases": releases}))
+
+
+def throughput(address: str, host: str, ca: str, concurrency: str, seconds: str) -> None:
+    ip, port = address.rsplit(":", 1)
+    latencies: list[float] = []
+    failed = [0]
+    lock = threading.Lock()
+    deadline = time.monotonic() + float(seconds)
+
+    def worker() -> None:
+        client = connection((ip, int(port)), host, tls=ca != "-", ca=None if ca == "-" else Path(ca), timeout=10)
+        mine, errors = [], 0
+        while time.monotonic() < deadline:
+            start = time.perf_counter()
+            try:
+                client.request("GET", "/", headers={"Host": host})
+                response = client.getresponse()
+                response.read()
+                if response.status == 200:
+                    mine.append(time.perf_counter() - start)
+                else:
+                    errors += 1
+            except OSError:
+                errors += 1
+                client.close()
+        with lock:
+            latencies.extend(mine)
+            failed[0] += errors
+
+    threads = [threading.Thread(target=worker) for _ in range(int(concurrency))]
+    start = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - start
+    cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    print(json.dumps({"requests": len(latencies), "failed": failed[0], "rps": len(latencies) / elapsed,
+                      "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}))
+
+
+if __name__ == "__main__":
+    {"steady": steady, "throughput": throughput}[sys.argv[1]](*sys.argv[2:])
