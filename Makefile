@@ -34,6 +34,7 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/plan.py
+	$(BIN)/python bench/deploy.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check atl_pipeline tests bench
