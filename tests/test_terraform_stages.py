@@ -137,6 +137,17 @@ def test_a_held_state_lock_is_reported_with_how_to_release_it(project: Project):
     assert "terraform force-unlock" in str(raised.value) and str(plan.workdir) in str(raised.value)
 
 
+def test_a_command_past_its_time_limit_is_interrupted_and_releases_its_lock(project: Project):
+    plan = make_plan(project, validated(project), "first")
+    runner = terraform(project, plan.state, "production")
+    runner.timeout = 2.0
+    with held_lock(plan.workdir):
+        with pytest.raises(TerraformError, match="took longer than 2 s and was interrupted"):
+            runner.apply(plan.plan_file)  # waits for the lock until interrupted
+    runner.timeout = 600.0
+    assert apply_plan(project, plan).applied  # nothing was left locked
+
+
 def test_a_missing_terraform_binary_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(TerraformError, match="terraform is not on PATH"):
