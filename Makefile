@@ -39,5 +39,7 @@ bench: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check atl_pipeline tests bench
 
+## clean: stop what runs, then remove the virtualenv and all state
 clean:
+	-[ -x $(BIN)/atl ] && $(BIN)/atl infra down
 	rm -rf $(VENV) .atl

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+LOCK_TIMEOUT = 600.0
 
 DAGSTER_YAML = """\
 # Written by atl-pipeline; edits are overwritten. The Dagster instance of this project.
@@ -39,6 +45,26 @@ class Project:
     @property
     def dagster_home(self) -> Path:
         return self.state_dir / "dagster"
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the project's lock: one run at a time renders, plans, applies or deploys."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with (self.state_dir / "lock").open("w") as handle:
+            deadline = time.monotonic() + LOCK_TIMEOUT
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"another run held {self.state_dir / 'lock'} for "
+                                           f"{LOCK_TIMEOUT:.0f} s") from None
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def ensure_instance(self) -> Path:
         """Create the Dagster instance directory and its dagster.yaml; return the directory."""

@@ -82,7 +82,7 @@ def local_commands(loaded: LoadedConfig) -> Iterator[Finding]:
                                  f"service {name!r} has no command; the local target runs services as processes")
         elif os.path.basename(command[0]) in SHELLS:
             yield loaded.finding(("services", name, "command"),
-                                 f"service {name!r} runs a shell ({command[0]}); give the program's own "
+                                 f"service {name!r} runs a shell ({command[0]!r}); give the program's own "
                                  "arguments instead, so no configuration value is ever read by a shell")
 
 
@@ -113,10 +113,9 @@ def ports_disjoint(loaded: LoadedConfig) -> Iterator[Finding]:
 
 def within_capacity(loaded: LoadedConfig) -> Iterator[Finding]:
     millicores = bytes_ = 0
-    for name, replicas in _replicas_by_service(loaded).items():
-        resources = next(d.resources for d in loaded.config.domains if d.service == name)
-        millicores += replicas * resources.millicores
-        bytes_ += replicas * resources.bytes
+    for domain in loaded.config.first_domains().values():
+        millicores += domain.replicas * domain.resources.millicores
+        bytes_ += domain.replicas * domain.resources.bytes
     capacity_millicores, capacity_bytes, origin = _capacity(loaded)
     if millicores > capacity_millicores or bytes_ > capacity_bytes:
         yield loaded.finding(("domains",), f"the domains request {millicores / 1000:g} cpu and "
@@ -139,11 +138,8 @@ def _capacity(loaded: LoadedConfig) -> tuple[int, int, str]:
 
 def _replicas_by_service(loaded: LoadedConfig) -> dict[str, int]:
     """Each defined service that a domain routes to, with the replicas its first domain asks for."""
-    replicas: dict[str, int] = {}
-    for domain in loaded.config.domains:
-        if domain.service in loaded.config.services:
-            replicas.setdefault(domain.service, domain.replicas)
-    return replicas
+    return {name: domain.replicas for name, domain in loaded.config.first_domains().items()
+            if name in loaded.config.services}
 
 
 RULES: list[Callable[[LoadedConfig], Iterator[Finding]]] = [

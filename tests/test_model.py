@@ -92,6 +92,8 @@ def test_invalid_identifiers_are_rejected(name):
     ("{command: [], port: 9000}", "at least 1 item"),
     ('{command: [app, "{host}"], port: 9000}', "uses {host}"),
     ('{command: [app, "{port"], port: 9000}', "literal brace"),
+    ('{command: [app, "{port:>100000000}"], port: 9000}', "no format or conversion"),
+    ('{command: [app, "{port!r}"], port: 9000}', "no format or conversion"),
     ("{command: [app], port: 80}", "greater than or equal to 1024"),
     ("{command: [app], port: 70000}", "less than or equal to 65535"),
     ("{command: [app], port: 9000, image: 'Not An Image'}", "container image reference"),

@@ -165,3 +165,25 @@ def test_down_stops_everything_and_up_restores_it(stack: Project, capsys):
     assert main(["infra", "up"]) == 0
     wait_until_served(stack, API)
     assert main(["infra", "status"]) == 0
+
+
+def test_services_and_caddy_do_not_inherit_the_pipelines_environment(project: Project, monkeypatch):
+    monkeypatch.setenv("ATL_CANARY_SECRET", "canary-3f9a")
+    assert run_deploy(project).success
+    runtime = deployed_runtime(project)
+    caddy = next(p["pid"] for p in runtime.supervisor.processes() if p["name"] == "caddy")
+    for pid in [caddy, *replica_pids(project)["backend-api"]]:
+        environment = Path(f"/proc/{pid}/environ").read_bytes()
+        assert b"canary-3f9a" not in environment and b"PATH=" in environment
+
+
+def test_a_new_admin_port_moves_caddys_admin_endpoint(stack: Project):
+    from tests.postgres import free_port
+
+    old = deployed_runtime(stack).lb.admin_port
+    new = free_port()
+    edit(stack, f"admin_port: {old}", f"admin_port: {new}")
+    assert run_deploy(stack).success
+    assert deployed_runtime(stack).lb.admin_port == new
+    assert requests.get(f"http://127.0.0.1:{new}/config/", timeout=5).ok
+    wait_until_served(stack, API)

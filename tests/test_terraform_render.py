@@ -117,6 +117,19 @@ def test_a_template_that_prints_a_value_without_the_filter_fails(write, tmp_path
         render(example(write), tmp_path / "templates")
 
 
+def test_the_default_schema_name_is_unambiguous_and_fits_postgresql(write):
+    from atl_pipeline.terraform.render import default_schema_name
+
+    def schema(project: str, environment: str) -> str:
+        path = write(f"project: {project}\nenvironment: {environment}\ndomains: []\n")
+        return default_schema_name(load_config(path).config)
+
+    assert schema("a-b", "c") != schema("a", "b-c")
+    assert schema("allthingslinux", "production") == "atl_allthingslinux__production"
+    long = schema("p" * 63, "e" * 63)
+    assert len(long) == 63 and long != schema("p" * 63, "e" * 62 + "f")
+
+
 def test_stale_terraform_files_are_removed(write, tmp_path: Path):
     work = tmp_path / "work"
     work.mkdir()

@@ -6,14 +6,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance, FilesystemIOManager, materialize
 
 from atl_pipeline.config import load_config
-from atl_pipeline.orchestration.assets import APPROVE_DESTROY_TAG
+from atl_pipeline.orchestration.assets import (
+    APPROVE_DESTROY_TAG,
+    domain_config,
+    terraform_apply,
+    terraform_plan,
+    validated_config,
+)
+from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.orchestration.runner import run_deploy
 from atl_pipeline.project import Project
 from atl_pipeline.terraform.cli import StalePlan, StateLocked, Terraform, TerraformError
 from atl_pipeline.terraform.plan import Change
-from atl_pipeline.terraform.stages import InvalidConfig, apply_plan, make_plan, terraform
+from atl_pipeline.terraform.stages import DestroyNotApproved, InvalidConfig, apply_plan, make_plan, terraform
 from atl_pipeline.validation import validate
 from tests.terraform_helpers import held_lock
 
@@ -106,6 +114,15 @@ def test_removing_a_domain_stops_at_the_destroy_gate_until_approved(project: Pro
     assert ("terraform_apply", "skipped") in [(s.stage, s.status) for s in stages]
     assert runner.state_serial() == serial
 
+    rematerialized = materialize(  # the operator re-materializes terraform_apply alone: still gated
+        [domain_config, validated_config, terraform_plan, terraform_apply], selection=[terraform_apply],
+        instance=DagsterInstance.from_config(str(project.dagster_home)), raise_on_error=False,
+        resources={"project": ProjectResource(root=str(project.root)), "io_manager": FilesystemIOManager()})
+    assert not rematerialized.success
+    with pytest.raises(DestroyNotApproved, match="approve-destroy"):
+        apply_plan(project, make_plan(project, validated(project), "unapproved"))
+    assert runner.state_serial() == serial
+
     approved = run_deploy(project, tags={APPROVE_DESTROY_TAG: "true"})
     assert approved.success
     assert set(runner.outputs()["domains"]) == {"api.allthingslinux.org"}
@@ -141,9 +158,8 @@ def test_a_command_past_its_time_limit_is_interrupted_and_releases_its_lock(proj
     plan = make_plan(project, validated(project), "first")
     runner = terraform(project, plan.state, "production")
     runner.timeout = 2.0
-    with held_lock(plan.workdir):
-        with pytest.raises(TerraformError, match="took longer than 2 s and was interrupted"):
-            runner.apply(plan.plan_file)  # waits for the lock until interrupted
+    with held_lock(plan.workdir), pytest.raises(TerraformError, match="took longer than 2 s and was interrupted"):
+        runner.apply(plan.plan_file)  # waits for the lock until interrupted
     runner.timeout = 600.0
     assert apply_plan(project, plan).applied  # nothing was left locked
 

@@ -71,7 +71,7 @@ domains:
   - {name: b.example.org, service: web}
 """) == [
         (3, 8, "service 'api' has no command; the local target runs services as processes"),
-        (4, 18, "service 'web' runs a shell (/bin/bash); give the program's own arguments instead, "
+        (4, 18, "service 'web' runs a shell ('/bin/bash'); give the program's own arguments instead, "
                 "so no configuration value is ever read by a shell"),
     ]
 

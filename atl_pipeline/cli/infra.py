@@ -38,6 +38,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     status.set_defaults(run=_status)
 
+    status.description = "Exit 0 when every deployed domain answers, 1 otherwise (or when nothing is deployed)."
+
     down = commands.add_parser("down", help="stop every service and the load balancer; keep the state, "
                                "so the next `up` restores them")
     down.set_defaults(run=_down)
@@ -119,7 +121,8 @@ def _status(args: argparse.Namespace) -> int:
                          [(s["name"], s["release"], " ".join(f"{r['port']}:{r['state'].lower()}"
                                                              for r in s["replicas"]) or "none")
                           for s in report["services"]]))
-    return EXIT_OK if all(d["healthy"] for d in report["domains"]) else EXIT_FAILED
+    healthy = bool(report["domains"]) and all(d["healthy"] for d in report["domains"])
+    return EXIT_OK if healthy else EXIT_FAILED
 
 
 def _down(args: argparse.Namespace) -> int:

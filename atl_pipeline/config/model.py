@@ -88,11 +88,15 @@ class Service(_Model):
     def _known_placeholders(cls, command: list[str] | None) -> list[str] | None:
         for argument in command or ():
             try:
-                fields = [field for _, field, _, _ in string.Formatter().parse(argument) if field is not None]
+                parts = [(field, spec, conversion) for _, field, spec, conversion in string.Formatter().parse(argument)
+                         if field is not None]
             except ValueError as error:
                 raise ValueError(f"argument {argument[:80]!r}: {error}; "
                                  "write a literal brace as {{ or }}") from None
-            unknown = [field for field in fields if field not in COMMAND_PLACEHOLDERS]
+            if any(spec or conversion for _, spec, conversion in parts):
+                raise ValueError(f"argument {argument[:80]!r}: a placeholder is a bare name such as {{port}}, "
+                                 "with no format or conversion")
+            unknown = [field for field, _, _ in parts if field not in COMMAND_PLACEHOLDERS]
             if unknown:
                 raise ValueError(f"argument {argument[:80]!r} uses {{{unknown[0][:40]}}}; "
                                  f"the placeholders are {', '.join(f'{{{p}}}' for p in COMMAND_PLACEHOLDERS)}")
@@ -159,3 +163,10 @@ class Config(_Model):
     state: State = State()
     services: dict[Identifier, Service] = {}
     domains: list[Domain]
+
+    def first_domains(self) -> dict[str, Domain]:
+        """Each service a domain routes to, with the first such domain: its replicas and resources."""
+        first: dict[str, Domain] = {}
+        for domain in self.domains:
+            first.setdefault(domain.service, domain)
+        return first

@@ -11,8 +11,7 @@ import re
 
 import idna
 
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_IDENTIFIER = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # a hostname label; identifiers are the same
 MAX_HOSTNAME = 253
 
 
@@ -46,7 +45,7 @@ def _to_ascii(name: str) -> str:
 
 
 def check_identifier(name: str) -> str:
-    if not _IDENTIFIER.fullmatch(name):
+    if not _LABEL.fullmatch(name):
         raise ValueError(
             f"{_show(name)} is not a valid name: use 1-63 lowercase letters, digits and hyphens, "
             "starting and ending with a letter or digit"

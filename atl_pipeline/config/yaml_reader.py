@@ -38,7 +38,6 @@ class Source:
     name: str
     text: str
     sha256: str
-    commit: str | None = None
 
 
 @dataclass
@@ -70,7 +69,7 @@ def read_source(path: Path | str, *, name: str | None = None) -> Source:
     return decode_source(data, name)
 
 
-def decode_source(data: bytes, name: str, commit: str | None = None) -> Source:
+def decode_source(data: bytes, name: str) -> Source:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -80,7 +79,7 @@ def decode_source(data: bytes, name: str, commit: str | None = None) -> Source:
         byte = data[error.start]
         raise ConfigError([Finding(name, line, column,
                                    f"byte 0x{byte:02x} is not UTF-8; save the file as UTF-8")]) from None
-    return Source(name, text, hashlib.sha256(data).hexdigest(), commit)
+    return Source(name, text, hashlib.sha256(data).hexdigest())
 
 
 def parse(source: Source, positions: Positions | None = None) -> Any:

@@ -1,5 +1,7 @@
 """The pipeline's stages as Dagster assets, each a thin call into a plain module."""
 
+import subprocess
+import xmlrpc.client
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +29,14 @@ from atl_pipeline.secrets import SecretError
 from atl_pipeline.terraform.cli import TerraformError
 from atl_pipeline.terraform.plan import PlanSummary
 from atl_pipeline.terraform.render import RenderError
-from atl_pipeline.terraform.stages import InvalidConfig, TerraformApply, TerraformPlan, apply_plan, make_plan
+from atl_pipeline.terraform.stages import (
+    DestroyNotApproved,
+    InvalidConfig,
+    TerraformApply,
+    TerraformPlan,
+    apply_plan,
+    make_plan,
+)
 from atl_pipeline.validation import ValidatedConfig, validate
 
 GROUP = "deploy"
@@ -80,7 +89,8 @@ def validated_config(domain_config: LoadedConfig) -> Iterator[Output[ValidatedCo
 
 
 APPROVE_DESTROY_TAG = "atl/approve-destroy"
-STAGE_ERRORS = (InvalidConfig, RenderError, SecretError, TerraformError, LocalRuntimeError, CaddyError)
+STAGE_ERRORS = (InvalidConfig, DestroyNotApproved, RenderError, SecretError, TerraformError, LocalRuntimeError,
+                CaddyError, TimeoutError, OSError, xmlrpc.client.Error, subprocess.SubprocessError)
 
 
 @asset(group_name=GROUP, kinds={"terraform"}, check_specs=[AssetCheckSpec(
@@ -90,8 +100,9 @@ STAGE_ERRORS = (InvalidConfig, RenderError, SecretError, TerraformError, LocalRu
 def terraform_plan(context: AssetExecutionContext, validated_config: ValidatedConfig,
                    project: ProjectResource) -> Iterator[Output[TerraformPlan] | AssetCheckResult]:
     """The Terraform templates rendered from the configuration, checked, and planned."""
+    approved = context.run.tags.get(APPROVE_DESTROY_TAG) == "true"
     with _clear_failure():
-        plan = make_plan(project.get(), validated_config, context.run.run_id)
+        plan = make_plan(project.get(), validated_config, context.run.run_id, destroy_approved=approved)
     summary = plan.summary
     rows = [(change.address, change.action) for change in summary.changes]
     yield Output(plan, metadata={
@@ -100,7 +111,7 @@ def terraform_plan(context: AssetExecutionContext, validated_config: ValidatedCo
         "changes": MetadataValue.md(markdown_table(("address", "action"), rows) if rows else "No changes."),
         "plan_file": MetadataValue.path(str(plan.plan_file)),
     })
-    yield _destroy_check(summary, approved=context.run.tags.get(APPROVE_DESTROY_TAG) == "true")
+    yield _destroy_check(summary, approved)
 
 
 @asset(group_name=GROUP, kinds={"terraform"})

@@ -60,9 +60,11 @@ class LoadBalancer:
 
 @dataclass(frozen=True)
 class Route:
-    domain: str
+    """The domains of one service with one TLS setting, and the service's port block."""
+
+    hosts: tuple[str, ...]
     ssl: bool
-    ports: range  # the service's port block
+    ports: range
     health_path: str
 
 
@@ -92,14 +94,14 @@ def caddy_config(lb: LoadBalancer, routes: list[Route]) -> dict:
             "automatic_https": {"disable_redirects": True},
         }
         config["apps"]["tls"] = {"automation": {"policies": [
-            {"subjects": [route.domain for route in secure], "issuers": [{"module": "internal"}]}]}}
+            {"subjects": [host for route in secure for host in route.hosts], "issuers": [{"module": "internal"}]}]}}
     config["apps"]["http"] = {"http_port": lb.http_port, "https_port": lb.https_port, "servers": servers,
                               "metrics": {"per_host": True}}
     return config
 
 
 def _proxy(route: Route) -> dict:
-    return {"match": [{"host": [route.domain]}], "terminal": True, "handle": [{
+    return {"match": [{"host": list(route.hosts)}], "terminal": True, "handle": [{
         "handler": "reverse_proxy",
         "upstreams": [{"dial": f"127.0.0.1:{port}"} for port in route.ports],
         "health_checks": {
@@ -114,7 +116,7 @@ def _proxy(route: Route) -> dict:
 
 def _redirect(route: Route, lb: LoadBalancer) -> dict:
     location = f"https://{{http.request.host}}:{lb.https_port}{{http.request.uri}}"
-    return {"match": [{"host": [route.domain]}], "terminal": True, "handle": [
+    return {"match": [{"host": list(route.hosts)}], "terminal": True, "handle": [
         {"handler": "static_response", "status_code": 308, "headers": {"Location": [location]}}]}
 
 
@@ -123,8 +125,8 @@ def _unknown_host() -> dict:
 
 
 class CaddyAdmin:
-    def __init__(self, lb: LoadBalancer):
-        self.url = lb.admin_url
+    def __init__(self, url: str):
+        self.url = url
 
     def config(self) -> dict | None:
         response = requests.get(f"{self.url}/config/", timeout=10)

@@ -21,7 +21,6 @@ class Response:
     seconds: float
     body: bytes = b""
     error: str = ""
-    peer_certificate: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -42,12 +41,13 @@ class _HTTPSConnection(http.client.HTTPSConnection):
         super().__init__(host, address[1], timeout=timeout, context=context)
         self.address = address
 
-    peer_certificate: dict | None = None
-
     def connect(self) -> None:
-        self.sock = self._context.wrap_socket(socket.create_connection(self.address, self.timeout),
-                                              server_hostname=self.host)
-        self.peer_certificate = self.sock.getpeercert()
+        raw = socket.create_connection(self.address, self.timeout)
+        try:
+            self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
+        except BaseException:
+            raw.close()
+            raise
 
 
 def connection(address: tuple[str, int], host: str, *, tls: bool, ca: Path | None = None,
@@ -68,8 +68,7 @@ def get(address: tuple[str, int], host: str, path: str, *, tls: bool, ca: Path |
         client.request("GET", path, headers={"Host": host, "Connection": "close"})
         response = client.getresponse()
         body = response.read()
-        return Response(response.status, time.perf_counter() - start, body,
-                        peer_certificate=getattr(client, "peer_certificate", None))
+        return Response(response.status, time.perf_counter() - start, body)
     except (OSError, http.client.HTTPException) as error:
         return Response(None, time.perf_counter() - start, error=f"{type(error).__name__}: {error}")
     finally:

@@ -18,7 +18,7 @@ def main(spec_path: str) -> None:
         spec = json.load(stream)
     resource.setrlimit(resource.RLIMIT_AS, (spec["memory_bytes"], spec["memory_bytes"]))
     os.nice(spec["nice"])
-    os.execvpe(spec["argv"][0], spec["argv"], {**os.environ, **spec["env"]})
+    os.execvpe(spec["argv"][0], spec["argv"], {**os.environ, **spec["env"]})  # supervisord's environment
 
 
 if __name__ == "__main__":

@@ -72,9 +72,9 @@ class Deployment:
 
 
 def local_runtime(project: Project, target: LocalTarget) -> LocalRuntime:
-    root = project.state_dir / "runtime"
-    lb = LoadBalancer("127.0.0.1", target.http_port, target.https_port, target.admin_port, root / "caddy")
-    return LocalRuntime(root, lb)
+    lb = LoadBalancer("127.0.0.1", target.http_port, target.https_port, target.admin_port,
+                      project.state_dir / "runtime" / "caddy")
+    return LocalRuntime(project, lb)
 
 
 def deployed_runtime(project: Project) -> LocalRuntime:
@@ -85,21 +85,30 @@ def deployed_runtime(project: Project) -> LocalRuntime:
 
 
 class LocalRuntime:
-    def __init__(self, root: Path, lb: LoadBalancer):
-        self.root = root
+    def __init__(self, project: Project, lb: LoadBalancer):
+        self.project = project
         self.lb = lb
-        self.supervisor = Supervisor(root)
-        self.caddy = CaddyAdmin(lb)
-        self.deployed_file = root / "deployed.json"
+        self.supervisor = Supervisor(project.state_dir / "runtime")
+        self.caddy = CaddyAdmin(lb.admin_url)
+        self.deployed_file = project.state_dir / "runtime" / "deployed.json"
 
     def start(self) -> None:
-        """supervisord and Caddy running, Caddy's admin API answering."""
+        """supervisord and Caddy running, Caddy's admin API answering at the configured address."""
         for folder in (self.lb.data_dir, self.lb.config_dir):
             folder.mkdir(parents=True, exist_ok=True)
         base = self.lb.root / "base.json"
         base.write_text(json.dumps(base_config(self.lb), indent=2))
         self.supervisor.ensure_running(self._caddy_program(base))
+        self._move_admin_endpoint()
         self.caddy.wait_ready()
+
+    def _move_admin_endpoint(self) -> None:
+        """Caddy resumes its last configuration, so a new admin port is set through the old one."""
+        old = self.deployed().get("load_balancer", {}).get("admin_port", self.lb.admin_port)
+        if old != self.lb.admin_port:
+            previous = CaddyAdmin(f"http://{self.lb.address}:{old}")
+            previous.wait_ready()
+            previous.load(base_config(self.lb))
 
     def stop(self) -> None:
         """Stop every process and supervisord; what was deployed is kept for the next start."""
@@ -122,6 +131,10 @@ class LocalRuntime:
 
     def deploy(self, services: dict[str, dict], domains: dict[str, dict]) -> list[ServiceOutcome]:
         """Make what runs match Terraform's `services` and `domains` outputs."""
+        with self.project.lock():
+            return self._deploy(services, domains)
+
+    def _deploy(self, services: dict[str, dict], domains: dict[str, dict]) -> list[ServiceOutcome]:
         self.start()
         running = self._without_orphans(self.groups())
         serving: dict[str, Group] = {}
@@ -142,11 +155,11 @@ class LocalRuntime:
         try:
             for name, group in serving.items():
                 self._wait_healthy(group, services[name])
-        except DeployError:
-            for group in started:
+            self._route(services, domains, serving)
+        except BaseException:
+            for group in started:  # what ran before keeps serving
                 self.supervisor.remove_group(group.name)
             raise
-        self._route(services, domains, serving)
         if retired:
             time.sleep(DRAIN_SECONDS)  # Caddy finds the new replicas; requests to the old ones finish
         for group in retired:
@@ -171,7 +184,7 @@ class LocalRuntime:
             argv=[argument.format(port=port, replica=index, service=name) for argument in spec["command"]],
             env={"PORT": str(port), "ATL_SERVICE": name, "ATL_RELEASE": spec["release"],
                  "ATL_REPLICA": str(index), "MALLOC_ARENA_MAX": "2"},
-            memory_bytes=spec["memory_bytes"], nice=cpu_nice(spec["cpu_millicores"]), port=port,
+            memory_bytes=spec["memory_bytes"], nice=cpu_nice(spec["cpu_millicores"]),
         ) for index, port in enumerate(spec[SLOT_PORTS[slot]])]
         self.supervisor.add_group(group.name, replicas)
         return group
@@ -196,11 +209,11 @@ class LocalRuntime:
 
     def _route(self, services: dict[str, dict], domains: dict[str, dict], serving: dict[str, Group]) -> None:
         """Point each domain at its service's port block: one Caddy load, only when the routes changed."""
-        routes = []
+        hosts: dict[tuple[str, bool], list[str]] = {}
         for name, domain in sorted(domains.items()):
-            spec = services[domain["service"]]
-            routes.append(Route(name, domain["ssl"], range(spec["port"], spec["port"] + PORT_BLOCK),
-                                spec["health_path"]))
+            hosts.setdefault((domain["service"], domain["ssl"]), []).append(name)
+        routes = [Route(tuple(names), ssl, range(services[service]["port"], services[service]["port"] + PORT_BLOCK),
+                        services[service]["health_path"]) for (service, ssl), names in sorted(hosts.items())]
         config = caddy_config(self.lb, routes)
         if self.caddy.config() != config:
             self.caddy.load(config)

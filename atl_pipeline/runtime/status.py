@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from atl_pipeline.runtime import http
+from atl_pipeline.runtime.caddy import LoadBalancer
 from atl_pipeline.runtime.local import SLOT_PORTS, LocalRuntime
 
 
@@ -21,8 +22,10 @@ def status(runtime: LocalRuntime) -> dict:
                     for p, port in zip(group.processes, spec[SLOT_PORTS[spec["slot"]]], strict=False)] if group else []
         services.append({"name": name, "release": spec["release"], "replicas": replicas})
     domains = sorted(deployed.get("domains", {}).items())
+    paths = {name: spec["health_path"] for name, spec in deployed.get("services", {}).items()}
     with ThreadPoolExecutor(max_workers=16) as pool:
-        healthy = list(pool.map(lambda item: running and _answers(runtime, *item), domains))
+        healthy = list(pool.map(lambda item: running and _answers(runtime.lb, item[0], item[1]["ssl"],
+                                                                  paths[item[1]["service"]]), domains))
     return {
         "load_balancer": {"address": lb.address, "http_port": lb.http_port, "https_port": lb.https_port,
                           "ca_cert": str(lb.ca_cert), "running": running},
@@ -32,11 +35,9 @@ def status(runtime: LocalRuntime) -> dict:
     }
 
 
-def _answers(runtime: LocalRuntime, name: str, domain: dict) -> bool:
-    lb = runtime.lb
-    path = runtime.deployed()["services"][domain["service"]]["health_path"]
-    port = lb.https_port if domain["ssl"] else lb.http_port
-    return http.get((lb.address, port), name, path, tls=domain["ssl"], ca=lb.ca_cert, timeout=3).ok
+def _answers(lb: LoadBalancer, name: str, ssl: bool, path: str) -> bool:
+    port = lb.https_port if ssl else lb.http_port
+    return http.get((lb.address, port), name, path, tls=ssl, ca=lb.ca_cert, timeout=3).ok
 
 
 def _url(runtime: LocalRuntime, name: str, ssl: bool) -> str:

@@ -35,7 +35,6 @@ class Replica:
     env: dict[str, str]
     memory_bytes: int
     nice: int
-    port: int
 
 
 class Supervisor:
@@ -55,12 +54,12 @@ class Supervisor:
     def is_running(self) -> bool:
         try:
             return self.rpc.getState()["statename"] == "RUNNING"
-        except (OSError, xmlrpc.client.Fault):
+        except (OSError, xmlrpc.client.Error):
             return False
 
     def ensure_running(self, always: str) -> None:
         """Start supervisord when it is not running; `always` is ini text of programs it always runs."""
-        if len(str(self.socket)) > MAX_SOCKET_PATH:
+        if len(os.fsencode(self.socket)) > MAX_SOCKET_PATH:
             raise LocalRuntimeError(f"{self.socket} is longer than a unix socket path may be "
                                 f"({MAX_SOCKET_PATH} bytes): move the project to a shorter path")
         for folder in (self.root, self.programs, self.specs, self.logs):
@@ -167,10 +166,15 @@ redirect_stderr=true
 """
 
 
+INHERITED = ("HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER")
+
+
 def runtime_environment() -> dict[str, str]:
-    """Our environment with this Python's bin folder first, so `python3` and `caddy` are ours."""
+    """What supervisord, Caddy and the replicas inherit: a few harmless variables, never the
+    pipeline's secrets, and PATH with this Python's bin folder first (so `python3` is ours)."""
     bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
+    inherited = {name: os.environ[name] for name in INHERITED if name in os.environ}
+    return {**inherited, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
 
 
 def ini_value(path: Path) -> str:

@@ -2,7 +2,8 @@
 
 Every command runs non-interactively (`-input=false -no-color`, TF_IN_AUTOMATION), with a
 CLI configuration of our own (a plugin cache under .atl/), a state-lock timeout and a
-time limit. Whatever Terraform prints passes through the redactor before anyone sees it.
+time limit. Error text passes through the redactor before anyone sees it; the JSON that
+commands print is returned as it is, for the pipeline to parse (it is never logged whole).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class Terraform:
                                  f"interrupted: {self._error_text(self.redact(stderr)) or 'no output'}") from None
         if process.returncode not in ok:
             raise self._error(args[0], self.redact(stderr or stdout))
-        return subprocess.CompletedProcess(process.args, process.returncode, self.redact(stdout), self.redact(stderr))
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
     def _environment(self) -> dict[str, str]:
         self.home.mkdir(parents=True, exist_ok=True)

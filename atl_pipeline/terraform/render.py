@@ -71,10 +71,8 @@ class Rendered:
 def terraform_inputs(config: Config) -> dict:
     """What the templates declare: each service in use and each domain, plus the state backend."""
     services: dict[str, dict] = {}
-    for domain in config.domains:
-        if domain.service in services:
-            continue
-        service = config.services[domain.service]
+    for name, domain in config.first_domains().items():
+        service = config.services[name]
         spec = {
             "command": service.command,
             "cpu_millicores": domain.resources.millicores,
@@ -84,8 +82,8 @@ def terraform_inputs(config: Config) -> dict:
             "port": service.port,
         }
         release = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-        services[domain.service] = {**spec, "release": release, "replicas": domain.replicas,
-                                    "standby_port": service.port + MAX_REPLICAS}
+        services[name] = {**spec, "release": release, "replicas": domain.replicas,
+                          "standby_port": service.port + MAX_REPLICAS}
     domains = {
         d.name: {
             "cpu_millicores": d.resources.millicores,
@@ -100,9 +98,16 @@ def terraform_inputs(config: Config) -> dict:
     }
     backend = {"kind": config.state.backend}
     if config.state.backend == "pg":
-        backend["schema_name"] = config.state.schema_name or f"atl_{config.project}_{config.environment}".replace(
-            "-", "_")
+        backend["schema_name"] = config.state.schema_name or default_schema_name(config)
     return {"backend": backend, "services": services, "domains": domains}
+
+
+def default_schema_name(config: Config) -> str:
+    """`atl_<project>__<environment>` in SQL's alphabet, kept to PostgreSQL's 63 characters."""
+    name = f"atl_{config.project}__{config.environment}".replace("-", "_")
+    if len(name) > 63:
+        name = f"{name[:50]}_{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+    return name
 
 
 def render(config: Config, templates: Path) -> Rendered:

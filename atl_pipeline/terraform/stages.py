@@ -27,6 +27,8 @@ class TerraformPlan:
     workdir: Path
     plan_file: Path
     summary: PlanSummary
+    changed: bool  # anything to apply: resources or outputs
+    destroy_approved: bool
     state: State  # the backend settings, secrets as references only
     environment: str
     config_sha256: str
@@ -43,6 +45,10 @@ class InvalidConfig(Exception):
     """The configuration has findings; nothing may be planned from it."""
 
 
+class DestroyNotApproved(Exception):
+    """The plan deletes or replaces resources and was not approved."""
+
+
 def terraform(project: Project, state: State, environment: str) -> Terraform:
     """A Terraform runner for the environment's working directory, with its backend's secret."""
     env, redact = {}, secrets.Redactor()
@@ -53,7 +59,8 @@ def terraform(project: Project, state: State, environment: str) -> Terraform:
                      env=env, redact=redact)
 
 
-def make_plan(project: Project, validated: ValidatedConfig, name: str) -> TerraformPlan:
+def make_plan(project: Project, validated: ValidatedConfig, name: str, *,
+              destroy_approved: bool = False) -> TerraformPlan:
     """Render, check, init and plan; the plan is saved as `plans/<name>.tfplan`."""
     if not validated.ok:
         raise InvalidConfig(f"{validated.loaded.source.name} has {len(validated.findings)} findings; "
@@ -62,24 +69,30 @@ def make_plan(project: Project, validated: ValidatedConfig, name: str) -> Terraf
     rendered = render(config, project.templates_dir)
     check_rendered(rendered, config.target.kind)
     runner = terraform(project, config.state, config.environment)
-    write(rendered, runner.workdir)
-    runner.init()
-    plans = runner.workdir / "plans"
-    plans.mkdir(exist_ok=True)
-    plan_file = plans / f"{name}.tfplan"
-    runner.plan(plan_file)
-    summary = PlanSummary.from_show_json(runner.show(plan_file))
-    _prune(plans)
-    return TerraformPlan(runner.workdir, plan_file, summary, config.state, config.environment,
-                         validated.loaded.source.sha256)
+    with project.lock():
+        write(rendered, runner.workdir)
+        runner.init()
+        plans = runner.workdir / "plans"
+        plans.mkdir(exist_ok=True)
+        plan_file = plans / f"{name}.tfplan"
+        changed = runner.plan(plan_file)
+        summary = PlanSummary.from_show_json(runner.show(plan_file))
+        _prune(plans)
+    return TerraformPlan(runner.workdir, plan_file, summary, changed, destroy_approved, config.state,
+                         config.environment, validated.loaded.source.sha256)
 
 
 def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:
     """Apply exactly the saved plan; a plan without changes is not applied at all."""
+    if plan.summary.destructive and not plan.destroy_approved:
+        raise DestroyNotApproved(
+            f"this plan deletes or replaces {len(plan.summary.destructive)} resources and was not approved: "
+            "plan again with the approval (`atl infra up --approve-destroy`)")
     runner = terraform(project, plan.state, plan.environment)
-    if plan.summary.changes:
-        runner.apply(plan.plan_file)
-    return TerraformApply(runner.outputs(), runner.state_serial(), applied=bool(plan.summary.changes))
+    with project.lock():
+        if plan.changed:
+            runner.apply(plan.plan_file)
+        return TerraformApply(runner.outputs(), runner.state_serial(), applied=plan.changed)
 
 
 def _prune(plans: Path) -> None:
