@@ -75,19 +75,24 @@ HOSTILE = {
 }
 
 
+def rejected(path) -> tuple[ConfigError, int]:
+    """The error loading `path` raised, and the peak memory the attempt took (bytes)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError) as raised:
+            load_config(path)
+        return raised.value, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.parametrize("case", list(HOSTILE))
 def test_hostile_input_is_rejected_with_a_located_error(write, hang_guard, case, tmp_path, monkeypatch):
     content, message, line, column = HOSTILE[case]
     path = write(content)
     monkeypatch.chdir(tmp_path)
-    tracemalloc.start()
-    try:
-        with pytest.raises(ConfigError) as raised:
-            load_config(path)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    findings = raised.value.findings
+    error, peak = rejected(path)
+    findings = error.findings
     matching = [f for f in findings if message in f.message]
     assert matching, f"no finding says {message!r}: {findings}"
     assert matching[0].file == str(path)
@@ -105,14 +110,8 @@ def test_a_60_megabyte_file_is_refused_without_reading_it_whole(write, hang_guar
         line = b"# " + b"x" * 1021 + b"\n"
         for _ in range(60 * 1024):
             stream.write(line)
-    tracemalloc.start()
-    try:
-        with pytest.raises(ConfigError) as raised:
-            load_config(path)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    (finding,) = raised.value.findings
+    error, peak = rejected(path)
+    (finding,) = error.findings
     assert (finding.line, finding.column) == (1, 1)
     assert f"larger than {MAX_BYTES // 2**20} MiB" in finding.message
     assert peak < 2 * MAX_BYTES
