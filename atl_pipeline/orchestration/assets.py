@@ -40,6 +40,10 @@ from atl_pipeline.terraform.stages import (
 from atl_pipeline.validation import ValidatedConfig, validate
 
 GROUP = "deploy"
+APPROVE_DESTROY_TAG = "atl/approve-destroy"
+# errors whose message tells the operator what to do: they fail the stage without a traceback
+STAGE_ERRORS = (InvalidConfig, DestroyNotApproved, RenderError, SecretError, TerraformError, LocalRuntimeError,
+                CaddyError, TimeoutError, OSError, xmlrpc.client.Error, subprocess.SubprocessError)
 
 
 class DomainsFile(Config):
@@ -87,10 +91,6 @@ def validated_config(domain_config: LoadedConfig) -> Iterator[Output[ValidatedCo
                            description=None if validated.ok else "\n".join(map(str, validated.findings[:20])),
                            metadata={"findings": MetadataValue.md(findings)})
 
-
-APPROVE_DESTROY_TAG = "atl/approve-destroy"
-STAGE_ERRORS = (InvalidConfig, DestroyNotApproved, RenderError, SecretError, TerraformError, LocalRuntimeError,
-                CaddyError, TimeoutError, OSError, xmlrpc.client.Error, subprocess.SubprocessError)
 
 
 @asset(group_name=GROUP, kinds={"terraform"}, check_specs=[AssetCheckSpec(
