@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,8 @@ sys.path.insert(0, str(REPO))
 from atl_pipeline.orchestration.runner import run_deploy  # noqa: E402
 from atl_pipeline.project import Project  # noqa: E402
 from atl_pipeline.runtime.local import deployed_runtime  # noqa: E402
-from tests.runtime_helpers import on_test_ports, wait_until_served  # noqa: E402
+from tests.conftest import copy_project  # noqa: E402
+from tests.runtime_helpers import Load, wait_until_served  # noqa: E402
 
 LOAD = REPO / "bench" / "load.py"
 DOMAIN = "api.allthingslinux.org"
@@ -43,32 +43,21 @@ def throughput(address: str, ca: str, concurrency: int) -> dict:
 
 
 def roll(project: Project) -> tuple[float, float, dict]:
-    lb = deployed_runtime(project).lb
-    out = project.root / "steady.json"
-    load = subprocess.Popen([sys.executable, str(LOAD), "steady", f"{lb.address}:{lb.https_port}", DOMAIN,
-                             str(lb.ca_cert), str(out)])
-    while not Path(f"{out}.started").exists():
-        time.sleep(0.02)
-    time.sleep(1)
-    project.domains_file.write_text(project.domains_file.read_text().replace("backend-api:1.0.0", "backend-api:1.0.1"))
-    stages = []
-    start = time.perf_counter()
-    assert run_deploy(project, on_stage=stages.append).success, stages
-    total = time.perf_counter() - start
-    time.sleep(1)
-    load.send_signal(signal.SIGTERM)
-    load.wait()
+    with Load(project, DOMAIN, project.root / "steady.json") as load:
+        text = project.domains_file.read_text()
+        project.domains_file.write_text(text.replace("backend-api:1.0.0", "backend-api:1.0.1"))
+        stages = []
+        start = time.perf_counter()
+        assert run_deploy(project, on_stage=stages.append).success, stages
+        total = time.perf_counter() - start
     deploy = next(stage.seconds for stage in stages if stage.stage == "service_deployment")
-    return deploy, total, json.loads(out.read_text())
+    return deploy, total, load.result
 
 
 def main() -> None:
-    root = Path(tempfile.mkdtemp(prefix="atl-bench-"))
-    shutil.copy(REPO / "domains.yml", root / "domains.yml")
-    shutil.copytree(REPO / "terraform_templates", root / "terraform_templates")
-    os.environ["ATL_PROJECT_DIR"] = str(root)
-    project = Project(root)
-    on_test_ports(project)
+    temporary = Path(tempfile.mkdtemp(prefix="atl-bench-"))
+    project = copy_project(temporary / "project")
+    os.environ["ATL_PROJECT_DIR"] = str(project.root)
     try:
         assert run_deploy(project).success
         wait_until_served(project, DOMAIN)
@@ -89,7 +78,7 @@ def main() -> None:
                   f"{via_lb['rps'] / direct['rps']:>10.2f}")
     finally:
         deployed_runtime(project).stop()
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 if __name__ == "__main__":
