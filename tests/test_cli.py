@@ -80,7 +80,7 @@ def test_config_prints_the_domains_table(capsys, project: Project):
 def test_up_runs_every_stage_in_the_projects_instance(capsys, project: Project):
     code, out, _ = run(capsys, "infra", "up")
     lines = out.splitlines()
-    assert code == 0
+    assert code == 0, out
     assert re.match(r"ok +domain_config +\d+\.\d\ds  3 domains, 2 services$", lines[0])
     assert re.match(r"ok +validated_config +\d+\.\d\ds  no findings$", lines[1])
     assert re.match(r"ok +terraform_plan +\d+\.\d\ds  5 to create$", lines[2])
