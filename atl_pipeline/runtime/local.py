@@ -141,18 +141,18 @@ class LocalRuntime:
         started: list[Group] = []
         retired = [group for name, groups in running.items() if name not in services for group in groups]
         actions: dict[str, str] = {}
-        for name, spec in services.items():
-            groups = running.get(name, [])
-            current = next((g for g in groups if g.release == spec["release"]
-                            and len(g.processes) == spec["replicas"]), None)
-            retired += [group for group in groups if group is not current]
-            if current:
-                serving[name], actions[name] = current, "unchanged"
-            else:
-                serving[name] = self._start_group(name, spec, slot=1 - groups[0].slot if groups else 0)
-                started.append(serving[name])
-                actions[name] = "rolled" if groups else "started"
         try:
+            for name, spec in services.items():
+                groups = running.get(name, [])
+                current = next((g for g in groups if g.release == spec["release"]
+                                and len(g.processes) == spec["replicas"]), None)
+                retired += [group for group in groups if group is not current]
+                if current:
+                    serving[name], actions[name] = current, "unchanged"
+                else:
+                    serving[name] = self._start_group(name, spec, slot=1 - groups[0].slot if groups else 0)
+                    started.append(serving[name])
+                    actions[name] = "rolled" if groups else "started"
             for name, group in serving.items():
                 self._wait_healthy(group, services[name])
             self._route(services, domains, serving)
