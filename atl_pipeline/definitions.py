@@ -6,6 +6,7 @@ from dagster import AssetSelection, Definitions, FilesystemIOManager, define_ass
 
 from atl_pipeline.orchestration.assets import (
     domain_config,
+    health_check,
     service_deployment,
     terraform_apply,
     terraform_plan,
@@ -20,7 +21,7 @@ deploy = define_asset_job(DEPLOY_JOB, selection=AssetSelection.all(),
                           description="Every stage, from domains.yml to a running, monitored stack.")
 
 defs = Definitions(
-    assets=[domain_config, validated_config, terraform_plan, terraform_apply, service_deployment],
+    assets=[domain_config, validated_config, terraform_plan, terraform_apply, service_deployment, health_check],
     jobs=[deploy],
     sensors=[domains_file_sensor(deploy)],
     resources={"project": ProjectResource(), "io_manager": FilesystemIOManager()},

@@ -1,9 +1,11 @@
 """The sample service the example domains.yml runs: one process per replica.
 
-    python -m atl_pipeline.sample_service --port PORT [--unhealthy]
+    python -m atl_pipeline.sample_service --port PORT [--unhealthy-for-host HOST]
 
 `/` names the service, release and replica (from ATL_SERVICE, ATL_RELEASE, ATL_REPLICA,
-which the local runtime sets); `/healthz` answers 200 (503 with --unhealthy); `/metrics`
+which the local runtime sets); `/healthz` answers 200, or 503 to requests for HOST (a
+release broken for one site, for tests: 127.0.0.1 is the runtime's own health gate);
+`/metrics`
 is in Prometheus text format. On SIGTERM it stops accepting connections, finishes the
 requests in flight, and exits.
 """
@@ -23,15 +25,18 @@ DRAIN_SECONDS = 10.0
 
 
 class Service:
-    def __init__(self, unhealthy: bool):
+    def __init__(self, unhealthy_for_host: str | None):
         self.identity = {key: os.environ.get(f"ATL_{key.upper()}", "") for key in ("service", "release", "replica")}
-        self.unhealthy = unhealthy
+        self.unhealthy_for_host = unhealthy_for_host
         self.started = time.time()
         self.lock = threading.Lock()
         self.requests: Counter[tuple[str, int]] = Counter()
         self.seconds = 0.0
         self.in_flight = 0
         self.draining = False
+
+    def healthy_for(self, host: str) -> bool:
+        return host.rsplit(":", 1)[0] != self.unhealthy_for_host
 
     def record(self, path: str, status: int, seconds: float) -> None:
         with self.lock:
@@ -64,8 +69,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
-                status, body, kind = (503, "unhealthy\n", "text/plain") if self.service.unhealthy else (
-                    200, "ok\n", "text/plain")
+                status, body, kind = (200, "ok\n", "text/plain") if self.service.healthy_for(
+                    self.headers.get("Host", "")) else (503, "unhealthy\n", "text/plain")
             elif path == "/metrics":
                 status, body, kind = 200, self.service.metrics(), "text/plain; version=0.0.4"
             elif path == "/":
@@ -93,9 +98,9 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-def serve(port: int, unhealthy: bool) -> None:
+def serve(port: int, unhealthy_for_host: str | None) -> None:
     threading.stack_size(512 * 1024)  # many threads fit under the runtime's address-space limit
-    service = Service(unhealthy)
+    service = Service(unhealthy_for_host)
     handler = type("BoundHandler", (Handler,), {"service": service})
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
@@ -115,9 +120,9 @@ def serve(port: int, unhealthy: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--unhealthy", action="store_true", help="answer /healthz with 503")
+    parser.add_argument("--unhealthy-for-host", metavar="HOST", help="answer /healthz for HOST with 503")
     args = parser.parse_args()
-    serve(args.port, args.unhealthy)
+    serve(args.port, args.unhealthy_for_host)
 
 
 if __name__ == "__main__":

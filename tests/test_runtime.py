@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from dagster import AssetKey, DagsterInstance
 
 from atl_pipeline.cli import main
 from atl_pipeline.orchestration.assets import APPROVE_DESTROY_TAG
@@ -125,7 +127,7 @@ def test_a_release_that_never_gets_healthy_is_not_switched_to(stack: Project, mo
     monkeypatch.setattr(local, "HEALTH_TIMEOUT", 3.0)
     serving = json.loads(through_lb(stack, API).body)["release"]
     api = '[python3, -m, atl_pipeline.sample_service, --port, "{port}"]\n    image: ghcr.io/allthingslinux/backend-api'
-    edit(stack, api, api.replace('"{port}"]', '"{port}", --unhealthy]'))
+    edit(stack, api, api.replace('"{port}"]', '"{port}", --unhealthy-for-host, 127.0.0.1]'))
     stages = []
 
     assert not run_deploy(stack, on_stage=stages.append).success
@@ -187,3 +189,30 @@ def test_a_new_admin_port_moves_caddys_admin_endpoint(stack: Project):
     assert deployed_runtime(stack).lb.admin_port == new
     assert requests.get(f"http://127.0.0.1:{new}/config/", timeout=5).ok
     wait_until_served(stack, API)
+
+
+def test_the_health_check_probes_every_domain_through_caddy(stack: Project):
+    stages = []
+    assert run_deploy(stack, on_stage=stages.append).success
+    health = next(s for s in stages if s.stage == "health_check")
+    assert re.fullmatch(r"3/3 domains healthy; average \d+\.\d ms, error rate 0\.00%", health.detail)
+    instance = DagsterInstance.from_config(str(stack.dagster_home))
+    metadata = instance.get_latest_materialization_event(AssetKey("health_check")).asset_materialization.metadata
+    assert f"| {API} | backend-api | ok |" in metadata["domains"].value
+    assert "| average response | < 100 ms |" in metadata["slo"].value
+
+
+def test_a_release_broken_for_its_site_is_rolled_back_by_the_health_check(stack: Project):
+    serving = json.loads(through_lb(stack, API).body)["release"]
+    api = '[python3, -m, atl_pipeline.sample_service, --port, "{port}"]\n    image: ghcr.io/allthingslinux/backend-api'
+    edit(stack, api, api.replace('"{port}"]', f'"{{port}}", --unhealthy-for-host, {API}]'))
+    stages = []
+
+    assert not run_deploy(stack, on_stage=stages.append).success
+
+    assert next(s for s in stages if s.stage == "service_deployment").detail == "1 rolled, 1 unchanged"
+    failed = next(s for s in stages if s.stage == "health_check")
+    assert failed.status == "failed" and f"{API}: HTTP 503" in failed.detail
+    assert "rolled back backend-api to the previous release" in failed.detail
+    assert json.loads(through_lb(stack, API).body)["release"] == serving
+    assert [g.release for g in deployed_runtime(stack).groups()["backend-api"]] == [serving]

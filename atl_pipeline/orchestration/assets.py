@@ -20,10 +20,11 @@ from dagster import (
 
 from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.findings import ConfigError
+from atl_pipeline.health import SLO_AVERAGE_MS, SLO_ERROR_RATE, DomainHealth, SloReport, probe_domains
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.report import DOMAIN_HEADERS, domain_rows, markdown_findings, markdown_table
 from atl_pipeline.runtime.caddy import CaddyError
-from atl_pipeline.runtime.local import Deployment, local_runtime
+from atl_pipeline.runtime.local import Deployment, deployed_runtime, local_runtime
 from atl_pipeline.runtime.supervisor import LocalRuntimeError
 from atl_pipeline.secrets import SecretError
 from atl_pipeline.terraform.cli import TerraformError
@@ -148,6 +149,45 @@ def service_deployment(validated_config: ValidatedConfig, terraform_apply: Terra
         "load_balancer": f"http://{runtime.lb.address}:{runtime.lb.http_port}, "
                          f"https://{runtime.lb.address}:{runtime.lb.https_port}",
     })
+
+
+@asset(group_name=GROUP, kinds={"caddy"}, check_specs=[AssetCheckSpec(
+    "domains_healthy", asset="health_check", blocking=True,
+    description="Every domain answers its health path through the load balancer, over verified TLS.")])
+def health_check(service_deployment: Deployment,
+                 project: ProjectResource) -> Iterator[Output[list[DomainHealth]] | AssetCheckResult]:
+    """Every domain probed through the load balancer as a client would; a failing changed
+    service rolls back to its previous release."""
+    deployment = service_deployment
+    results = probe_domains(deployment.load_balancer, deployment.domains, deployment.services)
+    failing = [result for result in results if not result.ok]
+    rolled = {outcome.name for outcome in deployment.outcomes if outcome.action == "rolled"}
+    to_roll_back = {result.service for result in failing} & rolled
+    slo = SloReport.of(results)
+    rows = [(r.domain, r.service, "ok" if r.ok else f"FAIL: {r.error}", f"{r.percentile(0.5):.1f}",
+             f"{r.percentile(0.95):.1f}", f"{max(r.latencies_ms, default=float('nan')):.1f}") for r in results]
+    metadata = {
+        "summary": f"{len(results) - len(failing)}/{len(results)} domains healthy; "
+                   f"average {slo.average_ms:.1f} ms, error rate {slo.error_rate:.2%}",
+        "domains": MetadataValue.md(markdown_table(("domain", "service", "status", "p50 ms", "p95 ms", "max ms"),
+                                                   rows)),
+        "slo": MetadataValue.md(markdown_table(("key metric", "objective", "measured", "met"), [
+            ("average response", f"< {SLO_AVERAGE_MS:.0f} ms", f"{slo.average_ms:.1f} ms",
+             "yes" if slo.average_ms < SLO_AVERAGE_MS else "no"),
+            ("error rate", f"< {SLO_ERROR_RATE:.1%}", f"{slo.error_rate:.2%}",
+             "yes" if slo.error_rate < SLO_ERROR_RATE else "no")])),
+    }
+    if to_roll_back:
+        with _clear_failure():
+            deployed_runtime(project.get()).roll_back(to_roll_back)
+        reasons = "; ".join(f"{r.domain}: {r.error}" for r in failing)
+        raise Failure(f"unhealthy after this deployment ({reasons}); rolled back {', '.join(sorted(to_roll_back))} "
+                      "to the previous release, which serves again", metadata=metadata, allow_retries=False)
+    yield Output(results, metadata=metadata)
+    yield AssetCheckResult(
+        check_name="domains_healthy", passed=not failing, severity=AssetCheckSeverity.ERROR,
+        description="; ".join(f"{r.domain}: {r.error}" for r in failing) or "every domain answers",
+        metadata={"domains": metadata["domains"]})
 
 
 def _destroy_check(summary: PlanSummary, approved: bool) -> AssetCheckResult:

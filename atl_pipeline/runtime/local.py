@@ -167,6 +167,13 @@ class LocalRuntime:
         stopped = [ServiceOutcome(g.service, g.release, "stopped") for g in retired if g.service not in services]
         return self._outcomes(services, serving, actions) + stopped
 
+    def roll_back(self, names: set[str]) -> list[ServiceOutcome]:
+        """Roll these services back to the releases the last deployment replaced (rolling, health-gated)."""
+        record = self.deployed()
+        services = {name: _spec(spec) for name, spec in record["services"].items()}
+        services.update({name: _spec(record["previous"][name]) for name in names})
+        return self.deploy(services, record["domains"])
+
     def _without_orphans(self, running: dict[str, list[Group]]) -> dict[str, list[Group]]:
         """Groups that no deployment ever routed to (an interrupted deploy's) are removed."""
         routed = {spec["group"] for spec in self.deployed().get("services", {}).values()}
@@ -218,7 +225,8 @@ class LocalRuntime:
         if self.caddy.config() != config:
             self.caddy.load(config)
         record = {"load_balancer": self.lb.ports, "domains": domains, "services": {
-            name: {**services[name], "slot": group.slot, "group": group.name} for name, group in serving.items()}}
+            name: {**services[name], "slot": group.slot, "group": group.name} for name, group in serving.items()},
+            "previous": self.deployed().get("services", {})}
         temporary = self.deployed_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(record, indent=2))
         os.replace(temporary, self.deployed_file)
@@ -247,6 +255,11 @@ stopsignal=TERM
 stdout_logfile={logs}/caddy.log
 redirect_stderr=true
 """
+
+
+def _spec(recorded: dict) -> dict:
+    """A service as Terraform's output has it, from its record in deployed.json."""
+    return {key: value for key, value in recorded.items() if key not in ("slot", "group")}
 
 
 def cpu_nice(millicores: int) -> int:

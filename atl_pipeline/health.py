@@ -1,0 +1,97 @@
+"""Probe every domain through the load balancer as a client would, and judge it against the SLOs.
+
+Each probe is an HTTP(S) GET of the service's health path sent to the load balancer, with
+the domain as Host and SNI and the certificate verified against the CA that issued it.
+Right after a deployment a domain may need a moment (a certificate being issued, health
+checks finding new replicas): the first successful answer is awaited for a bounded settle
+window, then a fixed number of probes measure the latency.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from atl_pipeline.runtime import http
+from atl_pipeline.runtime.caddy import LoadBalancer
+
+PROBES = 20
+SETTLE_SECONDS = 15.0
+TIMEOUT_SECONDS = 5.0
+SLO_AVERAGE_MS = 100.0  # the seed's key metrics: average response under 100 ms,
+SLO_ERROR_RATE = 0.001  # and an error rate under 0.1%
+
+
+@dataclass(frozen=True)
+class DomainHealth:
+    domain: str
+    service: str
+    probes: int
+    failures: int
+    latencies_ms: tuple[float, ...]  # of the successful probes
+    error: str = ""  # the last failure
+
+    @property
+    def ok(self) -> bool:
+        return self.probes > 0 and self.failures == 0
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+def probe_domain(lb: LoadBalancer, domain: str, ssl: bool, service: str, path: str, *,
+                 probes: int = PROBES, settle: float = SETTLE_SECONDS) -> DomainHealth:
+    address = (lb.address, lb.https_port if ssl else lb.http_port)
+
+    def get() -> http.Response:
+        return http.get(address, domain, path, tls=ssl, ca=lb.ca_cert, timeout=TIMEOUT_SECONDS)
+
+    deadline = time.monotonic() + settle
+    while not (first := get()).ok and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not first.ok:
+        return DomainHealth(domain, service, 1, 1, (), _reason(first))
+    latencies, failures, error = [], 0, ""
+    for _ in range(probes):
+        answer = get()
+        if answer.ok:
+            latencies.append(answer.seconds * 1000)
+        else:
+            failures, error = failures + 1, _reason(answer)
+    return DomainHealth(domain, service, probes, failures, tuple(latencies), error)
+
+
+def probe_domains(lb: LoadBalancer, domains: dict[str, dict], services: dict[str, dict],
+                  **options) -> list[DomainHealth]:
+    """Every domain of Terraform's `domains` output, probed concurrently."""
+    def one(item: tuple[str, dict]) -> DomainHealth:
+        name, domain = item
+        return probe_domain(lb, name, domain["ssl"], domain["service"],
+                            services[domain["service"]]["health_path"], **options)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(32, len(domains)))) as pool:
+        return list(pool.map(one, sorted(domains.items())))
+
+
+@dataclass(frozen=True)
+class SloReport:
+    average_ms: float
+    error_rate: float
+
+    @property
+    def met(self) -> bool:
+        return self.average_ms < SLO_AVERAGE_MS and self.error_rate < SLO_ERROR_RATE
+
+    @classmethod
+    def of(cls, results: list[DomainHealth]) -> SloReport:
+        latencies = [latency for result in results for latency in result.latencies_ms]
+        probes = sum(result.probes for result in results)
+        failures = sum(result.failures for result in results)
+        return cls(statistics.fmean(latencies) if latencies else float("nan"), failures / probes if probes else 1.0)
+
+
+def _reason(response: http.Response) -> str:
+    return response.error or f"HTTP {response.status}"
