@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: run dev test bench lint clean
+.PHONY: run dev test bench lint clean monitoring-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 ## run: deploy domains.yml on this machine, then start the Dagster UI and daemon
-run: $(VENV)/.installed
+run: $(VENV)/.installed monitoring-tools
 	$(BIN)/atl infra up
 	$(MAKE) dev
+
+## monitoring-tools: Prometheus and the blackbox exporter (Debian packages), when missing
+monitoring-tools:
+	@command -v prometheus >/dev/null && command -v prometheus-blackbox-exporter >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends prometheus prometheus-blackbox-exporter; } || \
+	  { echo "install the Debian packages prometheus and prometheus-blackbox-exporter" >&2; exit 1; }
 
 ## dev: start only the Dagster UI (http://$(HOST):$(PORT)) and daemon, instance under .atl/
 dev: $(VENV)/.installed

@@ -7,6 +7,7 @@ from dagster import AssetSelection, Definitions, FilesystemIOManager, define_ass
 from atl_pipeline.orchestration.assets import (
     domain_config,
     health_check,
+    monitoring,
     service_deployment,
     terraform_apply,
     terraform_plan,
@@ -21,7 +22,8 @@ deploy = define_asset_job(DEPLOY_JOB, selection=AssetSelection.all(),
                           description="Every stage, from domains.yml to a running, monitored stack.")
 
 defs = Definitions(
-    assets=[domain_config, validated_config, terraform_plan, terraform_apply, service_deployment, health_check],
+    assets=[domain_config, validated_config, terraform_plan, terraform_apply, service_deployment, health_check,
+            monitoring],
     jobs=[deploy],
     sensors=[domains_file_sensor(deploy)],
     resources={"project": ProjectResource(), "io_manager": FilesystemIOManager()},

@@ -22,7 +22,8 @@ def on_test_ports(project: Project) -> None:
     """Move the example's load balancer to free ports and its services away from the defaults."""
     text = project.domains_file.read_text()
     moves = [(f"{name}: {port}", f"{name}: {free_port()}")
-             for name, port in (("http_port", 8000), ("https_port", 8443), ("admin_port", 2019))]
+             for name, port in (("http_port", 8000), ("https_port", 8443), ("admin_port", 2019),
+                                ("prometheus_port", 9090), ("blackbox_port", 9115))]
     for old, new in [*moves, ("port: 8100", "port: 28100"), ("port: 8200", "port: 28200")]:
         assert old in text, old
         text = text.replace(old, new)

@@ -133,10 +133,13 @@ class LocalTarget(_Model):
     http_port: Port = 8000
     https_port: Port = 8443
     admin_port: Port = 2019  # Caddy's admin API
+    prometheus_port: Port = 9090
+    blackbox_port: Port = 9115
 
     @property
     def ports(self) -> dict[str, int]:
-        return {"http_port": self.http_port, "https_port": self.https_port, "admin_port": self.admin_port}
+        return {"http_port": self.http_port, "https_port": self.https_port, "admin_port": self.admin_port,
+                "prometheus_port": self.prometheus_port, "blackbox_port": self.blackbox_port}
 
 
 class State(_Model):

@@ -21,10 +21,11 @@ from dagster import (
 from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.health import SLO_AVERAGE_MS, SLO_ERROR_RATE, DomainHealth, SloReport, probe_domains
+from atl_pipeline.monitoring.prometheus import READY_TIMEOUT, Monitoring, MonitoringReport
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.report import DOMAIN_HEADERS, domain_rows, markdown_findings, markdown_table
 from atl_pipeline.runtime.caddy import CaddyError
-from atl_pipeline.runtime.local import Deployment, deployed_runtime, local_runtime
+from atl_pipeline.runtime.local import Deployment, LocalRuntime, deployed_runtime
 from atl_pipeline.runtime.supervisor import LocalRuntimeError
 from atl_pipeline.secrets import SecretError
 from atl_pipeline.terraform.cli import TerraformError
@@ -134,7 +135,7 @@ def terraform_apply(terraform_plan: TerraformPlan, project: ProjectResource) -> 
 def service_deployment(validated_config: ValidatedConfig, terraform_apply: TerraformApply,
                        project: ProjectResource) -> Output[Deployment]:
     """The services running as Terraform's outputs declare, behind the load balancer."""
-    runtime = local_runtime(project.get(), validated_config.loaded.config.target)
+    runtime = LocalRuntime(project.get(), validated_config.loaded.config.target)
     services, domains = terraform_apply.outputs["services"], terraform_apply.outputs["domains"]
     with _clear_failure():
         outcomes = runtime.deploy(services, domains)
@@ -188,6 +189,27 @@ def health_check(service_deployment: Deployment,
         check_name="domains_healthy", passed=not failing, severity=AssetCheckSeverity.ERROR,
         description="; ".join(f"{r.domain}: {r.error}" for r in failing) or "every domain answers",
         metadata={"domains": metadata["domains"]})
+
+
+@asset(group_name=GROUP, kinds={"prometheus"}, deps=["health_check"])
+def monitoring(validated_config: ValidatedConfig, service_deployment: Deployment,
+               project: ProjectResource) -> Output[MonitoringReport]:
+    """Prometheus scraping every replica and Caddy, blackbox probes of each monitored domain,
+    and the SLO alert rules; reloaded when changed, then verified through its API."""
+    target = validated_config.loaded.config.target
+    runtime = LocalRuntime(project.get(), target)
+    with _clear_failure():
+        report = Monitoring(runtime, target.prometheus_port, target.blackbox_port).apply(
+            service_deployment.services, service_deployment.domains)
+    if report.down:
+        raise Failure(f"{len(report.down)} of {report.targets_total} Prometheus targets are down after "
+                      f"{READY_TIMEOUT:.0f} s: {', '.join(report.down)}", allow_retries=False)
+    return Output(report, metadata={
+        "summary": f"{report.targets_up}/{report.targets_total} targets up, {report.rules_loaded} rules loaded"
+                   + ("; configuration reloaded" if report.reloaded else ""),
+        "targets_up": report.targets_up, "targets_total": report.targets_total,
+        "rules_loaded": report.rules_loaded, "prometheus": MetadataValue.url(report.prometheus_url),
+    })
 
 
 def _destroy_check(summary: PlanSummary, approved: bool) -> AssetCheckResult:

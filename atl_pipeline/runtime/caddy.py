@@ -21,6 +21,9 @@ from pathlib import Path
 import requests
 
 SECOND = 1_000_000_000  # Caddy durations in JSON are nanoseconds
+DAY = 86_400 * SECOND
+CERTIFICATE_LIFETIME = 60 * DAY  # Caddy renews at two thirds: 20 days before expiry, ahead of the 14-day alert
+INTERMEDIATE_LIFETIME = 90 * DAY  # a certificate cannot outlive the intermediate that signs it
 READY_TIMEOUT = 30.0
 
 
@@ -35,10 +38,6 @@ class LoadBalancer:
     https_port: int
     admin_port: int
     root: Path  # Caddy's home under .atl/runtime
-
-    @property
-    def ports(self) -> dict[str, int]:
-        return {"http_port": self.http_port, "https_port": self.https_port, "admin_port": self.admin_port}
 
     @property
     def admin_url(self) -> str:
@@ -75,7 +74,8 @@ def base_config(lb: LoadBalancer) -> dict:
         # the active health checks of unused ports fail every second; that is expected, not news
         "logging": {"logs": {"default": {"exclude": ["http.handlers.reverse_proxy.health_checker.active"]}}},
         "storage": {"module": "file_system", "root": str(lb.data_dir)},
-        "apps": {"pki": {"certificate_authorities": {"local": {"install_trust": False}}}},
+        "apps": {"pki": {"certificate_authorities": {"local": {
+            "install_trust": False, "intermediate_lifetime": INTERMEDIATE_LIFETIME}}}},
     }
 
 
@@ -94,7 +94,8 @@ def caddy_config(lb: LoadBalancer, routes: list[Route]) -> dict:
             "automatic_https": {"disable_redirects": True},
         }
         config["apps"]["tls"] = {"automation": {"policies": [
-            {"subjects": [host for route in secure for host in route.hosts], "issuers": [{"module": "internal"}]}]}}
+            {"subjects": [host for route in secure for host in route.hosts],
+             "issuers": [{"module": "internal", "lifetime": CERTIFICATE_LIFETIME}]}]}}
     config["apps"]["http"] = {"http_port": lb.http_port, "https_port": lb.https_port, "servers": servers,
                               "metrics": {"per_host": True}}
     return config

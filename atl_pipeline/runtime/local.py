@@ -71,25 +71,21 @@ class Deployment:
     domains: dict
 
 
-def local_runtime(project: Project, target: LocalTarget) -> LocalRuntime:
-    lb = LoadBalancer("127.0.0.1", target.http_port, target.https_port, target.admin_port,
-                      project.state_dir / "runtime" / "caddy")
-    return LocalRuntime(project, lb)
-
-
 def deployed_runtime(project: Project) -> LocalRuntime:
     """The runtime as the last deployment left it (default ports when nothing was deployed)."""
     record = project.state_dir / "runtime" / "deployed.json"
-    ports = json.loads(record.read_text())["load_balancer"] if record.exists() else {}
-    return local_runtime(project, LocalTarget(**ports))
+    ports = json.loads(record.read_text())["ports"] if record.exists() else {}
+    return LocalRuntime(project, LocalTarget(**ports))
 
 
 class LocalRuntime:
-    def __init__(self, project: Project, lb: LoadBalancer):
+    def __init__(self, project: Project, target: LocalTarget):
         self.project = project
-        self.lb = lb
+        self.target = target
+        self.lb = LoadBalancer("127.0.0.1", target.http_port, target.https_port, target.admin_port,
+                               project.state_dir / "runtime" / "caddy")
         self.supervisor = Supervisor(project.state_dir / "runtime")
-        self.caddy = CaddyAdmin(lb.admin_url)
+        self.caddy = CaddyAdmin(self.lb.admin_url)
         self.deployed_file = project.state_dir / "runtime" / "deployed.json"
 
     def start(self) -> None:
@@ -104,7 +100,7 @@ class LocalRuntime:
 
     def _move_admin_endpoint(self) -> None:
         """Caddy resumes its last configuration, so a new admin port is set through the old one."""
-        old = self.deployed().get("load_balancer", {}).get("admin_port", self.lb.admin_port)
+        old = self.deployed().get("ports", {}).get("admin_port", self.lb.admin_port)
         if old != self.lb.admin_port:
             previous = CaddyAdmin(f"http://{self.lb.address}:{old}")
             previous.wait_ready()
@@ -224,7 +220,7 @@ class LocalRuntime:
         config = caddy_config(self.lb, routes)
         if self.caddy.config() != config:
             self.caddy.load(config)
-        record = {"load_balancer": self.lb.ports, "domains": domains, "services": {
+        record = {"ports": self.target.ports, "domains": domains, "services": {
             name: {**services[name], "slot": group.slot, "group": group.name} for name, group in serving.items()},
             "previous": self.deployed().get("services", {})}
         temporary = self.deployed_file.with_suffix(".tmp")

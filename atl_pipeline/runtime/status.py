@@ -32,6 +32,7 @@ def status(runtime: LocalRuntime) -> dict:
         "domains": [{"name": name, "url": _url(runtime, name, domain["ssl"]), "service": domain["service"],
                      "ssl": domain["ssl"], "healthy": ok} for (name, domain), ok in zip(domains, healthy, strict=True)],
         "services": services,
+        "monitoring": {"prometheus_url": f"http://127.0.0.1:{runtime.target.prometheus_port}"},
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -84,6 +85,29 @@ class Supervisor:
             self.rpc.stopProcessGroup(group, True)
             self.rpc.removeProcessGroup(group)
             self.rpc.addProcessGroup(group)
+
+    def ensure_program(self, name: str, argv: list[str]) -> bool:
+        """Run `argv` (our own paths and flags, never configuration values) as the program `name`;
+        True when it was started or restarted because its command changed."""
+        command = " ".join(shlex.quote(ini_value(argument)) for argument in argv)
+        (self.programs / f"{name}.conf").write_text(f"""\
+; Written by atl-pipeline; edits are overwritten.
+[program:{name}]
+command={command}
+autorestart=true
+startsecs=1
+stopsignal=TERM
+stdout_logfile={ini_value(self.logs)}/{name}.log
+redirect_stderr=true
+""")
+        added, changed, _ = self.rpc.reloadConfig()[0]
+        if name in changed:
+            self.rpc.stopProcessGroup(name, True)
+            self.rpc.removeProcessGroup(name)
+        if name in added or name in changed:
+            self.rpc.addProcessGroup(name)
+            return True
+        return False
 
     def processes(self) -> list[dict]:
         """supervisord's process infos: group, name, pid, statename, ..."""
@@ -177,7 +201,7 @@ def runtime_environment() -> dict[str, str]:
     return {**inherited, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
 
 
-def ini_value(path: Path) -> str:
+def ini_value(path: Path | str) -> str:
     """A path as a supervisord ini value: `%` escaped; line breaks, quotes and comments refused."""
     text = str(path)
     if any(char in text for char in "\r\n;\""):

@@ -1,0 +1,158 @@
+"""Prometheus and the blackbox exporter under the local supervisord, bound to loopback.
+
+The configuration is generated from the deployment: every serving replica's `/metrics`,
+Caddy's metrics, and a blackbox HTTPS probe of each domain with `monitoring: true` (its
+own module, for its Host and SNI, verified against Caddy's CA). A new configuration is
+checked with promtool before it replaces the running one, and is then reloaded, not
+restarted. The stage waits until every target is up and the rules are loaded.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import requests
+import yaml
+
+from atl_pipeline.runtime.local import SLOT_PORTS, LocalRuntime
+from atl_pipeline.runtime.supervisor import LocalRuntimeError
+
+BINARIES = {"prometheus": "prometheus", "promtool": "prometheus", "prometheus-blackbox-exporter":
+            "prometheus-blackbox-exporter"}  # binary -> Debian package
+SCRAPE_SECONDS = 5
+READY_TIMEOUT = 60.0
+
+
+class MonitoringError(LocalRuntimeError):
+    """Monitoring could not be set up; what monitored before keeps running."""
+
+
+@dataclass(frozen=True)
+class MonitoringReport:
+    prometheus_url: str
+    targets_up: int
+    targets_total: int
+    rules_loaded: int
+    reloaded: bool
+    down: tuple[str, ...] = ()
+
+
+class Monitoring:
+    def __init__(self, runtime: LocalRuntime, prometheus_port: int, blackbox_port: int):
+        self.runtime = runtime
+        self.root = runtime.supervisor.root / "monitoring"
+        self.prometheus_port, self.blackbox_port = prometheus_port, blackbox_port
+        self.url = f"http://127.0.0.1:{prometheus_port}"
+
+    def apply(self, services: dict[str, dict], domains: dict[str, dict]) -> MonitoringReport:
+        binaries = {name: _binary(name) for name in BINARIES}
+        (self.root / "next").mkdir(parents=True, exist_ok=True)
+        rules = self.root / "rules.yml"
+        with resources.as_file(resources.files("atl_pipeline.monitoring") / "rules.yml") as shipped:
+            shutil.copyfile(shipped, rules)
+        prometheus, blackbox = self.root / "next" / "prometheus.yml", self.root / "next" / "blackbox.yml"
+        prometheus.write_text(yaml.safe_dump(self.prometheus_config(services, domains, rules), sort_keys=False))
+        blackbox.write_text(yaml.safe_dump(self.blackbox_config(domains), sort_keys=False))
+        self._check(binaries["promtool"], "check", "config", prometheus)
+        self._check(binaries["prometheus-blackbox-exporter"], "--config.check", f"--config.file={blackbox}")
+        changed = [self._replace(prometheus), self._replace(blackbox)]
+        supervisor = self.runtime.supervisor
+        started = supervisor.ensure_program("blackbox", [
+            str(binaries["prometheus-blackbox-exporter"]), f"--config.file={self.root / 'blackbox.yml'}",
+            f"--web.listen-address=127.0.0.1:{self.blackbox_port}"])
+        started |= supervisor.ensure_program("prometheus", [
+            str(binaries["prometheus"]), f"--config.file={self.root / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
+            "--web.enable-lifecycle", "--storage.tsdb.retention.time=15d"])
+        reloaded = any(changed) and not started
+        if reloaded:
+            self._reload(f"http://127.0.0.1:{self.blackbox_port}")
+            self._reload(self.url)
+        return self._wait_for_targets(reloaded)
+
+    def prometheus_config(self, services: dict[str, dict], domains: dict[str, dict], rules: Path) -> dict:
+        deployed = self.runtime.deployed()["services"]
+        replicas = [{"targets": [f"127.0.0.1:{port}" for port in deployed[name][SLOT_PORTS[deployed[name]["slot"]]]],
+                     "labels": {"service": name}} for name in sorted(services)]
+        jobs = [
+            {"job_name": "services", "static_configs": replicas},
+            {"job_name": "caddy", "static_configs": [{"targets": [f"127.0.0.1:{self.runtime.lb.admin_port}"]}]},
+        ]
+        for name, domain in sorted(domains.items()):
+            if domain["monitoring"]:
+                jobs.append(self._probe_job(name, domain, services[domain["service"]]["health_path"]))
+        return {"global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": f"{SCRAPE_SECONDS}s"},
+                "rule_files": [str(rules)], "scrape_configs": jobs}
+
+    def _probe_job(self, name: str, domain: dict, path: str) -> dict:
+        lb = self.runtime.lb
+        scheme, port = ("https", lb.https_port) if domain["ssl"] else ("http", lb.http_port)
+        return {
+            "job_name": f"blackbox-{name}", "metrics_path": "/probe", "params": {"module": [name]},
+            "static_configs": [{"targets": [f"{scheme}://{lb.address}:{port}{path}"], "labels": {"domain": name}}],
+            "relabel_configs": [
+                {"source_labels": ["__address__"], "target_label": "__param_target"},
+                {"source_labels": ["__param_target"], "target_label": "instance"},
+                {"target_label": "__address__", "replacement": f"127.0.0.1:{self.blackbox_port}"},
+            ],
+        }
+
+    def blackbox_config(self, domains: dict[str, dict]) -> dict:
+        modules = {}
+        for name, domain in sorted(domains.items()):
+            http = {"method": "GET", "valid_status_codes": [200], "preferred_ip_protocol": "ip4",
+                    "headers": {"Host": name}, "fail_if_not_ssl": domain["ssl"]}
+            if domain["ssl"]:
+                http["tls_config"] = {"ca_file": str(self.runtime.lb.ca_cert), "server_name": name}
+            modules[name] = {"prober": "http", "timeout": "5s", "http": http}
+        return {"modules": modules}
+
+    @staticmethod
+    def _check(*argv: object) -> None:
+        result = subprocess.run([str(arg) for arg in argv], capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise MonitoringError(f"{Path(str(argv[0])).name} refused the generated configuration, so the running "
+                                  f"one was kept: {(result.stderr or result.stdout).strip()[:2000]}")
+
+    def _replace(self, candidate: Path) -> bool:
+        current = self.root / candidate.name
+        if current.exists() and filecmp.cmp(candidate, current, shallow=False):
+            return False
+        shutil.copyfile(candidate, current)
+        return True
+
+    @staticmethod
+    def _reload(url: str) -> None:
+        response = requests.post(f"{url}/-/reload", timeout=30)
+        if response.status_code != 200:
+            raise MonitoringError(f"{url} refused to reload: {response.text.strip()[:500]}")
+
+    def _wait_for_targets(self, reloaded: bool) -> MonitoringReport:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                targets = requests.get(f"{self.url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+                groups = requests.get(f"{self.url}/api/v1/rules", timeout=5).json()["data"]["groups"]
+            except (requests.RequestException, ValueError, KeyError):
+                targets, groups = [], []
+            down = tuple(sorted(t["scrapeUrl"] for t in targets if t["health"] != "up"))
+            rules = sum(len(group["rules"]) for group in groups)
+            if targets and not down and rules:
+                return MonitoringReport(self.url, len(targets), len(targets), rules, reloaded)
+            if time.monotonic() > deadline:
+                return MonitoringReport(self.url, len(targets) - len(down), len(targets), rules, reloaded, down)
+            time.sleep(0.5)
+
+
+def _binary(name: str) -> Path:
+    found = shutil.which(name)
+    if found is None:
+        raise MonitoringError(f"{name} is not installed: install the Debian package {BINARIES[name]} "
+                              f"(apt-get install -y --no-install-recommends {BINARIES[name]})")
+    return Path(found)

@@ -1,0 +1,91 @@
+"""Monitoring with real Prometheus, blackbox exporter and promtool: the alert rules' unit
+tests, the generated configuration, targets verified up, and a target seen going down."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from atl_pipeline.cli import main
+from atl_pipeline.monitoring.prometheus import Monitoring, MonitoringError
+from atl_pipeline.orchestration.runner import run_deploy
+from atl_pipeline.project import Project
+from atl_pipeline.runtime.local import deployed_runtime
+
+RULES = resources.files("atl_pipeline.monitoring")
+
+
+def prometheus(project: Project, query: str) -> list[dict]:
+    url = f"http://127.0.0.1:{deployed_runtime(project).target.prometheus_port}/api/v1/query"
+    return requests.get(url, params={"query": query}, timeout=5).json()["data"]["result"]
+
+
+def test_every_alert_has_unit_tests_that_pass():
+    with resources.as_file(RULES) as folder:
+        result = subprocess.run(["promtool", "test", "rules", "rules_test.yml"], cwd=folder, capture_output=True,
+                                text=True, check=False)
+        rules = yaml.safe_load((folder / "rules.yml").read_text())
+        tests = yaml.safe_load((folder / "rules_test.yml").read_text())
+    assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    firing = {case["alertname"] for test in tests["tests"] for case in test["alert_rule_test"] if case["exp_alerts"]}
+    assert alerts == firing == {"InstanceDown", "AvailabilityBelowSLO", "LatencyAboveSLO", "ErrorRateAboveSLO",
+                                "CertificateExpiringSoon"}
+
+
+def test_the_stack_is_monitored_and_a_stopped_replica_shows_as_down(project: Project, capsys):
+    text = project.domains_file.read_text()
+    docs = text.index('  - name: "docs')
+    project.domains_file.write_text(text[:docs] + text[docs:].replace("monitoring: true", "monitoring: false"))
+    stages = []
+    assert run_deploy(project, on_stage=stages.append).success, stages
+    assert next(s.detail for s in stages if s.stage == "monitoring") == "8/8 targets up, 5 rules loaded"
+
+    probes = {r["metric"]["domain"]: r["value"][1] for r in prometheus(project, "probe_success")}
+    assert probes == {"api.allthingslinux.org": "1", "www.allthingslinux.org": "1"}
+    assert prometheus(project, 'up{job="caddy"}')[0]["value"][1] == "1"
+
+    again = []
+    assert run_deploy(project, on_stage=again.append).success
+    assert next(s.detail for s in again if s.stage == "monitoring") == "8/8 targets up, 5 rules loaded"
+
+    runtime = deployed_runtime(project)
+    victim = next(p for p in runtime.supervisor.processes() if p["group"].startswith("svc_backend-api"))
+    runtime.supervisor.rpc.stopProcess(f"{victim['group']}:{victim['name']}", True)
+    deadline = time.monotonic() + 30
+    while not prometheus(project, 'up{job="services"} == 0'):
+        assert time.monotonic() < deadline, "Prometheus never saw the stopped replica down"
+        time.sleep(0.5)
+    (down,) = prometheus(project, 'up{job="services"} == 0')
+    assert down["metric"]["instance"] == "127.0.0.1:28100"
+
+    assert main(["infra", "status", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["monitoring"]["prometheus_url"] == f"http://127.0.0.1:{runtime.target.prometheus_port}"
+
+
+def test_a_configuration_promtool_refuses_replaces_nothing(project: Project, monkeypatch):
+    assert run_deploy(project).success
+    runtime = deployed_runtime(project)
+    monitoring = Monitoring(runtime, runtime.target.prometheus_port, runtime.target.blackbox_port)
+    current = (runtime.supervisor.root / "monitoring" / "prometheus.yml").read_text()
+    monkeypatch.setattr(Monitoring, "prometheus_config", lambda self, *args: {"scrape_configs": [{"job": "x"}]})
+    record = runtime.deployed()
+    with pytest.raises(MonitoringError, match="refused the generated configuration"):
+        monitoring.apply(record["services"], record["domains"])
+    assert (runtime.supervisor.root / "monitoring" / "prometheus.yml").read_text() == current
+
+
+def test_missing_binaries_name_the_package(project: Project, monkeypatch, tmp_path: Path):
+    runtime = deployed_runtime(project)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(MonitoringError, match=re.escape("install the Debian package prometheus")):
+        Monitoring(runtime, 1, 2).apply({}, {})
