@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import AssetSelection, Definitions, FilesystemIOManager, define_asset_job, in_process_executor
 
 from atl_pipeline.orchestration.assets import (
+    certificates,
     domain_config,
     health_check,
     monitoring,
@@ -23,7 +24,7 @@ deploy = define_asset_job(DEPLOY_JOB, selection=AssetSelection.all(),
 
 defs = Definitions(
     assets=[domain_config, validated_config, terraform_plan, terraform_apply, service_deployment, health_check,
-            monitoring],
+            monitoring, certificates],
     jobs=[deploy],
     sensors=[domains_file_sensor(deploy)],
     resources={"project": ProjectResource(), "io_manager": FilesystemIOManager()},

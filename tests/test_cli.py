@@ -88,7 +88,8 @@ def test_up_runs_every_stage_in_the_projects_instance(capsys, project: Project):
     assert re.match(r"ok +service_deployment +\d+\.\d\ds  2 started$", lines[4])
     assert re.match(r"ok +health_check +\d+\.\d\ds  3/3 domains healthy; ", lines[5])
     assert re.match(r"ok +monitoring +\d+\.\d\ds  9/9 targets up, 5 rules loaded$", lines[6])
-    run_id = re.fullmatch(r"run (\S+): SUCCESS", lines[7]).group(1)
+    assert re.match(r"ok +certificates +\d+\.\d\ds  3/3 certificates valid$", lines[7])
+    run_id = re.fullmatch(r"run (\S+): SUCCESS", lines[8]).group(1)
     instance = DagsterInstance.from_config(str(project.dagster_home))
     assert instance.get_run_by_id(run_id).job_name == "deploy"
 
@@ -100,7 +101,8 @@ def test_up_fails_when_validation_fails(capsys, project: Project, write):
     assert out.splitlines()[0].startswith("FAIL  domain_config")
     assert f"{path}:5:12: services.backend-api.image: 'not an image' is not a container image" in out
     assert re.findall(r"^skip +(\w+) +not run: an earlier stage failed$", out, re.M) == [
-        "validated_config", "terraform_plan", "terraform_apply", "service_deployment", "health_check", "monitoring"]
+        "validated_config", "terraform_plan", "terraform_apply", "service_deployment", "health_check", "monitoring",
+        "certificates"]
     assert re.search(r"^run \S+: FAILURE$", out, re.M)
 
 

@@ -29,7 +29,7 @@ def test_a_deploy_run_materializes_both_stages_with_metadata(project: Project):
     assert outcome.success and outcome.status == "SUCCESS"
     assert [(s.stage, s.status) for s in stages] == [
         ("domain_config", "ok"), ("validated_config", "ok"), ("terraform_plan", "ok"), ("terraform_apply", "ok"),
-        ("service_deployment", "ok"), ("health_check", "ok"), ("monitoring", "ok")]
+        ("service_deployment", "ok"), ("health_check", "ok"), ("monitoring", "ok"), ("certificates", "ok")]
     assert stages[0].detail == "3 domains, 2 services"
     instance = instance_of(project)
     run = instance.get_run_by_id(outcome.run_id)
@@ -55,7 +55,7 @@ def test_a_failing_validation_stops_later_stages_in_the_same_run(project: Projec
     assert [(s.stage, s.status) for s in stages] == [
         ("domain_config", "ok"), ("validated_config:valid", "check failed"), ("validated_config", "failed"),
         ("terraform_plan", "skipped"), ("terraform_apply", "skipped"), ("service_deployment", "skipped"),
-        ("health_check", "skipped"), ("monitoring", "skipped")]
+        ("health_check", "skipped"), ("monitoring", "skipped"), ("certificates", "skipped")]
     assert "both use port 28150" in stages[1].detail
     assert not (project.state_dir / "terraform").exists()
 
@@ -82,7 +82,7 @@ def test_a_broken_file_fails_the_first_stage_with_located_findings(project: Proj
     assert [(s.stage, s.status) for s in stages] == [
         ("domain_config", "failed"), ("validated_config", "skipped"), ("terraform_plan", "skipped"),
         ("terraform_apply", "skipped"), ("service_deployment", "skipped"), ("health_check", "skipped"),
-        ("monitoring", "skipped")]
+        ("monitoring", "skipped"), ("certificates", "skipped")]
     assert "domains.yml:4:5: domains[0]: unknown field 'replica'; did you mean 'replicas'?" in stages[0].detail
 
 

@@ -18,6 +18,7 @@ from dagster import (
     asset,
 )
 
+from atl_pipeline.certificates import RENEW_WITHIN_DAYS, ServedCertificate, renew, served_certificate
 from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.health import SLO_AVERAGE_MS, SLO_ERROR_RATE, DomainHealth, SloReport, probe_domains
@@ -210,6 +211,38 @@ def monitoring(validated_config: ValidatedConfig, service_deployment: Deployment
         "targets_up": report.targets_up, "targets_total": report.targets_total,
         "rules_loaded": report.rules_loaded, "prometheus": MetadataValue.url(report.prometheus_url),
     })
+
+
+@asset(group_name=GROUP, kinds={"caddy"}, deps=["monitoring"], check_specs=[AssetCheckSpec(
+    "certificates_valid", asset="certificates",
+    description="Every ssl domain is served a certificate that verifies, for its name, not near expiry.")])
+def certificates(service_deployment: Deployment,
+                 project: ProjectResource) -> Iterator[Output[list[ServedCertificate]] | AssetCheckResult]:
+    """The certificates served for each `ssl: true` domain: verified, and renewed near expiry."""
+    lb = service_deployment.load_balancer
+    names = sorted(name for name, domain in service_deployment.domains.items() if domain["ssl"])
+    served = {name: served_certificate(lb, name) for name in names}
+    due = [name for name, cert in served.items() if cert.valid and cert.days_left < RENEW_WITHIN_DAYS]
+    if due:
+        with _clear_failure():
+            renewed = renew(lb, deployed_runtime(project.get()).restart_caddy, due)
+        served.update({cert.domain: cert for cert in renewed})
+    inventory = [served[name] for name in names]
+    rows = [(c.domain, c.issuer or "-", c.not_after.isoformat(timespec="seconds") if c.not_after else "-",
+             f"{c.days_left:.1f}" if c.valid else f"INVALID: {c.error}") for c in inventory]
+    bad = [c for c in inventory if not c.valid or c.days_left < RENEW_WITHIN_DAYS]
+    table = MetadataValue.md(markdown_table(("domain", "issuer", "not after", "days left"), rows)
+                             if rows else "No ssl domains.")
+    yield Output(inventory, metadata={
+        "summary": f"{len(inventory) - len(bad)}/{len(inventory)} certificates valid"
+                   + (f"; renewed {', '.join(due)}" if due else ""),
+        "certificates": table, "renewed": len(due),
+        "min_days_left": min((c.days_left for c in inventory if c.valid), default=0.0),
+    })
+    yield AssetCheckResult(
+        check_name="certificates_valid", passed=not bad, severity=AssetCheckSeverity.ERROR,
+        description="; ".join(f"{c.domain}: {c.error or f'{c.days_left:.1f} days left'}" for c in bad)
+        or "every certificate verifies", metadata={"certificates": table})
 
 
 def _destroy_check(summary: PlanSummary, approved: bool) -> AssetCheckResult:

@@ -106,6 +106,12 @@ class LocalRuntime:
             previous.wait_ready()
             previous.load(base_config(self.lb))
 
+    def restart_caddy(self) -> None:
+        """Caddy stopped and started again (it resumes its configuration); for renewing certificates."""
+        self.supervisor.rpc.stopProcess("caddy", True)
+        self.supervisor.rpc.startProcess("caddy", True)
+        self.caddy.wait_ready()
+
     def stop(self) -> None:
         """Stop every process and supervisord; what was deployed is kept for the next start."""
         self.supervisor.shutdown()

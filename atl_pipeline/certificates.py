@@ -1,0 +1,69 @@
+"""The certificates the load balancer serves: inventoried, verified, renewed near expiry.
+
+Each `ssl: true` domain is reached through the load balancer with its name as SNI; the
+certificate must verify against the CA that issued it (chain and name) and is read for
+its issuer and expiry. Caddy renews its certificates by itself two thirds into their
+lifetime; a certificate found within RENEW_WITHIN_DAYS anyway is renewed here: its files
+are removed from Caddy's storage and Caddy is restarted (a reload keeps certificates in
+its memory), so it issues anew. The restart interrupts serving for about a second, which
+is why it is kept for this case.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from atl_pipeline.runtime.caddy import LoadBalancer
+
+RENEW_WITHIN_DAYS = 14.0
+RENEW_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ServedCertificate:
+    domain: str
+    valid: bool
+    issuer: str = ""
+    serial: str = ""
+    not_after: datetime | None = None
+    error: str = ""
+
+    @property
+    def days_left(self) -> float:
+        if self.not_after is None:
+            return float("nan")
+        return (self.not_after - datetime.now(UTC)).total_seconds() / 86_400
+
+
+def served_certificate(lb: LoadBalancer, domain: str, timeout: float = 5.0) -> ServedCertificate:
+    """The certificate served for `domain`, verified (chain and name) against the load balancer's CA."""
+    context = ssl.create_default_context(cafile=str(lb.ca_cert))
+    try:
+        with socket.create_connection((lb.address, lb.https_port), timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=domain) as tls:
+            certificate = tls.getpeercert()
+    except (OSError, ssl.SSLError) as error:
+        return ServedCertificate(domain, False, error=f"{type(error).__name__}: {error}")
+    issuer = dict(pair for entry in certificate["issuer"] for pair in entry).get("commonName", "")
+    not_after = datetime.fromtimestamp(ssl.cert_time_to_seconds(certificate["notAfter"]), UTC)
+    return ServedCertificate(domain, True, issuer, certificate["serialNumber"], not_after)
+
+
+def renew(lb: LoadBalancer, restart_caddy: Callable[[], None], domains: list[str]) -> list[ServedCertificate]:
+    """Have Caddy issue new certificates for `domains`; returns what it serves afterwards."""
+    before = {domain: served_certificate(lb, domain).serial for domain in domains}
+    for domain in domains:
+        shutil.rmtree(lb.data_dir / "certificates" / "local" / domain, ignore_errors=True)
+    restart_caddy()
+    deadline = time.monotonic() + RENEW_TIMEOUT
+    while True:
+        after = [served_certificate(lb, domain) for domain in domains]
+        if all(cert.valid and cert.serial != before[cert.domain] for cert in after) or time.monotonic() > deadline:
+            return after
+        time.sleep(0.2)

@@ -1,0 +1,57 @@
+"""Certificates served by the real Caddy: inventoried, verified against its CA, renewed."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import certifi
+
+import atl_pipeline.orchestration.assets as assets
+from atl_pipeline.certificates import renew, served_certificate
+from atl_pipeline.orchestration.runner import run_deploy
+from atl_pipeline.project import Project
+from atl_pipeline.runtime.local import deployed_runtime
+
+API = "api.allthingslinux.org"
+
+
+def test_served_certificates_are_inventoried_verified_and_renewed_near_expiry(project: Project, monkeypatch):
+    stages = []
+    assert run_deploy(project, on_stage=stages.append).success, stages
+    assert next(s.detail for s in stages if s.stage == "certificates") == "3/3 certificates valid"
+    lb = deployed_runtime(project).lb
+    certificate = served_certificate(lb, API)
+    assert certificate.valid and certificate.issuer.startswith("Caddy Local Authority")
+    assert 59 < certificate.days_left <= 60
+
+    monkeypatch.setattr(assets, "RENEW_WITHIN_DAYS", 61.0)  # every certificate is now due
+    renewed = []
+    assert run_deploy(project, on_stage=renewed.append).success
+    detail = next(s.detail for s in renewed if s.stage == "certificates")
+    assert re.fullmatch(r"0/3 certificates valid; renewed api\.allthingslinux\.org, docs\.allthingslinux\.org, "
+                        r"www\.allthingslinux\.org", detail)
+    assert next(s for s in renewed if s.stage == "certificates:certificates_valid").status == "check failed"
+    again = served_certificate(lb, API)
+    assert again.valid and again.serial != certificate.serial
+
+
+def test_renew_makes_caddy_issue_a_new_certificate(project: Project):
+    assert run_deploy(project).success
+    runtime = deployed_runtime(project)
+    before = served_certificate(runtime.lb, API)
+    (after,) = renew(runtime.lb, runtime.restart_caddy, [API])
+    assert after.valid and after.serial != before.serial
+
+
+def test_a_certificate_that_does_not_verify_is_invalid(project: Project):
+    assert run_deploy(project).success
+    lb = deployed_runtime(project).lb
+    assert not served_certificate(lb, "unknown.example.org").valid  # no certificate for that name
+    public_only = dataclasses.replace(lb)
+    object.__setattr__(public_only, "root", lb.root.parent / "elsewhere")
+    (public_only.data_dir / "pki" / "authorities" / "local").mkdir(parents=True)
+    public_only.ca_cert.write_bytes(Path(certifi.where()).read_bytes())  # public CAs only: Caddy's is not among them
+    untrusted = served_certificate(public_only, API)
+    assert not untrusted.valid and "CERTIFICATE_VERIFY_FAILED" in untrusted.error
