@@ -42,6 +42,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/plan.py
 	$(BIN)/python bench/deploy.py
+	$(BIN)/python bench/health.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check atl_pipeline tests bench

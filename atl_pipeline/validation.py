@@ -91,7 +91,7 @@ def ports_disjoint(loaded: LoadedConfig) -> Iterator[Finding]:
     and none of the load balancer's."""
     target = loaded.config.target
     if len(set(target.ports.values())) < len(target.ports):
-        yield loaded.finding(("target",), f"the load balancer's ports must differ: {target.ports}")
+        yield loaded.finding(("target",), f"the target's ports must all differ: {target.ports}")
     taken: list[tuple[range, str]] = []
     for name in _replicas_by_service(loaded):
         port = loaded.config.services[name].port

@@ -5,7 +5,7 @@ from __future__ import annotations
 from atl_pipeline.config import load_config
 from atl_pipeline.validation import machine_capacity, validate
 
-CAPACITY = "target: {kind: local, capacity: {cpu: '8', memory: 16Gi}}\n"
+CAPACITY = "target: {kind: local, capacity: {cpu: '8', memory: 16Gi}, prometheus_port: 19090, blackbox_port: 19115}\n"
 
 
 def findings(write, text: str) -> list[tuple[int, int, str]]:
@@ -101,15 +101,16 @@ def test_the_load_balancer_ports_differ(write):
     path = write("target: {kind: local, http_port: 9000, https_port: 9000}\ndomains: []\n")
     validated = validate(load_config(path))
     assert [(f.line, f.message) for f in validated.findings] == [
-        (1, "the load balancer's ports must differ: {'http_port': 9000, 'https_port': 9000, 'admin_port': 2019}")]
+        (1, "the target's ports must all differ: {'http_port': 9000, 'https_port': 9000, 'admin_port': 2019, "
+            "'prometheus_port': 9090, 'blackbox_port': 9115}")]
 
 
 def test_requests_stay_within_the_target_capacity(write):
     text = """\
 target: {kind: local, capacity: {cpu: '2', memory: 1Gi}}
 services:
-  api: {command: [api], port: 9000}
-  web: {command: [web], port: 9100}
+  api: {command: [api], port: 30000}
+  web: {command: [web], port: 30100}
 domains:
   - {name: a.example.org, service: api, replicas: 3, resources: {cpu: 500m, memory: 256Mi}}
   - {name: b.example.org, service: web, replicas: 2, resources: {cpu: 500m, memory: 256Mi}}
@@ -123,7 +124,7 @@ domains:
 def test_capacity_defaults_to_this_machine(write):
     cores, _ = machine_capacity()
     path = write(f"""\
-services: {{api: {{command: [api], port: 9000}}}}
+services: {{api: {{command: [api], port: 30000}}}}
 domains:
   - {{name: a.example.org, service: api, resources: {{cpu: "{cores + 1}m"}}}}
 """)

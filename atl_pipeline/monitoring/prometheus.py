@@ -25,7 +25,7 @@ from atl_pipeline.runtime.supervisor import LocalRuntimeError
 
 BINARIES = {"prometheus": "prometheus", "promtool": "prometheus", "prometheus-blackbox-exporter":
             "prometheus-blackbox-exporter"}  # binary -> Debian package
-SCRAPE_SECONDS = 5
+SCRAPE_SECONDS = 2
 READY_TIMEOUT = 60.0
 
 
