@@ -43,8 +43,9 @@ class DomainHealth:
 
 
 def probe_domain(lb: LoadBalancer, domain: str, ssl: bool, service: str, path: str, *,
-                 probes: int = PROBES, settle: float = SETTLE_SECONDS) -> DomainHealth:
+                 probes: int = PROBES, settle: float | None = None) -> DomainHealth:
     address = (lb.address, lb.https_port if ssl else lb.http_port)
+    settle = SETTLE_SECONDS if settle is None else settle
 
     def get() -> http.Response:
         return http.get(address, domain, path, tls=ssl, ca=lb.ca_cert, timeout=TIMEOUT_SECONDS)

@@ -14,16 +14,19 @@ from pathlib import Path
 
 import pytest
 import requests
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey, DagsterInstance, FilesystemIOManager, materialize
 
 from atl_pipeline.cli import main
-from atl_pipeline.orchestration.assets import APPROVE_DESTROY_TAG
+from atl_pipeline.definitions import defs
+from atl_pipeline.orchestration.assets import APPROVE_DESTROY_TAG, health_check
+from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.orchestration.runner import run_deploy
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
 from tests.runtime_helpers import Load, process_limits, replica_pids, through_lb, wait_until_served
 
 API, WWW, DOCS = "api.allthingslinux.org", "www.allthingslinux.org", "docs.allthingslinux.org"
+ASSETS = list(defs.assets)
 
 
 @pytest.fixture
@@ -216,3 +219,22 @@ def test_a_release_broken_for_its_site_is_rolled_back_by_the_health_check(stack:
     assert "rolled back backend-api to the previous release" in failed.detail
     assert json.loads(through_lb(stack, API).body)["release"] == serving
     assert [g.release for g in deployed_runtime(stack).groups()["backend-api"]] == [serving]
+
+
+def test_a_failing_domain_whose_service_did_not_change_is_reported_not_rolled_back(stack: Project, monkeypatch):
+    import atl_pipeline.health as health
+
+    monkeypatch.setattr(health, "SETTLE_SECONDS", 1.0)
+    runtime = deployed_runtime(stack)
+    website = next(g for g in runtime.groups()["website"])
+    runtime.supervisor.rpc.stopProcessGroup(website.name, True)
+
+    result = materialize(ASSETS, selection=[health_check], instance=DagsterInstance.from_config(
+        str(stack.dagster_home)), raise_on_error=False, resources={
+        "project": ProjectResource(root=str(stack.root)), "io_manager": FilesystemIOManager()})
+
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert f"{DOCS}: " in evaluation.description and f"{WWW}: " in evaluation.description
+    assert API not in evaluation.description
+    assert [g.name for g in deployed_runtime(stack).groups()["website"]] == [website.name]  # nothing rolled back
