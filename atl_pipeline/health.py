@@ -82,9 +82,14 @@ class SloReport:
     average_ms: float
     error_rate: float
 
-    @property
-    def met(self) -> bool:
-        return self.average_ms < SLO_AVERAGE_MS and self.error_rate < SLO_ERROR_RATE
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """The key metrics as (metric, objective, measured, met) rows."""
+        return [
+            ("average response", f"< {SLO_AVERAGE_MS:.0f} ms", f"{self.average_ms:.1f} ms",
+             "yes" if self.average_ms < SLO_AVERAGE_MS else "no"),
+            ("error rate", f"< {SLO_ERROR_RATE:.1%}", f"{self.error_rate:.2%}",
+             "yes" if self.error_rate < SLO_ERROR_RATE else "no"),
+        ]
 
     @classmethod
     def of(cls, results: list[DomainHealth]) -> SloReport:

@@ -31,7 +31,6 @@ class TerraformPlan:
     destroy_approved: bool
     state: State  # the backend settings, secrets as references only
     environment: str
-    config_sha256: str
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ def make_plan(project: Project, validated: ValidatedConfig, name: str, *,
         summary = PlanSummary.from_show_json(runner.show(plan_file))
         _prune(plans)
     return TerraformPlan(runner.workdir, plan_file, summary, changed, destroy_approved, config.state,
-                         config.environment, validated.loaded.source.sha256)
+                         config.environment)
 
 
 def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:
