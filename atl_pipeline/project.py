@@ -16,6 +16,20 @@ DAGSTER_YAML = """\
 # Written by atl-pipeline; edits are overwritten. The Dagster instance of this project.
 telemetry:
   enabled: false
+# One deploy at a time: every stage is in the pool atl-deploy, and a run that needs a pool
+# waits in the queue while another run holds it.
+concurrency:
+  pools:
+    granularity: run
+    default_limit: 1
+run_queue:
+  dequeue_interval_seconds: 1
+# A run whose worker crashed is retried from its failed stage; a stage that failed on its
+# own is not (the stages' retry policies cover transient faults).
+run_retries:
+  enabled: true
+  max_retries: 2
+  retry_on_asset_or_op_failure: false
 """
 
 

@@ -100,7 +100,7 @@ def _up(args: argparse.Namespace) -> int:
     if args.file is not None and not args.file.is_file():
         raise UsageError(f"cannot read {args.file}: no such file")
     tags = {APPROVE_DESTROY_TAG: "true"} if args.approve_destroy else {}
-    outcome = run_deploy(Project.from_env(), args.file, on_stage=_print_stage, tags=tags)
+    outcome = run_deploy(Project.from_env(), args.file, on_stage=_print_stage, tags=tags, on_wait=print)
     print(f"run {outcome.run_id}: {outcome.status}")
     return EXIT_OK if outcome.success else EXIT_FAILED
 

@@ -21,6 +21,7 @@ class LoadedConfig:
 
     config: Config
     source: Source
+    templates_dir: Path | None = None  # the templates that came with the file (a git commit's); None: the project's
 
     @cached_property
     def _positions(self) -> Positions:

@@ -1,5 +1,6 @@
 """The pipeline's stages as Dagster assets, each a thin call into a plain module."""
 
+import dataclasses
 import subprocess
 import xmlrpc.client
 from collections import Counter
@@ -11,25 +12,32 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetIn,
+    Backoff,
     Config,
     Failure,
     MetadataValue,
     Output,
+    RetryPolicy,
     asset,
+    asset_check,
 )
 
+from atl_pipeline import drift
 from atl_pipeline.certificates import RENEW_WITHIN_DAYS, ServedCertificate, renew, served_certificate
 from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.findings import ConfigError
+from atl_pipeline.gitops import GitError, GitSource, Mirror
 from atl_pipeline.health import DomainHealth, SloReport, probe_domains
 from atl_pipeline.monitoring.prometheus import READY_TIMEOUT, Monitoring, MonitoringReport
 from atl_pipeline.orchestration.resources import ProjectResource
+from atl_pipeline.project import Project
 from atl_pipeline.report import DOMAIN_HEADERS, domain_rows, markdown_findings, markdown_table
 from atl_pipeline.runtime.caddy import CaddyError
 from atl_pipeline.runtime.local import Deployment, LocalRuntime, deployed_runtime
 from atl_pipeline.runtime.supervisor import LocalRuntimeError
 from atl_pipeline.secrets import SecretError
-from atl_pipeline.terraform.cli import TerraformError
+from atl_pipeline.terraform.cli import StateLocked, TerraformError
 from atl_pipeline.terraform.plan import PlanSummary
 from atl_pipeline.terraform.render import RenderError
 from atl_pipeline.terraform.stages import (
@@ -43,30 +51,37 @@ from atl_pipeline.terraform.stages import (
 from atl_pipeline.validation import ValidatedConfig, validate
 
 GROUP = "deploy"
+POOL = "atl-deploy"  # limit 1, whole runs (the instance's dagster.yaml): one deploy at a time
 APPROVE_DESTROY_TAG = "atl/approve-destroy"
 # errors whose message tells the operator what to do: they fail the stage without a traceback
 STAGE_ERRORS = (InvalidConfig, DestroyNotApproved, RenderError, SecretError, TerraformError, LocalRuntimeError,
-                CaddyError, TimeoutError, OSError, xmlrpc.client.Error, subprocess.SubprocessError)
+                CaddyError, GitError, TimeoutError, OSError, xmlrpc.client.Error, subprocess.SubprocessError)
+# of those, the ones another attempt may not meet: a held lock, a process still starting
+TRANSIENT_ERRORS = (StateLocked, TimeoutError, ConnectionError)
+# for the stages that converge when run again; never terraform_apply, whose saved plan goes stale
+RETRY = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL)
 
 
 class DomainsFile(Config):
     path: str = ""
     """The domains.yml to deploy; empty means the project's own."""
+    commit: str = ""
+    """A commit of the watched git repository (fetched into `.atl/git/` by the git_push sensor):
+    deploy its domains.yml and terraform_templates/ instead of a file."""
 
 
-@asset(group_name=GROUP, kinds={"yaml"})
+@asset(group_name=GROUP, kinds={"yaml"}, pool=POOL)
 def domain_config(context: AssetExecutionContext, config: DomainsFile,
                   project: ProjectResource) -> Output[LoadedConfig]:
     """domains.yml parsed safely and checked against the schema."""
-    path = config.path or str(project.get().domains_file)
-    try:
-        loaded = load_config(path)
-    except ConfigError as error:
-        raise Failure(f"{path} is not a valid configuration:\n{error}",
-                      metadata={"findings": MetadataValue.md(markdown_findings(error.findings))},
-                      allow_retries=False) from None
-    except OSError as error:
-        raise Failure(f"cannot read {path}: {error.strerror}", allow_retries=False) from None
+    revision: dict = {}
+    if config.commit:
+        with _clear_failure():
+            loaded, revision = _load_commit(project.get(), config.commit)
+        path = loaded.source.name
+    else:
+        path = config.path or str(project.get().domains_file)
+        loaded = _load_file(path)
     cfg = loaded.config
     summary = f"{len(cfg.domains)} domains, {len(cfg.services)} services"
     context.log.info(f"{path}: {summary}, sha256 {loaded.source.sha256}")
@@ -74,13 +89,39 @@ def domain_config(context: AssetExecutionContext, config: DomainsFile,
         "summary": summary,
         "source": path,
         "sha256": loaded.source.sha256,
+        **revision,
         "domains": len(cfg.domains),
         "services": len(cfg.services),
         "domain_table": MetadataValue.md(markdown_table(DOMAIN_HEADERS, domain_rows(cfg))),
     })
 
 
-@asset(group_name=GROUP, check_specs=[AssetCheckSpec(
+def _load_file(path: str, name: str | None = None) -> LoadedConfig:
+    try:
+        return load_config(path, name=name)
+    except ConfigError as error:
+        raise Failure(f"{name or path} is not a valid configuration:\n{error}",
+                      metadata={"findings": MetadataValue.md(markdown_findings(error.findings))},
+                      allow_retries=False) from None
+    except OSError as error:
+        raise Failure(f"cannot read {name or path}: {error.strerror}", allow_retries=False) from None
+
+
+def _load_commit(project: Project, sha: str) -> tuple[LoadedConfig, dict]:
+    """The commit's domains.yml, with its templates beside it, exported from the git mirror."""
+    source = GitSource.of(project)
+    if source is None:
+        raise GitError("no git repository to read the commit from: set ATL_GIT_REMOTE")
+    mirror = Mirror(project)
+    tree = mirror.export(sha, source)
+    commit = mirror.commit(sha)
+    loaded = _load_file(str(tree / "domains.yml"), name=f"{sha[:12]}:{'/'.join(source.paths()[:1])}")
+    if (tree / "terraform_templates").is_dir():
+        loaded = dataclasses.replace(loaded, templates_dir=tree / "terraform_templates")
+    return loaded, {"commit": commit.sha, "author": commit.author, "message": commit.message}
+
+
+@asset(group_name=GROUP, pool=POOL, check_specs=[AssetCheckSpec(
     "valid", asset="validated_config", blocking=True,
     description="No semantic rule has a finding; a failure stops every later stage of the run.")])
 def validated_config(domain_config: LoadedConfig) -> Iterator[Output[ValidatedConfig] | AssetCheckResult]:
@@ -96,7 +137,7 @@ def validated_config(domain_config: LoadedConfig) -> Iterator[Output[ValidatedCo
 
 
 
-@asset(group_name=GROUP, kinds={"terraform"}, check_specs=[AssetCheckSpec(
+@asset(group_name=GROUP, kinds={"terraform"}, pool=POOL, retry_policy=RETRY, check_specs=[AssetCheckSpec(
     "destroy_approved", asset="terraform_plan", blocking=True,
     description=f"A plan that deletes or replaces anything runs only with the run tag {APPROVE_DESTROY_TAG}=true "
                 "(`atl infra up --approve-destroy`).")])
@@ -117,7 +158,7 @@ def terraform_plan(context: AssetExecutionContext, validated_config: ValidatedCo
     yield _destroy_check(summary, approved)
 
 
-@asset(group_name=GROUP, kinds={"terraform"})
+@asset(group_name=GROUP, kinds={"terraform"}, pool=POOL)
 def terraform_apply(terraform_plan: TerraformPlan, project: ProjectResource) -> Output[TerraformApply]:
     """Exactly the saved plan, applied; the outputs that drive the deployment."""
     with _clear_failure():
@@ -132,7 +173,7 @@ def terraform_apply(terraform_plan: TerraformPlan, project: ProjectResource) -> 
     })
 
 
-@asset(group_name=GROUP, kinds={"caddy"})
+@asset(group_name=GROUP, kinds={"caddy"}, pool=POOL, retry_policy=RETRY)
 def service_deployment(validated_config: ValidatedConfig, terraform_apply: TerraformApply,
                        project: ProjectResource) -> Output[Deployment]:
     """The services running as Terraform's outputs declare, behind the load balancer."""
@@ -153,7 +194,7 @@ def service_deployment(validated_config: ValidatedConfig, terraform_apply: Terra
     })
 
 
-@asset(group_name=GROUP, kinds={"caddy"}, check_specs=[AssetCheckSpec(
+@asset(group_name=GROUP, kinds={"caddy"}, pool=POOL, check_specs=[AssetCheckSpec(
     "domains_healthy", asset="health_check", blocking=True,
     description="Every domain answers its health path through the load balancer, over verified TLS.")])
 def health_check(service_deployment: Deployment,
@@ -188,7 +229,7 @@ def health_check(service_deployment: Deployment,
         metadata={"domains": metadata["domains"]})
 
 
-@asset(group_name=GROUP, kinds={"prometheus"}, deps=["health_check"])
+@asset(group_name=GROUP, kinds={"prometheus"}, deps=["health_check"], pool=POOL, retry_policy=RETRY)
 def monitoring(validated_config: ValidatedConfig, service_deployment: Deployment,
                project: ProjectResource) -> Output[MonitoringReport]:
     """Prometheus scraping every replica and Caddy, blackbox probes of each monitored domain,
@@ -209,7 +250,8 @@ def monitoring(validated_config: ValidatedConfig, service_deployment: Deployment
     })
 
 
-@asset(group_name=GROUP, kinds={"caddy"}, deps=["monitoring"], check_specs=[AssetCheckSpec(
+@asset(group_name=GROUP, kinds={"caddy"}, deps=["monitoring"], pool=POOL, retry_policy=RETRY,
+       check_specs=[AssetCheckSpec(
     "certificates_valid", asset="certificates",
     description="Every ssl domain is served a certificate that verifies, for its name, not near expiry.")])
 def certificates(service_deployment: Deployment,
@@ -241,6 +283,26 @@ def certificates(service_deployment: Deployment,
         or "every certificate verifies", metadata={"certificates": table})
 
 
+class DriftOptions(Config):
+    heal: bool = False
+    """Deploy Terraform's outputs again when what runs differs from them."""
+
+
+@asset_check(asset=service_deployment, additional_ins={"validated_config": AssetIn("validated_config")}, pool=POOL,
+             description="What runs and what Terraform manages match the last apply (a refresh-only plan, and "
+                         "the target against Terraform's outputs). Evaluated by the drift schedule.")
+def no_drift(config: DriftOptions, validated_config: ValidatedConfig, project: ProjectResource) -> AssetCheckResult:
+    with _clear_failure():
+        report = drift.detect(project.get(), validated_config.loaded.config, heal=config.heal)
+    lines = report.lines()
+    healed_all = report.healed and not (report.terraform or report.runtime)
+    return AssetCheckResult(
+        passed=not report.drifted, severity=AssetCheckSeverity.WARN if healed_all else AssetCheckSeverity.ERROR,
+        description="; ".join(lines) or "what runs matches the last apply",
+        metadata={"terraform": len(report.terraform), "runtime": len(report.runtime), "healed": len(report.healed),
+                  "drift": MetadataValue.md("\n".join(f"- {line}" for line in lines) or "No drift.")})
+
+
 def _destroy_check(summary: PlanSummary, approved: bool) -> AssetCheckResult:
     doomed = ", ".join(f"{change.address} ({change.action})" for change in summary.destructive)
     if not doomed:
@@ -261,4 +323,4 @@ def _clear_failure() -> Iterator[None]:
     try:
         yield
     except STAGE_ERRORS as error:
-        raise Failure(str(error), allow_retries=False) from None
+        raise Failure(str(error), allow_retries=isinstance(error, TRANSIENT_ERRORS)) from None

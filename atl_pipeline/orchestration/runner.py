@@ -8,15 +8,19 @@ instance's event log while the run executes in this process.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance, RunsFilter, execute_job, reconstructable
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter, execute_job, reconstructable
 
 from atl_pipeline.definitions import deploy_job
-from atl_pipeline.project import Project
+from atl_pipeline.orchestration.assets import POOL
+from atl_pipeline.project import LOCK_TIMEOUT, Project
+
+IN_PROGRESS = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
 _WATCHED = {
     DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
@@ -42,12 +46,14 @@ class RunOutcome:
 
 def run_deploy(project: Project, domains_file: Path | None = None,
                on_stage: Callable[[StageEvent], None] = lambda event: None,
-               tags: dict[str, str] | None = None) -> RunOutcome:
+               tags: dict[str, str] | None = None,
+               on_wait: Callable[[str], None] = lambda message: None) -> RunOutcome:
     instance = DagsterInstance.from_config(str(project.ensure_instance()))
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
                         "resources": {"project": {"config": {"root": str(project.root)}}}}
     if domains_file is not None:
         run_config["ops"] = {"domain_config": {"config": {"path": str(domains_file.resolve())}}}
+    _wait_for_pool(instance, on_wait)
     marker = uuid.uuid4().hex
     stages = [node.name for node in deploy_job().graph.nodes_in_topological_order]
     watcher = _StageWatcher(instance, marker, stages, on_stage)
@@ -59,6 +65,23 @@ def run_deploy(project: Project, domains_file: Path | None = None,
         watcher.finish()
     run = instance.get_run_by_id(result.run_id)
     return RunOutcome(result.run_id, result.success, run.status.value if run else "UNKNOWN")
+
+
+def _wait_for_pool(instance: DagsterInstance, on_wait: Callable[[str], None]) -> None:
+    """One deploy at a time: the daemon queues its runs behind this one, and this one waits for
+    the daemon's run in progress (the run queue does not hold runs executed in-process)."""
+    deadline = time.monotonic() + LOCK_TIMEOUT
+    told: set[str] = set()
+    while busy := [run for run in instance.get_runs(RunsFilter(statuses=IN_PROGRESS))
+                   if run.run_op_concurrency and POOL in (run.run_op_concurrency.all_pools or ())]:
+        run = busy[0]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run.run_id} has held the pool {POOL} for {LOCK_TIMEOUT:.0f} s; if its "
+                               "process is gone, terminate it in the Dagster UI (Runs, then Terminate)")
+        if run.run_id not in told:
+            told.add(run.run_id)
+            on_wait(f"waiting for run {run.run_id} ({run.job_name}) to finish")
+        time.sleep(0.5)
 
 
 class _StageWatcher(threading.Thread):

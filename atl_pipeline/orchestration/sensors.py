@@ -1,14 +1,66 @@
-"""Sensors that start a deploy when domains.yml changes."""
+"""Sensors that start a deploy when domains.yml changes: pushed to git, or edited in place.
+
+With ATL_GIT_REMOTE set, the git sensor runs by default and the file sensor is off;
+without it, the other way round. Either can be switched in the UI.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 from dagster import AssetKey, DefaultSensorStatus, RunRequest, SensorEvaluationContext, SkipReason, sensor
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from atl_pipeline.gitops import GitError, GitSource, Mirror
 from atl_pipeline.project import Project
+
+TAG_LIMIT = 200  # a commit message in a run tag: its subject, cut to this many characters
+
+
+def _default(on: bool) -> DefaultSensorStatus:
+    return DefaultSensorStatus.RUNNING if on else DefaultSensorStatus.STOPPED
+
+
+def git_push_sensor(job: UnresolvedAssetJobDefinition):
+    """Deploy each new commit of the watched branch that touches domains.yml or terraform_templates/.
+
+    The cursor is the branch head last seen. Commits that arrived since the last tick
+    coalesce: one run, keyed by the newest commit that touches the watched files, deploys
+    that commit's files from the mirror. A commit that fails is a failed run; the cursor
+    has moved past it, so the next commit deploys as usual.
+    """
+
+    @sensor(job=job, minimum_interval_seconds=5, default_status=_default(bool(os.environ.get("ATL_GIT_REMOTE"))))
+    def git_push(context: SensorEvaluationContext):
+        project = Project.from_env()
+        source = GitSource.of(project)
+        if source is None:
+            return SkipReason(f"{project.root} is not in a git repository and ATL_GIT_REMOTE is not set")
+        mirror = Mirror(project)
+        try:
+            head = mirror.head(source)
+            seen = context.cursor or _last_deployed(context, "commit")
+            if head == seen:
+                return SkipReason(f"{source.branch} is at {head[:12]}, already seen")
+            mirror.fetch(source)
+            changes = mirror.changes(source, seen, head)
+        except GitError as error:
+            return SkipReason(f"cannot read {source.remote}: {error}")
+        context.update_cursor(head)
+        if not changes:
+            return SkipReason(f"{source.branch} moved to {head[:12]}; no new commit touches "
+                              f"{' or '.join(source.paths())}")
+        newest = changes[0]
+        return RunRequest(
+            run_key=newest.sha,
+            run_config={"ops": {"domain_config": {"config": {"commit": newest.sha}}}},
+            tags={"atl/trigger": "git", "atl/commit": newest.sha, "atl/author": newest.author[:TAG_LIMIT],
+                  "atl/message": newest.message[:TAG_LIMIT], "atl/commits": str(len(changes))},
+        )
+
+    return git_push
 
 
 def domains_file_sensor(job: UnresolvedAssetJobDefinition):
@@ -20,7 +72,7 @@ def domains_file_sensor(job: UnresolvedAssetJobDefinition):
     say) as already seen, so it does not deploy the same file twice.
     """
 
-    @sensor(job=job, minimum_interval_seconds=5, default_status=DefaultSensorStatus.RUNNING)
+    @sensor(job=job, minimum_interval_seconds=5, default_status=_default(not os.environ.get("ATL_GIT_REMOTE")))
     def domains_file_changed(context: SensorEvaluationContext):
         path = Project.from_env().domains_file
         try:
@@ -28,7 +80,8 @@ def domains_file_sensor(job: UnresolvedAssetJobDefinition):
                 digest = hashlib.file_digest(stream, "sha256").hexdigest()
         except FileNotFoundError:
             return SkipReason(f"{path} does not exist")
-        last = json.loads(context.cursor) if context.cursor else {"sha256": _last_deployed(context), "change": 0}
+        last = (json.loads(context.cursor) if context.cursor
+                else {"sha256": _last_deployed(context, "sha256"), "change": 0})
         if digest == last["sha256"]:
             return SkipReason(f"{path.name} unchanged (sha256 {digest[:12]})")
         change = last["change"] + 1
@@ -42,7 +95,8 @@ def domains_file_sensor(job: UnresolvedAssetJobDefinition):
     return domains_file_changed
 
 
-def _last_deployed(context: SensorEvaluationContext) -> str | None:
+def _last_deployed(context: SensorEvaluationContext, key: str) -> str | None:
+    """A metadata value (the sha256 of the file, or its commit) of the last domains.yml materialized."""
     event = context.instance.get_latest_materialization_event(AssetKey("domain_config"))
-    sha256 = event.asset_materialization.metadata.get("sha256") if event and event.asset_materialization else None
-    return sha256.value if sha256 else None
+    value = event.asset_materialization.metadata.get(key) if event and event.asset_materialization else None
+    return value.value if value else None

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+
 from atl_pipeline.config.model import PORT_BLOCK, LocalTarget
 from atl_pipeline.project import Project
 from atl_pipeline.runtime import http
@@ -57,7 +59,7 @@ class Group:
 class ServiceOutcome:
     name: str
     release: str
-    action: str  # unchanged, started, rolled or stopped
+    action: str  # unchanged, repaired (stopped replicas started again), started, rolled or stopped
     replicas: tuple[dict, ...] = ()  # pid, port, state of each replica
 
 
@@ -150,7 +152,8 @@ class LocalRuntime:
                                 and len(g.processes) == spec["replicas"]), None)
                 retired += [group for group in groups if group is not current]
                 if current:
-                    serving[name], actions[name] = current, "unchanged"
+                    serving[name] = current
+                    actions[name] = "repaired" if self.supervisor.start_stopped(current.name) else "unchanged"
                 else:
                     serving[name] = self._start_group(name, spec, slot=1 - groups[0].slot if groups else 0)
                     started.append(serving[name])
@@ -216,14 +219,40 @@ class LocalRuntime:
                                   f"replicas running; see {self.supervisor.logs}. What ran before still serves.")
             time.sleep(0.1)
 
-    def _route(self, services: dict[str, dict], domains: dict[str, dict], serving: dict[str, Group]) -> None:
-        """Point each domain at its service's port block: one Caddy load, only when the routes changed."""
+    def drift(self, services: dict[str, dict], domains: dict[str, dict]) -> list[str]:
+        """How what runs differs from Terraform's `services` and `domains` outputs; empty when it matches."""
+        if not self.supervisor.is_running():
+            return ["supervisord is not running: no service and no load balancer runs"]
+        found = []
+        running = self.groups()
+        for name, spec in sorted(services.items()):
+            current = [g for g in running.get(name, []) if g.release == spec["release"]]
+            if not current:
+                found.append(f"service {name}: release {spec['release']} is not running")
+            elif len(current[0].processes) != spec["replicas"]:
+                found.append(f"service {name}: {len(current[0].processes)} replicas run, {spec['replicas']} declared")
+            found += [f"service {name}: replica {p['name']} is {p['statename']}"
+                      for g in current for p in g.processes if p["statename"] != "RUNNING"]
+        found += [f"service {name}: runs, but is not declared" for name in sorted(set(running) - set(services))]
+        try:
+            if self.caddy.config() != self._caddy_config(services, domains):
+                found.append("load balancer: its routes differ from the declared domains")
+        except requests.RequestException as error:
+            found.append(f"load balancer: Caddy's admin API does not answer ({type(error).__name__})")
+        return found
+
+    def _caddy_config(self, services: dict[str, dict], domains: dict[str, dict]) -> dict:
+        """Each domain routed to its service's whole port block."""
         hosts: dict[tuple[str, bool], list[str]] = {}
         for name, domain in sorted(domains.items()):
             hosts.setdefault((domain["service"], domain["ssl"]), []).append(name)
         routes = [Route(tuple(names), ssl, range(services[service]["port"], services[service]["port"] + PORT_BLOCK),
                         services[service]["health_path"]) for (service, ssl), names in sorted(hosts.items())]
-        config = caddy_config(self.lb, routes)
+        return caddy_config(self.lb, routes)
+
+    def _route(self, services: dict[str, dict], domains: dict[str, dict], serving: dict[str, Group]) -> None:
+        """Point each domain at its service's port block: one Caddy load, only when the routes changed."""
+        config = self._caddy_config(services, domains)
         if self.caddy.config() != config:
             self.caddy.load(config)
         record = {"ports": self.target.ports, "domains": domains, "services": {

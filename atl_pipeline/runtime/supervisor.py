@@ -24,6 +24,9 @@ MAX_SOCKET_PATH = 107
 START_TIMEOUT = 30.0
 
 
+GIVEN_UP = ("STOPPED", "FATAL")  # states supervisord does not leave on its own
+
+
 class LocalRuntimeError(Exception):
     """The local runtime could not do what was asked; the message says why."""
 
@@ -126,6 +129,14 @@ redirect_stderr=true
         except xmlrpc.client.Fault as fault:
             raise LocalRuntimeError(f"supervisord could not start {group}: {fault.faultString}; "
                                 f"see {self.logs}") from None
+
+    def start_stopped(self, group: str) -> bool:
+        """Start the group's replicas that are not running (stopped by hand, or given up on);
+        True when there were any."""
+        stopped = [p for p in self.processes() if p["group"] == group and p["statename"] in GIVEN_UP]
+        for process in stopped:
+            self.rpc.startProcess(f"{group}:{process['name']}", True)
+        return bool(stopped)
 
     def remove_group(self, group: str) -> None:
         """Stop the group's processes (waiting for them) and forget it."""

@@ -65,7 +65,7 @@ def make_plan(project: Project, validated: ValidatedConfig, name: str, *,
         raise InvalidConfig(f"{validated.loaded.source.name} has {len(validated.findings)} findings; "
                             "fix them before planning")
     config: Config = validated.loaded.config
-    rendered = render(config, project.templates_dir)
+    rendered = render(config, validated.loaded.templates_dir or project.templates_dir)
     check_rendered(rendered, config.target.kind)
     runner = terraform(project, config.state, config.environment)
     with project.lock():

@@ -1,0 +1,145 @@
+"""The git_push sensor against a real bare repository: one run per push that touches the
+watched files, keyed by commit, deploying that commit's files read from git."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterInstance, build_sensor_context, execute_job, reconstructable
+
+from atl_pipeline.definitions import defs, deploy_job
+from atl_pipeline.gitops import GitError, GitSource, Mirror
+from atl_pipeline.project import Project
+from tests.git_helpers import Remote
+
+
+@pytest.fixture
+def remote(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Remote:
+    """The project committed to a bare repository, which ATL_GIT_REMOTE names."""
+    remote = Remote.create(tmp_path, project.root)
+    monkeypatch.setenv("ATL_GIT_REMOTE", str(remote.origin))
+    monkeypatch.setenv("ATL_GIT_BRANCH", "main")
+    return remote
+
+
+class Ticks:
+    """Evaluates the git_push sensor tick after tick, carrying its cursor as the daemon does."""
+
+    def __init__(self, project: Project):
+        self.sensor = defs.resolve_sensor_def("git_push")
+        self.instance = DagsterInstance.from_config(str(project.ensure_instance()))
+        self.cursor: str | None = None
+
+    def tick(self):
+        result = self.sensor.evaluate_tick(build_sensor_context(instance=self.instance, cursor=self.cursor))
+        self.cursor = result.cursor or self.cursor
+        return result
+
+    def deploy(self, request):
+        return execute_job(reconstructable(deploy_job), self.instance, run_config=request.run_config,
+                           tags=request.tags)
+
+    def metadata(self, key: str) -> dict:
+        event = self.instance.get_latest_materialization_event(AssetKey(key))
+        return {name: value.value for name, value in event.asset_materialization.metadata.items()}
+
+
+def test_pushes_since_the_last_tick_coalesce_into_one_run_of_the_newest(project: Project, remote: Remote):
+    ticks = Ticks(project)
+    (first,) = ticks.tick().run_requests
+    assert first.run_key == remote.git("rev-parse", "HEAD").strip()
+    assert ticks.tick().skip_message.endswith("already seen")
+
+    older = remote.edit("domains.yml", "replicas: 3", "replicas: 2", "api: two replicas")
+    newer = remote.edit("domains.yml", "replicas: 2", "replicas: 1", "api: one replica")
+    (request,) = ticks.tick().run_requests
+
+    assert older != newer and request.run_key == newer and ticks.cursor == newer
+    assert request.run_config == {"ops": {"domain_config": {"config": {"commit": newer}}}}
+    assert request.tags == {"atl/trigger": "git", "atl/commit": newer, "atl/author": "Ada Operator <ada@example.org>",
+                            "atl/message": "api: one replica", "atl/commits": "2", "dagster/sensor_name": "git_push"}
+
+
+def test_a_commit_that_touches_nothing_watched_moves_the_cursor_without_a_run(project: Project, remote: Remote):
+    ticks = Ticks(project)
+    ticks.tick()
+    (project.root / "NOTES.md").write_text("on-call rota\n")
+    head = remote.commit("notes", "NOTES.md")
+
+    result = ticks.tick()
+
+    assert result.run_requests == [] and ticks.cursor == head
+    assert "no new commit touches domains.yml or terraform_templates" in result.skip_message
+
+
+def test_the_run_deploys_the_commits_files_not_the_working_tree(project: Project, remote: Remote):
+    ticks = Ticks(project)
+    ticks.tick()
+    sha = remote.edit("domains.yml", "replicas: 3", "replicas: 1", "api: one replica")
+    project.domains_file.write_text("this working copy is half edited: [")
+
+    (request,) = ticks.tick().run_requests
+    result = ticks.deploy(request)
+
+    assert result.success
+    meta = ticks.metadata("domain_config")
+    assert (meta["commit"], meta["author"], meta["message"]) == (sha, "Ada Operator <ada@example.org>",
+                                                                 "api: one replica")
+    assert meta["source"] == f"{sha[:12]}:domains.yml"
+    services = ticks.metadata("service_deployment")["services"]
+    assert "| backend-api | " in services and "| 1 |" in services
+    exported = project.state_dir / "git" / "commits" / sha
+    assert sorted(p.name for p in exported.iterdir()) == ["domains.yml", "terraform_templates"]
+
+
+def test_a_broken_commit_fails_its_run_and_blocks_nothing_after_it(project: Project, remote: Remote):
+    ticks = Ticks(project)
+    ticks.tick()
+    broken = remote.edit("domains.yml", "replicas: 3", "replicas: many", "api: oops")
+    (request,) = ticks.tick().run_requests
+    failed = ticks.deploy(request)
+    assert not failed.success
+    failure = next(e for e in failed.all_events if e.event_type_value == "STEP_FAILURE")
+    assert f"{broken[:12]}:domains.yml:" in failure.step_failure_data.user_failure_data.description
+
+    fixed = remote.edit("domains.yml", "replicas: many", "replicas: 2", "api: two replicas")
+    (request,) = ticks.tick().run_requests
+    assert request.run_key == fixed and ticks.deploy(request).success
+
+
+def test_a_restarted_sensor_takes_the_deployed_commit_as_seen(project: Project, remote: Remote):
+    ticks = Ticks(project)
+    (request,) = ticks.tick().run_requests
+    assert ticks.deploy(request).success
+
+    restarted = Ticks(project)  # no cursor, as after the sensor's state was lost
+    assert restarted.tick().run_requests == []
+    sha = remote.edit("domains.yml", "replicas: 3", "replicas: 2", "api: two replicas")
+    assert [r.run_key for r in restarted.tick().run_requests] == [sha]
+
+
+def test_the_project_in_a_subfolder_of_its_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from tests.conftest import copy_project
+
+    monkeypatch.delenv("ATL_GIT_REMOTE", raising=False)
+    repo = tmp_path / "infra"
+    project = copy_project(repo / "sites" / "atl")
+    remote = Remote.create(tmp_path, repo)
+    source = GitSource.of(project)
+    assert (source.remote, source.branch, source.subdir) == (str(repo), "main", "sites/atl")
+
+    mirror = Mirror(project)
+    head = mirror.head(source)
+    mirror.fetch(source)
+    tree = mirror.export(head, source)
+
+    assert tree == project.state_dir / "git" / "commits" / head / "sites" / "atl"
+    assert (tree / "domains.yml").read_text() == project.domains_file.read_text()
+    assert not (tree.parent.parent / ".gitignore").exists()
+    assert [c.sha for c in mirror.changes(source, None, head)] == [remote.git("rev-parse", "HEAD").strip()]
+
+
+def test_a_remote_that_reads_as_an_option_is_refused(project: Project):
+    with pytest.raises(GitError, match="read as an option"):
+        Mirror(project).head(GitSource("--upload-pack=touch /tmp/pwned", "main"))
