@@ -36,9 +36,10 @@ deploy = define_asset_job(DEPLOY_JOB, selection=AssetSelection.groups("deploy") 
 drift = define_asset_job(DRIFT_JOB, selection=AssetSelection.checks(no_drift),
                          description="Compare what runs with the last apply; heal when configured to.")
 # ATL_DRIFT_HEAL=true makes the scheduled drift check redeploy what it finds missing
+heal = os.environ.get("ATL_DRIFT_HEAL") == "true"
 drift_schedule = ScheduleDefinition(
     name="drift_check", job=drift, cron_schedule=os.environ.get("ATL_DRIFT_SCHEDULE", "*/10 * * * *"),
-    run_config={"ops": {"service_deployment_no_drift": {"config": {"heal": os.environ.get("ATL_DRIFT_HEAL", "") == "true"}}}},
+    run_config={"ops": {"service_deployment_no_drift": {"config": {"heal": heal}}}},
     default_status=DefaultScheduleStatus.RUNNING)
 
 defs = Definitions(
