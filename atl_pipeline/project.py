@@ -10,7 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-LOCK_TIMEOUT = 600.0
+
+def lock_timeout() -> float:
+    """Seconds to wait for another run's lock: ATL_LOCK_TIMEOUT, default 600."""
+    return float(os.environ.get("ATL_LOCK_TIMEOUT", "600"))
+
 
 DAGSTER_YAML = """\
 # Written by atl-pipeline; edits are overwritten. The Dagster instance of this project.
@@ -65,7 +69,8 @@ class Project:
         """Hold the project's lock: one run at a time renders, plans, applies or deploys."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with (self.state_dir / "lock").open("w") as handle:
-            deadline = time.monotonic() + LOCK_TIMEOUT
+            timeout = lock_timeout()
+            deadline = time.monotonic() + timeout
             while True:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -73,7 +78,7 @@ class Project:
                 except BlockingIOError:
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"another run held {self.state_dir / 'lock'} for "
-                                           f"{LOCK_TIMEOUT:.0f} s") from None
+                                           f"{timeout:.0f} s") from None
                     time.sleep(0.1)
             try:
                 yield

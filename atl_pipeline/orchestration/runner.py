@@ -18,9 +18,9 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFil
 
 from atl_pipeline.definitions import deploy_job
 from atl_pipeline.orchestration.assets import POOL
-from atl_pipeline.project import LOCK_TIMEOUT, Project
+from atl_pipeline.project import Project, lock_timeout
 
-IN_PROGRESS = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+IN_PROGRESS = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
 _WATCHED = {
     DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
@@ -70,13 +70,14 @@ def run_deploy(project: Project, domains_file: Path | None = None,
 def _wait_for_pool(instance: DagsterInstance, on_wait: Callable[[str], None]) -> None:
     """One deploy at a time: the daemon queues its runs behind this one, and this one waits for
     the daemon's run in progress (the run queue does not hold runs executed in-process)."""
-    deadline = time.monotonic() + LOCK_TIMEOUT
+    timeout = lock_timeout()
+    deadline = time.monotonic() + timeout
     told: set[str] = set()
     while busy := [run for run in instance.get_runs(RunsFilter(statuses=IN_PROGRESS))
                    if run.run_op_concurrency and POOL in (run.run_op_concurrency.all_pools or ())]:
         run = busy[0]
         if time.monotonic() > deadline:
-            raise TimeoutError(f"run {run.run_id} has held the pool {POOL} for {LOCK_TIMEOUT:.0f} s; if its "
+            raise TimeoutError(f"run {run.run_id} has held the pool {POOL} for {timeout:.0f} s; if its "
                                "process is gone, terminate it in the Dagster UI (Runs, then Terminate)")
         if run.run_id not in told:
             told.add(run.run_id)
