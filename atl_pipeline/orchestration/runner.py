@@ -20,7 +20,8 @@ from atl_pipeline.definitions import deploy_job
 from atl_pipeline.orchestration.assets import POOL
 from atl_pipeline.project import Project, lock_timeout
 
-IN_PROGRESS = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+IN_PROGRESS = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED,
+               DagsterRunStatus.CANCELING]
 
 _WATCHED = {
     DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
