@@ -4,13 +4,22 @@ and the instance settings that keep one deploy at a time."""
 from __future__ import annotations
 
 import fcntl
+import socket
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
-from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance, execute_job, reconstructable
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    DagsterEventType,
+    DagsterInstance,
+    ReexecutionOptions,
+    execute_job,
+    reconstructable,
+)
 
 from atl_pipeline.definitions import deploy_job, drift_job
 from atl_pipeline.orchestration.runner import run_deploy
@@ -104,3 +113,28 @@ def test_a_cli_run_waits_for_the_run_in_progress(project: Project):
     assert earlier.run_op_concurrency.all_pools == {"atl-deploy"}  # what the daemon's queue counts
     assert (instance.get_run_record_by_id(earlier.run_id).end_time
             <= instance.get_run_record_by_id(later.run_id).start_time)
+
+
+def test_a_failed_stage_runs_again_from_failure_once_the_cause_is_fixed(project: Project):
+    assert run_deploy(project).success
+    record = deployed_runtime(project).deployed()["services"]["backend-api"]
+    standby = record["standby_ports" if record["slot"] == 0 else "ports"][0]
+    project.domains_file.write_text(project.domains_file.read_text().replace("backend-api:1.0.0", "backend-api:1.1.0"))
+    squatter = socket.create_server(("127.0.0.1", standby))  # another program took the port the roll needs
+    stages = []
+
+    failed = run_deploy(project, on_stage=stages.append)
+
+    assert not failed.success
+    failure = next(s for s in stages if s.status == "failed")
+    assert failure.stage == "service_deployment" and "exited while starting" in failure.detail
+    assert through_lb(project, "api.allthingslinux.org").status == 200  # the old release still serves
+
+    squatter.close()
+    instance = DagsterInstance.from_config(str(project.ensure_instance()))
+    with execute_job(reconstructable(deploy_job), instance, reexecution_options=ReexecutionOptions.from_failure(
+            failed.run_id, instance)) as result:
+        assert result.success
+        executed = [e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_SUCCESS]
+    assert executed == ["service_deployment", "health_check", "monitoring", "certificates"]
+    assert deployed_runtime(project).deployed()["services"]["backend-api"]["release"] != record["release"]

@@ -27,6 +27,7 @@ from atl_pipeline.runtime.supervisor import LocalRuntimeError, Replica, Supervis
 HEALTH_TIMEOUT = 30.0
 DRAIN_SECONDS = 2.5  # > Caddy's health-check interval and failure memory: it trusts the new replicas
 SLOT_PORTS = ("ports", "standby_ports")
+CRASHED = ("BACKOFF", "EXITED", "FATAL")
 
 
 class DeployError(LocalRuntimeError):
@@ -206,6 +207,7 @@ class LocalRuntime:
         for port in spec[SLOT_PORTS[group.slot]]:
             while not (answer := http.get(("127.0.0.1", port), "127.0.0.1", spec["health_path"],
                                           tls=False, timeout=2)).ok:
+                self._fail_if_crashed(group)
                 if time.monotonic() > deadline:
                     raise DeployError(
                         f"{group.service} release {group.release}: the replica on port {port} did not answer "
@@ -214,10 +216,22 @@ class LocalRuntime:
                         "What ran before still serves.")
                 time.sleep(0.1)
         while any(p["statename"] != "RUNNING" for p in self.supervisor.processes() if p["group"] == group.name):
+            self._fail_if_crashed(group)
             if time.monotonic() > deadline:
                 raise DeployError(f"{group.service} release {group.release}: supervisord does not report its "
                                   f"replicas running; see {self.supervisor.logs}. What ran before still serves.")
             time.sleep(0.1)
+
+    def _fail_if_crashed(self, group: Group) -> None:
+        """A replica that exits while starting fails the gate at once, with the end of its log."""
+        for process in self.supervisor.processes():
+            if process["group"] == group.name and process["statename"] in CRASHED:
+                log = Path(process["stdout_logfile"])
+                tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+                raise DeployError(
+                    f"{group.service} release {group.release}: replica {process['name']} exited while starting "
+                    f"({process['statename']}); the end of {log}:\n" + "\n".join(tail)
+                    + "\nWhat ran before still serves.")
 
     def drift(self, services: dict[str, dict], domains: dict[str, dict]) -> list[str]:
         """How what runs differs from Terraform's `services` and `domains` outputs; empty when it matches."""
