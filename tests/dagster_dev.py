@@ -1,0 +1,120 @@
+"""A real `dagster dev` (webserver and daemon) on loopback for one project, driven through
+its GraphQL API. Used by the end-to-end tests and bench/gitops.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from atl_pipeline.project import Project
+from tests.postgres import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 120.0
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+
+RUNS = """
+query Runs($filter: RunsFilter) {
+  runsOrError(filter: $filter) {
+    ... on Runs { results { runId status parentRunId startTime endTime
+                            tags { key value } stepStats { stepKey status } } }
+    ... on PythonError { message }
+  }
+}"""
+
+REEXECUTE = """
+mutation Reexecute($parentRunId: String!) {
+  launchRunReexecution(reexecutionParams: {parentRunId: $parentRunId, strategy: FROM_FAILURE}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
+
+
+class DagsterDev:
+    """`dagster dev` in its own process group, with the project's instance as DAGSTER_HOME."""
+
+    def __init__(self, process: subprocess.Popen, url: str, log: Path):
+        self.process, self.url, self.log = process, url, log
+
+    @classmethod
+    def start(cls, project: Project, log: Path, **env: str) -> DagsterDev:
+        port = free_port()
+        environment = {**os.environ, "ATL_PROJECT_DIR": str(project.root),
+                       "DAGSTER_HOME": str(project.ensure_instance()), **env}
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"),
+                 "-h", "127.0.0.1", "-p", str(port)],
+                cwd=REPO, env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        dev = cls(process, f"http://127.0.0.1:{port}", log)
+        dev.wait_ready()
+        return dev
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                if self.graphql("{ version }").get("version"):
+                    return
+            except requests.RequestException:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"dagster dev did not answer; its log:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """`dagster dev` ignores SIGTERM for a long time: kill its whole process group."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=30)
+
+    def graphql(self, query: str, **variables) -> dict:
+        response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables}, timeout=30)
+        response.raise_for_status()
+        body = response.json()
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    def runs(self, tags: dict[str, str]) -> list[dict]:
+        """Runs (newest first) carrying all these tags."""
+        wanted = [{"key": key, "value": value} for key, value in tags.items()]
+        return self.graphql(RUNS, filter={"tags": wanted})["runsOrError"]["results"]
+
+    def run(self, run_id: str) -> dict:
+        (run,) = self.graphql(RUNS, filter={"runIds": [run_id]})["runsOrError"]["results"]
+        return run
+
+    def wait_for_run(self, tags: dict[str, str], timeout: float = 180) -> dict:
+        """The newest run with these tags, once it has finished."""
+        deadline = time.monotonic() + timeout
+        while not ((runs := self.runs(tags)) and runs[0]["status"] in TERMINAL):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no finished run tagged {tags} after {timeout:.0f} s: {runs}; "
+                                   f"see {self.log}")
+            time.sleep(0.5)
+        return runs[0]
+
+    def reexecute_from_failure(self, run_id: str) -> str:
+        launched = self.graphql(REEXECUTE, parentRunId=run_id)["launchRunReexecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        return launched["run"]["runId"]
+
+    def wait_until_finished(self, run_id: str, timeout: float = 180) -> dict:
+        deadline = time.monotonic() + timeout
+        while (run := self.run(run_id))["status"] not in TERMINAL:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} still {run['status']} after {timeout:.0f} s; see {self.log}")
+            time.sleep(0.5)
+        return run

@@ -1,0 +1,131 @@
+"""End to end through a real `dagster dev`: a push to a bare repository starts a run through
+the git_push sensor and the daemon; a broken release fails its health check and is rolled
+back; a failed run is re-executed from failure through GraphQL; the UI shows it all in
+headless Chromium. One `dagster dev` serves the whole module; the tests run in order."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from atl_pipeline.project import Project
+from atl_pipeline.runtime.local import deployed_runtime
+from tests.conftest import REPO, copy_project
+from tests.dagster_dev import DagsterDev
+from tests.git_helpers import Remote
+from tests.runtime_helpers import through_lb
+
+STAGES = ["domain_config", "validated_config", "terraform_plan", "terraform_apply", "service_deployment",
+          "health_check", "monitoring", "certificates"]
+ARTIFACTS = REPO / "test-artifacts"
+API = "api.allthingslinux.org"
+
+
+@dataclass
+class Stack:
+    project: Project
+    remote: Remote
+    dev: DagsterDev
+
+    def steps(self, run: dict) -> dict[str, str]:
+        return {step["stepKey"]: step["status"] for step in run["stepStats"]}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("e2e")
+    project = copy_project(root / "project")
+    remote = Remote.create(root, project.root)
+    dev = DagsterDev.start(project, root / "dagster-dev.log", ATL_GIT_REMOTE=str(remote.origin),
+                           ATL_GIT_BRANCH="main")
+    try:
+        yield Stack(project, remote, dev)
+    finally:
+        dev.stop()
+        deployed_runtime(project).stop()
+
+
+def test_a_push_runs_every_stage(stack: Stack):
+    first = stack.dev.wait_for_run({"atl/commit": stack.remote.git("rev-parse", "HEAD").strip()})
+    assert first["status"] == "SUCCESS", stack.steps(first)
+
+    sha = stack.remote.edit("domains.yml", "replicas: 3", "replicas: 2", "api: two replicas")
+    run = stack.dev.wait_for_run({"atl/commit": sha})
+
+    assert run["status"] == "SUCCESS"
+    assert stack.steps(run) == dict.fromkeys(STAGES, "SUCCESS")
+    tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+    assert (tags["atl/trigger"], tags["dagster/run_key"], tags["atl/message"]) == ("git", sha, "api: two replicas")
+    assert len(deployed_runtime(stack.project).deployed()["services"]["backend-api"]["ports"]) == 2
+
+
+def test_a_broken_release_fails_its_health_check_and_rolls_back(stack: Stack):
+    serving = deployed_runtime(stack.project).deployed()["services"]["backend-api"]["release"]
+    sha = stack.remote.edit("domains.yml", '"{port}"]', f'"{{port}}", --unhealthy-for-host, {API}]',
+                            "backend-api: a release that fails for its site")
+    run = stack.dev.wait_for_run({"atl/commit": sha})
+
+    assert run["status"] == "FAILURE"
+    steps = stack.steps(run)
+    assert steps["service_deployment"] == "SUCCESS" and steps["health_check"] == "FAILURE"
+    assert "monitoring" not in steps and "certificates" not in steps
+    assert deployed_runtime(stack.project).deployed()["services"]["backend-api"]["release"] == serving
+    assert through_lb(stack.project, API, "/healthz").status == 200
+
+
+def test_a_failed_run_reexecuted_from_failure_runs_only_the_failed_stages(stack: Stack):
+    record = deployed_runtime(stack.project).deployed()["services"]["backend-api"]
+    standby = record["standby_ports" if record["slot"] == 0 else "ports"][0]
+    squatter = socket.create_server(("127.0.0.1", standby))  # another program holds the port the roll needs
+    text = (stack.project.root / "domains.yml").read_text()
+    (stack.project.root / "domains.yml").write_text(
+        text.replace(f'"{{port}}", --unhealthy-for-host, {API}]', '"{port}"]').replace("api:1.0.0", "api:1.1.0"))
+    sha = stack.remote.commit("backend-api 1.1.0", "domains.yml")
+    failed = stack.dev.wait_for_run({"atl/commit": sha})
+    assert failed["status"] == "FAILURE" and stack.steps(failed)["service_deployment"] == "FAILURE"
+
+    squatter.close()  # the operator fixes the cause, then re-executes from failure
+    child = stack.dev.wait_until_finished(stack.dev.reexecute_from_failure(failed["runId"]))
+
+    assert child["status"] == "SUCCESS" and child["parentRunId"] == failed["runId"]
+    assert stack.steps(child) == dict.fromkeys(STAGES[4:], "SUCCESS")
+    assert deployed_runtime(stack.project).deployed()["services"]["backend-api"]["release"] != record["release"]
+    assert through_lb(stack.project, API, "/healthz").status == 200
+
+
+def test_the_ui_shows_the_asset_graph_and_the_run(stack: Stack):
+    from playwright.sync_api import expect, sync_playwright
+
+    (run, *_) = stack.dev.runs({"atl/trigger": "git"})
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"{stack.dev.url}/locations/atl_pipeline.definitions/asset-groups/deploy")
+        skip = page.get_by_role("button", name="Skip")  # Dagster's newsletter dialog on a new instance
+        skip.click(timeout=20_000)
+        for stage in STAGES:
+            expect(page.get_by_text(stage, exact=True).first).to_be_visible(timeout=20_000)
+        page.screenshot(path=ARTIFACTS / "asset-graph.png")
+
+        page.goto(f"{stack.dev.url}/runs/{run['runId']}")
+        expect(page.get_by_text("RUN_SUCCESS" if run["status"] == "SUCCESS" else "RUN_FAILURE").first
+               ).to_be_visible(timeout=20_000)
+        expect(page.get_by_text("Launched by git_push").first).to_be_visible()
+        page.screenshot(path=ARTIFACTS / "run.png")
+        browser.close()
+    assert (ARTIFACTS / "asset-graph.png").stat().st_size > 10_000
+
+
+# Debian's Chromium, as root, on a machine without the internet
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"]
+
+
+def chromium() -> str:
+    path = Path("/usr/bin/chromium")
+    assert path.exists(), "install the Debian package chromium (.ci/run does)"
+    return str(path)
