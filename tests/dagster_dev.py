@@ -3,6 +3,7 @@ its GraphQL API. Used by the end-to-end tests and bench/gitops.py."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -74,10 +75,8 @@ class DagsterDev:
 
     def stop(self) -> None:
         """`dagster dev` ignores SIGTERM for a long time: kill its whole process group."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(timeout=30)
 
     def graphql(self, query: str, **variables) -> dict:
