@@ -43,6 +43,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/plan.py
 	$(BIN)/python bench/deploy.py
 	$(BIN)/python bench/health.py
+	$(BIN)/python bench/gitops.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check atl_pipeline tests bench

@@ -1,7 +1,8 @@
 """Probe every domain through the load balancer as a client would, and judge it against the SLOs.
 
 Each probe is an HTTP(S) GET of the service's health path sent to the load balancer, with
-the domain as Host and SNI and the certificate verified against the CA that issued it.
+the domain as Host and SNI and the certificate verified against the CA that issued it. A
+domain's probes share one keep-alive connection, as a browser's requests would.
 Right after a deployment a domain may need a moment (a certificate being issued, health
 checks finding new replicas): the first successful answer is awaited for a bounded settle
 window, then a fixed number of probes measure the latency.
@@ -46,22 +47,19 @@ def probe_domain(lb: LoadBalancer, domain: str, ssl: bool, service: str, path: s
                  probes: int = PROBES, settle: float | None = None) -> DomainHealth:
     address = (lb.address, lb.https_port if ssl else lb.http_port)
     settle = SETTLE_SECONDS if settle is None else settle
-
-    def get() -> http.Response:
-        return http.get(address, domain, path, tls=ssl, ca=lb.ca_cert, timeout=TIMEOUT_SECONDS)
-
-    deadline = time.monotonic() + settle
-    while not (first := get()).ok and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if not first.ok:
-        return DomainHealth(domain, service, 1, 1, (), _reason(first))
-    latencies, failures, error = [], 0, ""
-    for _ in range(probes):
-        answer = get()
-        if answer.ok:
-            latencies.append(answer.seconds * 1000)
-        else:
-            failures, error = failures + 1, _reason(answer)
+    with http.Session(address, domain, tls=ssl, ca=lb.ca_cert, timeout=TIMEOUT_SECONDS) as session:
+        deadline = time.monotonic() + settle
+        while not (first := session.get(path)).ok and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not first.ok:
+            return DomainHealth(domain, service, 1, 1, (), _reason(first))
+        latencies, failures, error = [], 0, ""
+        for _ in range(probes):
+            answer = session.get(path)
+            if answer.ok:
+                latencies.append(answer.seconds * 1000)
+            else:
+                failures, error = failures + 1, _reason(answer)
     return DomainHealth(domain, service, probes, failures, tuple(latencies), error)
 
 

@@ -2,8 +2,9 @@
 
 Deploys one service (two sample replicas) behind the local Caddy for N domains (each with
 its own certificate from Caddy's CA), then times `probe_domains` with one probe per
-domain after a settled first answer: seconds and probes per second. Each probe is a new
-verified TLS connection from a Python thread (32 at a time).
+domain after a settled first answer: seconds and requests per second. As in the stage,
+each domain's requests share one keep-alive connection: the first opens it with a
+verified TLS handshake. 32 Python threads at a time.
 
     python bench/health.py
 """

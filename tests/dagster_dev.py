@@ -40,6 +40,15 @@ mutation Reexecute($parentRunId: String!) {
 }"""
 
 
+FAILURES = """
+query Failures($runId: ID!) {
+  logsForRun(runId: $runId) {
+    ... on EventConnection { events { __typename
+      ... on ExecutionStepFailureEvent { stepKey error { message } failureMetadata { description } } } }
+  }
+}"""
+
+
 class DagsterDev:
     """`dagster dev` in its own process group, with the project's instance as DAGSTER_HOME."""
 
@@ -104,6 +113,12 @@ class DagsterDev:
                                    f"see {self.log}")
             time.sleep(0.5)
         return runs[0]
+
+    def failures(self, run_id: str) -> list[str]:
+        """`stage: message` of each failed stage of the run."""
+        events = self.graphql(FAILURES, runId=run_id)["logsForRun"]["events"]
+        return [f"{e['stepKey']}: {(e['failureMetadata'] or {}).get('description') or e['error']['message']}"
+                for e in events if e["__typename"] == "ExecutionStepFailureEvent"]
 
     def reexecute_from_failure(self, run_id: str) -> str:
         launched = self.graphql(REEXECUTE, parentRunId=run_id)["launchRunReexecution"]

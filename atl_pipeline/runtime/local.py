@@ -195,8 +195,9 @@ class LocalRuntime:
         group = Group.new(name, spec["release"], slot)
         replicas = [Replica(
             argv=[argument.format(port=port, replica=index, service=name) for argument in spec["command"]],
+            # one malloc arena: each further one reserves 64 MiB of the address space the limit counts
             env={"PORT": str(port), "ATL_SERVICE": name, "ATL_RELEASE": spec["release"],
-                 "ATL_REPLICA": str(index), "MALLOC_ARENA_MAX": "2"},
+                 "ATL_REPLICA": str(index), "MALLOC_ARENA_MAX": "1"},
             memory_bytes=spec["memory_bytes"], nice=cpu_nice(spec["cpu_millicores"]),
         ) for index, port in enumerate(spec[SLOT_PORTS[slot]])]
         self.supervisor.add_group(group.name, replicas)
