@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -76,7 +77,7 @@ class Mirror:
             sha, name = line.split("\t")
             if name == ref:
                 return sha
-        raise GitError(f"{source.remote} has no branch {source.branch}")
+        raise GitError(redact_credentials(f"{source.remote} has no branch {source.branch}"))
 
     def fetch(self, source: GitSource) -> None:
         _refuse_option(source.remote)
@@ -136,8 +137,13 @@ def _git(*args: str, cwd: Path | None = None) -> str:
     except subprocess.TimeoutExpired:
         raise GitError(f"git {args[0]} took longer than {GIT_TIMEOUT:.0f} s") from None
     if done.returncode != 0:
-        raise GitError(f"git {' '.join(args)}: {done.stderr.strip()}")
+        raise GitError(redact_credentials(f"git {' '.join(args)}: {done.stderr.strip()}"))
     return done.stdout
+
+
+def redact_credentials(text: str) -> str:
+    """`https://user:token@host/...` -> `https://***@host/...`: a remote's credentials stay out of logs."""
+    return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
 
 
 def _env() -> dict[str, str]:

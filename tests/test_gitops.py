@@ -10,6 +10,7 @@ from dagster import AssetKey, DagsterInstance, build_sensor_context, execute_job
 
 from atl_pipeline.definitions import defs, deploy_job
 from atl_pipeline.gitops import GitError, GitSource, Mirror
+from atl_pipeline.orchestration.runner import stages_until
 from atl_pipeline.project import Project
 from tests.git_helpers import Remote
 
@@ -36,9 +37,10 @@ class Ticks:
         self.cursor = result.cursor or self.cursor
         return result
 
-    def deploy(self, request):
+    def deploy(self, request, until: str):
+        """Run the requested run's stages up to `until` (what the test needs to see)."""
         return execute_job(reconstructable(deploy_job), self.instance, run_config=request.run_config,
-                           tags=request.tags)
+                           tags=request.tags, asset_selection=[AssetKey(stage) for stage in stages_until(until)])
 
     def metadata(self, key: str) -> dict:
         event = self.instance.get_latest_materialization_event(AssetKey(key))
@@ -80,7 +82,7 @@ def test_the_run_deploys_the_commits_files_not_the_working_tree(project: Project
     project.domains_file.write_text("this working copy is half edited: [")
 
     (request,) = ticks.tick().run_requests
-    result = ticks.deploy(request)
+    result = ticks.deploy(request, until="service_deployment")
 
     assert result.success
     meta = ticks.metadata("domain_config")
@@ -98,20 +100,20 @@ def test_a_broken_commit_fails_its_run_and_blocks_nothing_after_it(project: Proj
     ticks.tick()
     broken = remote.edit("domains.yml", "replicas: 3", "replicas: many", "api: oops")
     (request,) = ticks.tick().run_requests
-    failed = ticks.deploy(request)
+    failed = ticks.deploy(request, until="domain_config")
     assert not failed.success
     failure = next(e for e in failed.all_events if e.event_type_value == "STEP_FAILURE")
     assert f"{broken[:12]}:domains.yml:" in failure.step_failure_data.user_failure_data.description
 
     fixed = remote.edit("domains.yml", "replicas: many", "replicas: 2", "api: two replicas")
     (request,) = ticks.tick().run_requests
-    assert request.run_key == fixed and ticks.deploy(request).success
+    assert request.run_key == fixed and ticks.deploy(request, until="validated_config").success
 
 
 def test_a_restarted_sensor_takes_the_deployed_commit_as_seen(project: Project, remote: Remote):
     ticks = Ticks(project)
     (request,) = ticks.tick().run_requests
-    assert ticks.deploy(request).success
+    assert ticks.deploy(request, until="domain_config").success
 
     restarted = Ticks(project)  # no cursor, as after the sensor's state was lost
     assert restarted.tick().run_requests == []
@@ -143,3 +145,10 @@ def test_the_project_in_a_subfolder_of_its_repository(tmp_path: Path, monkeypatc
 def test_a_remote_that_reads_as_an_option_is_refused(project: Project):
     with pytest.raises(GitError, match="read as an option"):
         Mirror(project).head(GitSource("--upload-pack=touch /tmp/pwned", "main"))
+
+
+def test_a_remote_that_fails_keeps_its_credentials_out_of_the_message(project: Project):
+    source = GitSource("http://deploy:s3cr3t-token@127.0.0.1:9/atl/infra.git", "main")  # nothing listens on 9
+    with pytest.raises(GitError) as raised:
+        Mirror(project).head(source)
+    assert "s3cr3t-token" not in str(raised.value) and "http://***@127.0.0.1:9/atl/infra.git" in str(raised.value)

@@ -22,7 +22,7 @@ from dagster import (
 )
 
 from atl_pipeline.definitions import deploy_job, drift_job
-from atl_pipeline.orchestration.runner import run_deploy
+from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.caddy import base_config
 from atl_pipeline.runtime.local import deployed_runtime
@@ -43,8 +43,7 @@ def check_drift(project: Project, heal: bool = False):
 
 
 def test_nothing_applied_yet_is_reported_as_drift(project: Project):
-    assert run_deploy(project, tags={}).success is True  # the check needs a validated config to read
-    (project.state_dir / "terraform").rename(project.state_dir / "terraform.moved")
+    assert run_deploy(project, until="validated_config").success  # the check reads the validated config
 
     evaluation = check_drift(project)
 
@@ -52,7 +51,7 @@ def test_nothing_applied_yet_is_reported_as_drift(project: Project):
 
 
 def test_drift_is_a_failed_check_until_healed(project: Project):
-    assert run_deploy(project).success
+    assert run_deploy(project, until="service_deployment").success
     assert check_drift(project).passed
 
     runtime = deployed_runtime(project)
@@ -74,17 +73,24 @@ def test_drift_is_a_failed_check_until_healed(project: Project):
 
 
 def test_a_transient_fault_is_retried_with_backoff(project: Project, monkeypatch: pytest.MonkeyPatch):
-    """Another process holds the project lock past the lock timeout; the plan stage fails,
-    is retried after its delay, and succeeds once the lock is free."""
+    """Another process holds the project lock past the lock timeout; the plan stage fails, is
+    retried after its delay, and succeeds once the lock is free."""
     monkeypatch.setenv("ATL_LOCK_TIMEOUT", "1")
     project.state_dir.mkdir(parents=True, exist_ok=True)
     holder = (project.state_dir / "lock").open("w")
     fcntl.flock(holder, fcntl.LOCK_EX)
-    threading.Timer(2.0, holder.close).start()  # closing the file releases the lock
     instance = DagsterInstance.from_config(str(project.ensure_instance()))
 
+    def release_once_a_retry_is_scheduled() -> None:
+        while not any(instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY).records
+                      for run in instance.get_runs()):
+            time.sleep(0.05)
+        holder.close()  # closing the file releases the lock
+
+    threading.Thread(target=release_once_a_retry_is_scheduled, daemon=True).start()
     with execute_job(reconstructable(deploy_job), instance, run_config={
-            "resources": {"project": {"config": {"root": str(project.root)}}}}) as result:
+            "resources": {"project": {"config": {"root": str(project.root)}}}},
+            asset_selection=[AssetKey(stage) for stage in stages_until("terraform_plan")]) as result:
         assert result.success
         retried = [e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
     assert retried == ["terraform_plan"]

@@ -47,11 +47,12 @@ def test_one_run_per_distinct_content(project: Project):
     assert keys == [(f"1:{first}", first), (f"2:{edited_sha}", edited_sha), (f"3:{first}", first)]
 
 
-def test_the_requested_run_deploys_the_watched_file(project: Project):
+def test_the_requested_run_reads_the_watched_file(project: Project):
     instance = DagsterInstance.from_config(str(project.ensure_instance()))
     (request,) = Ticks(instance).tick().run_requests
 
-    result = execute_job(reconstructable(deploy_job), instance, run_config=request.run_config, tags=request.tags)
+    result = execute_job(reconstructable(deploy_job), instance, run_config=request.run_config, tags=request.tags,
+                         asset_selection=[AssetKey("domain_config")])
 
     assert result.success
     materialized = instance.get_latest_materialization_event(AssetKey("domain_config")).asset_materialization
@@ -59,7 +60,7 @@ def test_the_requested_run_deploys_the_watched_file(project: Project):
 
 
 def test_content_already_deployed_is_not_deployed_again(project: Project):
-    assert run_deploy(project).success
+    assert run_deploy(project, until="domain_config").success
     ticks = Ticks(DagsterInstance.from_config(str(project.ensure_instance())))
 
     assert ticks.tick().run_requests == []

@@ -99,13 +99,13 @@ def test_a_new_port_or_tls_setting_replaces(project: Project):
 
 
 def test_removing_a_domain_stops_at_the_destroy_gate_until_approved(project: Project):
-    assert run_deploy(project).success
+    assert run_deploy(project, until="terraform_apply").success
     runner = terraform(project, load_config(project.domains_file).config.state, "production")
     serial = runner.state_serial()
     remove_www_and_docs(project)
 
     stages = []
-    blocked = run_deploy(project, on_stage=stages.append)
+    blocked = run_deploy(project, on_stage=stages.append, until="terraform_apply")
     assert not blocked.success
     check = next(s for s in stages if s.stage == "terraform_plan:destroy_approved")
     assert check.status == "check failed"
@@ -123,7 +123,7 @@ def test_removing_a_domain_stops_at_the_destroy_gate_until_approved(project: Pro
         apply_plan(project, make_plan(project, validated(project), "unapproved"))
     assert runner.state_serial() == serial
 
-    approved = run_deploy(project, tags={APPROVE_DESTROY_TAG: "true"})
+    approved = run_deploy(project, tags={APPROVE_DESTROY_TAG: "true"}, until="terraform_apply")
     assert approved.success
     assert set(runner.outputs()["domains"]) == {"api.allthingslinux.org"}
 

@@ -115,7 +115,7 @@ def _load_commit(project: Project, sha: str) -> tuple[LoadedConfig, dict]:
     mirror = Mirror(project)
     tree = mirror.export(sha, source)
     commit = mirror.commit(sha)
-    loaded = _load_file(str(tree / "domains.yml"), name=f"{sha[:12]}:{'/'.join(source.paths()[:1])}")
+    loaded = _load_file(str(tree / "domains.yml"), name=f"{sha[:12]}:{source.paths()[0]}")
     if (tree / "terraform_templates").is_dir():
         loaded = dataclasses.replace(loaded, templates_dir=tree / "terraform_templates")
     return loaded, {"commit": commit.sha, "author": commit.author, "message": commit.message}

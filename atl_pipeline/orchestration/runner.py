@@ -14,7 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter, execute_job, reconstructable
+from dagster import (
+    AssetKey,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    RunsFilter,
+    execute_job,
+    reconstructable,
+)
 
 from atl_pipeline.definitions import deploy_job
 from atl_pipeline.orchestration.assets import POOL
@@ -48,7 +56,9 @@ class RunOutcome:
 def run_deploy(project: Project, domains_file: Path | None = None,
                on_stage: Callable[[StageEvent], None] = lambda event: None,
                tags: dict[str, str] | None = None,
-               on_wait: Callable[[str], None] = lambda message: None) -> RunOutcome:
+               on_wait: Callable[[str], None] = lambda message: None,
+               until: str | None = None) -> RunOutcome:
+    """Run the deploy job, every stage or the stages up to `until`, in the project's instance."""
     instance = DagsterInstance.from_config(str(project.ensure_instance()))
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
                         "resources": {"project": {"config": {"root": str(project.root)}}}}
@@ -56,16 +66,27 @@ def run_deploy(project: Project, domains_file: Path | None = None,
         run_config["ops"] = {"domain_config": {"config": {"path": str(domains_file.resolve())}}}
     _wait_for_pool(instance, on_wait)
     marker = uuid.uuid4().hex
-    stages = [node.name for node in deploy_job().graph.nodes_in_topological_order]
+    stages = stages_until(until)
     watcher = _StageWatcher(instance, marker, stages, on_stage)
     watcher.start()
     try:
         result = execute_job(reconstructable(deploy_job), instance, run_config=run_config,
-                             tags={"atl/trigger": "cli", "atl/invocation": marker, **(tags or {})})
+                             tags={"atl/trigger": "cli", "atl/invocation": marker, **(tags or {})},
+                             asset_selection=[AssetKey(stage) for stage in stages] if until else None)
     finally:
         watcher.finish()
     run = instance.get_run_by_id(result.run_id)
     return RunOutcome(result.run_id, result.success, run.status.value if run else "UNKNOWN")
+
+
+def stages_until(until: str | None = None) -> list[str]:
+    """The deploy job's stages in order, up to and including `until` (all of them by default)."""
+    stages = [node.name for node in deploy_job().graph.nodes_in_topological_order]
+    if until is None:
+        return stages
+    if until not in stages:
+        raise ValueError(f"no stage {until!r}; the stages are {', '.join(stages)}")
+    return stages[:stages.index(until) + 1]
 
 
 def _wait_for_pool(instance: DagsterInstance, on_wait: Callable[[str], None]) -> None:

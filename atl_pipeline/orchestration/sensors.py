@@ -13,7 +13,7 @@ import os
 from dagster import AssetKey, DefaultSensorStatus, RunRequest, SensorEvaluationContext, SkipReason, sensor
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from atl_pipeline.gitops import GitError, GitSource, Mirror
+from atl_pipeline.gitops import GitError, GitSource, Mirror, redact_credentials
 from atl_pipeline.project import Project
 
 TAG_LIMIT = 200  # a commit message in a run tag: its subject, cut to this many characters
@@ -47,7 +47,7 @@ def git_push_sensor(job: UnresolvedAssetJobDefinition):
             mirror.fetch(source)
             changes = mirror.changes(source, seen, head)
         except GitError as error:
-            return SkipReason(f"cannot read {source.remote}: {error}")
+            return SkipReason(f"cannot read {redact_credentials(source.remote)}: {error}")
         context.update_cursor(head)
         if not changes:
             return SkipReason(f"{source.branch} moved to {head[:12]}; no new commit touches "
