@@ -118,6 +118,7 @@ class Domain(_Model):
     monitoring: bool = True
     replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
     resources: Resources = Resources()
+    enabled: bool = True  # false: declared and checked, but not deployed (`atl utils disable`)
 
 
 class Capacity(_Model):
@@ -167,9 +168,14 @@ class Config(_Model):
     services: dict[Identifier, Service] = {}
     domains: list[Domain]
 
+    @property
+    def serving(self) -> list[Domain]:
+        """The domains that are deployed: every one but those with `enabled: false`."""
+        return [domain for domain in self.domains if domain.enabled]
+
     def first_domains(self) -> dict[str, Domain]:
-        """Each service a domain routes to, with the first such domain: its replicas and resources."""
+        """Each service an enabled domain routes to, with the first such domain: its replicas and resources."""
         first: dict[str, Domain] = {}
-        for domain in self.domains:
+        for domain in self.serving:
             first.setdefault(domain.service, domain)
         return first

@@ -94,7 +94,7 @@ def terraform_inputs(config: Config) -> dict:
             "ssl": d.ssl,
             "url": f"{'https' if d.ssl else 'http'}://{d.name}/",
         }
-        for d in config.domains
+        for d in config.serving
     }
     backend = {"kind": config.state.backend}
     if config.state.backend == "pg":
