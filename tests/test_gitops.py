@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance, build_sensor_context, execute_job, reconstructable
+from dagster import AssetKey, DagsterInstance, build_sensor_context, execute_job
 
-from atl_pipeline.definitions import defs, deploy_job
+from atl_pipeline.definitions import defs
 from atl_pipeline.gitops import GitError, GitSource, Mirror
-from atl_pipeline.orchestration.runner import stages_until
+from atl_pipeline.orchestration.runner import deploy_subset, stages_until
 from atl_pipeline.project import Project
 from tests.git_helpers import Remote
 
@@ -39,8 +39,8 @@ class Ticks:
 
     def deploy(self, request, until: str):
         """Run the requested run's stages up to `until` (what the test needs to see)."""
-        return execute_job(reconstructable(deploy_job), self.instance, run_config=request.run_config,
-                           tags=request.tags, asset_selection=[AssetKey(stage) for stage in stages_until(until)])
+        return execute_job(deploy_subset(stages_until(until)), self.instance, run_config=request.run_config,
+                           tags=request.tags)
 
     def metadata(self, key: str) -> dict:
         event = self.instance.get_latest_materialization_event(AssetKey(key))

@@ -22,7 +22,7 @@ from dagster import (
 )
 
 from atl_pipeline.definitions import deploy_job, drift_job
-from atl_pipeline.orchestration.runner import run_deploy, stages_until
+from atl_pipeline.orchestration.runner import deploy_subset, run_deploy, stages_until
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.caddy import base_config
 from atl_pipeline.runtime.local import deployed_runtime
@@ -43,7 +43,7 @@ def check_drift(project: Project, heal: bool = False):
 
 
 def test_nothing_applied_yet_is_reported_as_drift(project: Project):
-    assert run_deploy(project, until="validated_config").success  # the check reads the validated config
+    assert run_deploy(project, stages=stages_until("validated_config")).success  # the check reads the validated config
 
     evaluation = check_drift(project)
 
@@ -51,7 +51,7 @@ def test_nothing_applied_yet_is_reported_as_drift(project: Project):
 
 
 def test_drift_is_a_failed_check_until_healed(project: Project):
-    assert run_deploy(project, until="service_deployment").success
+    assert run_deploy(project, stages=stages_until("service_deployment")).success
     assert check_drift(project).passed
 
     runtime = deployed_runtime(project)
@@ -88,9 +88,8 @@ def test_a_transient_fault_is_retried_with_backoff(project: Project, monkeypatch
         holder.close()  # closing the file releases the lock
 
     threading.Thread(target=release_once_a_retry_is_scheduled, daemon=True).start()
-    with execute_job(reconstructable(deploy_job), instance, run_config={
-            "resources": {"project": {"config": {"root": str(project.root)}}}},
-            asset_selection=[AssetKey(stage) for stage in stages_until("terraform_plan")]) as result:
+    with execute_job(deploy_subset(stages_until("terraform_plan")), instance, run_config={
+            "resources": {"project": {"config": {"root": str(project.root)}}}}) as result:
         assert result.success
         retried = [e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
     assert retried == ["terraform_plan"]

@@ -20,7 +20,7 @@ from atl_pipeline.cli import main
 from atl_pipeline.definitions import defs
 from atl_pipeline.orchestration.assets import APPROVE_DESTROY_TAG, health_check
 from atl_pipeline.orchestration.resources import ProjectResource
-from atl_pipeline.orchestration.runner import run_deploy
+from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
 from tests.runtime_helpers import Load, process_limits, replica_pids, through_lb, wait_until_served
@@ -33,7 +33,7 @@ ASSETS = list(defs.assets)
 def stack(project: Project):
     """The example project deployed (the `project` fixture stops it afterwards)."""
     stages = []
-    assert run_deploy(project, on_stage=stages.append, until="service_deployment").success, stages
+    assert run_deploy(project, on_stage=stages.append, stages=stages_until("service_deployment")).success, stages
     for domain in (API, WWW, DOCS):
         wait_until_served(project, domain)
     return project
@@ -90,7 +90,7 @@ def test_the_private_parts_are_private(stack: Project):
 def test_a_second_deploy_touches_nothing(stack: Project):
     pids, reloaded = replica_pids(stack), reload_count(stack)
     stages = []
-    assert run_deploy(stack, on_stage=stages.append, until="service_deployment").success
+    assert run_deploy(stack, on_stage=stages.append, stages=stages_until("service_deployment")).success
     assert next(s for s in stages if s.stage == "service_deployment").detail == "2 unchanged"
     assert replica_pids(stack) == pids
     assert reload_count(stack) == reloaded
@@ -101,9 +101,9 @@ def test_rolling_a_release_and_scaling_lose_no_request(stack: Project, tmp_path:
     website = replica_pids(stack)["website"]
     with Load(stack, API, tmp_path / "load.json") as load:
         edit(stack, "backend-api:1.0.0", "backend-api:1.0.1")
-        assert run_deploy(stack, until="service_deployment").success
+        assert run_deploy(stack, stages=stages_until("service_deployment")).success
         edit(stack, "replicas: 3", "replicas: 2")
-        assert run_deploy(stack, until="service_deployment").success
+        assert run_deploy(stack, stages=stages_until("service_deployment")).success
     result = load.result
     assert result["failed"] == 0, result["failures"]
     assert result["ok"] > 20
@@ -146,7 +146,7 @@ def test_removed_domains_leave_the_load_balancer_and_unused_services_stop(stack:
     text = stack.domains_file.read_text()
     stack.domains_file.write_text(text[:text.index('  - name: "docs')])
     website = replica_pids(stack)["website"]
-    assert run_deploy(stack, tags={APPROVE_DESTROY_TAG: "true"}, until="service_deployment").success
+    assert run_deploy(stack, tags={APPROVE_DESTROY_TAG: "true"}, stages=stages_until("service_deployment")).success
     assert not through_lb(stack, DOCS).ok  # no route, no certificate
     assert through_lb(stack, DOCS, tls=False).status == 404
     assert replica_pids(stack)["website"] == website
@@ -155,7 +155,7 @@ def test_removed_domains_leave_the_load_balancer_and_unused_services_stop(stack:
     stack.domains_file.write_text(text[:text.index('  - name: "www')])
     stages = []
     assert run_deploy(stack, on_stage=stages.append, tags={APPROVE_DESTROY_TAG: "true"},
-                      until="service_deployment").success
+                      stages=stages_until("service_deployment")).success
     assert "1 stopped" in next(s for s in stages if s.stage == "service_deployment").detail
     assert "website" not in replica_pids(stack)
     assert through_lb(stack, WWW, tls=False).status == 404
@@ -175,7 +175,7 @@ def test_down_stops_everything_and_up_restores_it(stack: Project, capsys):
 
 def test_services_and_caddy_do_not_inherit_the_pipelines_environment(project: Project, monkeypatch):
     monkeypatch.setenv("ATL_CANARY_SECRET", "canary-3f9a")
-    assert run_deploy(project, until="service_deployment").success
+    assert run_deploy(project, stages=stages_until("service_deployment")).success
     runtime = deployed_runtime(project)
     caddy = next(p["pid"] for p in runtime.supervisor.processes() if p["name"] == "caddy")
     for pid in [caddy, *replica_pids(project)["backend-api"]]:
@@ -189,7 +189,7 @@ def test_a_new_admin_port_moves_caddys_admin_endpoint(stack: Project):
     old = deployed_runtime(stack).lb.admin_port
     new = free_port()
     edit(stack, f"admin_port: {old}", f"admin_port: {new}")
-    assert run_deploy(stack, until="service_deployment").success
+    assert run_deploy(stack, stages=stages_until("service_deployment")).success
     assert deployed_runtime(stack).lb.admin_port == new
     assert requests.get(f"http://127.0.0.1:{new}/config/", timeout=5).ok
     wait_until_served(stack, API)

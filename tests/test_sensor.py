@@ -7,7 +7,7 @@ import hashlib
 from dagster import AssetKey, DagsterInstance, build_sensor_context, execute_job, reconstructable
 
 from atl_pipeline.definitions import defs, deploy_job
-from atl_pipeline.orchestration.runner import run_deploy
+from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
 
 
@@ -60,7 +60,7 @@ def test_the_requested_run_reads_the_watched_file(project: Project):
 
 
 def test_content_already_deployed_is_not_deployed_again(project: Project):
-    assert run_deploy(project, until="domain_config").success
+    assert run_deploy(project, stages=stages_until("domain_config")).success
     ticks = Ticks(DagsterInstance.from_config(str(project.ensure_instance())))
 
     assert ticks.tick().run_requests == []

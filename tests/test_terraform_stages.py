@@ -17,7 +17,7 @@ from atl_pipeline.orchestration.assets import (
     validated_config,
 )
 from atl_pipeline.orchestration.resources import ProjectResource
-from atl_pipeline.orchestration.runner import run_deploy
+from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
 from atl_pipeline.terraform.cli import StalePlan, StateLocked, Terraform, TerraformError
 from atl_pipeline.terraform.plan import Change
@@ -99,13 +99,13 @@ def test_a_new_port_or_tls_setting_replaces(project: Project):
 
 
 def test_removing_a_domain_stops_at_the_destroy_gate_until_approved(project: Project):
-    assert run_deploy(project, until="terraform_apply").success
+    assert run_deploy(project, stages=stages_until("terraform_apply")).success
     runner = terraform(project, load_config(project.domains_file).config.state, "production")
     serial = runner.state_serial()
     remove_www_and_docs(project)
 
     stages = []
-    blocked = run_deploy(project, on_stage=stages.append, until="terraform_apply")
+    blocked = run_deploy(project, on_stage=stages.append, stages=stages_until("terraform_apply"))
     assert not blocked.success
     check = next(s for s in stages if s.stage == "terraform_plan:destroy_approved")
     assert check.status == "check failed"
@@ -123,7 +123,7 @@ def test_removing_a_domain_stops_at_the_destroy_gate_until_approved(project: Pro
         apply_plan(project, make_plan(project, validated(project), "unapproved"))
     assert runner.state_serial() == serial
 
-    approved = run_deploy(project, tags={APPROVE_DESTROY_TAG: "true"}, until="terraform_apply")
+    approved = run_deploy(project, tags={APPROVE_DESTROY_TAG: "true"}, stages=stages_until("terraform_apply"))
     assert approved.success
     assert set(runner.outputs()["domains"]) == {"api.allthingslinux.org"}
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError
+from atl_pipeline.cli.progress import Progress
 from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.project import Project
@@ -29,10 +30,35 @@ def register(parser: argparse.ArgumentParser) -> None:
     show.set_defaults(run=_config)
 
     up = commands.add_parser("up", help="run every stage as one Dagster run in the project's instance")
-    up.add_argument("-f", "--file", type=Path, help="the domains.yml to deploy (default: the project's)")
+    _run_options(up)
     up.add_argument("--approve-destroy", action="store_true",
                     help="let this run apply a plan that deletes or replaces resources")
     up.set_defaults(run=_up)
+
+    plan = commands.add_parser("plan", help="check and plan; show what Terraform would change (changes nothing)")
+    _run_options(plan)
+    plan.set_defaults(run=_plan)
+
+    apply = commands.add_parser("apply", help="plan, show the changes, ask, then apply them and run every "
+                                "later stage")
+    _run_options(apply)
+    apply.add_argument("--approve-destroy", action="store_true",
+                       help="allow a plan that deletes or replaces resources")
+    apply.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    apply.set_defaults(run=_apply)
+
+    destroy = commands.add_parser("destroy", help="plan the removal of everything Terraform manages, ask, then "
+                                  "remove it and stop every service")
+    destroy.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    destroy.add_argument("--json", action="store_true", help="print one JSON document for scripts")
+    destroy.set_defaults(run=_destroy)
+
+    drift = commands.add_parser("drift", help="compare what runs with the last apply (a refresh-only plan, "
+                                "and the target against Terraform's outputs)")
+    drift.add_argument("--heal", action="store_true", help="deploy Terraform's outputs again where they differ")
+    drift.add_argument("--json", action="store_true", help="print one JSON document for scripts")
+    drift.description = "Exit 0 when nothing drifted, 1 when something did (healed or not)."
+    drift.set_defaults(run=_drift)
 
     status = commands.add_parser("status", help="what runs on the local target, and whether it answers")
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -92,17 +118,108 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def _up(args: argparse.Namespace) -> int:
-    # Dagster loads slowly: only `up` needs it.
-    from atl_pipeline.orchestration.assets import APPROVE_DESTROY_TAG
-    from atl_pipeline.orchestration.runner import run_deploy
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--file", type=Path, help="the domains.yml to deploy (default: the project's)")
+    parser.add_argument("--domain", metavar="NAME", help="change only this domain and its service")
+    parser.add_argument("--json", action="store_true", help="print one JSON document for scripts")
 
-    if args.file is not None and not args.file.is_file():
-        raise UsageError(f"cannot read {args.file}: no such file")
-    tags = {APPROVE_DESTROY_TAG: "true"} if args.approve_destroy else {}
-    outcome = run_deploy(Project.from_env(), args.file, on_stage=_print_stage, tags=tags, on_wait=print)
-    print(f"run {outcome.run_id}: {outcome.status}")
+
+def _runner():
+    """The Dagster layer, imported only by the commands that run: Dagster takes a second to import."""
+    from atl_pipeline.orchestration import runner
+    return runner
+
+
+def _run(args: argparse.Namespace, progress: Progress, stages: list[str] | None, *, approve: bool = False,
+         destroy: bool = False):
+    """One Dagster run of the deploy job (or of `stages`), shown stage by stage."""
+    from atl_pipeline.orchestration.assets import APPROVE_DESTROY_TAG
+
+    file = getattr(args, "file", None)
+    if file is not None and not file.is_file():
+        raise UsageError(f"cannot read {file}: no such file")
+    plan_options = {"domain": getattr(args, "domain", None) or "", "destroy": destroy}
+    return _runner().run_deploy(Project.from_env(), file, on_stage=progress, on_start=progress.start,
+                      on_wait=progress.message, stages=stages, options={"terraform_plan": plan_options},
+                      tags={APPROVE_DESTROY_TAG: "true"} if approve else {})
+
+
+def _up(args: argparse.Namespace) -> int:
+    progress = Progress(as_json=args.json)
+    outcome = _run(args, progress, None, approve=args.approve_destroy)
+    progress.finish(outcome)
     return EXIT_OK if outcome.success else EXIT_FAILED
+
+
+def _plan(args: argparse.Namespace) -> int:
+    progress = Progress(as_json=args.json)
+    outcome = _run(args, progress, _runner().stages_until("terraform_plan"))
+    changes = outcome.metadata.get("terraform_plan", {}).get("change_list", [])
+    _show_changes(progress, changes)
+    progress.finish(outcome, changes=changes)
+    return EXIT_OK if outcome.success else EXIT_FAILED
+
+
+def _apply(args: argparse.Namespace) -> int:
+    stages = _runner().stages_until()
+    return _plan_then(args, Progress(as_json=args.json), "Apply these changes and deploy?",
+                      stages[stages.index("terraform_apply"):], approve=args.approve_destroy)
+
+
+def _destroy(args: argparse.Namespace) -> int:
+    progress = Progress(as_json=args.json)
+    code = _plan_then(args, progress, "Destroy everything listed, and stop every service?",
+                      ["terraform_apply", "service_deployment"], approve=True, destroy=True)
+    if code == EXIT_OK:
+        deployed_runtime(Project.from_env()).stop()
+        progress.message("stopped the load balancer and monitoring; `atl infra up` deploys again")
+    return code
+
+
+def _plan_then(args: argparse.Namespace, progress: Progress, question: str, stages: list[str], *,
+               approve: bool, destroy: bool = False) -> int:
+    """Plan in one run; show it; when confirmed, apply it with `stages` in a second run."""
+    planned = _run(args, progress, _runner().stages_until("terraform_plan"), approve=approve, destroy=destroy)
+    changes = planned.metadata.get("terraform_plan", {}).get("change_list", [])
+    if not planned.success or not changes:
+        if planned.success:
+            progress.message("no changes: nothing to apply")
+        progress.finish(planned, changes=changes, applied=False)
+        return EXIT_OK if planned.success else EXIT_FAILED
+    _show_changes(progress, changes)
+    if not (args.yes or _confirm(question)):
+        progress.message("nothing was applied")
+        progress.finish(planned, changes=changes, applied=False)
+        return EXIT_FAILED
+    applied = _run(args, progress, stages, approve=approve, destroy=destroy)
+    progress.finish(applied, changes=changes, applied=applied.success, plan_run_id=planned.run_id)
+    return EXIT_OK if applied.success else EXIT_FAILED
+
+
+def _show_changes(progress: Progress, changes: list[dict]) -> None:
+    if changes:
+        progress.message(text_table(("address", "action"), [(c["address"], c["action"]) for c in changes]))
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        raise UsageError("confirmation needed and stdin is not a terminal: pass -y to go ahead")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _drift(args: argparse.Namespace) -> int:
+    try:
+        report = _runner().run_drift(Project.from_env(), heal=args.heal)
+    except _runner().DriftNotChecked as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps({"run_id": report.run_id, "drifted": not report.passed, "lines": report.lines},
+                         indent=2))
+    else:
+        print("\n".join(report.lines) if report.lines else "no drift: what runs matches the last apply")
+        print(f"run {report.run_id}: {'no drift' if report.passed else 'DRIFT'}")
+    return EXIT_OK if report.passed else EXIT_FAILED
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -132,13 +249,3 @@ def _down(args: argparse.Namespace) -> int:
     print("stopped every service and the load balancer; `atl infra up` brings them back" if running
           else "nothing was running")
     return EXIT_OK
-
-
-def _print_stage(event) -> None:
-    label = {"ok": "ok", "failed": "FAIL", "skipped": "skip", "check failed": "FAIL"}[event.status]
-    seconds = f"{event.seconds:6.2f}s" if event.seconds is not None else " " * 7
-    detail, *more = (event.detail or event.status).splitlines() or [""]
-    print(f"{label:<5} {event.stage:<32} {seconds}  {detail}")
-    for line in more:
-        print(f"{'':<47}{line}")
-    sys.stdout.flush()

@@ -137,22 +137,31 @@ def validated_config(domain_config: LoadedConfig) -> Iterator[Output[ValidatedCo
 
 
 
+class PlanOptions(Config):
+    domain: str = ""
+    """Plan only this domain and its service (`atl infra up --domain NAME`)."""
+    destroy: bool = False
+    """Plan the removal of everything (`atl infra destroy`)."""
+
+
 @asset(group_name=GROUP, kinds={"terraform"}, pool=POOL, retry_policy=RETRY, check_specs=[AssetCheckSpec(
     "destroy_approved", asset="terraform_plan", blocking=True,
     description=f"A plan that deletes or replaces anything runs only with the run tag {APPROVE_DESTROY_TAG}=true "
                 "(`atl infra up --approve-destroy`).")])
-def terraform_plan(context: AssetExecutionContext, validated_config: ValidatedConfig,
+def terraform_plan(context: AssetExecutionContext, config: PlanOptions, validated_config: ValidatedConfig,
                    project: ProjectResource) -> Iterator[Output[TerraformPlan] | AssetCheckResult]:
     """The Terraform templates rendered from the configuration, checked, and planned."""
     approved = context.run.tags.get(APPROVE_DESTROY_TAG) == "true"
     with _clear_failure():
-        plan = make_plan(project.get(), validated_config, context.run.run_id, destroy_approved=approved)
+        plan = make_plan(project.get(), validated_config, context.run.run_id, destroy_approved=approved,
+                         domain=config.domain, destroy=config.destroy)
     summary = plan.summary
     rows = [(change.address, change.action) for change in summary.changes]
     yield Output(plan, metadata={
         "summary": summary.describe(),
         **summary.counts,
         "changes": MetadataValue.md(markdown_table(("address", "action"), rows) if rows else "No changes."),
+        "change_list": MetadataValue.json([{"address": address, "action": action} for address, action in rows]),
         "plan_file": MetadataValue.path(str(plan.plan_file)),
     })
     yield _destroy_check(summary, approved)
@@ -178,7 +187,7 @@ def service_deployment(validated_config: ValidatedConfig, terraform_apply: Terra
                        project: ProjectResource) -> Output[Deployment]:
     """The services running as Terraform's outputs declare, behind the load balancer."""
     runtime = LocalRuntime(project.get(), validated_config.loaded.config.target)
-    services, domains = terraform_apply.outputs["services"], terraform_apply.outputs["domains"]
+    services, domains = terraform_apply.outputs.get("services", {}), terraform_apply.outputs.get("domains", {})
     with _clear_failure():
         outcomes = runtime.deploy(services, domains)
     counts = Counter(outcome.action for outcome in outcomes)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dagster import (
@@ -23,8 +23,9 @@ from dagster import (
     execute_job,
     reconstructable,
 )
+from dagster._core.definitions.reconstruct import ReconstructableJob
 
-from atl_pipeline.definitions import deploy_job
+from atl_pipeline.definitions import deploy_job, drift_job
 from atl_pipeline.orchestration.assets import POOL
 from atl_pipeline.project import Project, lock_timeout
 
@@ -51,32 +52,75 @@ class RunOutcome:
     run_id: str
     success: bool
     status: str
+    metadata: dict[str, dict] = field(default_factory=dict)  # by stage: what it materialized
 
 
 def run_deploy(project: Project, domains_file: Path | None = None,
                on_stage: Callable[[StageEvent], None] = lambda event: None,
                tags: dict[str, str] | None = None,
                on_wait: Callable[[str], None] = lambda message: None,
-               until: str | None = None) -> RunOutcome:
-    """Run the deploy job, every stage or the stages up to `until`, in the project's instance."""
+               stages: Sequence[str] | None = None,
+               options: dict[str, dict] | None = None,
+               on_start: Callable[[str], None] = lambda stage: None) -> RunOutcome:
+    """Run the deploy job in the project's instance: every stage, or `stages` (the others load
+    from storage). `options` are stage configurations, such as {"terraform_plan": {"domain": ...}}."""
     instance = DagsterInstance.from_config(str(project.ensure_instance()))
-    run_config: dict = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-                        "resources": {"project": {"config": {"root": str(project.root)}}}}
+    ops = {stage: {"config": value} for stage, value in (options or {}).items()}
     if domains_file is not None:
-        run_config["ops"] = {"domain_config": {"config": {"path": str(domains_file.resolve())}}}
+        ops["domain_config"] = {"config": {"path": str(domains_file.resolve())}}
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+                        "resources": {"project": {"config": {"root": str(project.root)}}}, "ops": ops}
     _wait_for_pool(instance, on_wait)
     marker = uuid.uuid4().hex
-    stages = stages_until(until)
-    watcher = _StageWatcher(instance, marker, stages, on_stage)
+    selected = list(stages or stages_until())
+    watcher = _StageWatcher(instance, marker, selected, on_stage, on_start)
     watcher.start()
     try:
-        result = execute_job(reconstructable(deploy_job), instance, run_config=run_config,
-                             tags={"atl/trigger": "cli", "atl/invocation": marker, **(tags or {})},
-                             asset_selection=[AssetKey(stage) for stage in stages] if until else None)
+        result = execute_job(deploy_subset(selected) if stages else reconstructable(deploy_job), instance,
+                             run_config=run_config,
+                             tags={"atl/trigger": "cli", "atl/invocation": marker, **(tags or {})})
     finally:
         watcher.finish()
     run = instance.get_run_by_id(result.run_id)
-    return RunOutcome(result.run_id, result.success, run.status.value if run else "UNKNOWN")
+    return RunOutcome(result.run_id, result.success, run.status.value if run else "UNKNOWN", watcher.metadata)
+
+
+class DriftNotChecked(Exception):
+    """The drift job could not evaluate its check (nothing deployed yet, say)."""
+
+
+@dataclass(frozen=True)
+class DriftOutcome:
+    run_id: str
+    passed: bool
+    lines: list[str]
+
+
+def run_drift(project: Project, *, heal: bool = False) -> DriftOutcome:
+    """Run the drift job, as its schedule does, and read the `no_drift` check it evaluated."""
+    instance = DagsterInstance.from_config(str(project.ensure_instance()))
+    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+                  "resources": {"project": {"config": {"root": str(project.root)}}},
+                  "ops": {"service_deployment_no_drift": {"config": {"heal": heal}}}}
+    with execute_job(reconstructable(drift_job), instance, run_config=run_config,
+                     tags={"atl/trigger": "cli"}) as result:
+        checks = [event.event_specific_data for event in result.all_events
+                  if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
+        if not checks:
+            failure = next((e.step_failure_data for e in result.all_events if e.is_step_failure), None)
+            raise DriftNotChecked(f"run {result.run_id}: " + (failure.error.message.strip() if failure and
+                                  failure.error else "the drift check did not run") + "; has anything been deployed?")
+    evaluation = checks[0]
+    listed = str(evaluation.metadata["drift"].value).splitlines()
+    return DriftOutcome(result.run_id, evaluation.passed, [line[2:] for line in listed if line.startswith("- ")])
+
+
+def deploy_subset(stages: Sequence[str]) -> ReconstructableJob:
+    """The deploy job for these stages and their own checks only (a plain asset selection would
+    also take in the drift check, which targets `service_deployment`)."""
+    keys = {AssetKey(stage) for stage in stages}
+    checks = {key for key in deploy_job().asset_layer.asset_graph.asset_check_keys if key.asset_key in keys}
+    return reconstructable(deploy_job).get_subset(asset_selection=keys, asset_check_selection=checks)
 
 
 def stages_until(until: str | None = None) -> list[str]:
@@ -111,15 +155,16 @@ class _StageWatcher(threading.Thread):
     """Follows the event log of the run tagged with `marker` and reports stage ends."""
 
     def __init__(self, instance: DagsterInstance, marker: str, stages: list[str],
-                 on_stage: Callable[[StageEvent], None]):
+                 on_stage: Callable[[StageEvent], None], on_start: Callable[[str], None]):
         super().__init__(daemon=True)
-        self.instance, self.marker, self.stages, self.on_stage = instance, marker, stages, on_stage
+        self.instance, self.marker, self.stages = instance, marker, stages
+        self.on_stage, self.on_start = on_stage, on_start
         self.reported: set[str] = set()
         self.done = threading.Event()
         self.run_id: str | None = None
         self.cursor: str | None = None
         self.started: dict[str, float] = {}
-        self.summaries: dict[str, str] = {}
+        self.metadata: dict[str, dict] = {}
 
     def run(self) -> None:
         while not self.done.wait(0.1):
@@ -155,14 +200,14 @@ class _StageWatcher(threading.Thread):
         seconds = round(entry.timestamp - self.started[step], 3) if step in self.started else None
         if kind == DagsterEventType.STEP_START:
             self.started[step] = entry.timestamp
+            self.on_start(step)
         elif kind == DagsterEventType.ASSET_MATERIALIZATION:
-            summary = data.materialization.metadata.get("summary")
-            self.summaries[step] = str(summary.value) if summary else ""
+            self.metadata[step] = {key: value.value for key, value in data.materialization.metadata.items()}
         elif kind == DagsterEventType.ASSET_CHECK_EVALUATION and not data.passed:
             self.on_stage(StageEvent(f"{step}:{data.check_name}", "check failed",
                                      detail=data.description or ""))
         elif kind == DagsterEventType.STEP_SUCCESS:
-            self.report(StageEvent(step, "ok", seconds, self.summaries.get(step, "")))
+            self.report(StageEvent(step, "ok", seconds, str(self.metadata.get(step, {}).get("summary", ""))))
         elif kind == DagsterEventType.STEP_FAILURE:
             failure = data.user_failure_data
             if failure and failure.description:

@@ -14,7 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,10 +49,10 @@ class Terraform:
         self.run("init", "-input=false", "-no-color", "-migrate-state", "-force-copy",
                  f"-lock-timeout={self.lock_timeout}")
 
-    def plan(self, out: Path) -> bool:
-        """Write a plan to `out`; True when it changes anything."""
+    def plan(self, out: Path, *, targets: Sequence[str] = (), destroy: bool = False) -> bool:
+        """Write a plan to `out` (of only `targets`, or destroying everything); True when it changes anything."""
         args = ["plan", "-input=false", "-no-color", "-detailed-exitcode", f"-lock-timeout={self.lock_timeout}",
-                f"-out={out}"]
+                f"-out={out}", *(f"-target={target}" for target in targets), *(["-destroy"] if destroy else [])]
         return self.run(*args, ok=(0, 2)).returncode == 2
 
     def show(self, plan: Path) -> dict:

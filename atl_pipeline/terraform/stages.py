@@ -58,13 +58,15 @@ def terraform(project: Project, state: State, environment: str) -> Terraform:
                      env=env, redact=redact)
 
 
-def make_plan(project: Project, validated: ValidatedConfig, name: str, *,
-              destroy_approved: bool = False) -> TerraformPlan:
-    """Render, check, init and plan; the plan is saved as `plans/<name>.tfplan`."""
+def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destroy_approved: bool = False,
+              domain: str = "", destroy: bool = False) -> TerraformPlan:
+    """Render, check, init and plan; the plan is saved as `plans/<name>.tfplan`. With `domain`,
+    the plan changes only that domain and its service; with `destroy`, it removes everything."""
     if not validated.ok:
         raise InvalidConfig(f"{validated.loaded.source.name} has {len(validated.findings)} findings; "
                             "fix them before planning")
     config: Config = validated.loaded.config
+    targets = _targets(config, domain) if domain else ()
     rendered = render(config, validated.loaded.templates_dir or project.templates_dir)
     runner = terraform(project, config.state, config.environment)
     with project.lock():
@@ -75,7 +77,7 @@ def make_plan(project: Project, validated: ValidatedConfig, name: str, *,
         plans = runner.workdir / "plans"
         plans.mkdir(exist_ok=True)
         plan_file = plans / f"{name}.tfplan"
-        changed = runner.plan(plan_file)
+        changed = runner.plan(plan_file, targets=targets, destroy=destroy)
         summary = PlanSummary.from_show_json(runner.show(plan_file))
         _prune(plans)
     return TerraformPlan(runner.workdir, plan_file, summary, changed, destroy_approved, config.state,
@@ -93,6 +95,14 @@ def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:
         if plan.changed:
             runner.apply(plan.plan_file)
         return TerraformApply(runner.outputs(), runner.state_serial(), applied=plan.changed)
+
+
+def _targets(config: Config, name: str) -> tuple[str, ...]:
+    """The Terraform addresses of one enabled domain and its service."""
+    domain = next((d for d in config.serving if d.name == name), None)
+    if domain is None:
+        raise InvalidConfig(f"no enabled domain {name} in {', '.join(d.name for d in config.serving) or 'the file'}")
+    return f'terraform_data.domain["{domain.name}"]', f'terraform_data.service["{domain.service}"]'
 
 
 def _written_before(rendered: Rendered, workdir: Path) -> bool:
