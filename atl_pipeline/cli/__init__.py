@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from atl_pipeline.cli import infra, utils
+from atl_pipeline.cli import infra, quality, utils
 from atl_pipeline.cli.common import EXIT_USAGE, UsageError
 
 
@@ -14,6 +14,7 @@ def parser() -> argparse.ArgumentParser:
                                    "from domains.yml.")
     groups = root.add_subparsers(dest="group", required=True, metavar="GROUP")
     infra.register(groups.add_parser("infra", help="validate, deploy and inspect the infrastructure"))
+    quality.register(groups.add_parser("quality", help="lint domains.yml and what it renders"))
     utils.register(groups.add_parser("utils", help="utilities for operators"))
     return root
 

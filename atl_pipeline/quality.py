@@ -1,0 +1,126 @@
+"""`atl quality lint`: everything that can be checked before a deploy, without running one.
+
+- the schema and the semantic rules (the `validated_config` stage's own checks);
+- the Terraform rendered from the templates: python-hcl2's read-back check and
+  `terraform fmt -check`;
+- the YAML style of domains.yml: trailing spaces, CRLF line ends, a missing final newline,
+  blank lines at the end (all fixed by `--fix`), and lines over 120 characters.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from atl_pipeline.config import LoadedConfig, load_config
+from atl_pipeline.config.loader import load_source
+from atl_pipeline.config.yaml_reader import decode_source
+from atl_pipeline.findings import ConfigError
+from atl_pipeline.terraform.cli import Terraform, TerraformError
+from atl_pipeline.terraform.hcl_check import check_rendered
+from atl_pipeline.terraform.render import RenderError, render, write
+from atl_pipeline.validation import validate
+
+MAX_LINE = 120
+
+
+@dataclass(frozen=True, order=True)
+class LintFinding:
+    file: str
+    line: int
+    column: int
+    rule: str
+    message: str
+    fixable: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: [{self.rule}] {self.message}"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def lint(path: Path, templates: Path, tool_home: Path, *, name: str | None = None) -> list[LintFinding]:
+    name = name or str(path)
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    findings = style(text, name)
+    try:
+        loaded = load_config(path, name=name)
+    except ConfigError as error:
+        return sorted(findings + [_from(f, "schema") for f in error.findings])
+    validated = validate(loaded)
+    findings += [_from(f, "rules") for f in validated.findings]
+    if validated.ok:
+        findings += terraform_findings(loaded, templates, tool_home)
+    return sorted(findings)
+
+
+def style(text: str, name: str) -> list[LintFinding]:
+    found = []
+    lines = text.split("\n")
+    for number, line in enumerate(lines, 1):
+        if line.endswith("\r"):
+            found.append(LintFinding(name, number, len(line), "style/crlf", "CRLF line end; use LF", True))
+            line = line[:-1]
+        if line != line.rstrip():
+            found.append(LintFinding(name, number, len(line.rstrip()) + 1, "style/trailing-space",
+                                     "trailing whitespace", True))
+        if len(line) > MAX_LINE:
+            found.append(LintFinding(name, number, MAX_LINE + 1, "style/line-length",
+                                     f"line is {len(line)} characters; keep it to {MAX_LINE}"))
+    if text and not text.endswith("\n"):
+        found.append(LintFinding(name, len(lines), len(lines[-1]) + 1, "style/final-newline",
+                                 "no newline at the end of the file", True))
+    elif text.endswith("\n\n"):
+        blank = len(text) - len(text.rstrip("\n")) - 1
+        found.append(LintFinding(name, len(lines) - blank, 1, "style/trailing-blank-lines",
+                                 f"{blank} blank lines at the end of the file", True))
+    return found
+
+
+def fix(path: Path) -> int:
+    """Apply the mechanical style fixes, only if the configuration reads the same after them;
+    returns how many findings were fixed."""
+    try:
+        before = path.read_bytes().decode("utf-8")  # read_text would hide CRLF line ends
+    except UnicodeDecodeError:
+        return 0  # lint reports where the bad byte is
+    fixable = [finding for finding in style(before, str(path)) if finding.fixable]
+    if not fixable:
+        return 0
+    after = "\n".join(line.rstrip() for line in before.replace("\r\n", "\n").split("\n")).rstrip("\n") + "\n"
+    try:
+        same = load_config(path).config == load_source(decode_source(after.encode(), str(path))).config
+    except ConfigError:
+        same = False
+    if not same:
+        return 0  # only a human can fix a file that does not load, or whose meaning would change
+    temporary = path.with_name(f".{path.name}.atl-fix")
+    temporary.write_bytes(after.encode())
+    os.replace(temporary, path)
+    return len(fixable)
+
+
+def terraform_findings(loaded: LoadedConfig, templates: Path, tool_home: Path) -> list[LintFinding]:
+    """The templates rendered for this configuration: read back by python-hcl2, and `terraform fmt -check`."""
+    where = str(templates / loaded.config.target.kind)
+    try:
+        rendered = render(loaded.config, templates)
+        check_rendered(rendered, loaded.config.target.kind)
+    except RenderError as error:
+        return [LintFinding(where, 1, 1, "terraform/hcl", str(error))]
+    with tempfile.TemporaryDirectory(prefix="atl-lint-") as folder:
+        write(rendered, Path(folder))
+        try:
+            unformatted = Terraform(Path(folder), tool_home).unformatted()
+        except TerraformError as error:
+            return [LintFinding(where, 1, 1, "terraform/fmt", str(error))]
+    return [LintFinding(f"{where}/{name}.j2", 1, 1, "terraform/fmt",
+                        "renders to Terraform that `terraform fmt` would rewrite; align the template")
+            for name in unformatted]
+
+
+def _from(finding, rule: str) -> LintFinding:
+    return LintFinding(finding.file, finding.line, finding.column, rule, finding.message)
