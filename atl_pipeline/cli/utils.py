@@ -7,8 +7,10 @@ from pathlib import Path
 
 from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError
 from atl_pipeline.config.edit import EditError, set_enabled
+from atl_pipeline.doctor import as_json, examine
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.project import Project
+from atl_pipeline.report import text_table
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -16,6 +18,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     instance = commands.add_parser("instance", help="create the project's Dagster instance and print its "
                                    "directory (the DAGSTER_HOME of `make dev`)")
     instance.set_defaults(run=_instance)
+    doctor = commands.add_parser("doctor", help="the tools, ports and instance the pipeline needs, each with "
+                                 "what to do when it is missing")
+    doctor.add_argument("--json", action="store_true", help="print one JSON document for scripts")
+    doctor.description = "Exit 0 when everything is in place, 1 otherwise."
+    doctor.set_defaults(run=_doctor)
     for verb, enabled in (("enable", True), ("disable", False)):
         command = commands.add_parser(verb, help=f"set `enabled: {str(enabled).lower()}` on a domain in "
                                       "domains.yml, keeping its comments and order; the next deploy applies it")
@@ -27,6 +34,16 @@ def register(parser: argparse.ArgumentParser) -> None:
 def _instance(args: argparse.Namespace) -> int:
     print(Project.from_env().ensure_instance())
     return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    checks = examine(Project.from_env())
+    if args.json:
+        print(as_json(checks))
+    else:
+        print(text_table(("", "check", "detail", "to do"),
+                         [("ok" if c.ok else "FAIL", c.name, c.detail, c.fix) for c in checks]))
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
 
 
 def _set_enabled(args: argparse.Namespace) -> int:

@@ -77,7 +77,7 @@ class Deployment:
 def deployed_runtime(project: Project) -> LocalRuntime:
     """The runtime as the last deployment left it (default ports when nothing was deployed)."""
     record = project.state_dir / "runtime" / "deployed.json"
-    ports = json.loads(record.read_text())["ports"] if record.exists() else {}
+    ports = json.loads(record.read_text()).get("ports", {}) if record.exists() else {}
     return LocalRuntime(project, LocalTarget(**ports))
 
 

