@@ -6,7 +6,7 @@ import argparse
 import signal
 import sys
 
-from atl_pipeline.cli import infra, quality, utils
+from atl_pipeline.cli import docs, infra, quality, utils
 from atl_pipeline.cli.common import EXIT_USAGE, UsageError
 
 
@@ -17,6 +17,7 @@ def parser() -> argparse.ArgumentParser:
     infra.register(groups.add_parser("infra", help="validate, deploy and inspect the infrastructure"))
     quality.register(groups.add_parser("quality", help="lint domains.yml and what it renders"))
     utils.register(groups.add_parser("utils", help="utilities for operators"))
+    docs.register(groups.add_parser("docs", help="the generated documentation"))
     return root
 
 

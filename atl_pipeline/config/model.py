@@ -42,12 +42,16 @@ _IMAGE = re.compile(
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    # the docstring under a field is its description: `atl docs build` writes the reference from it
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True,
+                              use_attribute_docstrings=True)
 
 
 class Resources(_Model):
     cpu: Quantity = "250m"
+    """Per replica, Kubernetes syntax (`500m`, `1`, `1.5`). On the local target a scheduling weight."""
     memory: Quantity = "256Mi"
+    """Per replica, Kubernetes syntax (`512Mi`, `1Gi`). On the local target an address-space limit."""
 
     @property
     def millicores(self) -> int:
@@ -60,6 +64,7 @@ class Resources(_Model):
 
 class Health(_Model):
     path: str = "/healthz"
+    """The URL path that answers 2xx when a replica is healthy: letters, digits, `. _ ~ / -`, a plain query."""
 
     @field_validator("path")
     @classmethod
@@ -71,9 +76,14 @@ class Health(_Model):
 
 class Service(_Model):
     command: list[str] | None = Field(None, min_length=1)
+    """The program and its arguments, never a shell string. Placeholders `{port}`, `{replica}`, `{service}`."""
     image: str | None = None
+    """The container image (`registry/name:tag` or `name@sha256:...`), for container targets."""
     port: Port
+    """The first of the service's 100 ports: replica r listens on port + r, or port + 50 + r while a release
+    rolls in."""
     health: Health = Health()
+    """How the load balancer and the health check tell a replica is up."""
 
     @field_validator("command", mode="before")
     @classmethod
@@ -113,29 +123,45 @@ class Service(_Model):
 
 class Domain(_Model):
     name: Hostname
+    """The domain: an RFC 1123 hostname; non-ASCII names are converted with IDNA 2008."""
     service: Identifier
+    """The service that answers it, defined under `services:`."""
     ssl: bool = True
+    """HTTPS with a certificate, and HTTP redirected to it."""
     monitoring: bool = True
+    """A blackbox probe of the domain, with the SLO alerts on it."""
     replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
+    """How many replicas of the service run (1 to 50); domains sharing a service ask for the same."""
     resources: Resources = Resources()
-    enabled: bool = True  # false: declared and checked, but not deployed (`atl utils disable`)
+    """What each replica may use; domains sharing a service ask for the same."""
+    enabled: bool = True
+    """`false`: declared and checked, but not deployed (`atl utils disable`)."""
 
 
 class Capacity(_Model):
     cpu: Quantity
+    """The cores the target has for services."""
     memory: Quantity
+    """The memory the target has for services."""
 
 
 class LocalTarget(_Model):
     """This machine: services as processes, Caddy in front on loopback."""
 
     kind: Literal["local"] = "local"
+    """Where services run: `local`, processes on this machine behind Caddy on loopback."""
     capacity: Capacity | None = None
+    """What the requested resources must fit in; default: this machine's cores and memory."""
     http_port: Port = 8000
+    """The load balancer's HTTP port on 127.0.0.1."""
     https_port: Port = 8443
-    admin_port: Port = 2019  # Caddy's admin API
+    """The load balancer's HTTPS port on 127.0.0.1."""
+    admin_port: Port = 2019
+    """Caddy's admin API on 127.0.0.1."""
     prometheus_port: Port = 9090
+    """Prometheus on 127.0.0.1."""
     blackbox_port: Port = 9115
+    """The blackbox exporter on 127.0.0.1."""
 
     @property
     def ports(self) -> dict[str, int]:
@@ -147,8 +173,11 @@ class State(_Model):
     """Where Terraform keeps its state: a local file under .atl/, or PostgreSQL (with its lock)."""
 
     backend: Literal["local", "pg"] = "local"
+    """`local`: a file under `.atl/terraform/`; `pg`: Terraform's PostgreSQL backend, with its lock."""
     conn_str: SecretRef | None = None
+    """pg only: `env:NAME`, NAME holding the connection string. A literal value is refused."""
     schema_name: SqlName | None = None
+    """pg only: default `atl_<project>__<environment>`."""
 
     @model_validator(mode="after")
     def _connection_for_pg_only(self) -> State:
@@ -161,12 +190,19 @@ class State(_Model):
 
 class Config(_Model):
     version: Literal[1] = 1
+    """The schema's version."""
     project: Identifier = "allthingslinux"
+    """The project's name: `[a-z0-9-]`."""
     environment: Identifier = "production"
+    """The environment: each has its own Terraform state."""
     target: LocalTarget = LocalTarget()
+    """Where the services run."""
     state: State = State()
+    """Where Terraform keeps its state."""
     services: dict[Identifier, Service] = {}
+    """The services, by name (`[a-z0-9-]`, 1-63 characters)."""
     domains: list[Domain]
+    """The domains, each answered by a service."""
 
     @property
     def serving(self) -> list[Domain]:
