@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -124,3 +125,15 @@ def test_the_atl_console_script_is_installed(write):
 def test_help_lists_the_commands(capsys, group):
     code, out, _ = run(capsys, group, "--help")
     assert code == 0 and "COMMAND" in out
+
+
+def test_validate_as_json(capsys, write):
+    code, out, _ = run(capsys, "infra", "validate", "--json", str(write(SEED)))
+    assert code == 0 and json.loads(out) == {"valid": True, "domains": 1, "services": 1, "findings": []}
+
+    path = write(SEED.replace("replicas: 3", "replicas: 0"))
+    code, out, _ = run(capsys, "infra", "validate", "--json", str(path))
+    document = json.loads(out)
+    assert code == 1 and document["valid"] is False and document["domains"] is None
+    (finding,) = document["findings"]
+    assert set(finding) == {"file", "line", "column", "message"} and finding["line"] == 11

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     check = commands.add_parser("validate", help="check domains.yml; print file:line:col: message per finding")
     check.add_argument("file", nargs="?", type=Path, help="default: the project's domains.yml")
+    check.add_argument("--json", action="store_true", help="print one JSON document for scripts")
     check.set_defaults(run=_validate)
 
     show = commands.add_parser("config", help="print the table of domains")
@@ -72,13 +74,19 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    validated = _load_and_validate(args.file)
-    if validated is None:
-        return EXIT_FAILED
-    config = validated.loaded.config
-    print(f"{validated.loaded.source.name}: valid ({len(config.domains)} domains, "
-          f"{len(config.services)} services)")
-    return EXIT_OK
+    validated, findings = _checked(args.file)
+    if args.json:
+        config = validated.loaded.config if validated else None
+        print(json.dumps({"valid": not findings, "domains": len(config.domains) if config else None,
+                          "services": len(config.services) if config else None,
+                          "findings": [dataclasses.asdict(finding) for finding in findings]}, indent=2))
+    elif findings:
+        print("\n".join(map(str, findings)))
+    else:
+        config = validated.loaded.config
+        print(f"{validated.loaded.source.name}: valid ({len(config.domains)} domains, "
+              f"{len(config.services)} services)")
+    return EXIT_FAILED if findings else EXIT_OK
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -91,15 +99,19 @@ def _config(args: argparse.Namespace) -> int:
 
 def _load_and_validate(file: Path | None) -> ValidatedConfig | None:
     """The validated configuration, or None after printing every finding."""
-    findings = []
-    try:
-        validated = validate(_load(file))
-        findings = list(validated.findings)
-    except ConfigError as error:
-        findings = error.findings
+    validated, findings = _checked(file)
     for finding in findings:
         print(finding)
     return None if findings else validated
+
+
+def _checked(file: Path | None) -> tuple[ValidatedConfig | None, list]:
+    """The configuration under the schema and the rules, and every finding."""
+    try:
+        validated = validate(_load(file))
+    except ConfigError as error:
+        return None, error.findings
+    return validated, list(validated.findings)
 
 
 def _load(file: Path | None) -> LoadedConfig:
