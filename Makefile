@@ -45,8 +45,11 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/health.py
 	$(BIN)/python bench/gitops.py
 
+## lint: ruff on the code, `atl quality lint` on domains.yml, and the generated docs up to date
 lint: $(VENV)/.installed
 	$(BIN)/ruff check atl_pipeline tests bench
+	$(BIN)/atl quality lint
+	$(BIN)/atl docs build --check
 
 ## clean: stop what runs, then remove the virtualenv and all state
 clean:
