@@ -152,8 +152,8 @@ def _run(args: argparse.Namespace, progress: Progress, stages: list[str] | None,
         raise UsageError(f"cannot read {file}: no such file")
     plan_options = {"domain": getattr(args, "domain", None) or "", "destroy": destroy}
     return _runner().run_deploy(Project.from_env(), file, on_stage=progress, on_start=progress.start,
-                      on_wait=progress.message, stages=stages, options={"terraform_plan": plan_options},
-                      tags={APPROVE_DESTROY_TAG: "true"} if approve else {})
+                                on_wait=progress.message, stages=stages, options={"terraform_plan": plan_options},
+                                tags={APPROVE_DESTROY_TAG: "true"} if approve else {})
 
 
 def _up(args: argparse.Namespace) -> int:
