@@ -40,6 +40,11 @@ mutation Reexecute($parentRunId: String!) {
 }"""
 
 
+MESSAGES = """
+query Messages($runId: ID!) {
+  logsForRun(runId: $runId) { ... on EventConnection { events { ... on MessageEvent { message } } } }
+}"""
+
 FAILURES = """
 query Failures($runId: ID!) {
   logsForRun(runId: $runId) {
@@ -113,6 +118,11 @@ class DagsterDev:
                                    f"see {self.log}")
             time.sleep(0.5)
         return runs[0]
+
+    def messages(self, run_id: str) -> list[str]:
+        """Every message of the run's event log."""
+        events = self.graphql(MESSAGES, runId=run_id)["logsForRun"]["events"]
+        return [event["message"] for event in events if event.get("message")]
 
     def failures(self, run_id: str) -> list[str]:
         """`stage: message` of each failed stage of the run."""

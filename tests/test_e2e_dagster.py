@@ -5,7 +5,11 @@ headless Chromium. One `dagster dev` serves the whole module; the tests run in o
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +98,41 @@ def test_a_failed_run_reexecuted_from_failure_runs_only_the_failed_stages(stack:
     assert stack.steps(child) == dict.fromkeys(STAGES[4:], "SUCCESS")
     assert deployed_runtime(stack.project).deployed()["services"]["backend-api"]["release"] != record["release"]
     assert through_lb(stack.project, API, "/healthz").status == 200
+
+
+def test_a_run_whose_worker_is_killed_is_retried_from_failure(stack: Stack):
+    sha = stack.remote.edit("domains.yml", "replicas: 2", "replicas: 3", "api: three replicas again")
+    run = wait_for_stage(stack, {"atl/commit": sha}, "service_deployment")
+    worker = run_worker_pid(stack, run["runId"])
+    os.kill(worker, signal.SIGKILL)  # the process running the run dies mid-roll
+
+    killed = stack.dev.wait_until_finished(run["runId"])
+    retry = stack.dev.wait_for_run({"dagster/parent_run_id": run["runId"]})
+
+    assert killed["status"] == "FAILURE"
+    assert retry["status"] == "SUCCESS" and retry["parentRunId"] == run["runId"]
+    assert "domain_config" not in stack.steps(retry)  # from failure: the stages that had finished are kept
+    assert stack.steps(retry)["certificates"] == "SUCCESS"
+    assert len(deployed_runtime(stack.project).deployed()["services"]["backend-api"]["ports"]) == 3
+
+
+def wait_for_stage(stack: Stack, tags: dict[str, str], stage: str, timeout: float = 180) -> dict:
+    """The newest run with these tags, once `stage` has started in it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = stack.dev.runs(tags)
+        if runs and stack.steps(runs[0]).get(stage) == "IN_PROGRESS":
+            return runs[0]
+        time.sleep(0.2)
+    raise TimeoutError(f"{stage} did not start in a run tagged {tags}")
+
+
+def run_worker_pid(stack: Stack, run_id: str) -> int:
+    """The process executing the run, as its event log names it ("Started process for run (pid: N)")."""
+    for message in stack.dev.messages(run_id):
+        if found := re.search(r"Started process for run \(pid: (\d+)\)", message):
+            return int(found.group(1))
+    raise LookupError(f"run {run_id} names no process")
 
 
 def test_the_ui_shows_the_asset_graph_and_the_run(stack: Stack):
