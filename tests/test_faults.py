@@ -65,3 +65,41 @@ def kill_terraform_in(workdir: Path, timeout: float = 60) -> None:
                 continue
         time.sleep(0.01)
     pytest.fail(f"no terraform process started in {workdir}")
+
+
+def test_every_process_of_the_stack_listens_on_loopback_only(project: Project):
+    """Caddy (its admin API included), Prometheus, the blackbox exporter and every replica."""
+    assert run_deploy(project).success
+    runtime = deployed_runtime(project)
+    pids = {p["pid"] for p in runtime.supervisor.processes() if p["pid"]}
+    listening = listening_sockets(pids)
+
+    assert {name for name, _, _ in listening} >= {"caddy", "prometheus", "prometheus-blac", "python3"}
+    assert {address for _, address, _ in listening} == {"127.0.0.1"}, listening
+    assert (project.state_dir / "runtime").stat().st_mode & 0o077 == 0  # supervisord's socket is in here
+
+
+def listening_sockets(pids: set[int]) -> list[tuple[str, str, int]]:
+    """(process name, address, port) of each TCP socket in LISTEN that these processes hold."""
+    inodes: dict[str, str] = {}
+    for pid in pids:
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            target = os.readlink(fd) if fd.is_symlink() else ""
+            if target.startswith("socket:["):
+                inodes[target[8:-1]] = name
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # 0A: LISTEN
+                found.append((inodes[inode], *_address(local)))
+    return found
+
+
+def _address(hex_address: str) -> tuple[str, int]:
+    host, port = hex_address.split(":")
+    if len(host) == 8:  # IPv4, little-endian
+        return ".".join(str(int(host[i:i + 2], 16)) for i in (6, 4, 2, 0)), int(port, 16)
+    return ("::1" if host == "00000000000000000000000001000000" else f"ipv6:{host}"), int(port, 16)
