@@ -124,4 +124,4 @@ def _default(value) -> str:
         return "see below"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
-    return f"`{value}`" if value != {} else "`{}`"
+    return f"`{value}`"

@@ -12,7 +12,7 @@ import pytest
 from atl_pipeline.config import load_config
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
-from atl_pipeline.runtime.local import deployed_runtime
+from atl_pipeline.runtime.local import as_output, deployed_runtime
 from atl_pipeline.terraform.cli import TerraformError
 from atl_pipeline.terraform.stages import make_plan, terraform
 from atl_pipeline.validation import validate
@@ -33,8 +33,7 @@ def test_caddy_killed_is_restarted_with_its_configuration(project: Project):
     wait_until_served(project, API)  # supervisord restarts it; it resumes its last configuration
     restarted = next(p["pid"] for p in runtime.supervisor.processes() if p["name"] == "caddy")
     record = runtime.deployed()
-    services = {name: {k: v for k, v in spec.items() if k not in ("slot", "group")}
-                for name, spec in record["services"].items()}
+    services = {name: as_output(spec) for name, spec in record["services"].items()}
     assert restarted != caddy and runtime.drift(services, record["domains"]) == []
 
 

@@ -7,6 +7,7 @@ instance's event log while the run executes in this process.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -68,8 +69,7 @@ def run_deploy(project: Project, domains_file: Path | None = None,
     ops = {stage: {"config": value} for stage, value in (options or {}).items()}
     if domains_file is not None:
         ops["domain_config"] = {"config": {"path": str(domains_file.resolve())}}
-    run_config: dict = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-                        "resources": {"project": {"config": {"root": str(project.root)}}}, "ops": ops}
+    run_config = _run_config(project, ops)
     _wait_for_pool(instance, on_wait)
     marker = uuid.uuid4().hex
     selected = list(stages or stages_until())
@@ -99,9 +99,7 @@ class DriftOutcome:
 def run_drift(project: Project, *, heal: bool = False) -> DriftOutcome:
     """Run the drift job, as its schedule does, and read the `no_drift` check it evaluated."""
     instance = DagsterInstance.from_config(str(project.ensure_instance()))
-    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-                  "resources": {"project": {"config": {"root": str(project.root)}}},
-                  "ops": {"service_deployment_no_drift": {"config": {"heal": heal}}}}
+    run_config = _run_config(project, {"service_deployment_no_drift": {"config": {"heal": heal}}})
     with execute_job(reconstructable(drift_job), instance, run_config=run_config,
                      tags={"atl/trigger": "cli"}) as result:
         checks = [event.event_specific_data for event in result.all_events
@@ -123,9 +121,20 @@ def deploy_subset(stages: Sequence[str]) -> ReconstructableJob:
     return reconstructable(deploy_job).get_subset(asset_selection=keys, asset_check_selection=checks)
 
 
+def _run_config(project: Project, ops: dict) -> dict:
+    """The project the run works on; the terminal shows stages itself, so Dagster's console stays quiet."""
+    return {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+            "resources": {"project": {"config": {"root": str(project.root)}}}, "ops": ops}
+
+
+@functools.cache
+def _deploy_stages() -> tuple[str, ...]:
+    return tuple(node.name for node in deploy_job().graph.nodes_in_topological_order)
+
+
 def stages_until(until: str | None = None) -> list[str]:
     """The deploy job's stages in order, up to and including `until` (all of them by default)."""
-    stages = [node.name for node in deploy_job().graph.nodes_in_topological_order]
+    stages = list(_deploy_stages())
     if until is None:
         return stages
     if until not in stages:

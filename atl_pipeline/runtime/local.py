@@ -22,7 +22,7 @@ from atl_pipeline.config.model import PORT_BLOCK, LocalTarget
 from atl_pipeline.project import Project
 from atl_pipeline.runtime import http
 from atl_pipeline.runtime.caddy import CaddyAdmin, LoadBalancer, Route, base_config, caddy_config
-from atl_pipeline.runtime.supervisor import LocalRuntimeError, Replica, Supervisor, ini_value
+from atl_pipeline.runtime.supervisor import GIVEN_UP, LocalRuntimeError, Replica, Supervisor, ini_value
 
 HEALTH_TIMEOUT = 30.0
 DRAIN_SECONDS = 2.5  # > Caddy's health-check interval and failure memory: it trusts the new replicas
@@ -154,7 +154,9 @@ class LocalRuntime:
                 retired += [group for group in groups if group is not current]
                 if current:
                     serving[name] = current
-                    actions[name] = "repaired" if self.supervisor.start_stopped(current.name) else "unchanged"
+                    stopped = [p["name"] for p in current.processes if p["statename"] in GIVEN_UP]
+                    self.supervisor.start(current.name, stopped)
+                    actions[name] = "repaired" if stopped else "unchanged"
                 else:
                     serving[name] = self._start_group(name, spec, slot=1 - groups[0].slot if groups else 0)
                     started.append(serving[name])
@@ -176,8 +178,8 @@ class LocalRuntime:
     def roll_back(self, names: set[str]) -> list[ServiceOutcome]:
         """Roll these services back to the releases the last deployment replaced (rolling, health-gated)."""
         record = self.deployed()
-        services = {name: _spec(spec) for name, spec in record["services"].items()}
-        services.update({name: _spec(record["previous"][name]) for name in names})
+        services = {name: as_output(spec) for name, spec in record["services"].items()}
+        services.update({name: as_output(record["previous"][name]) for name in names})
         return self.deploy(services, record["domains"])
 
     def _without_orphans(self, running: dict[str, list[Group]]) -> dict[str, list[Group]]:
@@ -303,7 +305,7 @@ redirect_stderr=true
 """
 
 
-def _spec(recorded: dict) -> dict:
+def as_output(recorded: dict) -> dict:
     """A service as Terraform's output has it, from its record in deployed.json."""
     return {key: value for key, value in recorded.items() if key not in ("slot", "group")}
 

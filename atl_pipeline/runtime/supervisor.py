@@ -130,13 +130,10 @@ redirect_stderr=true
             raise LocalRuntimeError(f"supervisord could not start {group}: {fault.faultString}; "
                                 f"see {self.logs}") from None
 
-    def start_stopped(self, group: str) -> bool:
-        """Start the group's replicas that are not running (stopped by hand, or given up on);
-        True when there were any."""
-        stopped = [p for p in self.processes() if p["group"] == group and p["statename"] in GIVEN_UP]
-        for process in stopped:
-            self.rpc.startProcess(f"{group}:{process['name']}", True)
-        return bool(stopped)
+    def start(self, group: str, names: list[str]) -> None:
+        """Start these processes of the group again (stopped by hand, or given up on: GIVEN_UP)."""
+        for name in names:
+            self.rpc.startProcess(f"{group}:{name}", True)
 
     def remove_group(self, group: str) -> None:
         """Stop the group's processes (waiting for them) and forget it."""
