@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from atl_pipeline.runtime.local import as_output, deployed_runtime
 from atl_pipeline.terraform.cli import TerraformError
 from atl_pipeline.terraform.stages import make_plan, terraform
 from atl_pipeline.validation import validate
-from tests.runtime_helpers import wait_until_served
+from tests.runtime_helpers import Load, replica_pids, wait_until_served
 from tests.terraform_helpers import apply_in_thread
 
 API = "api.allthingslinux.org"
@@ -35,6 +36,75 @@ def test_caddy_killed_is_restarted_with_its_configuration(project: Project):
     record = runtime.deployed()
     services = {name: as_output(spec) for name, spec in record["services"].items()}
     assert restarted != caddy and runtime.drift(services, record["domains"]) == []
+
+
+def test_a_serving_replica_killed_during_a_roll_loses_no_request(project: Project, tmp_path: Path):
+    assert run_deploy(project, stages=stages_until("service_deployment")).success
+    wait_until_served(project, API)
+    old = replica_pids(project)["backend-api"]
+    with Load(project, API, tmp_path / "load.json") as load:
+        release(project, "backend-api:1.0.1")
+        killer = kill_when_the_roll_starts(project, old[0])
+        assert run_deploy(project, stages=stages_until("service_deployment")).success
+        killer.join()
+    assert load.result["failed"] == 0, load.result["failures"]
+    assert len(load.result["releases"]) == 2
+    assert not set(old) & set(replica_pids(project)["backend-api"])
+
+
+def test_a_new_replica_killed_while_starting_fails_the_roll_and_the_next_run_converges(project: Project,
+                                                                                      tmp_path: Path):
+    assert run_deploy(project, stages=stages_until("service_deployment")).success
+    wait_until_served(project, API)
+    with Load(project, API, tmp_path / "load.json") as load:
+        release(project, "backend-api:1.0.1")
+        killer = kill_when_the_roll_starts(project, None)
+        stages = []
+        first = run_deploy(project, on_stage=stages.append, stages=stages_until("service_deployment"))
+        killer.join()
+        assert killer.state == "STARTING"
+        failed = next(s for s in stages if s.status == "failed")
+        assert (first.success, failed.stage) == (False, "service_deployment")
+        assert "exited while starting" in failed.detail and "What ran before still serves" in failed.detail
+        assert run_deploy(project, stages=stages_until("service_deployment")).success
+    assert load.result["failed"] == 0, load.result["failures"]  # the old release served throughout
+    assert len(load.result["releases"]) == 2
+    runtime = deployed_runtime(project)
+    record = runtime.deployed()
+    assert record["services"]["backend-api"]["image"].endswith(":1.0.1")
+    services = {name: as_output(spec) for name, spec in record["services"].items()}
+    assert runtime.drift(services, record["domains"]) == []
+
+
+def release(project: Project, image: str) -> None:
+    text = project.domains_file.read_text()
+    project.domains_file.write_text(text.replace("ghcr.io/allthingslinux/backend-api:1.0.0",
+                                                 f"ghcr.io/allthingslinux/{image}"))
+
+
+class kill_when_the_roll_starts(threading.Thread):
+    """SIGKILL `victim` (or the new release's first replica, None) once the new release has a process."""
+
+    def __init__(self, project: Project, victim: int | None):
+        super().__init__()
+        self.runtime, self.victim, self.killed, self.state = deployed_runtime(project), victim, None, ""
+        self.serving = {p["group"] for p in self.runtime.supervisor.processes()}
+        self.start()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            new = [p for p in self.runtime.supervisor.processes()
+                   if p["group"] not in self.serving and p["pid"] and p["statename"] in ("STARTING", "RUNNING")]
+            if new:
+                self.killed, self.state = self.victim or new[0]["pid"], new[0]["statename"]
+                os.kill(self.killed, signal.SIGKILL)
+                return
+            time.sleep(0.01)
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        assert self.killed, "the roll never started a new replica"
 
 
 def test_terraform_killed_during_apply_then_the_next_run_converges(project: Project):
