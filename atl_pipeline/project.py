@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def lock_timeout() -> float:
-    """Seconds to wait for another run's lock: ATL_LOCK_TIMEOUT, default 600."""
+    """Seconds to wait for another run's lock (ours, or Terraform's state lock): ATL_LOCK_TIMEOUT, default 600."""
     return float(os.environ.get("ATL_LOCK_TIMEOUT", "600"))
 
 

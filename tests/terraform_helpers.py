@@ -40,17 +40,19 @@ class held_lock:
         os.close(self.terminal)
 
 
-def wait_for_terraform_in(workdir: Path) -> None:
-    """Until a terraform process runs in `workdir`."""
+def wait_for_terraform_in(workdir: Path, command: str = "") -> None:
+    """Until a terraform process (running `command`, when given) runs in `workdir`."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for proc in Path("/proc").glob("[0-9]*"):
             try:
-                if (proc / "cwd").resolve() == workdir and b"terraform" in (proc / "cmdline").read_bytes():
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+                ours = (proc / "cwd").resolve() == workdir and b"terraform" in argv[0]
+                if ours and (not command or argv[1:2] == [command.encode()]):
                     return
             except OSError:
                 continue
-        time.sleep(0.05)
+        time.sleep(0.01)
     raise AssertionError(f"no terraform process started in {workdir}")
 
 

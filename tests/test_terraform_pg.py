@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance
+from dagster import DagsterEventType, DagsterInstance
 
 from atl_pipeline.config import load_config
-from atl_pipeline.orchestration.runner import run_deploy
+from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
 from atl_pipeline.terraform.stages import TerraformApply, make_plan, terraform
 from atl_pipeline.validation import validate
@@ -73,7 +74,8 @@ def test_a_failing_connection_reports_without_the_secret(project: Project, postg
 
     failed = next(s for s in stages if s.status == "failed")
     assert (outcome.success, failed.stage) == (False, "terraform_plan")
-    assert "terraform init failed" in failed.detail and CANARY not in failed.detail
+    assert "terraform init could not reach the pg state backend" in failed.detail and CANARY not in failed.detail
+    assert len(retries(project, outcome.run_id)) == 3  # a database restarting would have come back
     instance = DagsterInstance.from_config(str(project.dagster_home))
     assert CANARY not in "\n".join(entry.to_json() for entry in instance.all_logs(outcome.run_id))
 
@@ -129,3 +131,60 @@ def test_concurrent_applies_of_plans_from_one_state_let_exactly_one_win(tmp_path
     assert sorted(type(o).__name__ for o in outcomes) == ["StalePlan", "TerraformApply"]
     winner = projects[[isinstance(o, TerraformApply) for o in outcomes].index(True)]
     assert plan(winner, "after").summary.changes == ()  # the state is whole: exactly the winner's
+
+
+def test_postgresql_restarted_during_an_apply_is_retried_and_the_run_converges(project: Project, pg_url, postgres):
+    schema = f"atl_state_{next(_schemas)}"
+    use_pg(project, schema)
+    assert run_deploy(project, stages=stages_until("terraform_apply")).success
+    project.domains_file.write_text(project.domains_file.read_text().replace("replicas: 2", "replicas: 3"))
+    workdir = project.state_dir / "terraform" / "production"
+
+    def restart_when_apply_starts() -> None:
+        wait_for_terraform_in(workdir, "apply")
+        postgres.restart()
+
+    restarter = threading.Thread(target=restart_when_apply_starts)
+    restarter.start()
+    outcome = run_deploy(project, stages=stages_until("terraform_apply"))
+    restarter.join()
+
+    assert outcome.success
+    retried = retries(project, outcome.run_id)
+    assert [stage for stage, _ in retried] == ["terraform_apply"], retried
+    assert "could not reach the pg state backend" in retried[0][1] and CANARY not in retried[0][1]
+    after = plan(project, "after")
+    assert after.summary.changes == ()
+    assert terraform(project, after.state, "production").outputs()["services"]["website"]["replicas"] == 3
+
+
+def test_a_hung_lock_holder_is_reported_with_its_session_and_never_forced(project: Project, pg_url, postgres,
+                                                                          monkeypatch):
+    schema = f"atl_state_{next(_schemas)}"
+    use_pg(project, schema)
+    assert run_deploy(project, stages=stages_until("terraform_apply")).success
+    monkeypatch.setenv("ATL_LOCK_TIMEOUT", "2")
+    held = "SELECT pid FROM pg_locks WHERE locktype = 'advisory'"
+
+    with held_lock(project.state_dir / "terraform" / "production", env={"PG_CONN_STR": pg_url}):
+        holder = postgres.query(held)
+        stages = []
+        outcome = run_deploy(project, on_stage=stages.append, stages=stages_until("terraform_apply"))
+        failed = next(s for s in stages if s.status == "failed")
+        assert (outcome.success, failed.stage) == (False, "terraform_plan")
+        assert "locked by another operation; waited 2s" in failed.detail
+        assert "pg_terminate_backend" in failed.detail and CANARY not in failed.detail
+        assert retries(project, outcome.run_id) == []  # it has waited; another attempt would only wait again
+        assert postgres.query(held) == holder  # the lock is still the holder's
+
+    assert run_deploy(project, stages=stages_until("terraform_apply")).success
+
+
+def retries(project: Project, run_id: str) -> list[tuple[str, str]]:
+    """(stage, error message) of each stage attempt of the run that failed and was retried."""
+    instance = DagsterInstance.from_config(str(project.dagster_home))
+    found = []
+    for event in instance.all_logs(run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY):
+        error = event.dagster_event.event_specific_data.error  # RetryRequestedFromPolicy, caused by the Failure
+        found.append((event.step_key, (error.cause or error).message))
+    return found

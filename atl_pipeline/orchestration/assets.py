@@ -37,7 +37,7 @@ from atl_pipeline.runtime.caddy import CaddyError
 from atl_pipeline.runtime.local import Deployment, LocalRuntime, deployed_runtime
 from atl_pipeline.runtime.supervisor import LocalRuntimeError
 from atl_pipeline.secrets import SecretError
-from atl_pipeline.terraform.cli import StateLocked, TerraformError
+from atl_pipeline.terraform.cli import BackendUnavailable, TerraformError
 from atl_pipeline.terraform.plan import PlanSummary
 from atl_pipeline.terraform.render import RenderError
 from atl_pipeline.terraform.stages import (
@@ -56,9 +56,11 @@ APPROVE_DESTROY_TAG = "atl/approve-destroy"
 # errors whose message tells the operator what to do: they fail the stage without a traceback
 STAGE_ERRORS = (InvalidConfig, DestroyNotApproved, RenderError, SecretError, TerraformError, LocalRuntimeError,
                 CaddyError, GitError, TimeoutError, OSError, xmlrpc.client.Error, subprocess.SubprocessError)
-# of those, the ones another attempt may not meet: a held lock, a process still starting
-TRANSIENT_ERRORS = (StateLocked, TimeoutError, ConnectionError)
-# for the stages that converge when run again; never terraform_apply, whose saved plan goes stale
+# of those, the ones another attempt may not meet: a state backend restarting, a process still starting.
+# Not a held state lock: Terraform has already waited ATL_LOCK_TIMEOUT for it.
+TRANSIENT_ERRORS = (BackendUnavailable, TimeoutError, ConnectionError)
+# for the stages that converge when run again; terraform_apply too: Terraform refuses a saved
+# plan once the state changed (StalePlan, not retried), so a retry applies nothing twice
 RETRY = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL)
 
 
@@ -167,7 +169,7 @@ def terraform_plan(context: AssetExecutionContext, config: PlanOptions, validate
     yield _destroy_check(summary, approved)
 
 
-@asset(group_name=GROUP, kinds={"terraform"}, pool=POOL)
+@asset(group_name=GROUP, kinds={"terraform"}, pool=POOL, retry_policy=RETRY)
 def terraform_apply(terraform_plan: TerraformPlan, project: ProjectResource) -> Output[TerraformApply]:
     """Exactly the saved plan, applied; the outputs that drive the deployment."""
     with _clear_failure():

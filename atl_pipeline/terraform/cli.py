@@ -22,6 +22,9 @@ from atl_pipeline.terraform.render import hcl
 
 COMMAND_TIMEOUT = 600.0
 GRACE = 30.0  # after SIGINT, the time Terraform has to release its lock and stop
+# a backend that did not answer, or dropped the connection, as Terraform's pg backend reports it
+UNREACHABLE = re.compile(r"connect: connection refused|i/o timeout|connection reset by peer|unexpected EOF"
+                         r"|the database system is (?:starting up|shutting down)|terminating connection")
 
 
 class TerraformError(Exception):
@@ -30,6 +33,10 @@ class TerraformError(Exception):
 
 class StateLocked(TerraformError):
     """Another operation holds the state lock."""
+
+
+class BackendUnavailable(TerraformError):
+    """Terraform could not reach its state backend (a database restarting, say)."""
 
 
 class StalePlan(TerraformError):
@@ -44,6 +51,7 @@ class Terraform:
     redact: Callable[[str], str] = lambda text: text
     timeout: float = COMMAND_TIMEOUT
     lock_timeout: str = "60s"
+    backend: str = "local"
 
     def init(self) -> None:
         self.run("init", "-input=false", "-no-color", "-migrate-state", "-force-copy",
@@ -118,16 +126,29 @@ class Terraform:
 
     def _error(self, command: str, output: str) -> TerraformError:
         if "Error acquiring the state lock" in output:
-            lock = dict(re.findall(r"^\s*(ID|Path|Operation|Who|Created):\s*(.*)$", output, re.M))
-            return StateLocked(
-                f"the Terraform state is locked by another operation ({lock.get('Operation', '?')} by "
-                f"{lock.get('Who', '?')} since {lock.get('Created', '?')}); waited {self.lock_timeout}. If that "
-                f"operation is still running, wait for it; if it died, release the lock with "
-                f"`terraform force-unlock {lock.get('ID', 'LOCK_ID')}` in {self.workdir}")
+            return StateLocked(self._held_lock(output))
+        if UNREACHABLE.search(output):
+            return BackendUnavailable(f"terraform {command} could not reach the {self.backend} state backend: "
+                                      f"{self._error_text(output)}")
         if "Saved plan is stale" in output:
             return StalePlan("the Terraform state changed after this plan was made, so it was not applied: "
                              "plan again (materialize terraform_plan, or run `atl infra up`)")
         return TerraformError(f"terraform {command} failed: {self._error_text(output)}")
+
+    def _held_lock(self, output: str) -> str:
+        """Who holds the lock and how to release it; nothing here ever releases it."""
+        waited = f"the Terraform state is locked by another operation; waited {self.lock_timeout}. "
+        if self.backend == "pg":  # an advisory lock of the holder's session; Terraform's lock info is our own
+            return waited + (
+                "If that operation is still running, wait for it. If it hung or its machine is gone, its "
+                "PostgreSQL session still holds the lock: find it with `SELECT pid, client_addr, backend_start "
+                "FROM pg_locks JOIN pg_stat_activity USING (pid) WHERE locktype = 'advisory'` and end it with "
+                "`SELECT pg_terminate_backend(PID)`")
+        lock = dict(re.findall(r"^\s*(ID|Operation|Who|Created):\s*(.*)$", output, re.M))
+        return waited + (
+            f"It is held by {lock.get('Operation', '?')} of {lock.get('Who', '?')} since {lock.get('Created', '?')}. "
+            "If that operation is still running, wait for it; if it died, release the lock with "
+            f"`terraform force-unlock {lock.get('ID', 'LOCK_ID')}` in {self.workdir}")
 
     @staticmethod
     def _error_text(output: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from atl_pipeline import secrets
 from atl_pipeline.config.model import Config, State
-from atl_pipeline.project import Project
+from atl_pipeline.project import Project, lock_timeout
 from atl_pipeline.terraform.cli import Terraform
 from atl_pipeline.terraform.hcl_check import check_rendered
 from atl_pipeline.terraform.plan import PlanSummary
@@ -55,7 +55,7 @@ def terraform(project: Project, state: State, environment: str) -> Terraform:
         connection = secrets.resolve(state.conn_str)
         env, redact = {"PG_CONN_STR": connection}, secrets.Redactor([connection])
     return Terraform(project.state_dir / "terraform" / environment, project.state_dir / "terraform",
-                     env=env, redact=redact)
+                     env=env, redact=redact, lock_timeout=f"{lock_timeout():g}s", backend=state.backend)
 
 
 def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destroy_approved: bool = False,
