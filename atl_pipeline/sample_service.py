@@ -121,7 +121,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--unhealthy-for-host", metavar="HOST", help="answer /healthz for HOST with 503")
+    parser.add_argument("--slow-start", metavar="SECONDS", type=float, default=0.0,
+                        help="wait this long before listening, as a service warming up would")
     args = parser.parse_args()
+    time.sleep(args.slow_start)
     serve(args.port, args.unhealthy_for_host)
 
 

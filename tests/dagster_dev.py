@@ -23,7 +23,7 @@ TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 RUNS = """
 query Runs($filter: RunsFilter) {
   runsOrError(filter: $filter) {
-    ... on Runs { results { runId status parentRunId startTime endTime
+    ... on Runs { results { runId status parentRunId creationTime startTime endTime
                             tags { key value } stepStats { stepKey status } } }
     ... on PythonError { message }
   }

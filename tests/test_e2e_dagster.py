@@ -116,6 +116,22 @@ def test_a_run_whose_worker_is_killed_is_retried_from_failure(stack: Stack):
     assert len(deployed_runtime(stack.project).deployed()["services"]["backend-api"]["ports"]) == 3
 
 
+def test_two_pushes_in_quick_succession_run_in_order_and_the_newer_wins(stack: Stack):
+    first = stack.remote.edit("domains.yml", '"{port}"]', '"{port}", --slow-start, "6"]',
+                              "backend-api: a release that takes 6 s to start")
+    running = wait_for_stage(stack, {"atl/commit": first}, "service_deployment")
+    second = stack.remote.edit("domains.yml", '"{port}", --slow-start, "6"]', '"{port}"]',
+                               "backend-api: starts at once again")
+
+    newer = stack.dev.wait_for_run({"atl/commit": second})
+    older = stack.dev.run(running["runId"])
+    assert (older["status"], newer["status"]) == ("SUCCESS", "SUCCESS")
+    assert newer["creationTime"] < older["endTime"] <= newer["startTime"]  # queued behind it, not interleaved
+    command = deployed_runtime(stack.project).deployed()["services"]["backend-api"]["command"]
+    assert "--slow-start" not in command
+    assert through_lb(stack.project, API, "/healthz").status == 200
+
+
 def wait_for_stage(stack: Stack, tags: dict[str, str], stage: str, timeout: float = 180) -> dict:
     """The newest run with these tags, once `stage` has started in it."""
     deadline = time.monotonic() + timeout
