@@ -27,6 +27,7 @@ BINARIES = {"prometheus": "prometheus", "promtool": "prometheus", "prometheus-bl
             "prometheus-blackbox-exporter"}  # binary -> Debian package
 SCRAPE_SECONDS = 2
 READY_TIMEOUT = 60.0
+RELOAD_TIMEOUT = 10.0
 
 
 class MonitoringError(LocalRuntimeError):
@@ -69,11 +70,11 @@ class Monitoring:
         started |= supervisor.ensure_program("prometheus", [
             str(binaries["prometheus"]), f"--config.file={self.root / 'prometheus.yml'}",
             f"--storage.tsdb.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
-            "--web.enable-lifecycle", "--storage.tsdb.retention.time=15d"])
+            "--storage.tsdb.retention.time=15d"])
         reloaded = any(changed) and not started
         if reloaded:
-            self._reload(f"http://127.0.0.1:{self.blackbox_port}")
-            self._reload(self.url)
+            self._reload("blackbox", f"http://127.0.0.1:{self.blackbox_port}", "blackbox_exporter_config_last_reload")
+            self._reload("prometheus", self.url, "prometheus_config_last_reload")
         return self._wait_for_targets(reloaded)
 
     def prometheus_config(self, services: dict[str, dict], domains: dict[str, dict], rules: Path) -> dict:
@@ -127,11 +128,21 @@ class Monitoring:
         shutil.copyfile(candidate, current)
         return True
 
-    @staticmethod
-    def _reload(url: str) -> None:
-        response = requests.post(f"{url}/-/reload", timeout=30)
-        if response.status_code != 200:
-            raise MonitoringError(f"{url} refused to reload: {response.text.strip()[:500]}")
+    def _reload(self, program: str, url: str, metric: str) -> None:
+        """SIGHUP through supervisord, then wait until the program reports the reload in its metrics.
+        Not Prometheus's HTTP lifecycle API: any web page could post to it (it has no origin check)."""
+        since = int(time.time())
+        self.runtime.supervisor.rpc.signalProcess(program, "HUP")
+        deadline = time.monotonic() + RELOAD_TIMEOUT
+        while time.monotonic() < deadline:
+            values = _gauges(requests.get(f"{url}/metrics", timeout=5).text, metric)
+            if values.get(f"{metric}_successful") == 0:
+                raise MonitoringError(f"{program} could not load its new configuration: see its log in "
+                                      f"{self.runtime.supervisor.logs}")
+            if values.get(f"{metric}_success_timestamp_seconds", 0) >= since:
+                return
+            time.sleep(0.1)
+        raise MonitoringError(f"{program} did not reload within {RELOAD_TIMEOUT:.0f} s of SIGHUP")
 
     def _wait_for_targets(self, reloaded: bool) -> MonitoringReport:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -156,3 +167,9 @@ def _binary(name: str) -> Path:
         raise MonitoringError(f"{name} is not installed: install the Debian package {BINARIES[name]} "
                               f"(apt-get install -y --no-install-recommends {BINARIES[name]})")
     return Path(found)
+
+
+def _gauges(exposition: str, prefix: str) -> dict[str, float]:
+    """The unlabelled samples whose names start with `prefix`, from Prometheus's text format."""
+    samples = (line.split() for line in exposition.splitlines() if line.startswith(prefix))
+    return {fields[0]: float(fields[1]) for fields in samples if len(fields) == 2}

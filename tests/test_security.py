@@ -1,0 +1,122 @@
+"""The local stack's security: its listeners on loopback only, its control sockets its
+owner's alone, a foreign origin refused by Caddy's admin API, and no value of domains.yml
+ever reaching a shell."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from pathlib import Path
+
+import requests
+
+from atl_pipeline.orchestration.runner import run_deploy, stages_until
+from atl_pipeline.project import Project
+from atl_pipeline.runtime.local import deployed_runtime
+from tests.conftest import REPO
+from tests.runtime_helpers import wait_until_served
+
+API = "api.allthingslinux.org"
+SHELL_WORDS = ["$(touch pwned-1)", "`touch pwned-2`", "; touch pwned-3", "| touch pwned-4", "&& touch pwned-5",
+               "> pwned-6", "%(ENV_HOME)s", "$HOME", "\\", "'\"", "*", "\n[program:x]"]
+
+
+def test_every_process_of_the_stack_listens_on_loopback_only(project: Project):
+    """Caddy (its admin API included), Prometheus, the blackbox exporter and every replica."""
+    assert run_deploy(project).success
+    runtime = deployed_runtime(project)
+    pids = {p["pid"] for p in runtime.supervisor.processes() if p["pid"]}
+    listening = listening_sockets(pids)
+
+    assert {name for name, _, _ in listening} >= {"caddy", "prometheus", "prometheus-blac", "python3"}
+    assert {address for _, address, _ in listening} == {"127.0.0.1"}, listening
+    assert (project.state_dir / "runtime").stat().st_mode & 0o077 == 0  # supervisord's socket is in here
+
+
+def listening_sockets(pids: set[int]) -> list[tuple[str, str, int]]:
+    """(process name, address, port) of each TCP socket in LISTEN that these processes hold."""
+    inodes: dict[str, str] = {}
+    for pid in pids:
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            target = os.readlink(fd) if fd.is_symlink() else ""
+            if target.startswith("socket:["):
+                inodes[target[8:-1]] = name
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # 0A: LISTEN
+                found.append((inodes[inode], *_address(local)))
+    return found
+
+
+def _address(hex_address: str) -> tuple[str, int]:
+    host, port = hex_address.split(":")
+    if len(host) == 8:  # IPv4, little-endian
+        return ".".join(str(int(host[i:i + 2], 16)) for i in (6, 4, 2, 0)), int(port, 16)
+    return ("::1" if host == "00000000000000000000000001000000" else f"ipv6:{host}"), int(port, 16)
+
+
+def test_caddys_admin_api_refuses_a_foreign_origin(project: Project):
+    """A web page the operator visits cannot reconfigure the load balancer (DNS rebinding, CSRF)."""
+    assert run_deploy(project, stages=stages_until("service_deployment")).success
+    admin = deployed_runtime(project).lb.admin_url
+    assert requests.get(f"{admin}/config/", timeout=5).ok
+    rebound = requests.get(f"{admin}/config/", headers={"Host": "attacker.example"}, timeout=5)
+    forged = requests.post(f"{admin}/load", json={}, headers={"Origin": "http://attacker.example"}, timeout=5)
+    assert (rebound.status_code, forged.status_code) == (403, 403), (rebound.text, forged.text)
+    assert wait_until_served(project, API).ok
+
+
+def test_prometheus_has_no_http_lifecycle_and_reloads_on_sighup(project: Project):
+    """A page could post to /-/quit; the stage reloads with a signal through supervisord instead."""
+    assert run_deploy(project).success
+    runtime = deployed_runtime(project)
+    prometheus = f"http://127.0.0.1:{runtime.target.prometheus_port}"
+    assert requests.post(f"{prometheus}/-/quit", timeout=5).status_code == 403
+    pid = next(p["pid"] for p in runtime.supervisor.processes() if p["name"] == "prometheus")
+    text = project.domains_file.read_text()
+    head, tail = text.rsplit("monitoring: true", 1)  # docs.allthingslinux.org, the last domain
+    project.domains_file.write_text(head + "monitoring: false" + tail)
+
+    stages = []
+    assert run_deploy(project, on_stage=stages.append).success
+
+    assert "configuration reloaded" in next(s.detail for s in stages if s.stage == "monitoring")
+    assert pid == next(p["pid"] for p in runtime.supervisor.processes() if p["name"] == "prometheus")
+    targets = requests.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+    assert {t["labels"]["job"] for t in targets if t["labels"]["job"].startswith("blackbox-")} == {
+        "blackbox-api.allthingslinux.org", "blackbox-www.allthingslinux.org"}
+
+
+def test_no_value_of_domains_yml_reaches_a_shell(project: Project):
+    """Shell syntax in a service's command reaches the replica as its literal arguments."""
+    text = project.domains_file.read_text()
+    project.domains_file.write_text(text.replace(
+        'command: [python3, -m, atl_pipeline.sample_service, --port, "{port}"]',
+        f'command: [python3, -m, atl_pipeline.sample_service, --port, "{{port}}", --unhealthy-for-host, '
+        f'{json.dumps(" ".join(SHELL_WORDS))}]', 1))
+
+    assert run_deploy(project, stages=stages_until("health_check")).success
+
+    replica = next(p for p in deployed_runtime(project).supervisor.processes() if "backend-api" in p["group"])
+    argv = Path(f"/proc/{replica['pid']}/cmdline").read_bytes().split(b"\0")[:-1]
+    assert argv[-1].decode() == " ".join(SHELL_WORDS)
+    assert not [path for path in project.root.rglob("pwned*")]
+
+
+def test_the_pipeline_never_asks_for_a_shell():
+    """No subprocess with shell=True, no os.system or os.popen, anywhere in the package."""
+    found = []
+    for path in (REPO / "atl_pipeline").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = ast.unparse(node.func)
+                if name in ("os.system", "os.popen") or any(
+                        k.arg == "shell" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
+                        for k in node.keywords):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: {name}")
+    assert found == []
