@@ -44,6 +44,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/deploy.py
 	$(BIN)/python bench/health.py
 	$(BIN)/python bench/gitops.py
+	$(BIN)/python bench/reliability.py
 
 ## lint: ruff on the code, `atl quality lint` on domains.yml, and the generated docs up to date
 lint: $(VENV)/.installed

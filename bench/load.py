@@ -2,8 +2,8 @@
 
     python bench/load.py steady ADDRESS:PORT HOST CA OUT.json
         one request after another, each on a new HTTPS connection (Host and SNI = HOST,
-        verified against CA), until SIGTERM or 120 s; writes counts, failures and the
-        releases that answered to OUT.json.
+        verified against CA), 10 ms apart after a failure, until SIGTERM or 120 s; writes
+        counts, failures and the releases that answered to OUT.json.
     python bench/load.py throughput ADDRESS:PORT HOST CA|- CONCURRENCY SECONDS
         CONCURRENCY threads on keep-alive connections (HTTPS, or HTTP when CA is -) for
         SECONDS; prints requests, failures, requests/s, p50 and p99 in ms as JSON.
@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from atl_pipeline.runtime.http import connection, get  # noqa: E402
 
 MAX_SECONDS = 120
+FAILURE_PAUSE = 0.01  # a client pauses after a failure rather than hammer a refused port
 
 
 def steady(address: str, host: str, ca: str, out: str) -> None:
@@ -41,6 +42,7 @@ def steady(address: str, host: str, ca: str, out: str) -> None:
             releases[json.loads(response.body)["release"]] += 1
         else:
             failures.append(response.error or f"HTTP {response.status}: {response.body[:200]!r}")
+            time.sleep(FAILURE_PAUSE)
     Path(out).write_text(json.dumps({"ok": ok, "failed": len(failures), "failures": failures[:20],
                                      "releases": releases}))
 

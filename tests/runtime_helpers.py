@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -78,3 +79,28 @@ def process_limits(pid: int) -> tuple[int, int]:
     limits = Path(f"/proc/{pid}/limits").read_text()
     address_space = next(line for line in limits.splitlines() if line.startswith("Max address space"))
     return int(address_space.split()[3]), os.getpriority(os.PRIO_PROCESS, pid)
+
+
+class kill_when_the_roll_starts(threading.Thread):
+    """SIGKILL `victim` (or the new release's first replica, None) once the new release has a process."""
+
+    def __init__(self, project: Project, victim: int | None):
+        super().__init__()
+        self.runtime, self.victim, self.killed, self.state = deployed_runtime(project), victim, None, ""
+        self.serving = {p["group"] for p in self.runtime.supervisor.processes()}
+        self.start()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            new = [p for p in self.runtime.supervisor.processes()
+                   if p["group"] not in self.serving and p["pid"] and p["statename"] in ("STARTING", "RUNNING")]
+            if new:
+                self.killed, self.state = self.victim or new[0]["pid"], new[0]["statename"]
+                os.kill(self.killed, signal.SIGKILL)
+                return
+            time.sleep(0.01)
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        assert self.killed, "the roll never started a new replica"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pty
+import signal
 import subprocess
 import threading
 import time
@@ -40,20 +41,25 @@ class held_lock:
         os.close(self.terminal)
 
 
-def wait_for_terraform_in(workdir: Path, command: str = "") -> None:
-    """Until a terraform process (running `command`, when given) runs in `workdir`."""
-    deadline = time.monotonic() + 60
+def wait_for_terraform_in(workdir: Path, command: str = "", timeout: float = 60) -> int:
+    """The pid of a terraform process (running `command`, when given) in `workdir`, as soon as one runs."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for proc in Path("/proc").glob("[0-9]*"):
             try:
                 argv = (proc / "cmdline").read_bytes().split(b"\0")
                 ours = (proc / "cwd").resolve() == workdir and b"terraform" in argv[0]
                 if ours and (not command or argv[1:2] == [command.encode()]):
-                    return
+                    return int(proc.name)
             except OSError:
                 continue
         time.sleep(0.01)
     raise AssertionError(f"no terraform process started in {workdir}")
+
+
+def kill_terraform_in(workdir: Path) -> None:
+    """SIGKILL the terraform process working in `workdir` as soon as it shows."""
+    os.kill(wait_for_terraform_in(workdir), signal.SIGKILL)
 
 
 def apply_in_thread(project: Project, plan: TerraformPlan) -> tuple[threading.Thread, list]:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-import time
 from pathlib import Path
-
-import pytest
 
 from atl_pipeline.config import load_config
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
@@ -17,8 +13,8 @@ from atl_pipeline.runtime.local import as_output, deployed_runtime
 from atl_pipeline.terraform.cli import TerraformError
 from atl_pipeline.terraform.stages import make_plan, terraform
 from atl_pipeline.validation import validate
-from tests.runtime_helpers import Load, replica_pids, wait_until_served
-from tests.terraform_helpers import apply_in_thread
+from tests.runtime_helpers import Load, kill_when_the_roll_starts, replica_pids, wait_until_served
+from tests.terraform_helpers import apply_in_thread, kill_terraform_in
 
 API = "api.allthingslinux.org"
 
@@ -82,31 +78,6 @@ def release(project: Project, image: str) -> None:
                                                  f"ghcr.io/allthingslinux/{image}"))
 
 
-class kill_when_the_roll_starts(threading.Thread):
-    """SIGKILL `victim` (or the new release's first replica, None) once the new release has a process."""
-
-    def __init__(self, project: Project, victim: int | None):
-        super().__init__()
-        self.runtime, self.victim, self.killed, self.state = deployed_runtime(project), victim, None, ""
-        self.serving = {p["group"] for p in self.runtime.supervisor.processes()}
-        self.start()
-
-    def run(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            new = [p for p in self.runtime.supervisor.processes()
-                   if p["group"] not in self.serving and p["pid"] and p["statename"] in ("STARTING", "RUNNING")]
-            if new:
-                self.killed, self.state = self.victim or new[0]["pid"], new[0]["statename"]
-                os.kill(self.killed, signal.SIGKILL)
-                return
-            time.sleep(0.01)
-
-    def join(self, timeout: float | None = None) -> None:
-        super().join(timeout)
-        assert self.killed, "the roll never started a new replica"
-
-
 def test_terraform_killed_during_apply_then_the_next_run_converges(project: Project):
     validated = validate(load_config(project.domains_file))
     plan = make_plan(project, validated, "interrupted")
@@ -119,18 +90,3 @@ def test_terraform_killed_during_apply_then_the_next_run_converges(project: Proj
     runner = terraform(project, validated.loaded.config.state, validated.loaded.config.environment)
     assert not runner.plan(plan.workdir / "plans" / "after.tfplan")  # nothing left to change
     assert set(runner.outputs()["domains"]) == {d.name for d in validated.loaded.config.domains}
-
-
-def kill_terraform_in(workdir: Path, timeout: float = 60) -> None:
-    """SIGKILL the terraform process working in `workdir` as soon as it shows."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                if (proc / "cwd").resolve() == workdir and b"terraform" in (proc / "cmdline").read_bytes():
-                    os.kill(int(proc.name), signal.SIGKILL)
-                    return
-            except OSError:
-                continue
-        time.sleep(0.01)
-    pytest.fail(f"no terraform process started in {workdir}")

@@ -72,11 +72,15 @@ def test_caddys_admin_api_refuses_a_foreign_origin(project: Project):
 
 
 def test_prometheus_has_no_http_lifecycle_and_reloads_on_sighup(project: Project):
-    """A page could post to /-/quit; the stage reloads with a signal through supervisord instead."""
+    """A page could post to /-/quit; the stage reloads with a signal through supervisord instead.
+    Nor may another page read Prometheus's API."""
     assert run_deploy(project).success
     runtime = deployed_runtime(project)
     prometheus = f"http://127.0.0.1:{runtime.target.prometheus_port}"
     assert requests.post(f"{prometheus}/-/quit", timeout=5).status_code == 403
+    query = requests.get(f"{prometheus}/api/v1/query", params={"query": "up"},
+                         headers={"Origin": "http://attacker.example"}, timeout=5)
+    assert query.ok and "Access-Control-Allow-Origin" not in query.headers  # no other page may read it
     pid = next(p["pid"] for p in runtime.supervisor.processes() if p["name"] == "prometheus")
     text = project.domains_file.read_text()
     head, tail = text.rsplit("monitoring: true", 1)  # docs.allthingslinux.org, the last domain

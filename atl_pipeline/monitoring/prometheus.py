@@ -70,7 +70,8 @@ class Monitoring:
         started |= supervisor.ensure_program("prometheus", [
             str(binaries["prometheus"]), f"--config.file={self.root / 'prometheus.yml'}",
             f"--storage.tsdb.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
-            "--storage.tsdb.retention.time=15d"])
+            # its API is for its own UI: no other web page may read it (the default allows any origin)
+            f"--web.cors.origin=http://127\\.0\\.0\\.1:{self.prometheus_port}", "--storage.tsdb.retention.time=15d"])
         reloaded = any(changed) and not started
         if reloaded:
             self._reload("blackbox", f"http://127.0.0.1:{self.blackbox_port}", "blackbox_exporter_config_last_reload")
