@@ -34,6 +34,35 @@ def test_caddy_killed_is_restarted_with_its_configuration(project: Project):
     assert restarted != caddy and runtime.drift(services, record["domains"]) == []
 
 
+def test_caddy_killed_mid_run_then_the_run_routes_through_the_restarted_one(project: Project):
+    """Killed as the deployment stage starts, ahead of the Caddy load a new domain needs."""
+    assert run_deploy(project, stages=stages_until("service_deployment")).success
+    runtime = deployed_runtime(project)
+    caddy = next(p["pid"] for p in runtime.supervisor.processes() if p["name"] == "caddy")
+    project.domains_file.write_text(project.domains_file.read_text() + BLOG)
+
+    def kill_caddy(stage: str) -> None:
+        if stage == "service_deployment":
+            os.kill(caddy, signal.SIGKILL)
+
+    assert run_deploy(project, on_start=kill_caddy, stages=stages_until("health_check")).success
+    assert caddy not in {p["pid"] for p in runtime.supervisor.processes()}
+    assert wait_until_served(project, "blog.allthingslinux.org").ok
+    record = runtime.deployed()
+    services = {name: as_output(spec) for name, spec in record["services"].items()}
+    assert runtime.drift(services, record["domains"]) == []
+
+
+BLOG = """\
+  - name: "blog.allthingslinux.org"
+    service: "website"
+    replicas: 2
+    resources:
+      cpu: "100m"
+      memory: "128Mi"
+"""
+
+
 def test_a_serving_replica_killed_during_a_roll_loses_no_request(project: Project, tmp_path: Path):
     assert run_deploy(project, stages=stages_until("service_deployment")).success
     wait_until_served(project, API)

@@ -56,7 +56,7 @@ APPROVE_DESTROY_TAG = "atl/approve-destroy"
 # errors whose message tells the operator what to do: they fail the stage without a traceback
 STAGE_ERRORS = (InvalidConfig, DestroyNotApproved, RenderError, SecretError, TerraformError, LocalRuntimeError,
                 CaddyError, GitError, TimeoutError, OSError, xmlrpc.client.Error, subprocess.SubprocessError)
-# of those, the ones another attempt may not meet: a state backend restarting, a process still starting.
+# of those, the ones another attempt may not meet: a state backend or Caddy restarting, a process still starting.
 # Not a held state lock: Terraform has already waited ATL_LOCK_TIMEOUT for it.
 TRANSIENT_ERRORS = (BackendUnavailable, TimeoutError, ConnectionError)
 # for the stages that converge when run again; terraform_apply too: Terraform refuses a saved

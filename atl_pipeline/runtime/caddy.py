@@ -31,6 +31,10 @@ class CaddyError(Exception):
     """Caddy refused a configuration, or did not answer."""
 
 
+class CaddyUnavailable(CaddyError, ConnectionError):
+    """Caddy's admin API did not answer (Caddy restarting, say): another attempt may succeed."""
+
+
 @dataclass(frozen=True)
 class LoadBalancer:
     address: str
@@ -130,14 +134,21 @@ class CaddyAdmin:
         self.url = url
 
     def config(self) -> dict | None:
-        response = requests.get(f"{self.url}/config/", timeout=10)
+        response = self._request("GET", "/config/", timeout=10)
         response.raise_for_status()
         return response.json()
 
     def load(self, config: dict) -> None:
-        response = requests.post(f"{self.url}/load", json=config, timeout=60)
+        response = self._request("POST", "/load", json=config, timeout=60)
         if response.status_code != 200:
             raise CaddyError(f"Caddy refused the configuration: {response.text.strip()[:2000]}")
+
+    def _request(self, method: str, path: str, **options) -> requests.Response:
+        try:
+            return requests.request(method, f"{self.url}{path}", **options)
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise CaddyUnavailable(f"Caddy's admin API at {self.url} did not answer ({type(error).__name__}); "
+                                   "supervisord restarts Caddy when it exits") from None
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -145,7 +156,8 @@ class CaddyAdmin:
             try:
                 self.config()
                 return
-            except requests.RequestException as error:
+            except (CaddyUnavailable, requests.HTTPError) as error:
                 if time.monotonic() > deadline:
-                    raise CaddyError(f"Caddy's admin API at {self.url} did not answer: {error}") from None
+                    raise CaddyError(f"Caddy's admin API did not become ready within {READY_TIMEOUT:.0f} s: "
+                                     f"{error}") from None
                 time.sleep(0.1)

@@ -21,7 +21,7 @@ import requests
 from atl_pipeline.config.model import PORT_BLOCK, LocalTarget
 from atl_pipeline.project import Project
 from atl_pipeline.runtime import http
-from atl_pipeline.runtime.caddy import CaddyAdmin, LoadBalancer, Route, base_config, caddy_config
+from atl_pipeline.runtime.caddy import CaddyAdmin, CaddyError, LoadBalancer, Route, base_config, caddy_config
 from atl_pipeline.runtime.supervisor import GIVEN_UP, LocalRuntimeError, Replica, Supervisor, ini_value
 
 HEALTH_TIMEOUT = 30.0
@@ -254,7 +254,7 @@ class LocalRuntime:
         try:
             if self.caddy.config() != self._caddy_config(services, domains):
                 found.append("load balancer: its routes differ from the declared domains")
-        except requests.RequestException as error:
+        except (CaddyError, requests.RequestException) as error:
             found.append(f"load balancer: Caddy's admin API does not answer ({type(error).__name__})")
         return found
 
