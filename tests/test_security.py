@@ -1,5 +1,5 @@
 """The local stack's security: its listeners on loopback only, its control sockets its
-owner's alone, a foreign origin refused by Caddy's admin API, and no value of domains.yml
+owner's alone, no web page able to drive Caddy or Prometheus, and no value of domains.yml
 ever reaching a shell."""
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from atl_pipeline.terraform.render import hcl
 
 COMMAND_TIMEOUT = 600.0
 GRACE = 30.0  # after SIGINT, the time Terraform has to release its lock and stop
-# a backend that did not answer, or dropped the connection, as Terraform's pg backend reports it
-UNREACHABLE = re.compile(r"connect: connection refused|i/o timeout|connection reset by peer|unexpected EOF"
-                         r"|the database system is (?:starting up|shutting down)|terminating connection")
+# a remote state backend that did not answer, or dropped the connection, as Terraform's pg backend says it
+UNREACHABLE = re.compile(r"dial tcp [^\n]*: (?:connect: connection refused|i/o timeout)|connection reset by peer"
+                         r"|the database system is (?:starting up|shutting down)|terminating connection due to")
 
 
 class TerraformError(Exception):
@@ -127,7 +127,7 @@ class Terraform:
     def _error(self, command: str, output: str) -> TerraformError:
         if "Error acquiring the state lock" in output:
             return StateLocked(self._held_lock(output))
-        if UNREACHABLE.search(output):
+        if self.backend != "local" and UNREACHABLE.search(output):
             return BackendUnavailable(f"terraform {command} could not reach the {self.backend} state backend: "
                                       f"{self._error_text(output)}")
         if "Saved plan is stale" in output:
