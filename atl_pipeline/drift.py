@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from atl_pipeline.config import Config
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
-from atl_pipeline.terraform.stages import terraform
+from atl_pipeline.terraform.stages import secret_variables, terraform
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class DriftReport:
 
 def detect(project: Project, config: Config, *, heal: bool = False) -> DriftReport:
     """Compare; with `heal`, redeploy what Terraform declares and compare again."""
-    runner = terraform(project, config.state, config.environment)
+    runner = terraform(project, config.state, config.environment, secret_variables(config))
     if not (runner.workdir / ".terraform").is_dir():
         return DriftReport(["nothing was ever applied for this environment: run a deploy"], [], [])
     with project.lock():

@@ -15,6 +15,7 @@ from atl_pipeline.config import Domain, LoadedConfig
 from atl_pipeline.config.model import PORT_BLOCK
 from atl_pipeline.config.quantity import cpu_millicores, format_bytes, memory_bytes
 from atl_pipeline.findings import Finding
+from atl_pipeline.terraform import hcloud
 
 SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "fish", "csh", "tcsh", "busybox"}
 
@@ -75,6 +76,8 @@ def shared_services_agree(loaded: LoadedConfig) -> Iterator[Finding]:
 
 def local_commands(loaded: LoadedConfig) -> Iterator[Finding]:
     """The local target runs each service in use as processes of its own argv."""
+    if loaded.config.target.kind != "local":
+        return
     for name in _replicas_by_service(loaded):
         command = loaded.config.services[name].command
         if command is None:
@@ -112,6 +115,8 @@ def ports_disjoint(loaded: LoadedConfig) -> Iterator[Finding]:
 
 
 def within_capacity(loaded: LoadedConfig) -> Iterator[Finding]:
+    if loaded.config.target.kind != "local":
+        return
     millicores = bytes_ = 0
     for domain in loaded.config.first_domains().values():
         millicores += domain.replicas * domain.resources.millicores
@@ -142,7 +147,38 @@ def _replicas_by_service(loaded: LoadedConfig) -> dict[str, int]:
             if name in loaded.config.services}
 
 
+def hcloud_fits(loaded: LoadedConfig) -> Iterator[Finding]:
+    """On hcloud: each service has an image, the domains are in the Cloudflare zone, the subnet
+    is in the network, mail-like names are not proxied, and a server type holds a server's share."""
+    config = loaded.config
+    if config.target.kind != "hcloud":
+        return
+    target = config.target
+    for name in _replicas_by_service(loaded):
+        if config.services[name].image is None:
+            yield loaded.finding(("services", name), f"service {name!r} has no image; the hcloud target runs "
+                                 "services as containers")
+    zone = target.cloudflare.zone
+    for index, domain in enumerate(config.domains):
+        if domain.name != zone and not domain.name.endswith(f".{zone}"):
+            yield loaded.finding(("domains", index, "name"), f"{domain.name} is not in the Cloudflare zone {zone} "
+                                 "(target.cloudflare.zone)")
+        if domain.proxied and hcloud.never_proxied(domain.name):
+            yield loaded.finding(("domains", index, "proxied"), f"{domain.name} must not go through Cloudflare's "
+                                 "HTTP proxy (mail and the like): remove `proxied: true`")
+    if not target.network.is_private or not target.subnet.subnet_of(target.network):
+        yield loaded.finding(("target", "subnet"), f"the subnet {target.subnet} must lie in the private network "
+                             f"{target.network} (RFC 1918)")
+    if target.server_type is None and hcloud.fitting_server_type(config) is None:
+        millicores, bytes_ = hcloud.server_share(config)
+        largest, cores, memory = hcloud.SERVER_TYPES[-1]
+        yield loaded.finding(("target", "servers"), f"each of {target.servers} servers needs {millicores / 1000:g} "
+                             f"cpu and {format_bytes(bytes_)} memory; the largest known type, {largest}, has "
+                             f"{cores / 1000:g} cpu and {format_bytes(memory)}: add servers, or set "
+                             "target.server_type", key=True)
+
+
 RULES: list[Callable[[LoadedConfig], Iterator[Finding]]] = [
     unique_domain_names, services_defined, shared_services_agree,
-    local_commands, ports_disjoint, within_capacity,
+    local_commands, ports_disjoint, within_capacity, hcloud_fits,
 ]

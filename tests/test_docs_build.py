@@ -19,12 +19,14 @@ def test_the_committed_pages_are_current():
 def test_every_field_is_in_the_reference_with_its_description():
     reference = configuration_reference()
     rows = fields(Config)
-    assert len(rows) == 33
+    assert len(rows) == 50
     for path, _, _, description in rows:
         assert f"| `{path}` |" in reference and description, path
     assert "| `domains[].replicas` | integer | `1` | How many replicas" in reference
     assert "| `services.<name>.health.path` | string | `/healthz` |" in reference
     assert "| `state.backend` | `local` or `pg` | `local` |" in reference
+    assert "| `target.cloudflare.zone` | string | required | *hcloud:* The zone" in reference  # a tagged union
+    assert "| `target.http_port` | integer | `8000` | *local:* " in reference
 
 
 def test_the_pipeline_diagram_follows_the_dagster_graph():

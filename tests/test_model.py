@@ -134,7 +134,8 @@ def test_domain_fields(write, domain, message):
 
 @pytest.mark.parametrize(("top", "message"), [
     ("version: 2", "input should be 1"),
-    ("target: {kind: hcloud}", "input should be 'local'"),
+    ("target: {kind: aws}", "kind must be local or hcloud"),
+    ("target: {kind: hcloud}", "missing required field 'ssh_public_key'"),
     ("project: All Things", "not a valid name"),
 ])
 def test_top_level_fields(write, top, message):

@@ -43,7 +43,8 @@ def test_hcl_literals():
         "null", "true", "false", "8080", '"a"', '["a", 1, null]']
     assert hcl('say "${x}" %{y} \\ \n') == r'"say \"$${x}\" %%{y} \\ \n"'
     assert hcl("\x01\u2028") == r'"\u0001\u2028"'
-    assert hcl({"a.b": [1], "c": {"d": None}}) == '{"a.b" = [1], "c" = {"d" = null}}'
+    assert hcl({"a.b": [1], "c": {"d": None}}) == '{ "a.b" = [1], "c" = { "d" = null } }'
+    assert hcl({}) == "{}"
     with pytest.raises(RenderError):
         hcl(1.5)
 

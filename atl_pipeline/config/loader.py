@@ -10,7 +10,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from atl_pipeline.config.model import Config
+from atl_pipeline.config.model import TARGETS, Config
 from atl_pipeline.config.yaml_reader import Positions, Source, YamlPath, parse, read_source
 from atl_pipeline.findings import ConfigError, Finding
 
@@ -56,12 +56,14 @@ def load_source(source: Source) -> LoadedConfig:
 
 
 def _finding(name: str, positions: Positions, error: Any) -> Finding:
-    loc: YamlPath = error["loc"]
+    tagged: YamlPath = error["loc"]
+    loc = _untagged(tagged)
     if error["type"] == "extra_forbidden":
         where, position = loc[:-1], positions.of(loc, key=True)
         message = f"unknown field {str(loc[-1])[:80]!r}"
-        close = difflib.get_close_matches(str(loc[-1]), _fields_at(where), n=1)
-        message += f"; did you mean {close[0]!r}?" if close else f"; the fields here are {', '.join(_fields_at(where))}"
+        fields = _fields_at(tagged[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
+        message += f"; did you mean {close[0]!r}?" if close else f"; the fields here are {', '.join(fields)}"
     elif error["type"] == "missing":
         where, position = loc[:-1], positions.of(loc[:-1])
         message = f"missing required field {loc[-1]!r}"
@@ -87,13 +89,23 @@ def dotted(path: YamlPath) -> str:
     return text
 
 
+def _untagged(loc: YamlPath) -> YamlPath:
+    """The path in the file: without the target kind pydantic puts after `target`."""
+    if loc[:1] == ("target",) and len(loc) > 1 and loc[1] in TARGETS:
+        return loc[:1] + loc[2:]
+    return loc
+
+
 def _fields_at(path: YamlPath) -> list[str]:
-    """The field names of the model found at `path` in the schema."""
+    """The field names of the model found at `path` (with its target kind) in the schema."""
     model: type[BaseModel] | None = Config
     skip_key = False
-    for part in path:
+    for index, part in enumerate(path):
         if skip_key:  # the index into a list or the key of a mapping
             skip_key = False
+            continue
+        if index == 1 and path[0] == "target" and part in TARGETS:
+            model = TARGETS[part]
             continue
         if model is None or part not in model.model_fields:
             return []

@@ -9,9 +9,20 @@ from __future__ import annotations
 
 import re
 import string
+from ipaddress import IPv4Network
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    IPvAnyNetwork,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from atl_pipeline.config.names import check_identifier, normalize_hostname
 from atl_pipeline.config.quantity import cpu_millicores, memory_bytes, parse_quantity
@@ -136,6 +147,9 @@ class Domain(_Model):
     """What each replica may use; domains sharing a service ask for the same."""
     enabled: bool = True
     """`false`: declared and checked, but not deployed (`atl utils disable`)."""
+    proxied: bool | None = None
+    """hcloud: its DNS records go through Cloudflare's proxy. Default: `target.cloudflare.proxied`, except for
+    names that must not be proxied (mail, smtp, imap...), which never are."""
 
 
 class Capacity(_Model):
@@ -169,6 +183,76 @@ class LocalTarget(_Model):
                 "prometheus_port": self.prometheus_port, "blackbox_port": self.blackbox_port}
 
 
+HCLOUD_LOCATIONS = {"fsn1": "eu-central", "nbg1": "eu-central", "hel1": "eu-central", "ash": "us-east",
+                    "hil": "us-west", "sin": "ap-southeast"}  # location -> network zone
+_SSH_PUBLIC_KEY = re.compile(r"(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}"
+                             r"( [ -~]{0,100})?")
+
+
+class Cloudflare(_Model):
+    """Cloudflare DNS: an A and an AAAA record per domain, to the load balancer."""
+
+    zone: Hostname
+    """The zone, such as `allthingslinux.org`: every domain is in it."""
+    zone_id: str
+    """The zone's ID (32 hex digits, on the zone's Overview page in the Cloudflare dashboard)."""
+    api_token: SecretRef = "env:CLOUDFLARE_API_TOKEN"
+    """`env:NAME`, NAME holding an API token that may edit the zone's DNS."""
+    proxied: bool = True
+    """Records go through Cloudflare's proxy (DDoS and WAF protection) unless a domain says otherwise."""
+
+    @field_validator("zone_id")
+    @classmethod
+    def _zone_id(cls, zone_id: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{32}", zone_id):
+            raise ValueError("a Cloudflare zone ID is 32 hex digits (the zone's Overview page in the dashboard)")
+        return zone_id
+
+
+class HcloudTarget(_Model):
+    """Hetzner Cloud: servers on a private network behind a load balancer, DNS at Cloudflare."""
+
+    kind: Literal["hcloud"]
+    """`hcloud`: Hetzner Cloud servers running the services as containers."""
+    location: Literal[tuple(HCLOUD_LOCATIONS)] = "fsn1"
+    """The Hetzner location of the servers and the load balancer."""
+    servers: int = Field(2, ge=1, le=10)
+    """How many servers; each service's replicas are spread over them."""
+    server_type: str | None = Field(None, pattern=r"^[a-z]{2,4}[0-9]{2,3}$")
+    """An explicit Hetzner server type (`cx33`); default: the smallest that fits each server's share."""
+    image: str = Field("debian-12", pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")
+    """The servers' operating system image."""
+    load_balancer_type: Literal["lb11", "lb21", "lb31"] = "lb11"
+    """The Hetzner load balancer type."""
+    network: IPv4Network = IPv4Network("10.0.0.0/16")
+    """The private network (RFC 1918)."""
+    subnet: IPv4Network = IPv4Network("10.0.1.0/24")
+    """The servers' and load balancer's subnet, inside `network`."""
+    ssh_public_key: str
+    """The operator's SSH public key (`ssh-ed25519 AAAA... comment`), installed on every server."""
+    ssh_from: list[IPvAnyNetwork] = []
+    """The address ranges SSH is open to; none: SSH is closed by the firewall."""
+    hcloud_token: SecretRef = "env:HCLOUD_TOKEN"
+    """`env:NAME`, NAME holding a Hetzner Cloud API token with read and write access."""
+    cloudflare: Cloudflare
+    """Where the domains' DNS records are."""
+
+    @field_validator("ssh_public_key")
+    @classmethod
+    def _public_key(cls, key: str) -> str:
+        if not _SSH_PUBLIC_KEY.fullmatch(key.strip()):
+            raise ValueError("not an SSH public key such as `ssh-ed25519 AAAA... comment`; never a private key")
+        return key.strip()
+
+    @property
+    def network_zone(self) -> str:
+        return HCLOUD_LOCATIONS[self.location]
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {}
+
+
 class State(_Model):
     """Where Terraform keeps its state: a local file under .atl/, or PostgreSQL (with its lock)."""
 
@@ -188,6 +272,15 @@ class State(_Model):
         return self
 
 
+TARGETS = {"local": LocalTarget, "hcloud": HcloudTarget}
+
+
+def _target_kind(target: object) -> str | None:
+    """`local` when the kind is not written: the embedded default."""
+    kind = target.get("kind", "local") if isinstance(target, dict) else getattr(target, "kind", None)
+    return kind if kind in TARGETS else None
+
+
 class Config(_Model):
     version: Literal[1] = 1
     """The schema's version."""
@@ -195,8 +288,10 @@ class Config(_Model):
     """The project's name: `[a-z0-9-]`."""
     environment: Identifier = "production"
     """The environment: each has its own Terraform state."""
-    target: LocalTarget = LocalTarget()
-    """Where the services run."""
+    target: Annotated[Annotated[LocalTarget, Tag("local")] | Annotated[HcloudTarget, Tag("hcloud")],
+                      Discriminator(_target_kind, custom_error_type="target_kind",
+                                    custom_error_message="kind must be local or hcloud")] = LocalTarget()
+    """Where the services run: `kind: local` or `kind: hcloud`."""
     state: State = State()
     """Where Terraform keeps its state."""
     services: dict[Identifier, Service] = {}

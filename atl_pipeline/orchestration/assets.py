@@ -188,7 +188,12 @@ def terraform_apply(terraform_plan: TerraformPlan, project: ProjectResource) -> 
 def service_deployment(validated_config: ValidatedConfig, terraform_apply: TerraformApply,
                        project: ProjectResource) -> Output[Deployment]:
     """The services running as Terraform's outputs declare, behind the load balancer."""
-    runtime = LocalRuntime(project.get(), validated_config.loaded.config.target)
+    target = validated_config.loaded.config.target
+    if target.kind != "local":
+        raise Failure(f"services on the {target.kind} target run with Docker Compose over SSH, which this version "
+                      "cannot deploy yet: Terraform applied the infrastructure, the servers run nothing",
+                      allow_retries=False)
+    runtime = LocalRuntime(project.get(), target)
     services, domains = terraform_apply.outputs.get("services", {}), terraform_apply.outputs.get("domains", {})
     with _clear_failure():
         outcomes = runtime.deploy(services, domains)

@@ -130,6 +130,10 @@ class Terraform:
         if self.backend != "local" and UNREACHABLE.search(output):
             return BackendUnavailable(f"terraform {command} could not reach the {self.backend} state backend: "
                                       f"{self._error_text(output)}")
+        if "Failed to query available provider packages" in output or "Failed to install provider" in output:
+            return TerraformError(f"terraform {command} could not get the providers the templates need: "
+                                  f"{self._error_text(output)}\nThis machine must reach registry.terraform.io once; "
+                                  f"the providers are then kept in {self.home / 'plugin-cache'}")
         if "Saved plan is stale" in output:
             return StalePlan("the Terraform state changed after this plan was made, so it was not applied: "
                              "plan again (materialize terraform_plan, or run `atl infra up`)")

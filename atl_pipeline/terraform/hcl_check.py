@@ -15,33 +15,42 @@ from atl_pipeline.terraform.render import Rendered, RenderError, hcl
 
 _OPTIONS = hcl2.SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
 
-# What each target's templates declare, besides the data in `locals`.
-TARGET_SHAPES = {
-    "local": {
-        "resources": {("terraform_data", "service"), ("terraform_data", "domain")},
-        "outputs": {"services", "domains"},
-    },
-}
+HCLOUD_RESOURCES = {("hcloud_ssh_key", "operator"), ("hcloud_network", "private"),
+                    ("hcloud_network_subnet", "servers"), ("hcloud_firewall", "servers"), ("hcloud_server", "node"),
+                    ("hcloud_load_balancer", "main"), ("hcloud_load_balancer_network", "main"),
+                    ("hcloud_load_balancer_target", "servers"), ("hcloud_load_balancer_service", "http"),
+                    ("cloudflare_dns_record", "a"), ("cloudflare_dns_record", "aaaa")}
+HCLOUD_TLS_RESOURCES = {("hcloud_managed_certificate", "tls"), ("hcloud_load_balancer_service", "https"),
+                        ("hcloud_zone", "acme"), ("cloudflare_dns_record", "acme_delegation")}
 
 
 def check_rendered(rendered: Rendered, target: str) -> None:
     """Raises RenderError unless the files declare exactly the target's shape and inputs."""
-    shape = TARGET_SHAPES[target]
     blocks: dict[str, list] = {}
     for name, text in rendered.files.items():
         for block_type, entries in _parse(f"rendered {name}", text).items():
             blocks.setdefault(block_type, []).extend(entries)
 
-    _require(set(blocks) == {"terraform", "locals", "resource", "output"},
-             f"block types {sorted(blocks)}, expected terraform, locals, resource and output")
-    resources = [(kind, name) for entry in blocks["resource"] for kind, named in entry.items() for name in named]
-    _require(sorted(resources) == sorted(shape["resources"]), f"resources {resources}")
-    outputs = [name for entry in blocks["output"] for name in entry]
-    _require(sorted(outputs) == sorted(shape["outputs"]), f"outputs {outputs}")
+    resources, outputs, block_types = _shape(rendered.inputs, target)
+    _require(set(blocks) == block_types, f"block types {sorted(blocks)}, expected {', '.join(sorted(block_types))}")
+    found = [(kind, name) for entry in blocks["resource"] for kind, named in entry.items() for name in named]
+    _require(sorted(found) == sorted(resources), f"resources {found}")
+    named_outputs = [name for entry in blocks["output"] for name in entry]
+    _require(sorted(named_outputs) == sorted(outputs), f"outputs {named_outputs}")
     _require(blocks["terraform"][0].get("backend") == [_backend(rendered.inputs["backend"])],
              f"backend {blocks['terraform'][0].get('backend')}")
     locals_ = {key: value for entry in blocks["locals"] for key, value in entry.items()}
     _require(locals_ == _expected_locals(rendered.inputs), "locals that differ from the configuration's values")
+
+
+def _shape(inputs: dict, target: str) -> tuple[set, set, set]:
+    """The resources, outputs and block types the target's templates declare for these inputs."""
+    if target == "local":
+        return ({("terraform_data", "service"), ("terraform_data", "domain")}, {"services", "domains"},
+                {"terraform", "locals", "resource", "output"})
+    tls = HCLOUD_TLS_RESOURCES if inputs["hcloud"]["certificate_domains"] else set()
+    return (HCLOUD_RESOURCES | tls, {"services", "domains", "servers", "load_balancer"},
+            {"terraform", "variable", "provider", "locals", "resource", "output"})
 
 
 def _backend(backend: dict) -> dict:
@@ -51,7 +60,7 @@ def _backend(backend: dict) -> dict:
 
 
 def _expected_locals(inputs: dict) -> dict:
-    return {"services": _read_back(inputs["services"]), "domains": _read_back(inputs["domains"])}
+    return _read_back({**inputs.get("hcloud", {}), "services": inputs["services"], "domains": inputs["domains"]})
 
 
 def _read_back(value: Any) -> Any:

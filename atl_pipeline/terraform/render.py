@@ -18,6 +18,7 @@ import jinja2
 
 from atl_pipeline.config import Config
 from atl_pipeline.config.model import MAX_REPLICAS
+from atl_pipeline.terraform.hcloud import hcloud_inputs
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
@@ -44,7 +45,8 @@ def hcl(value: object) -> Hcl:
     if isinstance(value, list | tuple):
         return Hcl("[" + ", ".join(hcl(item) for item in value) + "]")
     if isinstance(value, dict):
-        return Hcl("{" + ", ".join(f"{hcl(str(key))} = {hcl(item)}" for key, item in value.items()) + "}")
+        items = ", ".join(f"{hcl(str(key))} = {hcl(item)}" for key, item in value.items())
+        return Hcl(f"{{ {items} }}" if items else "{}")  # as `terraform fmt` writes it
     raise RenderError(f"no HCL literal for a {type(value).__name__}")
 
 
@@ -99,7 +101,10 @@ def terraform_inputs(config: Config) -> dict:
     backend = {"kind": config.state.backend}
     if config.state.backend == "pg":
         backend["schema_name"] = config.state.schema_name or default_schema_name(config)
-    return {"backend": backend, "services": services, "domains": domains}
+    inputs = {"backend": backend, "services": services, "domains": domains}
+    if config.target.kind == "hcloud":
+        inputs["hcloud"] = hcloud_inputs(config)
+    return inputs
 
 
 def default_schema_name(config: Config) -> str:

@@ -31,6 +31,7 @@ class TerraformPlan:
     destroy_approved: bool
     state: State  # the backend settings, secrets as references only
     environment: str
+    secret_variables: tuple[tuple[str, str], ...] = ()  # (environment variable, secret reference)
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,24 @@ class DestroyNotApproved(Exception):
     """The plan deletes or replaces resources and was not approved."""
 
 
-def terraform(project: Project, state: State, environment: str) -> Terraform:
-    """A Terraform runner for the environment's working directory, with its backend's secret."""
-    env, redact = {}, secrets.Redactor()
+def terraform(project: Project, state: State, environment: str,
+              secret_variables: tuple[tuple[str, str], ...] = ()) -> Terraform:
+    """A Terraform runner for the environment's working directory, with its backend's secret and
+    the target's secret variables (resolved here, redacted from every message)."""
+    env = {name: secrets.resolve(ref) for name, ref in secret_variables}
     if state.backend == "pg":
-        connection = secrets.resolve(state.conn_str)
-        env, redact = {"PG_CONN_STR": connection}, secrets.Redactor([connection])
+        env["PG_CONN_STR"] = secrets.resolve(state.conn_str)
     return Terraform(project.state_dir / "terraform" / environment, project.state_dir / "terraform",
-                     env=env, redact=redact, lock_timeout=f"{lock_timeout():g}s", backend=state.backend)
+                     env=env, redact=secrets.Redactor(env.values()), lock_timeout=f"{lock_timeout():g}s",
+                     backend=state.backend)
+
+
+def secret_variables(config: Config) -> tuple[tuple[str, str], ...]:
+    """The sensitive variables the target's templates read from the environment, as references."""
+    if config.target.kind == "hcloud":
+        return (("TF_VAR_hcloud_token", config.target.hcloud_token),
+                ("TF_VAR_cloudflare_api_token", config.target.cloudflare.api_token))
+    return ()
 
 
 def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destroy_approved: bool = False,
@@ -68,7 +79,7 @@ def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destro
     config: Config = validated.loaded.config
     targets = _targets(config, domain) if domain else ()
     rendered = render(config, validated.loaded.templates_dir or project.templates_dir)
-    runner = terraform(project, config.state, config.environment)
+    runner = terraform(project, config.state, config.environment, secret_variables(config))
     with project.lock():
         if not _written_before(rendered, runner.workdir):
             check_rendered(rendered, config.target.kind)
@@ -81,7 +92,7 @@ def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destro
         summary = PlanSummary.from_show_json(runner.show(plan_file))
         _prune(plans)
     return TerraformPlan(runner.workdir, plan_file, summary, changed, destroy_approved, config.state,
-                         config.environment)
+                         config.environment, secret_variables(config))
 
 
 def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:
@@ -90,7 +101,7 @@ def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:
         raise DestroyNotApproved(
             f"this plan deletes or replaces {len(plan.summary.destructive)} resources and was not approved: "
             "plan again with the approval (`atl infra up --approve-destroy`)")
-    runner = terraform(project, plan.state, plan.environment)
+    runner = terraform(project, plan.state, plan.environment, plan.secret_variables)
     with project.lock():
         if plan.changed:
             runner.apply(plan.plan_file)

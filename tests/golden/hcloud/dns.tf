@@ -1,0 +1,42 @@
+# Rendered by atl-pipeline from domains.yml. Edit terraform_templates/hcloud/, not this file.
+
+# Each domain: A and AAAA to the load balancer, through Cloudflare's proxy unless the domain
+# says otherwise (a proxied record's TTL is automatic, 1).
+resource "cloudflare_dns_record" "a" {
+  for_each = local.records
+  zone_id  = local.zone_id
+  name     = each.key
+  type     = "A"
+  content  = hcloud_load_balancer.main.ipv4
+  proxied  = each.value.proxied
+  ttl      = each.value.ttl
+  comment  = "atl-pipeline: ${local.name}"
+}
+
+resource "cloudflare_dns_record" "aaaa" {
+  for_each = local.records
+  zone_id  = local.zone_id
+  name     = each.key
+  type     = "AAAA"
+  content  = hcloud_load_balancer.main.ipv6
+  proxied  = each.value.proxied
+  ttl      = each.value.ttl
+  comment  = "atl-pipeline: ${local.name}"
+}
+
+# Hetzner issues managed certificates only for names whose DNS challenge it can answer: a
+# zone of the same name at Hetzner, to which Cloudflare delegates `_acme-challenge`.
+resource "hcloud_zone" "acme" {
+  name   = local.zone
+  mode   = "primary"
+  labels = local.labels
+}
+
+resource "cloudflare_dns_record" "acme_delegation" {
+  count   = 3 # Hetzner assigns three nameservers to a zone
+  zone_id = local.zone_id
+  name    = "_acme-challenge.${local.zone}"
+  type    = "NS"
+  content = hcloud_zone.acme.authoritative_nameservers.assigned[count.index]
+  ttl     = 300
+}

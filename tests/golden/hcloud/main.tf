@@ -1,0 +1,165 @@
+# Rendered by atl-pipeline from domains.yml. Edit terraform_templates/hcloud/, not this file.
+#
+# Hetzner Cloud: servers on a private network, a firewall that denies all but HTTP(S) and
+# SSH from the configured ranges, a load balancer with a managed Let's Encrypt certificate,
+# and the domains' records at Cloudflare. Every value comes from `locals`.
+
+locals {
+  name                = "allthingslinux-production"
+  location            = "fsn1"
+  network_zone        = "eu-central"
+  network             = "10.0.0.0/16"
+  subnet              = "10.0.1.0/24"
+  server_type         = "cx23"
+  servers             = ["allthingslinux-production-1", "allthingslinux-production-2"]
+  image               = "debian-12"
+  load_balancer_type  = "lb11"
+  ssh_public_key      = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyReplaceWithTheOperatorsOwn00000 ops@allthingslinux.org"
+  ssh_from            = ["203.0.113.0/24"]
+  zone                = "allthingslinux.org"
+  zone_id             = "0123456789abcdef0123456789abcdef"
+  certificate_domains = ["api.allthingslinux.org", "www.allthingslinux.org", "docs.allthingslinux.org"]
+  labels              = { "atl-project" = "allthingslinux-production" }
+
+  records = {
+    "api.allthingslinux.org" = {
+      proxied = true
+      ttl     = 1
+    }
+    "www.allthingslinux.org" = {
+      proxied = true
+      ttl     = 1
+    }
+    "docs.allthingslinux.org" = {
+      proxied = true
+      ttl     = 1
+    }
+  }
+
+  services = {
+    "backend-api" = {
+      command        = ["python3", "-m", "atl_pipeline.sample_service", "--port", "{port}"]
+      cpu_millicores = 500
+      health_path    = "/healthz"
+      image          = "ghcr.io/allthingslinux/backend-api:1.0.0"
+      memory_bytes   = 536870912
+      port           = 8100
+      release        = "47aca327bdcd"
+      replicas       = 3
+      standby_port   = 8150
+    }
+    "website" = {
+      command        = ["python3", "-m", "atl_pipeline.sample_service", "--port", "{port}"]
+      cpu_millicores = 100
+      health_path    = "/healthz"
+      image          = "ghcr.io/allthingslinux/website:1.0.0"
+      memory_bytes   = 134217728
+      port           = 8200
+      release        = "adac1cf9aa33"
+      replicas       = 2
+      standby_port   = 8250
+    }
+  }
+
+  domains = {
+    "api.allthingslinux.org" = {
+      cpu_millicores = 500
+      memory_bytes   = 536870912
+      monitoring     = true
+      replicas       = 3
+      service        = "backend-api"
+      ssl            = true
+      url            = "https://api.allthingslinux.org/"
+    }
+    "www.allthingslinux.org" = {
+      cpu_millicores = 100
+      memory_bytes   = 134217728
+      monitoring     = true
+      replicas       = 2
+      service        = "website"
+      ssl            = true
+      url            = "https://www.allthingslinux.org/"
+    }
+    "docs.allthingslinux.org" = {
+      cpu_millicores = 100
+      memory_bytes   = 134217728
+      monitoring     = true
+      replicas       = 2
+      service        = "website"
+      ssl            = true
+      url            = "https://docs.allthingslinux.org/"
+    }
+  }
+}
+
+resource "hcloud_ssh_key" "operator" {
+  name       = "${local.name}-operator"
+  public_key = local.ssh_public_key
+  labels     = local.labels
+}
+
+resource "hcloud_network" "private" {
+  name     = local.name
+  ip_range = local.network
+  labels   = local.labels
+}
+
+resource "hcloud_network_subnet" "servers" {
+  network_id   = hcloud_network.private.id
+  type         = "cloud"
+  network_zone = local.network_zone
+  ip_range     = local.subnet
+}
+
+# Denied unless a rule allows it: HTTP and HTTPS from anywhere, SSH only from ssh_from.
+resource "hcloud_firewall" "servers" {
+  name   = local.name
+  labels = local.labels
+
+  rule {
+    description = "HTTP"
+    direction   = "in"
+    protocol    = "tcp"
+    port        = "80"
+    source_ips  = ["0.0.0.0/0", "::/0"]
+  }
+
+  rule {
+    description = "HTTPS"
+    direction   = "in"
+    protocol    = "tcp"
+    port        = "443"
+    source_ips  = ["0.0.0.0/0", "::/0"]
+  }
+
+  dynamic "rule" {
+    for_each = length(local.ssh_from) > 0 ? [local.ssh_from] : []
+    content {
+      description = "SSH from the operators' ranges"
+      direction   = "in"
+      protocol    = "tcp"
+      port        = "22"
+      source_ips  = rule.value
+    }
+  }
+}
+
+# Docker runs the services; the pipeline ships each server's Compose file over SSH.
+resource "hcloud_server" "node" {
+  for_each     = toset(local.servers)
+  name         = each.value
+  server_type  = local.server_type
+  image        = local.image
+  location     = local.location
+  ssh_keys     = [hcloud_ssh_key.operator.id]
+  firewall_ids = [hcloud_firewall.servers.id]
+  labels       = merge(local.labels, { role = "node" })
+  user_data    = "#cloud-config\npackages: [docker.io, docker-compose]\n"
+
+  network {
+    subnet_id = hcloud_network_subnet.servers.id
+    alias_ips = []
+  }
+
+  depends_on = [hcloud_network_subnet.servers]
+}

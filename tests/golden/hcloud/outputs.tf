@@ -1,0 +1,30 @@
+# Rendered by atl-pipeline from domains.yml. Edit terraform_templates/hcloud/, not this file.
+
+output "services" {
+  description = "Each service in use: image, release, replicas and resources."
+  value = { for name, service in local.services : name => merge(service, {
+    ports         = [for r in range(service.replicas) : service.port + r]
+    standby_ports = [for r in range(service.replicas) : service.standby_port + r]
+  }) }
+}
+
+output "domains" {
+  description = "Each domain: its service, URL, TLS and monitoring."
+  value       = local.domains
+}
+
+output "servers" {
+  description = "Each server: its public and private addresses, for the deployment over SSH."
+  value = { for name, server in hcloud_server.node : name => {
+    ipv4       = server.ipv4_address
+    private_ip = one(server.network[*].ip)
+  } }
+}
+
+output "load_balancer" {
+  description = "The load balancer's public addresses, where the DNS records point."
+  value = {
+    ipv4 = hcloud_load_balancer.main.ipv4
+    ipv6 = hcloud_load_balancer.main.ipv6
+  }
+}

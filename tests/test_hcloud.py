@@ -1,0 +1,136 @@
+"""The hcloud target, verified offline (no provider can be downloaded here): the example's
+Terraform parses to exactly the expected resources, is `terraform fmt`-clean and matches
+its golden files; the same domains.yml renders both targets; the rules of the target; and
+`terraform init` failing on the providers says what to do, without the tokens."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import hcl2
+import pytest
+
+from atl_pipeline.config import load_config
+from atl_pipeline.terraform.cli import Terraform, TerraformError
+from atl_pipeline.terraform.hcl_check import check_rendered
+from atl_pipeline.terraform.hcloud import fitting_server_type, server_share
+from atl_pipeline.terraform.render import render
+from atl_pipeline.terraform.stages import make_plan
+from atl_pipeline.validation import validate
+from tests.conftest import REPO
+
+EXAMPLE = REPO / "examples" / "hcloud" / "domains.yml"
+GOLDEN = Path(__file__).parent / "golden" / "hcloud"
+TEMPLATES = REPO / "terraform_templates"
+GiB = 2**30
+
+
+def test_the_example_renders_to_exactly_the_expected_resources(tmp_path: Path):
+    config = load_config(EXAMPLE).config
+    rendered = render(config, TEMPLATES)
+    check_rendered(rendered, "hcloud")  # exact blocks, resources, outputs, backend and locals
+
+    resources = set()
+    for text in rendered.files.values():
+        for entry in parse(text).get("resource", []):
+            resources |= {(kind, name) for kind, named in entry.items() for name in named}
+    assert resources == {
+        ("hcloud_ssh_key", "operator"), ("hcloud_network", "private"), ("hcloud_network_subnet", "servers"),
+        ("hcloud_firewall", "servers"), ("hcloud_server", "node"), ("hcloud_load_balancer", "main"),
+        ("hcloud_load_balancer_network", "main"), ("hcloud_load_balancer_target", "servers"),
+        ("hcloud_load_balancer_service", "http"), ("hcloud_load_balancer_service", "https"),
+        ("hcloud_managed_certificate", "tls"), ("hcloud_zone", "acme"), ("cloudflare_dns_record", "a"),
+        ("cloudflare_dns_record", "aaaa"), ("cloudflare_dns_record", "acme_delegation")}
+    locals_ = parse(rendered.files["main.tf"])["locals"][0]
+    assert (locals_["server_type"], locals_["servers"]) == (
+        "cx23", ["allthingslinux-production-1", "allthingslinux-production-2"])
+    assert locals_["records"]["api.allthingslinux.org"] == {"proxied": True, "ttl": 1}
+    (tmp_path / "work").mkdir()
+    for name, text in rendered.files.items():
+        (tmp_path / "work" / name).write_text(text)
+    assert Terraform(tmp_path / "work", tmp_path / "home").unformatted() == []
+
+
+def parse(text: str) -> dict:
+    return hcl2.loads(text, serialization_options=hcl2.SerializationOptions(strip_string_quotes=True))
+
+
+def test_the_example_matches_its_golden_files():
+    """After a deliberate change of the templates: ATL_UPDATE_GOLDEN=1 pytest tests/test_hcloud.py"""
+    rendered = render(load_config(EXAMPLE).config, TEMPLATES)
+    if os.environ.get("ATL_UPDATE_GOLDEN"):
+        for name, text in rendered.files.items():
+            (GOLDEN / name).write_text(text)
+    assert {path.name: path.read_text() for path in GOLDEN.glob("*.tf")} == rendered.files
+
+
+def test_the_same_domains_yml_renders_both_targets():
+    local, hcloud = load_config(REPO / "domains.yml").config, load_config(EXAMPLE).config
+    assert (local.services, local.domains) == (hcloud.services, hcloud.domains)
+    on_local, on_hcloud = render(local, TEMPLATES), render(hcloud, TEMPLATES)
+    check_rendered(on_local, "local")
+    check_rendered(on_hcloud, "hcloud")
+    assert on_local.inputs["services"] == on_hcloud.inputs["services"]
+    assert on_local.inputs["domains"] == on_hcloud.inputs["domains"]
+
+
+def test_a_server_is_the_smallest_type_that_holds_its_share(write):
+    text = EXAMPLE.read_text()
+    config = load_config(write(text)).config
+    # api: ceil(3/2) x (500m, 512Mi); website: ceil(2/2) x (100m, 128Mi); the system: 500m, 1Gi
+    assert server_share(config) == (1600, 2 * 512 * 2**20 + 128 * 2**20 + GiB)
+    assert fitting_server_type(config) == "cx23"
+    bigger = load_config(write(text.replace("servers: 2 ", "servers: 1 ").replace('memory: "512Mi"', 'memory: "2Gi"'))
+                         ).config
+    assert fitting_server_type(bigger) == "cx33"  # 3 x 2Gi + 2 x 128Mi + 1Gi
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ('name: "www.allthingslinux.org"', 'name: "www.example.org"',
+     "www.example.org is not in the Cloudflare zone allthingslinux.org"),
+    ('name: "docs.allthingslinux.org"', 'name: "mail.allthingslinux.org"\n    proxied: true',
+     "mail.allthingslinux.org must not go through Cloudflare's HTTP proxy"),
+    ("zone_id: 0123456789abcdef0123456789abcdef", "zone_id: 0123456789abcdef0123456789abcdef\n  subnet: 10.9.0.0/24",
+     "the subnet 10.9.0.0/24 must lie in the private network 10.0.0.0/16"),
+    ('memory: "512Mi"', 'memory: "32Gi"',
+     "each of 2 servers needs 1.6 cpu and 65.1Gi memory; the largest known type, cx53"),
+    ("    image: ghcr.io/allthingslinux/website:1.0.0\n", "", "service 'website' has no image"),
+])
+def test_the_rules_of_the_target(write, old, new, message):
+    text = EXAMPLE.read_text()
+    assert old in text
+    validated = validate(load_config(write(text.replace(old, new, 1))))
+    assert any(message in finding.message for finding in validated.findings), validated.findings
+
+
+def test_a_mail_name_is_never_proxied(write):
+    text = EXAMPLE.read_text().replace('name: "docs.allthingslinux.org"', 'name: "mail.allthingslinux.org"')
+    rendered = render(load_config(write(text)).config, TEMPLATES)
+    assert rendered.inputs["hcloud"]["records"]["mail.allthingslinux.org"] == {"proxied": False, "ttl": 300}
+
+
+def test_hostile_text_in_the_ssh_key_comment_stays_a_string(write, tmp_path: Path):
+    comment = 'ops ${file("/etc/passwd")} %{ if true }x%{ endif } "quoted" \\'
+    text = re.sub(r"ssh_public_key: (\S+ \S+) .*", lambda m: f"ssh_public_key: '{m.group(1)} {comment}'",
+                  EXAMPLE.read_text())
+    rendered = render(load_config(write(text)).config, TEMPLATES)
+    check_rendered(rendered, "hcloud")
+    assert rendered.inputs["hcloud"]["ssh_public_key"].endswith(comment)
+    (tmp_path / "work").mkdir()
+    for name, body in rendered.files.items():
+        (tmp_path / "work" / name).write_text(body)
+    assert Terraform(tmp_path / "work", tmp_path / "home").unformatted() == []
+
+
+def test_planning_without_the_providers_says_what_to_do_and_never_shows_a_token(project, monkeypatch):
+    canaries = {"HCLOUD_TOKEN": "hcloud-canary-7Rk2", "CLOUDFLARE_API_TOKEN": "cloudflare-canary-9Qw4"}
+    for name, value in canaries.items():
+        monkeypatch.setenv(name, value)
+    project.domains_file.write_text(EXAMPLE.read_text())
+    with pytest.raises(TerraformError) as raised:
+        make_plan(project, validate(load_config(project.domains_file)), "hcloud")
+    message = str(raised.value)
+    assert "could not get the providers" in message and "registry.terraform.io" in message
+    assert not any(value in message for value in canaries.values())
