@@ -63,11 +63,11 @@ class LoadBalancer:
 
 @dataclass(frozen=True)
 class Route:
-    """The domains of one service with one TLS setting, and the service's port block."""
+    """The domains of one service with one TLS setting, and every address a replica may listen on."""
 
     hosts: tuple[str, ...]
     ssl: bool
-    ports: range
+    upstreams: tuple[str, ...]  # host:port
     health_path: str
 
 
@@ -88,13 +88,13 @@ def caddy_config(lb: LoadBalancer, routes: list[Route]) -> dict:
     secure = [route for route in routes if route.ssl]
     servers = {"http": {
         "listen": [f"{lb.address}:{lb.http_port}"],
-        "routes": [_redirect(route, lb) if route.ssl else _proxy(route) for route in routes] + [_unknown_host()],
+        "routes": [_redirect(route, lb) if route.ssl else proxy(route) for route in routes] + [unknown_host()],
         "automatic_https": {"disable": True},
     }}
     if secure:
         servers["https"] = {
             "listen": [f"{lb.address}:{lb.https_port}"],
-            "routes": [_proxy(route) for route in secure] + [_unknown_host()],
+            "routes": [proxy(route) for route in secure] + [unknown_host()],
             "automatic_https": {"disable_redirects": True},
         }
         config["apps"]["tls"] = {"automation": {"policies": [
@@ -105,16 +105,17 @@ def caddy_config(lb: LoadBalancer, routes: list[Route]) -> dict:
     return config
 
 
-def _proxy(route: Route) -> dict:
+def proxy(route: Route) -> dict:
+    """The route's hosts to whichever of its upstreams answer their health path."""
     return {"match": [{"host": list(route.hosts)}], "terminal": True, "handle": [{
         "handler": "reverse_proxy",
-        "upstreams": [{"dial": f"127.0.0.1:{port}"} for port in route.ports],
+        "upstreams": [{"dial": upstream} for upstream in route.upstreams],
         "health_checks": {
             "active": {"uri": route.health_path, "interval": SECOND, "timeout": 2 * SECOND},
             # a failure counts for one second: ports a new release reuses are soon trusted again
             "passive": {"max_fails": 2, "fail_duration": SECOND},
         },
-        "load_balancing": {"selection_policy": {"policy": "round_robin"}, "retries": len(route.ports),
+        "load_balancing": {"selection_policy": {"policy": "round_robin"}, "retries": len(route.upstreams),
                            "try_duration": 5 * SECOND, "try_interval": SECOND // 1000},
     }]}
 
@@ -125,7 +126,7 @@ def _redirect(route: Route, lb: LoadBalancer) -> dict:
         {"handler": "static_response", "status_code": 308, "headers": {"Location": [location]}}]}
 
 
-def _unknown_host() -> dict:
+def unknown_host() -> dict:
     return {"handle": [{"handler": "static_response", "status_code": 404, "body": "no site here\n"}]}
 
 

@@ -263,7 +263,7 @@ class LocalRuntime:
         hosts: dict[tuple[str, bool], list[str]] = {}
         for name, domain in sorted(domains.items()):
             hosts.setdefault((domain["service"], domain["ssl"]), []).append(name)
-        routes = [Route(tuple(names), ssl, range(services[service]["port"], services[service]["port"] + PORT_BLOCK),
+        routes = [Route(tuple(names), ssl, port_block("127.0.0.1", services[service]["port"]),
                         services[service]["health_path"]) for (service, ssl), names in sorted(hosts.items())]
         return caddy_config(self.lb, routes)
 
@@ -308,6 +308,11 @@ redirect_stderr=true
 def as_output(recorded: dict) -> dict:
     """A service as Terraform's output has it, from its record in deployed.json."""
     return {key: value for key, value in recorded.items() if key not in ("slot", "group")}
+
+
+def port_block(address: str, port: int) -> tuple[str, ...]:
+    """Every address a service's replica may listen on at `address`: its whole port block, both slots."""
+    return tuple(f"{address}:{number}" for number in range(port, port + PORT_BLOCK))
 
 
 def cpu_nice(millicores: int) -> int:

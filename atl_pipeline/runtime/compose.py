@@ -1,0 +1,104 @@
+"""What each hcloud server runs, as a Docker Compose file: the service replicas placed on it
+and its router.
+
+Replica r of a service runs on server r mod n (servers in name order), as the Compose
+service `<service>-<release>-s<slot>-<r>`, published on the server's private address at the
+port its slot gives it (as on the local target: `ports`, or `standby_ports` while a new
+release rolls in). The router is Caddy on the private address, port 80, where the load
+balancer sends HTTP and HTTPS alike: it routes by Host to every address a replica of the
+service may listen on, on every server, and its health checks find the ones that answer.
+It answers the load balancer's own check, `/.atl/ready`, and redirects plain HTTP to HTTPS
+for `ssl: true` domains (the load balancer says which in X-Forwarded-Proto).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import yaml
+
+from atl_pipeline.runtime.caddy import Route, proxy, unknown_host
+
+ROUTER_IMAGE = "caddy:2.11"
+READY_PATH = "/.atl/ready"
+SLOT_PORTS = ("ports", "standby_ports")
+LOGGING = {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}
+
+
+def placement(replicas: int, servers: list[str]) -> dict[str, list[int]]:
+    """The replica indexes each server runs."""
+    ordered = sorted(servers)
+    return {server: [r for r in range(replicas) if r % len(ordered) == index] for index, server in enumerate(ordered)}
+
+
+def compose_file(name: str, server: str, servers: dict[str, dict], groups: list[tuple[str, dict, int]],
+                 router: dict) -> str:
+    """The Compose file of `server`: its replicas of each (service, spec, slot) group (an old and a
+    new one while a release rolls in), and the router."""
+    router_text = json.dumps(router, indent=2, sort_keys=True)
+    entries = {"router": {
+        "image": ROUTER_IMAGE, "command": ["caddy", "run", "--config", "/etc/atl/router.json"],
+        "network_mode": "host", "volumes": ["./router.json:/etc/atl/router.json:ro"],
+        # a new router.json recreates the router: Caddy reads it only when it starts
+        "labels": {"atl.router": hashlib.sha256(router_text.encode()).hexdigest()[:12]},
+        "restart": "unless-stopped", "logging": LOGGING,
+    }}
+    for service, spec, slot in sorted(groups, key=lambda group: (group[0], group[2])):
+        port_of = spec[SLOT_PORTS[slot]]
+        for replica in placement(spec["replicas"], list(servers))[server]:
+            entries[f"{service}-{spec['release']}-s{slot}-{replica}"] = _replica(
+                service, spec, replica, port_of[replica], servers[server]["private_ip"])
+    return yaml.safe_dump({"name": name, "services": entries}, sort_keys=False)
+
+
+def _replica(service: str, spec: dict, replica: int, port: int, private_ip: str) -> dict:
+    return {
+        "image": spec["image"],
+        "environment": {"PORT": str(port), "ATL_SERVICE": service, "ATL_RELEASE": spec["release"],
+                        "ATL_REPLICA": str(replica)},
+        "ports": [f"{private_ip}:{port}:{port}"],
+        "deploy": {"resources": {"limits": {"cpus": f"{spec['cpu_millicores'] / 1000:g}",
+                                            "memory": str(spec["memory_bytes"])}}},
+        "healthcheck": {"test": ["CMD", "curl", "-fsS", f"http://127.0.0.1:{port}{spec['health_path']}"],
+                        "interval": "5s", "timeout": "3s", "retries": 3, "start_period": "10s"},
+        "restart": "unless-stopped",
+        "logging": LOGGING,
+    }
+
+
+def router_config(services: dict[str, dict], domains: dict[str, dict], servers: dict[str, dict],
+                  listen: str) -> dict:
+    """Caddy's configuration for one server's router (the same on every server but `listen`)."""
+    hosts: dict[tuple[str, bool], list[str]] = {}
+    for name, domain in sorted(domains.items()):
+        hosts.setdefault((domain["service"], domain["ssl"]), []).append(name)
+    routes = [_ready()]
+    for (service, ssl), names in sorted(hosts.items()):
+        spec = services[service]
+        upstreams = tuple(f"{servers[server]['private_ip']}:{port}"
+                          for slot in SLOT_PORTS for server in sorted(servers)
+                          for port in _ports_on(spec, slot, server, list(servers)))
+        route = Route(tuple(names), ssl, upstreams, spec["health_path"])
+        if ssl:
+            routes.append(_to_https(route))
+        routes.append(proxy(route))
+    routes.append(unknown_host())
+    return {"admin": {"disabled": True},
+            "apps": {"http": {"servers": {"router": {
+                "listen": [f"{listen}:80"], "routes": routes, "automatic_https": {"disable": True}}}}}}
+
+
+def _ports_on(spec: dict, slot: str, server: str, servers: list[str]) -> list[int]:
+    return [spec[slot][r] for r in placement(spec["replicas"], servers)[server]]
+
+
+def _ready() -> dict:
+    return {"match": [{"path": [READY_PATH]}], "terminal": True,
+            "handle": [{"handler": "static_response", "status_code": 200, "body": "ready\n"}]}
+
+
+def _to_https(route: Route) -> dict:
+    return {"match": [{"host": list(route.hosts), "header": {"X-Forwarded-Proto": ["http"]}}], "terminal": True,
+            "handle": [{"handler": "static_response", "status_code": 308,
+                        "headers": {"Location": ["https://{http.request.host}{http.request.uri}"]}}]}

@@ -1,0 +1,103 @@
+"""The hcloud target's runtime: each server's Docker Compose project, shipped and applied over SSH.
+
+It rolls as the local runtime does. A changed service (a new release, or a new replica
+count) starts in the other port slot beside the old one, server after server, and each
+server's `docker compose up --wait` is the health gate (every new replica's health check
+passes). Once all servers pass, the routers find the new replicas, the drain time
+passes, and the old replicas are removed. A server that fails the gate puts every
+server it had reached back on the old Compose file: what ran before still serves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from atl_pipeline.project import Project
+from atl_pipeline.runtime.compose import compose_file, placement, router_config
+from atl_pipeline.runtime.local import DRAIN_SECONDS, SLOT_PORTS, DeployError, ServiceOutcome, as_output
+from atl_pipeline.runtime.ssh import RemoteError, RemoteHost
+
+WAIT_SECONDS = 120  # for each server's new replicas to pass their health checks
+
+Group = tuple[str, dict, int]  # service, its Terraform output, slot
+
+
+class HcloudRuntime:
+    def __init__(self, project: Project, name: str, hosts: dict[str, RemoteHost], servers: dict[str, dict]):
+        self.project, self.name, self.hosts, self.servers = project, name, hosts, servers
+        self.deployed_file = project.state_dir / "runtime" / "hcloud-deployed.json"
+
+    def deployed(self) -> dict:
+        """What the last deployment left running: its `services` (with slot) and `domains`."""
+        return json.loads(self.deployed_file.read_text()) if self.deployed_file.exists() else {}
+
+    def deploy(self, services: dict[str, dict], domains: dict[str, dict]) -> list[ServiceOutcome]:
+        """Make what the servers run match Terraform's `services` and `domains` outputs."""
+        with self.project.lock():
+            return self._deploy(services, domains)
+
+    def _deploy(self, services: dict[str, dict], domains: dict[str, dict]) -> list[ServiceOutcome]:
+        record = self.deployed()
+        old = [(name, as_output(spec), spec["slot"]) for name, spec in record.get("services", {}).items()]
+        new, actions = self._next_groups(services, record.get("services", {}))
+        kept = {(service, slot) for service, _, slot in new}
+        rolling = new + [group for group in old if (group[0], group[2]) not in kept]
+        router = self._router(services, domains)
+        reached: list[str] = []
+        try:
+            for server in sorted(self.servers):
+                reached.append(server)
+                self._up(server, rolling, router, wait=True)
+        except RemoteError as error:
+            old_router = self._router({name: spec for name, spec, _ in old}, record.get("domains", {}))
+            for server in reached:
+                self._up(server, old, old_router, wait=False)
+            raise DeployError(f"server {reached[-1]}: {error}\nEvery server is back on what it ran before, which "
+                              "still serves.") from None
+        if len(rolling) > len(new):
+            time.sleep(DRAIN_SECONDS)  # the routers find the new replicas; requests to the old ones finish
+        for server in sorted(self.servers):
+            self._up(server, new, router, wait=False)
+        self._record(services, domains, new, record)
+        return [ServiceOutcome(name, spec["release"], actions[name], self._replicas(spec, slot))
+                for name, spec, slot in new] + [
+            ServiceOutcome(name, spec["release"], "stopped") for name, spec, _ in old if name not in services]
+
+    @staticmethod
+    def _next_groups(services: dict[str, dict], running: dict[str, dict]) -> tuple[list[Group], dict[str, str]]:
+        groups, actions = [], {}
+        for name, spec in services.items():
+            current = running.get(name)
+            if current and as_output(current) == spec:
+                groups.append((name, spec, current["slot"]))
+                actions[name] = "unchanged"
+            else:
+                groups.append((name, spec, 1 - current["slot"] if current else 0))
+                actions[name] = "rolled" if current else "started"
+        return groups, actions
+
+    def _router(self, services: dict[str, dict], domains: dict[str, dict]) -> dict[str, dict]:
+        return {server: router_config(services, domains, self.servers, self.servers[server]["private_ip"])
+                for server in self.servers}
+
+    def _up(self, server: str, groups: list[Group], routers: dict[str, dict], *, wait: bool) -> None:
+        host = self.hosts[server]
+        host.put("router.json", json.dumps(routers[server], indent=2, sort_keys=True))
+        host.put("compose.yml", compose_file(self.name, server, self.servers, groups, routers[server]))
+        gate = ["--wait", "--wait-timeout", str(WAIT_SECONDS)] if wait else []
+        host.run(["docker", "compose", "--project-directory", host.root, "-f", f"{host.root}/compose.yml",
+                  "up", "--detach", "--remove-orphans", *gate])
+
+    def _replicas(self, spec: dict, slot: int) -> tuple[dict, ...]:
+        on = placement(spec["replicas"], list(self.servers))
+        return tuple({"server": server, "port": spec[SLOT_PORTS[slot]][r]} for server in sorted(on) for r in on[server])
+
+    def _record(self, services: dict, domains: dict, new: list[Group], record: dict) -> None:
+        state = {"domains": domains, "services": {name: {**spec, "slot": slot} for name, spec, slot in new},
+                 "previous": record.get("services", {})}
+        self.deployed_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.deployed_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state, indent=2))
+        os.replace(temporary, self.deployed_file)

@@ -1,0 +1,77 @@
+"""A real OpenSSH server on loopback for the tests (Debian's openssh-server), whose sessions
+find the stand-in `docker` first on their PATH."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from atl_pipeline.runtime.ssh import RemoteHost
+from tests.postgres import free_port
+
+SSHD = Path("/usr/sbin/sshd")
+STAND_IN = Path(__file__).parent / "stand_in" / "docker"
+
+
+class Sshd:
+    """sshd -D on 127.0.0.1 with its own host key, one authorized client key, and `bin/` (holding
+    the stand-in docker) first on the PATH of every session."""
+
+    def __init__(self, root: Path):
+        self.root, self.port = root, free_port()
+        self.bin = root / "bin"
+        self.identity, self.known_hosts = root / "client_key", root / "known_hosts"
+
+    def start(self) -> Sshd:
+        if not SSHD.exists():
+            raise RuntimeError("sshd not found: install the Debian package openssh-server (.ci/run does)")
+        self.bin.mkdir(parents=True)
+        shutil.copy(STAND_IN, self.bin / "docker")
+        for key in (self.root / "host_key", self.identity):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        shutil.copy(self.identity.with_suffix(".pub"), self.root / "authorized_keys")
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # its privilege-separation folder
+        (self.root / "sshd_config").write_text(f"""\
+ListenAddress 127.0.0.1
+Port {self.port}
+HostKey {self.root / 'host_key'}
+PidFile {self.root / 'sshd.pid'}
+AuthorizedKeysFile {self.root / 'authorized_keys'}
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+SetEnv PATH={self.bin}:/usr/bin:/bin
+""")
+        self.process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(self.root / "sshd_config")],
+                                        stdout=subprocess.DEVNULL, stderr=(self.root / "sshd.log").open("w"))
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"sshd did not start: {(self.root / 'sshd.log').read_text()}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+    def host(self, root: Path) -> RemoteHost:
+        """A server whose project folder is `root`, reached through this sshd."""
+        return RemoteHost("127.0.0.1", str(root), self.identity, self.known_hosts,
+                          user=pwd.getpwuid(os.getuid()).pw_name, port=self.port)
+
+    def calls(self) -> list[dict]:
+        """What the stand-in docker was asked, in order."""
+        log = self.bin / "calls.jsonl"
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
