@@ -9,12 +9,13 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 import requests
 
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_project
 from tests.runtime_helpers import wait_until_served
 
 API = "api.allthingslinux.org"
@@ -22,9 +23,19 @@ SHELL_WORDS = ["$(touch pwned-1)", "`touch pwned-2`", "; touch pwned-3", "| touc
                "> pwned-6", "%(ENV_HOME)s", "$HOME", "\\", "'\"", "*", "\n[program:x]"]
 
 
-def test_every_process_of_the_stack_listens_on_loopback_only(project: Project):
-    """Caddy (its admin API included), Prometheus, the blackbox exporter and every replica."""
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """The example deployed through every stage once, for the tests that look at it, then for
+    those that change it (in file order)."""
+    project = copy_project(tmp_path_factory.mktemp("security") / "project")
     assert run_deploy(project).success
+    yield project
+    deployed_runtime(project).stop()
+
+
+def test_every_process_of_the_stack_listens_on_loopback_only(monitored: Project):
+    """Caddy (its admin API included), Prometheus, the blackbox exporter and every replica."""
+    project = monitored
     runtime = deployed_runtime(project)
     pids = {p["pid"] for p in runtime.supervisor.processes() if p["pid"]}
     listening = listening_sockets(pids)
@@ -60,44 +71,46 @@ def _address(hex_address: str) -> tuple[str, int]:
     return ("::1" if host == "00000000000000000000000001000000" else f"ipv6:{host}"), int(port, 16)
 
 
-def test_caddys_admin_api_refuses_a_foreign_origin(project: Project):
+def test_caddys_admin_api_refuses_a_foreign_origin(monitored: Project):
     """A web page the operator visits cannot reconfigure the load balancer (DNS rebinding, CSRF)."""
-    assert run_deploy(project, stages=stages_until("service_deployment")).success
-    admin = deployed_runtime(project).lb.admin_url
+    admin = deployed_runtime(monitored).lb.admin_url
     assert requests.get(f"{admin}/config/", timeout=5).ok
     rebound = requests.get(f"{admin}/config/", headers={"Host": "attacker.example"}, timeout=5)
     forged = requests.post(f"{admin}/load", json={}, headers={"Origin": "http://attacker.example"}, timeout=5)
     assert (rebound.status_code, forged.status_code) == (403, 403), (rebound.text, forged.text)
-    assert wait_until_served(project, API).ok
+    assert wait_until_served(monitored, API).ok
 
 
-def test_prometheus_has_no_http_lifecycle_and_reloads_on_sighup(project: Project):
-    """A page could post to /-/quit; the stage reloads with a signal through supervisord instead.
-    Nor may another page read Prometheus's API."""
-    assert run_deploy(project).success
-    runtime = deployed_runtime(project)
-    prometheus = f"http://127.0.0.1:{runtime.target.prometheus_port}"
+def test_no_web_page_can_stop_or_read_prometheus(monitored: Project):
+    """No HTTP lifecycle API (a page could post /-/quit), and no other origin may read its API."""
+    prometheus = f"http://127.0.0.1:{deployed_runtime(monitored).target.prometheus_port}"
     assert requests.post(f"{prometheus}/-/quit", timeout=5).status_code == 403
     query = requests.get(f"{prometheus}/api/v1/query", params={"query": "up"},
                          headers={"Origin": "http://attacker.example"}, timeout=5)
-    assert query.ok and "Access-Control-Allow-Origin" not in query.headers  # no other page may read it
+    assert query.ok and "Access-Control-Allow-Origin" not in query.headers
+
+
+def test_the_monitoring_stage_reloads_prometheus_with_a_signal(monitored: Project):
+    runtime = deployed_runtime(monitored)
     pid = next(p["pid"] for p in runtime.supervisor.processes() if p["name"] == "prometheus")
-    text = project.domains_file.read_text()
+    text = monitored.domains_file.read_text()
     head, tail = text.rsplit("monitoring: true", 1)  # docs.allthingslinux.org, the last domain
-    project.domains_file.write_text(head + "monitoring: false" + tail)
+    monitored.domains_file.write_text(head + "monitoring: false" + tail)
 
     stages = []
-    assert run_deploy(project, on_stage=stages.append).success
+    assert run_deploy(monitored, on_stage=stages.append).success
 
     assert "configuration reloaded" in next(s.detail for s in stages if s.stage == "monitoring")
     assert pid == next(p["pid"] for p in runtime.supervisor.processes() if p["name"] == "prometheus")
+    prometheus = f"http://127.0.0.1:{runtime.target.prometheus_port}"
     targets = requests.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
     assert {t["labels"]["job"] for t in targets if t["labels"]["job"].startswith("blackbox-")} == {
         "blackbox-api.allthingslinux.org", "blackbox-www.allthingslinux.org"}
 
 
-def test_no_value_of_domains_yml_reaches_a_shell(project: Project):
+def test_no_value_of_domains_yml_reaches_a_shell(monitored: Project):
     """Shell syntax in a service's command reaches the replica as its literal arguments."""
+    project = monitored
     text = project.domains_file.read_text()
     project.domains_file.write_text(text.replace(
         'command: [python3, -m, atl_pipeline.sample_service, --port, "{port}"]',
