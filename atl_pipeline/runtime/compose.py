@@ -77,8 +77,8 @@ def router_config(services: dict[str, dict], domains: dict[str, dict], servers: 
     for (service, ssl), names in sorted(hosts.items()):
         spec = services[service]
         upstreams = tuple(f"{servers[server]['private_ip']}:{port}"
-                          for slot in SLOT_PORTS for server in sorted(servers)
-                          for port in _ports_on(spec, slot, server, list(servers)))
+                          for slot_ports in SLOT_PORTS for server in sorted(servers)
+                          for port in _ports_on(spec[slot_ports], spec["replicas"], server, list(servers)))
         route = Route(tuple(names), ssl, upstreams, spec["health_path"])
         if ssl:
             routes.append(_to_https(route))
@@ -89,8 +89,9 @@ def router_config(services: dict[str, dict], domains: dict[str, dict], servers: 
                 "listen": [f"{listen}:80"], "routes": routes, "automatic_https": {"disable": True}}}}}}
 
 
-def _ports_on(spec: dict, slot: str, server: str, servers: list[str]) -> list[int]:
-    return [spec[slot][r] for r in placement(spec["replicas"], servers)[server]]
+def _ports_on(ports: list[int], replicas: int, server: str, servers: list[str]) -> list[int]:
+    """Of a slot's ports, those of the replicas `server` runs."""
+    return [ports[r] for r in placement(replicas, servers)[server]]
 
 
 def _ready() -> dict:
