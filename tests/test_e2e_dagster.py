@@ -17,7 +17,7 @@ import pytest
 
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
-from tests.conftest import REPO, copy_project
+from tests.conftest import REPO, copy_project, kill_stack
 from tests.dagster_dev import DagsterDev
 from tests.git_helpers import Remote
 from tests.runtime_helpers import through_lb
@@ -49,7 +49,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         yield Stack(project, remote, dev)
     finally:
         dev.stop()
-        deployed_runtime(project).stop()
+        kill_stack(project)
 
 
 def test_a_push_runs_every_stage(stack: Stack):

@@ -15,7 +15,7 @@ from atl_pipeline.cli import main
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
-from tests.conftest import copy_project
+from tests.conftest import copy_project, kill_stack
 from tests.runtime_helpers import wait_until_served
 from tests.test_loader import HOSTILE
 
@@ -29,7 +29,7 @@ def running(tmp_path_factory) -> Project:
     assert run_deploy(project, stages=stages_until("service_deployment")).success
     wait_until_served(project, API)
     yield project
-    deployed_runtime(project).stop()
+    kill_stack(project)
 
 
 def what_runs(project: Project) -> tuple:

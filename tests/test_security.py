@@ -15,7 +15,7 @@ import requests
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
-from tests.conftest import REPO, copy_project
+from tests.conftest import REPO, copy_project, kill_stack
 from tests.runtime_helpers import wait_until_served
 
 API = "api.allthingslinux.org"
@@ -30,7 +30,7 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Project:
     project = copy_project(tmp_path_factory.mktemp("security") / "project")
     assert run_deploy(project).success
     yield project
-    deployed_runtime(project).stop()
+    kill_stack(project)
 
 
 def test_every_process_of_the_stack_listens_on_loopback_only(monitored: Project):
