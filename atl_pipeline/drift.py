@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from atl_pipeline.config import Config
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
-from atl_pipeline.terraform.stages import secret_variables, terraform
+from atl_pipeline.terraform.stages import provider_secrets, terraform
 
 
 @dataclass(frozen=True)
@@ -32,14 +32,17 @@ class DriftReport:
 
 
 def detect(project: Project, config: Config, *, heal: bool = False) -> DriftReport:
-    """Compare; with `heal`, redeploy what Terraform declares and compare again."""
-    runner = terraform(project, config.state, config.environment, secret_variables(config))
+    """Compare; with `heal`, redeploy what Terraform declares and compare again. On a target
+    other than local, only the infrastructure is compared: what its servers run is not yet."""
+    runner = terraform(project, config.state, config.environment, provider_secrets(config))
     if not (runner.workdir / ".terraform").is_dir():
         return DriftReport(["nothing was ever applied for this environment: run a deploy"], [], [])
     with project.lock():
         infrastructure = ["a refresh-only plan finds changes made outside Terraform; a deploy run reconciles them"
                           ] if runner.drifted() else []
         outputs = runner.outputs()
+    if config.target.kind != "local":
+        return DriftReport(infrastructure, [], [])
     runtime = deployed_runtime(project)
     services, domains = outputs.get("services", {}), outputs.get("domains", {})
     found = runtime.drift(services, domains)

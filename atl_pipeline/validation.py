@@ -169,7 +169,14 @@ def hcloud_fits(loaded: LoadedConfig) -> Iterator[Finding]:
     if not target.network.is_private or not target.subnet.subnet_of(target.network):
         yield loaded.finding(("target", "subnet"), f"the subnet {target.subnet} must lie in the private network "
                              f"{target.network} (RFC 1918)")
-    if target.server_type is None and hcloud.fitting_server_type(config) is None:
+    if len(f"{config.project}-{config.environment}") > hcloud.MAX_NAME:
+        yield loaded.finding(("project",), f"`{config.project}-{config.environment}` names the servers and labels on "
+                             f"hcloud: keep project and environment within {hcloud.MAX_NAME} characters together")
+    if target.server_type is None and target.location not in hcloud.SIZED_LOCATIONS:
+        yield loaded.finding(("target", "location"), f"set target.server_type: the types sized automatically "
+                             f"({', '.join(name for name, _, _ in hcloud.SERVER_TYPES)}) are offered in "
+                             f"{', '.join(hcloud.SIZED_LOCATIONS)} only")
+    elif target.server_type is None and hcloud.fitting_server_type(config) is None:
         millicores, bytes_ = hcloud.server_share(config)
         largest, cores, memory = hcloud.SERVER_TYPES[-1]
         yield loaded.finding(("target", "servers"), f"each of {target.servers} servers needs {millicores / 1000:g} "

@@ -97,6 +97,8 @@ def test_a_server_is_the_smallest_type_that_holds_its_share(write):
     ('memory: "512Mi"', 'memory: "32Gi"',
      "each of 2 servers needs 1.6 cpu and 65.1Gi memory; the largest known type, cx53"),
     ("    image: ghcr.io/allthingslinux/website:1.0.0\n", "", "service 'website' has no image"),
+    ("location: fsn1", "location: ash", "set target.server_type: the types sized automatically"),
+    ("project: allthingslinux", "project: " + "a" * 50, "keep project and environment within 56 characters"),
 ])
 def test_the_rules_of_the_target(write, old, new, message):
     text = EXAMPLE.read_text()
@@ -134,3 +136,16 @@ def test_planning_without_the_providers_says_what_to_do_and_never_shows_a_token(
     message = str(raised.value)
     assert "could not get the providers" in message and "registry.terraform.io" in message
     assert not any(value in message for value in canaries.values())
+
+
+def test_only_a_dial_to_the_state_database_is_a_backend_outage_and_an_unsaved_state_is_never_retried(
+        tmp_path: Path):
+    runner = Terraform(tmp_path, tmp_path / "home", backend="pg", backend_address="db.example.org:5432")
+    outage = runner._error("plan", "Error: dial tcp db.example.org:5432: connect: connection refused")
+    provider = runner._error("apply", "Error: Post https://api.hetzner.cloud/v1/servers: dial tcp "
+                                      "213.239.246.1:443: i/o timeout")
+    unsaved = runner._error("apply", "Error: Failed to save state: dial tcp db.example.org:5432: connect: connection "
+                                     "refused\nError: Failed to persist state to backend ... errored.tfstate")
+    assert type(outage).__name__ == "BackendUnavailable"
+    assert type(provider).__name__ == "TerraformError"  # the provider's API, not the state backend
+    assert type(unsaved).__name__ == "StateNotSaved" and "terraform state push errored.tfstate" in str(unsaved)

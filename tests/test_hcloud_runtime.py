@@ -86,12 +86,16 @@ def test_a_first_deploy_ships_each_server_its_files_and_gates_it(runtime: Hcloud
     outcomes = runtime.deploy(services, domains)
 
     assert {(o.name, o.action) for o in outcomes} == {("backend-api", "started"), ("website", "started")}
-    ups = [call["argv"] for call in sshd.calls()]
-    assert [("--wait" in argv, argv[argv.index("-f") + 1]) for argv in ups] == [
-        (True, str(tmp_path / "servers/node-1/compose.yml")), (True, str(tmp_path / "servers/node-2/compose.yml")),
-        (False, str(tmp_path / "servers/node-1/compose.yml")), (False, str(tmp_path / "servers/node-2/compose.yml"))]
-    assert ups[0][:2] == ["compose", "--project-directory"] and "--remove-orphans" in ups[0]
+    calls = [call["argv"] for call in sshd.calls()]
     release = services["backend-api"]["release"]
+    assert [(argv[argv.index("-f") + 1].split("/")[-2], "--wait" in argv) for argv in calls] == [
+        ("node-1", False), ("node-1", True), ("node-2", False), ("node-2", True), ("node-1", False),
+        ("node-2", False)]
+    assert calls[0][:2] == ["compose", "--project-directory"] and "--remove-orphans" in calls[0]
+    gate = calls[1]  # only the new replicas on node-1 are waited for
+    assert gate[gate.index("--wait-timeout") + 2:] == [
+        f"backend-api-{release}-s0-0", f"backend-api-{release}-s0-2",
+        f"website-{services['website']['release']}-s0-0"]
     assert f"backend-api-{release}-s0-1" in on_server(tmp_path, "node-2")["services"]
     router = json.loads((tmp_path / "servers/node-2/router.json").read_text())
     assert router["apps"]["http"]["servers"]["router"]["listen"] == ["10.0.1.3:80"]
@@ -108,8 +112,9 @@ def test_a_new_release_rolls_beside_the_old_one_then_replaces_it(runtime: Hcloud
     outcomes = runtime.deploy(services, domains)
 
     assert {(o.name, o.action) for o in outcomes} == {("backend-api", "rolled"), ("website", "unchanged")}
-    gated, final = sshd.calls()[calls], sshd.calls()[calls + 2]
-    assert f"backend-api-{old}-s0-0" in gated["compose"] and f"backend-api-{new}-s1-0" in gated["compose"]
+    rolling, gate, final = sshd.calls()[calls], sshd.calls()[calls + 1], sshd.calls()[calls + 4]
+    assert f"backend-api-{old}-s0-0" in rolling["compose"] and f"backend-api-{new}-s1-0" in rolling["compose"]
+    assert gate["argv"][-2:] == [f"backend-api-{new}-s1-0", f"backend-api-{new}-s1-2"]  # not the unchanged website
     assert f"backend-api-{old}-s0-0" not in final["compose"] and f"backend-api-{new}-s1-0" in final["compose"]
     assert runtime.deployed()["services"]["backend-api"]["slot"] == 1
 
@@ -125,8 +130,9 @@ def test_a_release_that_fails_the_gate_puts_back_what_ran(runtime: HcloudRuntime
     with pytest.raises(DeployError, match="(?s)server node-1: .* container backend-api is unhealthy.*back on what"):
         runtime.deploy(services, domains)
 
-    after = [call["argv"] for call in sshd.calls()[calls:]]
-    assert len(after) == 2 and "--wait" in after[0] and "--wait" not in after[1]  # node-2 was never touched
+    after = [("--wait" in call["argv"], call["argv"][call["argv"].index("-f") + 1].split("/")[-2])
+             for call in sshd.calls()[calls:]]
+    assert after == [(False, "node-1"), (True, "node-1"), (False, "node-1")]  # node-2 was never touched
     assert {name: on_server(tmp_path, name) for name in SERVERS} == before
     assert runtime.deployed()["services"]["backend-api"]["image"].endswith(":1.0.0")
 

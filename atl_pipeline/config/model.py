@@ -220,8 +220,9 @@ class HcloudTarget(_Model):
     """How many servers; each service's replicas are spread over them."""
     server_type: str | None = Field(None, pattern=r"^[a-z]{2,4}[0-9]{2,3}$")
     """An explicit Hetzner server type (`cx33`); default: the smallest that fits each server's share."""
-    image: str = Field("debian-12", pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")
-    """The servers' operating system image."""
+    image: str = Field("debian-13", pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")
+    """The servers' operating system image: one whose `docker-compose` package is Compose v2 (`docker
+    compose up --wait`), as Debian 13's is; Debian 12's is version 1."""
     load_balancer_type: Literal["lb11", "lb21", "lb31"] = "lb11"
     """The Hetzner load balancer type."""
     network: IPv4Network = IPv4Network("10.0.0.0/16")

@@ -74,8 +74,14 @@ class Monitoring:
             f"--web.cors.origin=http://127\\.0\\.0\\.1:{self.prometheus_port}", "--storage.tsdb.retention.time=15d"])
         reloaded = any(changed) and not started
         if reloaded:
-            self._reload("blackbox", f"http://127.0.0.1:{self.blackbox_port}", "blackbox_exporter_config_last_reload")
-            self._reload("prometheus", self.url, "prometheus_config_last_reload")
+            try:
+                self._reload("blackbox", f"http://127.0.0.1:{self.blackbox_port}",
+                             "blackbox_exporter_config_last_reload")
+                self._reload("prometheus", self.url, "prometheus_config_last_reload")
+            except MonitoringError:
+                for name in ("prometheus.yml", "blackbox.yml"):  # so the next run installs and reloads again
+                    (self.root / name).unlink(missing_ok=True)
+                raise
         return self._wait_for_targets(reloaded)
 
     def prometheus_config(self, services: dict[str, dict], domains: dict[str, dict], rules: Path) -> dict:
@@ -132,18 +138,27 @@ class Monitoring:
     def _reload(self, program: str, url: str, metric: str) -> None:
         """SIGHUP through supervisord, then wait until the program reports the reload in its metrics.
         Not Prometheus's HTTP lifecycle API: any web page could post to it (it has no origin check)."""
-        since = int(time.time())
+        before = self._gauges(url, metric).get(f"{metric}_success_timestamp_seconds", 0)
+        if before >= int(time.time()):
+            time.sleep(1)  # the timestamp counts whole seconds: this reload's must be a later one
+        signalled = time.monotonic()
         self.runtime.supervisor.rpc.signalProcess(program, "HUP")
-        deadline = time.monotonic() + RELOAD_TIMEOUT
-        while time.monotonic() < deadline:
-            values = _gauges(requests.get(f"{url}/metrics", timeout=5).text, metric)
-            if values.get(f"{metric}_successful") == 0:
+        while time.monotonic() < signalled + RELOAD_TIMEOUT:
+            values = self._gauges(url, metric)
+            if values.get(f"{metric}_success_timestamp_seconds", 0) > before:
+                return
+            if values.get(f"{metric}_successful") == 0 and time.monotonic() > signalled + 2:
                 raise MonitoringError(f"{program} could not load its new configuration: see its log in "
                                       f"{self.runtime.supervisor.logs}")
-            if values.get(f"{metric}_success_timestamp_seconds", 0) >= since:
-                return
             time.sleep(0.1)
         raise MonitoringError(f"{program} did not reload within {RELOAD_TIMEOUT:.0f} s of SIGHUP")
+
+    @staticmethod
+    def _gauges(url: str, prefix: str) -> dict[str, float]:
+        """The unlabelled samples whose names start with `prefix`, from the program's /metrics."""
+        exposition = requests.get(f"{url}/metrics", timeout=5).text
+        samples = (line.split() for line in exposition.splitlines() if line.startswith(prefix))
+        return {fields[0]: float(fields[1]) for fields in samples if len(fields) == 2}
 
     def _wait_for_targets(self, reloaded: bool) -> MonitoringReport:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -169,8 +184,3 @@ def _binary(name: str) -> Path:
                               f"(apt-get install -y --no-install-recommends {BINARIES[name]})")
     return Path(found)
 
-
-def _gauges(exposition: str, prefix: str) -> dict[str, float]:
-    """The unlabelled samples whose names start with `prefix`, from Prometheus's text format."""
-    samples = (line.split() for line in exposition.splitlines() if line.startswith(prefix))
-    return {fields[0]: float(fields[1]) for fields in samples if len(fields) == 2}

@@ -44,12 +44,19 @@ def compose_file(name: str, server: str, servers: dict[str, dict], groups: list[
         "labels": {"atl.router": hashlib.sha256(router_text.encode()).hexdigest()[:12]},
         "restart": "unless-stopped", "logging": LOGGING,
     }}
+    for entry, service, spec, replica, port in replicas_on(server, servers, groups):
+        entries[entry] = _replica(service, spec, replica, port, servers[server]["private_ip"])
+    return yaml.safe_dump({"name": name, "services": entries}, sort_keys=False)
+
+
+def replicas_on(server: str, servers: dict[str, dict], groups: list[tuple[str, dict, int]]) -> list[tuple]:
+    """(Compose service name, service, spec, replica, port) of each replica of the groups on `server`."""
+    found = []
     for service, spec, slot in sorted(groups, key=lambda group: (group[0], group[2])):
         port_of = spec[SLOT_PORTS[slot]]
         for replica in placement(spec["replicas"], list(servers))[server]:
-            entries[f"{service}-{spec['release']}-s{slot}-{replica}"] = _replica(
-                service, spec, replica, port_of[replica], servers[server]["private_ip"])
-    return yaml.safe_dump({"name": name, "services": entries}, sort_keys=False)
+            found.append((f"{service}-{spec['release']}-s{slot}-{replica}", service, spec, replica, port_of[replica]))
+    return found
 
 
 def _replica(service: str, spec: dict, replica: int, port: int, private_ip: str) -> dict:

@@ -15,7 +15,7 @@ import os
 import time
 
 from atl_pipeline.project import Project
-from atl_pipeline.runtime.compose import compose_file, placement, router_config
+from atl_pipeline.runtime.compose import compose_file, placement, replicas_on, router_config
 from atl_pipeline.runtime.local import DRAIN_SECONDS, SLOT_PORTS, DeployError, ServiceOutcome, as_output
 from atl_pipeline.runtime.ssh import RemoteError, RemoteHost
 
@@ -45,21 +45,20 @@ class HcloudRuntime:
         kept = {(service, slot) for service, _, slot in new}
         rolling = new + [group for group in old if (group[0], group[2]) not in kept]
         router = self._router(services, domains)
+        changed = [group for group in new if actions[group[0]] != "unchanged"]
         reached: list[str] = []
         try:
             for server in sorted(self.servers):
                 reached.append(server)
-                self._up(server, rolling, router, wait=True)
+                self._up(server, rolling, router)
+                self._gate(server, changed)
         except RemoteError as error:
-            old_router = self._router({name: spec for name, spec, _ in old}, record.get("domains", {}))
-            for server in reached:
-                self._up(server, old, old_router, wait=False)
-            raise DeployError(f"server {reached[-1]}: {error}\nEvery server is back on what it ran before, which "
-                              "still serves.") from None
+            raise DeployError(f"server {reached[-1]}: {error}\n"
+                              + self._put_back(reached, old, record.get("domains", {}))) from None
         if len(rolling) > len(new):
             time.sleep(DRAIN_SECONDS)  # the routers find the new replicas; requests to the old ones finish
         for server in sorted(self.servers):
-            self._up(server, new, router, wait=False)
+            self._up(server, new, router)
         self._record(services, domains, new, record)
         return [ServiceOutcome(name, spec["release"], actions[name], self._replicas(spec, slot))
                 for name, spec, slot in new] + [
@@ -82,13 +81,35 @@ class HcloudRuntime:
         return {server: router_config(services, domains, self.servers, self.servers[server]["private_ip"])
                 for server in self.servers}
 
-    def _up(self, server: str, groups: list[Group], routers: dict[str, dict], *, wait: bool) -> None:
+    def _up(self, server: str, groups: list[Group], routers: dict[str, dict]) -> None:
         host = self.hosts[server]
         host.put("router.json", json.dumps(routers[server], indent=2, sort_keys=True))
         host.put("compose.yml", compose_file(self.name, server, self.servers, groups, routers[server]))
-        gate = ["--wait", "--wait-timeout", str(WAIT_SECONDS)] if wait else []
-        host.run(["docker", "compose", "--project-directory", host.root, "-f", f"{host.root}/compose.yml",
-                  "up", "--detach", "--remove-orphans", *gate])
+        host.run([*self._compose(host), "up", "--detach", "--remove-orphans"])
+
+    def _gate(self, server: str, changed: list[Group]) -> None:
+        """Until the new replicas on `server` pass their health checks (only they: an old one that
+        fails its own must not block the release that replaces it)."""
+        names = [entry[0] for entry in replicas_on(server, self.servers, changed)]
+        if names:
+            host = self.hosts[server]
+            host.run([*self._compose(host), "up", "--detach", "--wait", "--wait-timeout", str(WAIT_SECONDS),
+                      *names])
+
+    @staticmethod
+    def _compose(host: RemoteHost) -> list[str]:
+        return ["docker", "compose", "--project-directory", host.root, "-f", f"{host.root}/compose.yml"]
+
+    def _put_back(self, servers: list[str], old: list[Group], domains: dict[str, dict]) -> str:
+        """Every server given back its previous Compose file; says how that went."""
+        router = self._router({name: spec for name, spec, _ in old}, domains)
+        failed = []
+        for server in servers:
+            try:
+                self._up(server, old, router)
+            except RemoteError as error:
+                failed.append(f"server {server} could not be put back: {error}")
+        return "\n".join(failed) or "Every server is back on what it ran before, which still serves."
 
     def _replicas(self, spec: dict, slot: int) -> tuple[dict, ...]:
         on = placement(spec["replicas"], list(self.servers))

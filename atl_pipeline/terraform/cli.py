@@ -22,9 +22,8 @@ from atl_pipeline.terraform.render import hcl
 
 COMMAND_TIMEOUT = 600.0
 GRACE = 30.0  # after SIGINT, the time Terraform has to release its lock and stop
-# a remote state backend that did not answer, or dropped the connection, as Terraform's pg backend says it
-UNREACHABLE = re.compile(r"dial tcp [^\n]*: (?:connect: connection refused|i/o timeout)|connection reset by peer"
-                         r"|the database system is (?:starting up|shutting down)|terminating connection due to")
+# PostgreSQL going away under Terraform's pg backend; a refused or timed-out dial is matched by address
+POSTGRES_GONE = r"the database system is (?:starting up|shutting down)|terminating connection due to"
 
 
 class TerraformError(Exception):
@@ -37,6 +36,10 @@ class StateLocked(TerraformError):
 
 class BackendUnavailable(TerraformError):
     """Terraform could not reach its state backend (a database restarting, say)."""
+
+
+class StateNotSaved(TerraformError):
+    """An apply changed resources but could not write the state: never retried, it would apply twice."""
 
 
 class StalePlan(TerraformError):
@@ -52,6 +55,7 @@ class Terraform:
     timeout: float = COMMAND_TIMEOUT
     lock_timeout: str = "60s"
     backend: str = "local"
+    backend_address: str = ""  # host:port of a remote state backend
 
     def init(self) -> None:
         self.run("init", "-input=false", "-no-color", "-migrate-state", "-force-copy",
@@ -127,7 +131,12 @@ class Terraform:
     def _error(self, command: str, output: str) -> TerraformError:
         if "Error acquiring the state lock" in output:
             return StateLocked(self._held_lock(output))
-        if self.backend != "local" and UNREACHABLE.search(output):
+        if "errored.tfstate" in output:
+            return StateNotSaved(f"terraform {command} changed resources but could not save the state: "
+                                 f"{self._error_text(output)}\nTerraform wrote it to errored.tfstate in "
+                                 f"{self.workdir}. Once the {self.backend} backend answers, run `terraform state "
+                                 "push errored.tfstate` there, then run the pipeline again")
+        if self._backend_unreachable(output):
             return BackendUnavailable(f"terraform {command} could not reach the {self.backend} state backend: "
                                       f"{self._error_text(output)}")
         if "Failed to query available provider packages" in output or "Failed to install provider" in output:
@@ -138,6 +147,12 @@ class Terraform:
             return StalePlan("the Terraform state changed after this plan was made, so it was not applied: "
                              "plan again (materialize terraform_plan, or run `atl infra up`)")
         return TerraformError(f"terraform {command} failed: {self._error_text(output)}")
+
+    def _backend_unreachable(self, output: str) -> bool:
+        if self.backend == "local":
+            return False
+        dial = rf"dial tcp {re.escape(self.backend_address)}: (?:connect: connection refused|i/o timeout)"
+        return bool(re.search(f"{dial}|{POSTGRES_GONE}" if self.backend_address else POSTGRES_GONE, output))
 
     def _held_lock(self, output: str) -> str:
         """Who holds the lock and how to release it; nothing here ever releases it."""

@@ -50,7 +50,7 @@ def _shape(inputs: dict, target: str) -> tuple[set, set, set]:
                 {"terraform", "locals", "resource", "output"})
     tls = HCLOUD_TLS_RESOURCES if inputs["hcloud"]["certificate_domains"] else set()
     return (HCLOUD_RESOURCES | tls, {"services", "domains", "servers", "load_balancer"},
-            {"terraform", "variable", "provider", "locals", "resource", "output"})
+            {"terraform", "locals", "resource", "output"})
 
 
 def _backend(backend: dict) -> dict:

@@ -13,11 +13,13 @@ from atl_pipeline.config import Config
 from atl_pipeline.config.model import Domain, HcloudTarget
 
 GiB = 2**30
-# Hetzner's shared-vCPU x86 types, smallest first: (name, millicores, memory). Set
-# `target.server_type` to use any other.
+# Hetzner's shared-vCPU x86 types, smallest first: (name, millicores, memory), offered in
+# the EU locations. Set `target.server_type` to use any other.
 SERVER_TYPES = (("cx23", 2000, 4 * GiB), ("cx33", 4000, 8 * GiB), ("cx43", 8000, 16 * GiB),
                 ("cx53", 16000, 32 * GiB))
 SYSTEM = (500, 1 * GiB)  # per server: the OS, Docker and the router
+SIZED_LOCATIONS = ("fsn1", "nbg1", "hel1")  # where SERVER_TYPES are offered
+MAX_NAME = 56  # `<project>-<environment>-<n>` must fit Hetzner's 63-character labels
 NEVER_PROXIED = {"mail", "smtp", "imap", "pop", "pop3", "mx", "autoconfig", "autodiscover", "ftp", "ssh", "sftp"}
 UNPROXIED_TTL = 300  # a proxied record's TTL is Cloudflare's automatic one, 1
 

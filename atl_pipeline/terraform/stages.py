@@ -7,8 +7,10 @@ plan file of each run.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from atl_pipeline import secrets
 from atl_pipeline.config.model import Config, State
@@ -31,7 +33,7 @@ class TerraformPlan:
     destroy_approved: bool
     state: State  # the backend settings, secrets as references only
     environment: str
-    secret_variables: tuple[tuple[str, str], ...] = ()  # (environment variable, secret reference)
+    provider_secrets: tuple[tuple[str, str], ...] = ()  # (environment variable, secret reference)
 
 
 @dataclass(frozen=True)
@@ -50,22 +52,35 @@ class DestroyNotApproved(Exception):
 
 
 def terraform(project: Project, state: State, environment: str,
-              secret_variables: tuple[tuple[str, str], ...] = ()) -> Terraform:
+              tokens: tuple[tuple[str, str], ...] = ()) -> Terraform:
     """A Terraform runner for the environment's working directory, with its backend's secret and
-    the target's secret variables (resolved here, redacted from every message)."""
-    env = {name: secrets.resolve(ref) for name, ref in secret_variables}
+    the providers' tokens (resolved here, passed in the environment, redacted from every message)."""
+    env = {name: secrets.resolve(ref) for name, ref in tokens}
+    address = ""
     if state.backend == "pg":
         env["PG_CONN_STR"] = secrets.resolve(state.conn_str)
+        address = postgres_address(env["PG_CONN_STR"])
     return Terraform(project.state_dir / "terraform" / environment, project.state_dir / "terraform",
                      env=env, redact=secrets.Redactor(env.values()), lock_timeout=f"{lock_timeout():g}s",
-                     backend=state.backend)
+                     backend=state.backend, backend_address=address)
 
 
-def secret_variables(config: Config) -> tuple[tuple[str, str], ...]:
-    """The sensitive variables the target's templates read from the environment, as references."""
+def postgres_address(connection: str) -> str:
+    """`host:port` of a PostgreSQL connection string (a URL, or `host=... port=...`); empty if it has none."""
+    if "://" in connection:
+        parts = urlsplit(connection)
+        host, port = parts.hostname or "", parts.port or 5432
+    else:
+        fields = dict(re.findall(r"(\w+)\s*=\s*'?([^'\s]*)", connection))
+        host, port = fields.get("host", ""), fields.get("port", "5432")
+    return f"{host}:{port}" if host and not host.startswith("/") else ""
+
+
+def provider_secrets(config: Config) -> tuple[tuple[str, str], ...]:
+    """The environment variables the target's providers read their tokens from, with the references."""
     if config.target.kind == "hcloud":
-        return (("TF_VAR_hcloud_token", config.target.hcloud_token),
-                ("TF_VAR_cloudflare_api_token", config.target.cloudflare.api_token))
+        return (("HCLOUD_TOKEN", config.target.hcloud_token),
+                ("CLOUDFLARE_API_TOKEN", config.target.cloudflare.api_token))
     return ()
 
 
@@ -79,7 +94,7 @@ def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destro
     config: Config = validated.loaded.config
     targets = _targets(config, domain) if domain else ()
     rendered = render(config, validated.loaded.templates_dir or project.templates_dir)
-    runner = terraform(project, config.state, config.environment, secret_variables(config))
+    runner = terraform(project, config.state, config.environment, provider_secrets(config))
     with project.lock():
         if not _written_before(rendered, runner.workdir):
             check_rendered(rendered, config.target.kind)
@@ -92,7 +107,7 @@ def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destro
         summary = PlanSummary.from_show_json(runner.show(plan_file))
         _prune(plans)
     return TerraformPlan(runner.workdir, plan_file, summary, changed, destroy_approved, config.state,
-                         config.environment, secret_variables(config))
+                         config.environment, provider_secrets(config))
 
 
 def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:
@@ -101,7 +116,7 @@ def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:
         raise DestroyNotApproved(
             f"this plan deletes or replaces {len(plan.summary.destructive)} resources and was not approved: "
             "plan again with the approval (`atl infra up --approve-destroy`)")
-    runner = terraform(project, plan.state, plan.environment, plan.secret_variables)
+    runner = terraform(project, plan.state, plan.environment, plan.provider_secrets)
     with project.lock():
         if plan.changed:
             runner.apply(plan.plan_file)

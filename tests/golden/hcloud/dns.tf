@@ -25,18 +25,20 @@ resource "cloudflare_dns_record" "aaaa" {
 }
 
 # Hetzner issues managed certificates only for names whose DNS challenge it can answer: a
-# zone of the same name at Hetzner, to which Cloudflare delegates `_acme-challenge`.
+# zone of the same name at Hetzner, to which Cloudflare delegates each domain's
+# `_acme-challenge` name.
 resource "hcloud_zone" "acme" {
   name   = local.zone
   mode   = "primary"
   labels = local.labels
 }
 
+# For each certificate domain and each of the three nameservers Hetzner assigns a zone.
 resource "cloudflare_dns_record" "acme_delegation" {
-  count   = 3 # Hetzner assigns three nameservers to a zone
-  zone_id = local.zone_id
-  name    = "_acme-challenge.${local.zone}"
-  type    = "NS"
-  content = hcloud_zone.acme.authoritative_nameservers.assigned[count.index]
-  ttl     = 300
+  for_each = { for pair in setproduct(local.certificate_domains, [0, 1, 2]) : "${pair[0]} ${pair[1]}" => pair }
+  zone_id  = local.zone_id
+  name     = "_acme-challenge.${each.value[0]}"
+  type     = "NS"
+  content  = hcloud_zone.acme.authoritative_nameservers.assigned[each.value[1]]
+  ttl      = 300
 }

@@ -50,9 +50,10 @@ resource "hcloud_load_balancer_service" "http" {
 }
 
 # Let's Encrypt through Hetzner, which answers the DNS challenge in its own zone: the
-# Cloudflare zone delegates `_acme-challenge` to it (dns.tf).
+# Cloudflare zone delegates each domain's `_acme-challenge` to it (dns.tf). Its domains cannot change in place: a new set makes a new certificate (named after the
+# set, so it can exist before the old one is deleted).
 resource "hcloud_managed_certificate" "tls" {
-  name         = "${local.name}-tls"
+  name         = "${local.name}-${substr(sha256(join(",", local.certificate_domains)), 0, 12)}"
   domain_names = local.certificate_domains
   labels       = local.labels
   depends_on   = [cloudflare_dns_record.acme_delegation]

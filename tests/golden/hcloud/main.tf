@@ -12,7 +12,7 @@ locals {
   subnet              = "10.0.1.0/24"
   server_type         = "cx23"
   servers             = ["allthingslinux-production-1", "allthingslinux-production-2"]
-  image               = "debian-12"
+  image               = "debian-13"
   load_balancer_type  = "lb11"
   ssh_public_key      = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyReplaceWithTheOperatorsOwn00000 ops@allthingslinux.org"
   ssh_from            = ["203.0.113.0/24"]
@@ -144,7 +144,8 @@ resource "hcloud_firewall" "servers" {
   }
 }
 
-# Docker runs the services; the pipeline ships each server's Compose file over SSH.
+# Docker runs the services (Compose v2: Debian 13's docker-compose package); the pipeline
+# ships each server's Compose file over SSH.
 resource "hcloud_server" "node" {
   for_each     = toset(local.servers)
   name         = each.value

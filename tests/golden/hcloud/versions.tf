@@ -1,5 +1,8 @@
 # Rendered by atl-pipeline from domains.yml. Edit terraform_templates/hcloud/, not this file.
 
+# The providers read their API tokens from the environment (HCLOUD_TOKEN, CLOUDFLARE_API_TOKEN),
+# which the pipeline sets from the references in domains.yml. They are no Terraform variables:
+# Terraform writes every variable's value into saved plans, `sensitive` or not.
 terraform {
   required_version = ">= 1.5.0"
 
@@ -17,24 +20,4 @@ terraform {
   backend "local" {
     path = "terraform.tfstate"
   }
-}
-
-# The API tokens come from the environment (TF_VAR_hcloud_token, TF_VAR_cloudflare_api_token),
-# which the pipeline sets from the references in domains.yml; they never reach a file.
-variable "hcloud_token" {
-  type      = string
-  sensitive = true
-}
-
-variable "cloudflare_api_token" {
-  type      = string
-  sensitive = true
-}
-
-provider "hcloud" {
-  token = var.hcloud_token
-}
-
-provider "cloudflare" {
-  api_token = var.cloudflare_api_token
 }
