@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.config.loader import load_source
 from atl_pipeline.config.yaml_reader import decode_source
+from atl_pipeline.files import replace_file
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.terraform.cli import Terraform, TerraformError
 from atl_pipeline.terraform.hcl_check import check_rendered
@@ -97,9 +97,7 @@ def fix(path: Path) -> int:
         same = False
     if not same:
         return 0  # only a human can fix a file that does not load, or whose meaning would change
-    temporary = path.with_name(f".{path.name}.atl-fix")
-    temporary.write_bytes(after.encode())
-    os.replace(temporary, path)
+    replace_file(path, after)
     return len(fixable)
 
 

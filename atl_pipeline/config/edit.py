@@ -7,12 +7,12 @@ read again: it must load, and differ from the old configuration in that one valu
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from pathlib import Path
 
 from atl_pipeline.config.loader import LoadedConfig, load_config, load_source
 from atl_pipeline.config.yaml_reader import Positions, decode_source, parse
+from atl_pipeline.files import replace_file
 
 _SCALAR = re.compile(r"[^\s#,}\]]+")
 
@@ -67,6 +67,4 @@ def _write_checked(path: Path, before: LoadedConfig, text: str, index: int, enab
     expected.domains[index] = expected.domains[index].model_copy(update={"enabled": enabled})
     if after != expected:
         raise EditError(f"{before.source.name}: the edit would change more than `enabled`; edit it by hand")
-    temporary = path.with_name(f".{path.name}.atl-edit")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    replace_file(path, text)

@@ -11,9 +11,9 @@ server it had reached back on the old Compose file: what ran before still serves
 from __future__ import annotations
 
 import json
-import os
 import time
 
+from atl_pipeline.files import replace_file
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.compose import compose_file, placement, replicas_on, router_config
 from atl_pipeline.runtime.local import DRAIN_SECONDS, SLOT_PORTS, DeployError, ServiceOutcome, as_output
@@ -119,6 +119,4 @@ class HcloudRuntime:
         state = {"domains": domains, "services": {name: {**spec, "slot": slot} for name, spec, slot in new},
                  "previous": record.get("services", {})}
         self.deployed_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.deployed_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(state, indent=2))
-        os.replace(temporary, self.deployed_file)
+        replace_file(self.deployed_file, json.dumps(state, indent=2))

@@ -10,7 +10,6 @@ stops. Unchanged groups are not touched, and Caddy is not reloaded when nothing 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 import requests
 
 from atl_pipeline.config.model import PORT_BLOCK, LocalTarget
+from atl_pipeline.files import replace_file
 from atl_pipeline.project import Project
 from atl_pipeline.runtime import http
 from atl_pipeline.runtime.caddy import CaddyAdmin, CaddyError, LoadBalancer, Route, base_config, caddy_config
@@ -275,9 +275,7 @@ class LocalRuntime:
         record = {"ports": self.target.ports, "domains": domains, "services": {
             name: {**services[name], "slot": group.slot, "group": group.name} for name, group in serving.items()},
             "previous": self.deployed().get("services", {})}
-        temporary = self.deployed_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(record, indent=2))
-        os.replace(temporary, self.deployed_file)
+        replace_file(self.deployed_file, json.dumps(record, indent=2))
 
     def _outcomes(self, services: dict[str, dict], serving: dict[str, Group],
                   actions: dict[str, str]) -> list[ServiceOutcome]:
