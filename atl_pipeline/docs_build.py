@@ -86,7 +86,7 @@ def _nested(annotation) -> list[tuple[type[BaseModel], str, str]]:
     """The models a field holds, directly, in a list (`[]`), as mapping values (`.<name>`) or as the
     kinds of a tagged union (each with its tag)."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if _is_model(annotation):
         return [(annotation, "", "")]
     if origin is list and _is_model(args[0]):
         return [(args[0], "[]", "")]

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from atl_pipeline.config import LoadedConfig, load_config
@@ -37,9 +37,6 @@ class LintFinding:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}: [{self.rule}] {self.message}"
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def lint(path: Path, templates: Path, tool_home: Path, *, name: str | None = None) -> list[LintFinding]:

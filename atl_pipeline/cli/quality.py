@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def _lint(args: argparse.Namespace) -> int:
     findings = lint(path, project.templates_dir, project.state_dir / "terraform", name=name)
     if args.format == "json":
         print(json.dumps({"file": name, "fixed": fixed,
-                          "findings": [finding.as_dict() for finding in findings]}, indent=2))
+                          "findings": [dataclasses.asdict(finding) for finding in findings]}, indent=2))
     else:
         for finding in findings:
             print(finding)

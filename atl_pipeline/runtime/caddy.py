@@ -71,6 +71,14 @@ class Route:
     health_path: str
 
 
+def hosts_by_route(domains: dict[str, dict]) -> dict[tuple[str, bool], list[str]]:
+    """The domains (Terraform's `domains` output) grouped by (service, ssl), a route each, in name order."""
+    hosts: dict[tuple[str, bool], list[str]] = {}
+    for name, domain in sorted(domains.items()):
+        hosts.setdefault((domain["service"], domain["ssl"]), []).append(name)
+    return dict(sorted(hosts.items()))
+
+
 def base_config(lb: LoadBalancer) -> dict:
     """What Caddy starts with: its admin endpoint and a CA that leaves the system trust store alone."""
     return {

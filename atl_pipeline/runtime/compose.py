@@ -18,11 +18,11 @@ import json
 
 import yaml
 
-from atl_pipeline.runtime.caddy import Route, proxy, unknown_host
+from atl_pipeline.runtime.caddy import Route, hosts_by_route, proxy, unknown_host
+from atl_pipeline.runtime.local import SLOT_PORTS
 
 ROUTER_IMAGE = "caddy:2.11"
 READY_PATH = "/.atl/ready"
-SLOT_PORTS = ("ports", "standby_ports")
 LOGGING = {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}
 
 
@@ -77,11 +77,8 @@ def _replica(service: str, spec: dict, replica: int, port: int, private_ip: str)
 def router_config(services: dict[str, dict], domains: dict[str, dict], servers: dict[str, dict],
                   listen: str) -> dict:
     """Caddy's configuration for one server's router (the same on every server but `listen`)."""
-    hosts: dict[tuple[str, bool], list[str]] = {}
-    for name, domain in sorted(domains.items()):
-        hosts.setdefault((domain["service"], domain["ssl"]), []).append(name)
     routes = [_ready()]
-    for (service, ssl), names in sorted(hosts.items()):
+    for (service, ssl), names in hosts_by_route(domains).items():
         spec = services[service]
         upstreams = tuple(f"{servers[server]['private_ip']}:{port}"
                           for slot_ports in SLOT_PORTS for server in sorted(servers)

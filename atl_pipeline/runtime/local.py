@@ -21,7 +21,15 @@ from atl_pipeline.config.model import PORT_BLOCK, LocalTarget
 from atl_pipeline.files import replace_file
 from atl_pipeline.project import Project
 from atl_pipeline.runtime import http
-from atl_pipeline.runtime.caddy import CaddyAdmin, CaddyError, LoadBalancer, Route, base_config, caddy_config
+from atl_pipeline.runtime.caddy import (
+    CaddyAdmin,
+    CaddyError,
+    LoadBalancer,
+    Route,
+    base_config,
+    caddy_config,
+    hosts_by_route,
+)
 from atl_pipeline.runtime.supervisor import GIVEN_UP, LocalRuntimeError, Replica, Supervisor, ini_value
 
 HEALTH_TIMEOUT = 30.0
@@ -260,11 +268,8 @@ class LocalRuntime:
 
     def _caddy_config(self, services: dict[str, dict], domains: dict[str, dict]) -> dict:
         """Each domain routed to its service's whole port block."""
-        hosts: dict[tuple[str, bool], list[str]] = {}
-        for name, domain in sorted(domains.items()):
-            hosts.setdefault((domain["service"], domain["ssl"]), []).append(name)
         routes = [Route(tuple(names), ssl, port_block("127.0.0.1", services[service]["port"]),
-                        services[service]["health_path"]) for (service, ssl), names in sorted(hosts.items())]
+                        services[service]["health_path"]) for (service, ssl), names in hosts_by_route(domains).items()]
         return caddy_config(self.lb, routes)
 
     def _route(self, services: dict[str, dict], domains: dict[str, dict], serving: dict[str, Group]) -> None:
