@@ -169,9 +169,9 @@ def hcloud_fits(loaded: LoadedConfig) -> Iterator[Finding]:
     if not target.network.is_private or not target.subnet.subnet_of(target.network):
         yield loaded.finding(("target", "subnet"), f"the subnet {target.subnet} must lie in the private network "
                              f"{target.network} (RFC 1918)")
-    if len(f"{config.project}-{config.environment}") > hcloud.MAX_NAME:
-        yield loaded.finding(("project",), f"`{config.project}-{config.environment}` names the servers and labels on "
-                             f"hcloud: keep project and environment within {hcloud.MAX_NAME} characters together")
+    if len(name := hcloud.resource_name(config)) > hcloud.MAX_NAME:
+        yield loaded.finding(("project",), f"`{name}` names the servers and labels on hcloud: keep project and "
+                             f"environment within {hcloud.MAX_NAME} characters together")
     if target.server_type is None and target.location not in hcloud.SIZED_LOCATIONS:
         yield loaded.finding(("target", "location"), f"set target.server_type: the types sized automatically "
                              f"({', '.join(name for name, _, _ in hcloud.SERVER_TYPES)}) are offered in "

@@ -17,7 +17,7 @@ from atl_pipeline.terraform.cli import Terraform, TerraformError
 from atl_pipeline.terraform.hcl_check import check_rendered
 from atl_pipeline.terraform.hcloud import fitting_server_type, server_share
 from atl_pipeline.terraform.render import render
-from atl_pipeline.terraform.stages import make_plan
+from atl_pipeline.terraform.stages import _targets, make_plan
 from atl_pipeline.validation import validate
 from tests.conftest import REPO
 
@@ -149,3 +149,16 @@ def test_only_a_dial_to_the_state_database_is_a_backend_outage_and_an_unsaved_st
     assert type(outage).__name__ == "BackendUnavailable"
     assert type(provider).__name__ == "TerraformError"  # the provider's API, not the state backend
     assert type(unsaved).__name__ == "StateNotSaved" and "terraform state push errored.tfstate" in str(unsaved)
+
+
+def test_one_domain_is_planned_through_the_resources_of_its_own_target():
+    """`atl infra up --domain` targets what the hcloud templates declare for a domain: its records."""
+    config = load_config(EXAMPLE).config
+    rendered = render(config, TEMPLATES)
+    declared = {f"{kind}.{name}" for text in rendered.files.values()
+                for entry in parse(text).get("resource", []) for kind, named in entry.items() for name in named}
+    addresses = _targets(config, "api.allthingslinux.org")
+    assert addresses == ('cloudflare_dns_record.a["api.allthingslinux.org"]',
+                         'cloudflare_dns_record.aaaa["api.allthingslinux.org"]')
+    assert {address.split("[")[0] for address in addresses} <= declared
+    assert "api.allthingslinux.org" in rendered.inputs["hcloud"]["records"]  # the for_each key

@@ -15,6 +15,8 @@ from atl_pipeline.terraform.render import Rendered, RenderError, hcl
 
 _OPTIONS = hcl2.SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
 
+BLOCK_TYPES = {"terraform", "locals", "resource", "output"}  # of every target's templates
+LOCAL_RESOURCES = {("terraform_data", "service"), ("terraform_data", "domain")}
 HCLOUD_RESOURCES = {("hcloud_ssh_key", "operator"), ("hcloud_network", "private"),
                     ("hcloud_network_subnet", "servers"), ("hcloud_firewall", "servers"), ("hcloud_server", "node"),
                     ("hcloud_load_balancer", "main"), ("hcloud_load_balancer_network", "main"),
@@ -31,8 +33,8 @@ def check_rendered(rendered: Rendered, target: str) -> None:
         for block_type, entries in _parse(f"rendered {name}", text).items():
             blocks.setdefault(block_type, []).extend(entries)
 
-    resources, outputs, block_types = _shape(rendered.inputs, target)
-    _require(set(blocks) == block_types, f"block types {sorted(blocks)}, expected {', '.join(sorted(block_types))}")
+    resources, outputs = _shape(rendered.inputs, target)
+    _require(set(blocks) == BLOCK_TYPES, f"block types {sorted(blocks)}, expected {', '.join(sorted(BLOCK_TYPES))}")
     found = [(kind, name) for entry in blocks["resource"] for kind, named in entry.items() for name in named]
     _require(sorted(found) == sorted(resources), f"resources {found}")
     named_outputs = [name for entry in blocks["output"] for name in entry]
@@ -43,14 +45,12 @@ def check_rendered(rendered: Rendered, target: str) -> None:
     _require(locals_ == _expected_locals(rendered.inputs), "locals that differ from the configuration's values")
 
 
-def _shape(inputs: dict, target: str) -> tuple[set, set, set]:
-    """The resources, outputs and block types the target's templates declare for these inputs."""
+def _shape(inputs: dict, target: str) -> tuple[set, set]:
+    """The resources and outputs the target's templates declare for these inputs."""
     if target == "local":
-        return ({("terraform_data", "service"), ("terraform_data", "domain")}, {"services", "domains"},
-                {"terraform", "locals", "resource", "output"})
+        return LOCAL_RESOURCES, {"services", "domains"}
     tls = HCLOUD_TLS_RESOURCES if inputs["hcloud"]["certificate_domains"] else set()
-    return (HCLOUD_RESOURCES | tls, {"services", "domains", "servers", "load_balancer"},
-            {"terraform", "locals", "resource", "output"})
+    return HCLOUD_RESOURCES | tls, {"services", "domains", "servers", "load_balancer"}
 
 
 def _backend(backend: dict) -> dict:

@@ -24,6 +24,11 @@ NEVER_PROXIED = {"mail", "smtp", "imap", "pop", "pop3", "mx", "autoconfig", "aut
 UNPROXIED_TTL = 300  # a proxied record's TTL is Cloudflare's automatic one, 1
 
 
+def resource_name(config: Config) -> str:
+    """What names the servers (`<name>-<n>`) and labels every resource on hcloud."""
+    return f"{config.project}-{config.environment}"
+
+
 def server_share(config: Config) -> tuple[int, int]:
     """The millicores and bytes one server needs for its share of the replicas, the system included."""
     servers = config.target.servers
@@ -55,7 +60,7 @@ def proxied(domain: Domain, target: HcloudTarget) -> bool:
 def hcloud_inputs(config: Config) -> dict:
     """The hcloud templates' data (each value is rendered through the `hcl` filter)."""
     target: HcloudTarget = config.target
-    prefix = f"{config.project}-{config.environment}"
+    prefix = resource_name(config)
     records = {}
     for domain in config.serving:
         on = proxied(domain, target)

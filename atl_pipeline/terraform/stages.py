@@ -94,7 +94,8 @@ def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destro
     config: Config = validated.loaded.config
     targets = _targets(config, domain) if domain else ()
     rendered = render(config, validated.loaded.templates_dir or project.templates_dir)
-    runner = terraform(project, config.state, config.environment, provider_secrets(config))
+    tokens = provider_secrets(config)
+    runner = terraform(project, config.state, config.environment, tokens)
     with project.lock():
         if not _written_before(rendered, runner.workdir):
             check_rendered(rendered, config.target.kind)
@@ -107,7 +108,7 @@ def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destro
         summary = PlanSummary.from_show_json(runner.show(plan_file))
         _prune(plans)
     return TerraformPlan(runner.workdir, plan_file, summary, changed, destroy_approved, config.state,
-                         config.environment, provider_secrets(config))
+                         config.environment, tokens)
 
 
 def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:
@@ -124,10 +125,13 @@ def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:
 
 
 def _targets(config: Config, name: str) -> tuple[str, ...]:
-    """The Terraform addresses of one enabled domain and its service."""
+    """The Terraform addresses of one enabled domain and its service, in the target's templates
+    (on hcloud a service is no resource of its own: the domain's records are)."""
     domain = next((d for d in config.serving if d.name == name), None)
     if domain is None:
         raise InvalidConfig(f"no enabled domain {name} in {', '.join(d.name for d in config.serving) or 'the file'}")
+    if config.target.kind == "hcloud":
+        return f'cloudflare_dns_record.a["{domain.name}"]', f'cloudflare_dns_record.aaaa["{domain.name}"]'
     return f'terraform_data.domain["{domain.name}"]', f'terraform_data.service["{domain.service}"]'
 
 
