@@ -59,7 +59,7 @@ def test_a_servers_compose_file_and_router():
     services, domains = outputs()
     router = router_config(services, domains, SERVERS, "10.0.1.2")
     api = services["backend-api"]
-    compose = yaml.safe_load(compose_file("atl", "node-1", SERVERS, [("backend-api", api, 0)], router))
+    compose = yaml.safe_load(compose_file("atl", "node-1", SERVERS, [("backend-api", api, 0)], json.dumps(router)))
 
     assert list(compose["services"]) == ["router", f"backend-api-{api['release']}-s0-0",
                                          f"backend-api-{api['release']}-s0-2"]

@@ -14,7 +14,6 @@ for `ssl: true` domains (the load balancer says which in X-Forwarded-Proto).
 from __future__ import annotations
 
 import hashlib
-import json
 
 import yaml
 
@@ -33,15 +32,14 @@ def placement(replicas: int, servers: list[str]) -> dict[str, list[int]]:
 
 
 def compose_file(name: str, server: str, servers: dict[str, dict], groups: list[tuple[str, dict, int]],
-                 router: dict) -> str:
+                 router_json: str) -> str:
     """The Compose file of `server`: its replicas of each (service, spec, slot) group (an old and a
-    new one while a release rolls in), and the router."""
-    router_text = json.dumps(router, indent=2, sort_keys=True)
+    new one while a release rolls in), and the router with `router_json` (its router.json)."""
     entries = {"router": {
         "image": ROUTER_IMAGE, "command": ["caddy", "run", "--config", "/etc/atl/router.json"],
         "network_mode": "host", "volumes": ["./router.json:/etc/atl/router.json:ro"],
         # a new router.json recreates the router: Caddy reads it only when it starts
-        "labels": {"atl.router": hashlib.sha256(router_text.encode()).hexdigest()[:12]},
+        "labels": {"atl.router": hashlib.sha256(router_json.encode()).hexdigest()[:12]},
         "restart": "unless-stopped", "logging": LOGGING,
     }}
     for entry, service, spec, replica, port in replicas_on(server, servers, groups):

@@ -77,13 +77,14 @@ class HcloudRuntime:
                 actions[name] = "rolled" if current else "started"
         return groups, actions
 
-    def _router(self, services: dict[str, dict], domains: dict[str, dict]) -> dict[str, dict]:
-        return {server: router_config(services, domains, self.servers, self.servers[server]["private_ip"])
-                for server in self.servers}
+    def _router(self, services: dict[str, dict], domains: dict[str, dict]) -> dict[str, str]:
+        """Each server's router.json."""
+        return {server: json.dumps(router_config(services, domains, self.servers, self.servers[server]["private_ip"]),
+                                   indent=2, sort_keys=True) for server in self.servers}
 
-    def _up(self, server: str, groups: list[Group], routers: dict[str, dict]) -> None:
+    def _up(self, server: str, groups: list[Group], routers: dict[str, str]) -> None:
         host = self.hosts[server]
-        host.put("router.json", json.dumps(routers[server], indent=2, sort_keys=True))
+        host.put("router.json", routers[server])
         host.put("compose.yml", compose_file(self.name, server, self.servers, groups, routers[server]))
         host.run([*self._compose(host), "up", "--detach", "--remove-orphans"])
 
