@@ -47,7 +47,14 @@ class PostgresServer:
 
     def restart(self) -> None:
         """A fast shutdown (every session is ended) and a start on the same port and data."""
+        self.pause()
+        self.resume()
+
+    def pause(self) -> None:
+        """A fast shutdown: every session is ended, the data kept for `resume`."""
         self._pg_ctl("stop")
+
+    def resume(self) -> None:
         self._pg_ctl("start")
 
     def stop(self) -> None:

@@ -151,8 +151,10 @@ class Terraform:
     def _backend_unreachable(self, output: str) -> bool:
         if self.backend == "local":
             return False
-        dial = rf"dial tcp {re.escape(self.backend_address)}: (?:connect: connection refused|i/o timeout)"
-        return bool(re.search(f"{dial}|{POSTGRES_GONE}" if self.backend_address else POSTGRES_GONE, output))
+        address = re.escape(self.backend_address)
+        dial = rf"dial tcp {address}: (?:connect: connection refused|i/o timeout)"
+        reset = rf"(?:read|write) tcp \S+->{address}: (?:read|write): (?:connection reset by peer|broken pipe)"
+        return bool(re.search(f"{dial}|{reset}|{POSTGRES_GONE}" if self.backend_address else POSTGRES_GONE, output))
 
     def _held_lock(self, output: str) -> str:
         """Who holds the lock and how to release it; nothing here ever releases it."""
