@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from atl_pipeline.runtime.caddy import LoadBalancer
+from atl_pipeline.runtime.http import Frontend
 
 RENEW_WITHIN_DAYS = 14.0
 RENEW_TIMEOUT = 30.0
@@ -41,11 +42,11 @@ class ServedCertificate:
         return (self.not_after - datetime.now(UTC)).total_seconds() / 86_400
 
 
-def served_certificate(lb: LoadBalancer, domain: str, timeout: float = 5.0) -> ServedCertificate:
-    """The certificate served for `domain`, verified (chain and name) against the load balancer's CA."""
-    context = ssl.create_default_context(cafile=str(lb.ca_cert))
+def served_certificate(frontend: Frontend, domain: str, timeout: float = 5.0) -> ServedCertificate:
+    """The certificate served for `domain`, verified (chain and name) against the frontend's CA."""
+    context = ssl.create_default_context(cafile=str(frontend.ca_cert) if frontend.ca_cert else None)
     try:
-        with socket.create_connection((lb.address, lb.https_port), timeout) as raw, \
+        with socket.create_connection((frontend.address, frontend.https_port), timeout) as raw, \
                 context.wrap_socket(raw, server_hostname=domain) as tls:
             certificate = tls.getpeercert()
     except (OSError, ssl.SSLError) as error:
@@ -57,13 +58,13 @@ def served_certificate(lb: LoadBalancer, domain: str, timeout: float = 5.0) -> S
 
 def renew(lb: LoadBalancer, restart_caddy: Callable[[], None], domains: list[str]) -> list[ServedCertificate]:
     """Have Caddy issue new certificates for `domains`; returns what it serves afterwards."""
-    before = {domain: served_certificate(lb, domain).serial for domain in domains}
+    before = {domain: served_certificate(lb.frontend, domain).serial for domain in domains}
     for domain in domains:
         shutil.rmtree(lb.data_dir / "certificates" / "local" / domain, ignore_errors=True)
     restart_caddy()
     deadline = time.monotonic() + RENEW_TIMEOUT
     while True:
-        after = [served_certificate(lb, domain) for domain in domains]
+        after = [served_certificate(lb.frontend, domain) for domain in domains]
         if all(cert.valid and cert.serial != before[cert.domain] for cert in after) or time.monotonic() > deadline:
             return after
         time.sleep(0.2)

@@ -1,7 +1,8 @@
 """Probe every domain through the load balancer as a client would, and judge it against the SLOs.
 
 Each probe is an HTTP(S) GET of the service's health path sent to the load balancer, with
-the domain as Host and SNI and the certificate verified against the CA that issued it. A
+the domain as Host and SNI and the certificate verified against the CA that issued it (on
+hcloud, the CAs this machine trusts: the load balancer serves Let's Encrypt's). A
 domain's probes share one keep-alive connection, as a browser's requests would.
 Right after a deployment a domain may need a moment (a certificate being issued, health
 checks finding new replicas): the first successful answer is awaited for a bounded settle
@@ -16,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from atl_pipeline.runtime import http
-from atl_pipeline.runtime.caddy import LoadBalancer
+from atl_pipeline.runtime.http import Frontend
 
 PROBES = 20
 SETTLE_SECONDS = 15.0
@@ -43,11 +44,11 @@ class DomainHealth:
         return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
-def probe_domain(lb: LoadBalancer, domain: str, ssl: bool, service: str, path: str, *,
+def probe_domain(frontend: Frontend, domain: str, ssl: bool, service: str, path: str, *,
                  probes: int = PROBES, settle: float | None = None) -> DomainHealth:
-    address = (lb.address, lb.https_port if ssl else lb.http_port)
+    address = (frontend.address, frontend.https_port if ssl else frontend.http_port)
     settle = SETTLE_SECONDS if settle is None else settle
-    with http.Session(address, domain, tls=ssl, ca=lb.ca_cert, timeout=TIMEOUT_SECONDS) as session:
+    with http.Session(address, domain, tls=ssl, ca=frontend.ca_cert, timeout=TIMEOUT_SECONDS) as session:
         deadline = time.monotonic() + settle
         while not (first := session.get(path)).ok and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -63,12 +64,12 @@ def probe_domain(lb: LoadBalancer, domain: str, ssl: bool, service: str, path: s
     return DomainHealth(domain, service, probes, failures, tuple(latencies), error)
 
 
-def probe_domains(lb: LoadBalancer, domains: dict[str, dict], services: dict[str, dict],
+def probe_domains(frontend: Frontend, domains: dict[str, dict], services: dict[str, dict],
                   **options) -> list[DomainHealth]:
     """Every domain of Terraform's `domains` output, probed concurrently."""
     def one(item: tuple[str, dict]) -> DomainHealth:
         name, domain = item
-        return probe_domain(lb, name, domain["ssl"], domain["service"],
+        return probe_domain(frontend, name, domain["ssl"], domain["service"],
                             services[domain["service"]]["health_path"], **options)
 
     with ThreadPoolExecutor(max_workers=max(1, min(32, len(domains)))) as pool:

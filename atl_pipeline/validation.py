@@ -91,10 +91,11 @@ def local_commands(loaded: LoadedConfig) -> Iterator[Finding]:
 
 def ports_disjoint(loaded: LoadedConfig) -> Iterator[Finding]:
     """Each service in use owns PORT_BLOCK ports from its `port`; they meet no other service's
-    and none of the load balancer's."""
+    and, on the local target (where services share this machine), none of the target's."""
     target = loaded.config.target
     if len(set(target.ports.values())) < len(target.ports):
         yield loaded.finding(("target",), f"the target's ports must all differ: {target.ports}")
+    beside = target.ports if target.kind == "local" else {}
     taken: list[tuple[range, str]] = []
     for name in _replicas_by_service(loaded):
         port = loaded.config.services[name].port
@@ -107,7 +108,7 @@ def ports_disjoint(loaded: LoadedConfig) -> Iterator[Finding]:
                 yield loaded.finding(where, f"services {other!r} and {name!r} both use port "
                                      f"{max(ports.start, other_ports.start)} (a service takes {PORT_BLOCK} "
                                      "ports from its port)")
-        for setting, lb_port in target.ports.items():
+        for setting, lb_port in beside.items():
             if lb_port in ports:
                 yield loaded.finding(where, f"service {name!r} takes ports {port}-{ports.stop - 1}, which holds "
                                      f"target.{setting} {lb_port}")
@@ -149,7 +150,8 @@ def _replicas_by_service(loaded: LoadedConfig) -> dict[str, int]:
 
 def hcloud_fits(loaded: LoadedConfig) -> Iterator[Finding]:
     """On hcloud: each service has an image, the domains are in the Cloudflare zone, the subnet
-    is in the network, mail-like names are not proxied, and a server type holds a server's share."""
+    is in the network, SSH is open to someone, mail-like names are not proxied, and a server
+    type holds a server's share."""
     config = loaded.config
     if config.target.kind != "hcloud":
         return
@@ -169,6 +171,10 @@ def hcloud_fits(loaded: LoadedConfig) -> Iterator[Finding]:
     if not target.network.is_private or not target.subnet.subnet_of(target.network):
         yield loaded.finding(("target", "subnet"), f"the subnet {target.subnet} must lie in the private network "
                              f"{target.network} (RFC 1918)")
+    if not target.ssh_from:
+        yield loaded.finding(("target", "ssh_from"), "the deployment reaches the servers over SSH, which the firewall "
+                             "closes to every address not in target.ssh_from: list the ranges of the machines that "
+                             "deploy")
     if len(name := hcloud.resource_name(config)) > hcloud.MAX_NAME:
         yield loaded.finding(("project",), f"`{name}` names the servers and labels on hcloud: keep project and "
                              f"environment within {hcloud.MAX_NAME} characters together")

@@ -46,10 +46,10 @@ def main() -> None:
                        for i in range(size)}
             start = time.perf_counter()
             runtime.deploy({"api": SERVICE}, domains)
-            probe_domains(runtime.lb, domains, {"api": SERVICE}, probes=0, settle=60)  # certificates issued
+            probe_domains(runtime.lb.frontend, domains, {"api": SERVICE}, probes=0, settle=60)  # certificates issued
             deployed = time.perf_counter() - start
             start = time.perf_counter()
-            results = probe_domains(runtime.lb, domains, {"api": SERVICE}, probes=1, settle=0)
+            results = probe_domains(runtime.lb.frontend, domains, {"api": SERVICE}, probes=1, settle=0)
             seconds = time.perf_counter() - start
             failed = sum(not result.ok for result in results)
             print(f"{size:>9,} {deployed:>9.2f} {seconds:>8.2f} {2 * size / seconds:>9.0f} {failed:>7}")

@@ -3,10 +3,12 @@ find the stand-in `docker` first on their PATH."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -20,8 +22,9 @@ STAND_IN = Path(__file__).parent / "stand_in" / "docker"
 
 
 class Sshd:
-    """sshd -D on 127.0.0.1 with its own host key, one authorized client key, and `bin/` (holding
-    the stand-in docker) first on the PATH of every session."""
+    """sshd -D on 127.0.0.1 and 127.0.0.2 (two servers' addresses) with its own host key, one
+    authorized client key, and `bin/` (holding the stand-in docker) first on the PATH of every
+    session."""
 
     def __init__(self, root: Path):
         self.root, self.port = root, free_port()
@@ -34,11 +37,12 @@ class Sshd:
         self.bin.mkdir(parents=True)
         shutil.copy(STAND_IN, self.bin / "docker")
         for key in (self.root / "host_key", self.identity):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+            _new_key(key)
         shutil.copy(self.identity.with_suffix(".pub"), self.root / "authorized_keys")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # its privilege-separation folder
         (self.root / "sshd_config").write_text(f"""\
 ListenAddress 127.0.0.1
+ListenAddress 127.0.0.2
 Port {self.port}
 HostKey {self.root / 'host_key'}
 PidFile {self.root / 'sshd.pid'}
@@ -50,8 +54,19 @@ UsePAM no
 StrictModes no
 SetEnv PATH={self.bin}:/usr/bin:/bin
 """)
+        return self.launch()
+
+    def replace_host_key(self) -> None:
+        """Restart with a new host key, as a server replaced at the same address would have."""
+        self.stop()
+        (self.root / "host_key").unlink()
+        _new_key(self.root / "host_key")
+        self.launch()
+
+    def launch(self) -> Sshd:
+        """Start sshd as configured (again, after `stop`)."""
         self.process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(self.root / "sshd_config")],
-                                        stdout=subprocess.DEVNULL, stderr=(self.root / "sshd.log").open("w"))
+                                        stdout=subprocess.DEVNULL, stderr=(self.root / "sshd.log").open("a"))
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -63,7 +78,11 @@ SetEnv PATH={self.bin}:/usr/bin:/bin
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        self.process.terminate()
+        """The server and its sessions (each in its own process group): the clients' shared
+        connections end with them."""
+        for pid in [self.process.pid, *children(self.process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         self.process.wait(timeout=10)
 
     def host(self, root: Path) -> RemoteHost:
@@ -75,3 +94,17 @@ SetEnv PATH={self.bin}:/usr/bin:/bin
         """What the stand-in docker was asked, in order."""
         log = self.bin / "calls.jsonl"
         return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _new_key(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found

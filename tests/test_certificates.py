@@ -21,7 +21,7 @@ def test_served_certificates_are_inventoried_verified_and_renewed_near_expiry(pr
     stages = []
     assert run_deploy(project, on_stage=stages.append).success, stages
     assert next(s.detail for s in stages if s.stage == "certificates") == "3/3 certificates valid"
-    lb = deployed_runtime(project).lb
+    lb = deployed_runtime(project).lb.frontend
     certificate = served_certificate(lb, API)
     assert certificate.valid and certificate.issuer.startswith("Caddy Local Authority")
     assert 59 < certificate.days_left <= 60
@@ -40,18 +40,19 @@ def test_served_certificates_are_inventoried_verified_and_renewed_near_expiry(pr
 def test_renew_makes_caddy_issue_a_new_certificate(project: Project):
     assert run_deploy(project).success
     runtime = deployed_runtime(project)
-    before = served_certificate(runtime.lb, API)
+    before = served_certificate(runtime.lb.frontend, API)
     (after,) = renew(runtime.lb, runtime.restart_caddy, [API])
     assert after.valid and after.serial != before.serial
 
 
-def test_a_certificate_that_does_not_verify_is_invalid(project: Project):
+def test_a_certificate_that_does_not_verify_is_invalid(project: Project, monkeypatch):
     assert run_deploy(project).success
-    lb = deployed_runtime(project).lb
-    assert not served_certificate(lb, "unknown.example.org").valid  # no certificate for that name
-    public_only = dataclasses.replace(lb)
-    object.__setattr__(public_only, "root", lb.root.parent / "elsewhere")
-    (public_only.data_dir / "pki" / "authorities" / "local").mkdir(parents=True)
-    public_only.ca_cert.write_bytes(Path(certifi.where()).read_bytes())  # public CAs only: Caddy's is not among them
-    untrusted = served_certificate(public_only, API)
+    frontend = deployed_runtime(project).lb.frontend
+    assert not served_certificate(frontend, "unknown.example.org").valid  # no certificate for that name
+    # as on hcloud, the CAs this machine trusts: Caddy's local CA is not among them
+    untrusted = served_certificate(dataclasses.replace(frontend, ca_cert=None), API)
     assert not untrusted.valid and "CERTIFICATE_VERIFY_FAILED" in untrusted.error
+    public_only = dataclasses.replace(frontend, ca_cert=Path(certifi.where()))
+    assert "CERTIFICATE_VERIFY_FAILED" in served_certificate(public_only, API).error
+    monkeypatch.setenv("SSL_CERT_FILE", str(frontend.ca_cert))  # now this machine trusts Caddy's CA
+    assert served_certificate(dataclasses.replace(frontend, ca_cert=None), API).valid

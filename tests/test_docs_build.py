@@ -19,7 +19,7 @@ def test_the_committed_pages_are_current():
 def test_every_field_is_in_the_reference_with_its_description():
     reference = configuration_reference()
     rows = fields(Config)
-    assert len(rows) == 50
+    assert len(rows) == 55
     for path, _, _, description in rows:
         assert f"| `{path}` |" in reference and description, path
     assert "| `domains[].replicas` | integer | `1` | How many replicas" in reference

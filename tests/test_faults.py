@@ -9,7 +9,8 @@ from pathlib import Path
 from atl_pipeline.config import load_config
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
-from atl_pipeline.runtime.local import as_output, deployed_runtime
+from atl_pipeline.runtime.local import deployed_runtime
+from atl_pipeline.runtime.rolling import as_output
 from atl_pipeline.terraform.cli import TerraformError
 from atl_pipeline.terraform.stages import make_plan, terraform
 from atl_pipeline.validation import validate

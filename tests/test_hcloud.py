@@ -47,6 +47,10 @@ def test_the_example_renders_to_exactly_the_expected_resources(tmp_path: Path):
     assert (locals_["server_type"], locals_["servers"]) == (
         "cx23", ["allthingslinux-production-1", "allthingslinux-production-2"])
     assert locals_["records"]["api.allthingslinux.org"] == {"proxied": True, "ttl": 1}
+    firewall = parse(rendered.files["main.tf"])["resource"]
+    ssh_rule = next(e for e in firewall if "hcloud_firewall" in e)["hcloud_firewall"]["servers"]["dynamic"][0]
+    assert ssh_rule["rule"]["content"][0]["port"] == "${tostring(local.ssh_port)}"
+    assert locals_["ssh_port"] == 22
     (tmp_path / "work").mkdir()
     for name, text in rendered.files.items():
         (tmp_path / "work" / name).write_text(text)
@@ -99,6 +103,7 @@ def test_a_server_is_the_smallest_type_that_holds_its_share(write):
     ("    image: ghcr.io/allthingslinux/website:1.0.0\n", "", "service 'website' has no image"),
     ("location: fsn1", "location: ash", "set target.server_type: the types sized automatically"),
     ("project: allthingslinux", "project: " + "a" * 50, "keep project and environment within 56 characters"),
+    ("ssh_from: [203.0.113.0/24]", "ssh_from: []", "the firewall closes to every address not in target.ssh_from"),
 ])
 def test_the_rules_of_the_target(write, old, new, message):
     text = EXAMPLE.read_text()
@@ -142,11 +147,13 @@ def test_only_a_dial_to_the_state_database_is_a_backend_outage_and_an_unsaved_st
         tmp_path: Path):
     runner = Terraform(tmp_path, tmp_path / "home", backend="pg", backend_address="db.example.org:5432")
     outage = runner._error("plan", "Error: dial tcp db.example.org:5432: connect: connection refused")
+    reset = runner._error("apply", "Error: read tcp 10.0.0.5:33350->db.example.org:5432: read: connection reset by "
+                                   "peer")
     provider = runner._error("apply", "Error: Post https://api.hetzner.cloud/v1/servers: dial tcp "
                                       "213.239.246.1:443: i/o timeout")
     unsaved = runner._error("apply", "Error: Failed to save state: dial tcp db.example.org:5432: connect: connection "
                                      "refused\nError: Failed to persist state to backend ... errored.tfstate")
-    assert type(outage).__name__ == "BackendUnavailable"
+    assert type(outage).__name__ == type(reset).__name__ == "BackendUnavailable"
     assert type(provider).__name__ == "TerraformError"  # the provider's API, not the state backend
     assert type(unsaved).__name__ == "StateNotSaved" and "terraform state push errored.tfstate" in str(unsaved)
 

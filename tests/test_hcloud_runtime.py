@@ -1,27 +1,39 @@
-"""The hcloud runtime over a real SSH connection: a real sshd on loopback, two "servers" as two
-folders behind it, and a stand-in `docker` that records its calls (no container engine
-runs here). Also the rendering of each server's Compose file and router."""
+"""The hcloud runtime over a real SSH connection: a real sshd on loopback, two "servers" at two
+of its addresses, each with its own folder, and a stand-in `docker` that records its calls
+(no container engine runs here). Also the rendering of each server's Compose file and
+router, and the deployment stage on this target."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 import yaml
 
-from atl_pipeline.config import load_config
+from atl_pipeline.config import Config, LoadedConfig, load_config
+from atl_pipeline.monitoring.prometheus import Monitoring
+from atl_pipeline.orchestration.assets import service_deployment
+from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.compose import compose_file, placement, router_config
 from atl_pipeline.runtime.hcloud import HcloudRuntime
-from atl_pipeline.runtime.local import DeployError
+from atl_pipeline.runtime.http import Frontend
+from atl_pipeline.runtime.rolling import DeployError
+from atl_pipeline.runtime.targets import target_runtime
 from atl_pipeline.terraform.render import render
+from atl_pipeline.terraform.stages import TerraformApply
+from atl_pipeline.validation import validate
 from tests.conftest import REPO
 from tests.sshd import Sshd
 
 EXAMPLE = REPO / "examples" / "hcloud" / "domains.yml"
-SERVERS = {"node-1": {"private_ip": "10.0.1.2", "ipv4": "192.0.2.1"},
-           "node-2": {"private_ip": "10.0.1.3", "ipv4": "192.0.2.2"}}
+SERVERS = {"node-1": {"private_ip": "10.0.1.2", "ipv4": "127.0.0.1"},  # as Terraform's `servers` output
+           "node-2": {"private_ip": "10.0.1.3", "ipv4": "127.0.0.2"}}
+LOAD_BALANCER = {"ipv4": "192.0.2.10", "ipv6": "2001:db8::10"}
 
 
 def outputs(path: Path = EXAMPLE) -> tuple[dict, dict]:
@@ -41,9 +53,23 @@ def sshd(tmp_path: Path):
 
 
 @pytest.fixture
-def runtime(project: Project, sshd: Sshd, tmp_path: Path) -> HcloudRuntime:
-    hosts = {name: sshd.host(tmp_path / "servers" / name) for name in SERVERS}
-    return HcloudRuntime(project, "allthingslinux-production", hosts, SERVERS)
+def loaded(sshd: Sshd, tmp_path: Path, write) -> LoadedConfig:
+    """The example, its servers reached through the test's sshd, each keeping its files in
+    `servers/<name>` under the test's folder."""
+    settings = (f"  ssh_port: {sshd.port}\n  ssh_identity: {sshd.identity}\n"
+                f"  remote_dir: {tmp_path / 'servers'}\n")
+    return load_config(write(EXAMPLE.read_text().replace("  kind: hcloud\n", "  kind: hcloud\n" + settings),
+                             "hcloud.yml"))
+
+
+@pytest.fixture
+def config(loaded: LoadedConfig) -> Config:
+    return loaded.config
+
+
+@pytest.fixture
+def runtime(project: Project, config: Config) -> HcloudRuntime:
+    return HcloudRuntime.of(project, config, {"servers": SERVERS, "load_balancer": LOAD_BALANCER})
 
 
 def on_server(tmp_path: Path, server: str) -> dict:
@@ -145,3 +171,79 @@ def test_arguments_reach_the_remote_program_as_they_are(sshd: Sshd, tmp_path: Pa
     host.put("file with spaces; $(x)", hostile)
     assert (tmp_path / "server" / "file with spaces; $(x)").read_text() == hostile
     assert not list(tmp_path.rglob("pwned*")) and not list(Path.home().glob("pwned*"))
+
+
+def test_the_deployment_stage_ships_the_servers_of_terraforms_outputs(project: Project, loaded: LoadedConfig,
+                                                                      sshd: Sshd, tmp_path: Path):
+    services, domains = outputs()
+    applied = TerraformApply({"services": services, "domains": domains, "servers": SERVERS,
+                              "load_balancer": LOAD_BALANCER}, serial=3, applied=True)
+
+    result = service_deployment(validated_config=validate(loaded), terraform_apply=applied,
+                                project=ProjectResource(root=str(project.root)))
+
+    assert result.value.frontend == Frontend("192.0.2.10", 80, 443)  # the CAs this machine trusts
+    assert result.metadata["summary"].value == "2 started"
+    assert "node-1:8100, node-1:8102, node-2:8101" in result.metadata["services"].value
+    for server in SERVERS:
+        assert on_server(tmp_path, server)["name"] == "allthingslinux-production"
+    for address in ("127.0.0.1", "127.0.0.2"):  # each server's host key, pinned in the project's own file
+        subprocess.run(["ssh-keygen", "-F", f"[{address}]:{sshd.port}", "-f",
+                        str(project.state_dir / "ssh" / "known_hosts")], check=True, capture_output=True)
+
+
+def test_a_roll_back_finds_the_servers_in_the_last_deployments_record(project: Project, config: Config,
+                                                                      runtime: HcloudRuntime, tmp_path: Path, write):
+    """The health check rolls back from the record, with no Terraform outputs at hand."""
+    with pytest.raises(DeployError, match="run a deploy"):
+        target_runtime(project, config)
+    runtime.deploy(*outputs())
+    first = on_server(tmp_path, "node-1")
+    runtime.deploy(*outputs(write(EXAMPLE.read_text().replace("backend-api:1.0.0", "backend-api:1.0.1"))))
+
+    outcomes = target_runtime(project, config).roll_back({"backend-api"})
+
+    assert {(o.name, o.action) for o in outcomes} == {("backend-api", "rolled"), ("website", "unchanged")}
+    images = {entry["image"] for entry in on_server(tmp_path, "node-1")["services"].values()}
+    assert images == {entry["image"] for entry in first["services"].values()}
+    assert runtime.deployed()["services"]["backend-api"]["image"].endswith(":1.0.0")
+
+
+def test_a_changed_host_key_is_refused_with_the_command_that_forgets_the_old_one(runtime: HcloudRuntime,
+                                                                                  sshd: Sshd, project: Project):
+    runtime.deploy(*outputs())
+    sshd.replace_host_key()
+    with pytest.raises(DeployError, match=re.escape(f"ssh-keygen -R '[127.0.0.1]:{sshd.port}' -f "
+                                                    f"{project.state_dir / 'ssh' / 'known_hosts'}")):
+        runtime.deploy(*outputs())
+
+
+def test_hcloud_is_monitored_through_its_load_balancer_from_this_machine(project: Project,
+                                                                         runtime: HcloudRuntime):
+    services, domains = outputs()
+    runtime.deploy(services, domains)
+    monitoring = Monitoring.of(runtime, 29090, 29115)
+    prometheus = monitoring.prometheus_config(services, domains, Path("rules.yml"))
+    blackbox = monitoring.blackbox_config(domains)
+
+    probed = {job["job_name"]: job["static_configs"][0]["targets"] for job in prometheus["scrape_configs"]}
+    assert probed == {f"blackbox-{name}": [f"https://192.0.2.10:443{services[d['service']]['health_path']}"]
+                      for name, d in domains.items() if d["monitoring"]}  # no replica: they are private
+    api = blackbox["modules"]["api.allthingslinux.org"]["http"]
+    assert api["headers"] == {"Host": "api.allthingslinux.org"}
+    assert api["tls_config"] == {"server_name": "api.allthingslinux.org"}  # verified with the system's CAs
+    folder = project.root / "checked"
+    folder.mkdir()
+    (folder / "prometheus.yml").write_text(yaml.safe_dump({**prometheus, "rule_files": []}))
+    (folder / "blackbox.yml").write_text(yaml.safe_dump(blackbox))
+    monitoring._check("promtool", "check", "config", folder / "prometheus.yml")
+    monitoring._check("prometheus-blackbox-exporter", "--config.check", f"--config.file={folder / 'blackbox.yml'}")
+
+
+def test_a_new_server_is_awaited_until_it_answers_ssh(runtime: HcloudRuntime, sshd: Sshd):
+    sshd.stop()  # the servers are still booting
+    booted = threading.Timer(3, sshd.launch)
+    booted.start()
+    outcomes = runtime.deploy(*outputs())
+    booted.join()
+    assert {(o.name, o.action) for o in outcomes} == {("backend-api", "started"), ("website", "started")}

@@ -179,6 +179,7 @@ class LocalTarget(_Model):
 
     @property
     def ports(self) -> dict[str, int]:
+        """The ports on 127.0.0.1 that the target's processes listen on."""
         return {"http_port": self.http_port, "https_port": self.https_port, "admin_port": self.admin_port,
                 "prometheus_port": self.prometheus_port, "blackbox_port": self.blackbox_port}
 
@@ -232,11 +233,22 @@ class HcloudTarget(_Model):
     ssh_public_key: str
     """The operator's SSH public key (`ssh-ed25519 AAAA... comment`), installed on every server."""
     ssh_from: list[IPvAnyNetwork] = []
-    """The address ranges SSH is open to; none: SSH is closed by the firewall."""
+    """The address ranges SSH is open to: at least those of the machines that deploy."""
+    ssh_port: int = Field(22, ge=1, le=65535)
+    """The servers' SSH port: their sshd and the firewall rule follow it."""
+    ssh_identity: str | None = Field(None, pattern=r"^[^\x00\n]{1,4096}$")
+    """The private key file the deployment logs in with, on the machine that deploys (`~/.ssh/atl_ed25519`);
+    default: OpenSSH's own keys and agent."""
+    remote_dir: str = Field("/opt/atl", pattern=r"^(/[A-Za-z0-9._-]+)+$")
+    """The folder on each server that holds a folder per server name: its Compose file and router."""
     hcloud_token: SecretRef = "env:HCLOUD_TOKEN"
     """`env:NAME`, NAME holding a Hetzner Cloud API token with read and write access."""
     cloudflare: Cloudflare
     """Where the domains' DNS records are."""
+    prometheus_port: Port = 9090
+    """Prometheus on 127.0.0.1 of the machine that deploys: it probes the domains through the load balancer."""
+    blackbox_port: Port = 9115
+    """The blackbox exporter on 127.0.0.1 of the machine that deploys."""
 
     @field_validator("ssh_public_key")
     @classmethod
@@ -251,7 +263,8 @@ class HcloudTarget(_Model):
 
     @property
     def ports(self) -> dict[str, int]:
-        return {}
+        """The ports on 127.0.0.1 that the target's processes listen on."""
+        return {"prometheus_port": self.prometheus_port, "blackbox_port": self.blackbox_port}
 
 
 class State(_Model):

@@ -1,10 +1,13 @@
 """Prometheus and the blackbox exporter under the local supervisord, bound to loopback.
 
-The configuration is generated from the deployment: every serving replica's `/metrics`,
-Caddy's metrics, and a blackbox HTTPS probe of each domain with `monitoring: true` (its
-own module, for its Host and SNI, verified against Caddy's CA). A new configuration is
-checked with promtool before it replaces the running one, and is then reloaded, not
-restarted. The stage waits until every target is up and the rules are loaded.
+The configuration is generated from the deployment: a blackbox probe of each domain with
+`monitoring: true` through the target's load balancer (its own module, for its Host and
+SNI, verified against the CA that issued the certificate) and, on the local target, every
+serving replica's `/metrics` and Caddy's. On hcloud the replicas and routers listen on the
+servers' private network, so this machine sees the domains as their clients do, through
+the load balancer. A new configuration is checked with promtool before it replaces the
+running one, and is then reloaded, not restarted. The stage waits until every target is
+up and the rules are loaded.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from pathlib import Path
 import requests
 import yaml
 
-from atl_pipeline.runtime.local import SLOT_PORTS, LocalRuntime
-from atl_pipeline.runtime.supervisor import LocalRuntimeError
+from atl_pipeline.runtime.http import Frontend
+from atl_pipeline.runtime.local import LocalRuntime
+from atl_pipeline.runtime.rolling import SLOT_PORTS, Runtime
+from atl_pipeline.runtime.supervisor import LocalRuntimeError, Supervisor
 
 BINARIES = {"prometheus": "prometheus", "promtool": "prometheus", "prometheus-blackbox-exporter":
             "prometheus-blackbox-exporter"}  # binary -> Debian package
@@ -45,11 +50,26 @@ class MonitoringReport:
 
 
 class Monitoring:
-    def __init__(self, runtime: LocalRuntime, prometheus_port: int, blackbox_port: int):
-        self.runtime = runtime
-        self.root = runtime.supervisor.root / "monitoring"
+    def __init__(self, supervisor: Supervisor, frontend: Frontend, prometheus_port: int, blackbox_port: int,
+                 scraped: dict[str, list[dict]]):
+        """`scraped`: the static configs of each job Prometheus scrapes besides the probes."""
+        self.supervisor, self.frontend, self.scraped = supervisor, frontend, scraped
+        self.root = supervisor.root / "monitoring"
         self.prometheus_port, self.blackbox_port = prometheus_port, blackbox_port
         self.url = f"http://127.0.0.1:{prometheus_port}"
+
+    @classmethod
+    def of(cls, runtime: Runtime, prometheus_port: int, blackbox_port: int) -> Monitoring:
+        """Monitoring of what `runtime` deployed last."""
+        if isinstance(runtime, LocalRuntime):
+            deployed = runtime.deployed()["services"]
+            replicas = [{"targets": [f"127.0.0.1:{port}" for port in spec[SLOT_PORTS[spec["slot"]]]],
+                         "labels": {"service": name}} for name, spec in sorted(deployed.items())]
+            scraped = {"services": replicas, "caddy": [{"targets": [f"127.0.0.1:{runtime.lb.admin_port}"]}]}
+            return cls(runtime.supervisor, runtime.frontend, prometheus_port, blackbox_port, scraped)
+        supervisor = Supervisor(runtime.project.state_dir / "runtime")
+        supervisor.ensure_running("")
+        return cls(supervisor, runtime.frontend, prometheus_port, blackbox_port, {})
 
     def apply(self, services: dict[str, dict], domains: dict[str, dict]) -> MonitoringReport:
         binaries = {name: _binary(name) for name in BINARIES}
@@ -63,7 +83,7 @@ class Monitoring:
         self._check(binaries["promtool"], "check", "config", prometheus)
         self._check(binaries["prometheus-blackbox-exporter"], "--config.check", f"--config.file={blackbox}")
         changed = [self._replace(prometheus), self._replace(blackbox)]
-        supervisor = self.runtime.supervisor
+        supervisor = self.supervisor
         started = supervisor.ensure_program("blackbox", [
             str(binaries["prometheus-blackbox-exporter"]), f"--config.file={self.root / 'blackbox.yml'}",
             f"--web.listen-address=127.0.0.1:{self.blackbox_port}"])
@@ -85,13 +105,7 @@ class Monitoring:
         return self._wait_for_targets(reloaded)
 
     def prometheus_config(self, services: dict[str, dict], domains: dict[str, dict], rules: Path) -> dict:
-        deployed = self.runtime.deployed()["services"]
-        replicas = [{"targets": [f"127.0.0.1:{port}" for port in deployed[name][SLOT_PORTS[deployed[name]["slot"]]]],
-                     "labels": {"service": name}} for name in sorted(services)]
-        jobs = [
-            {"job_name": "services", "static_configs": replicas},
-            {"job_name": "caddy", "static_configs": [{"targets": [f"127.0.0.1:{self.runtime.lb.admin_port}"]}]},
-        ]
+        jobs = [{"job_name": job, "static_configs": configs} for job, configs in self.scraped.items()]
         for name, domain in sorted(domains.items()):
             if domain["monitoring"]:
                 jobs.append(self._probe_job(name, domain, services[domain["service"]]["health_path"]))
@@ -99,7 +113,7 @@ class Monitoring:
                 "rule_files": [str(rules)], "scrape_configs": jobs}
 
     def _probe_job(self, name: str, domain: dict, path: str) -> dict:
-        lb = self.runtime.lb
+        lb = self.frontend
         scheme, port = ("https", lb.https_port) if domain["ssl"] else ("http", lb.http_port)
         return {
             "job_name": f"blackbox-{name}", "metrics_path": "/probe", "params": {"module": [name]},
@@ -116,8 +130,9 @@ class Monitoring:
         for name, domain in sorted(domains.items()):
             http = {"method": "GET", "valid_status_codes": [200], "preferred_ip_protocol": "ip4",
                     "headers": {"Host": name}, "fail_if_not_ssl": domain["ssl"]}
-            if domain["ssl"]:
-                http["tls_config"] = {"ca_file": str(self.runtime.lb.ca_cert), "server_name": name}
+            if domain["ssl"]:  # without a ca_file, the CAs this machine trusts
+                ca = {"ca_file": str(self.frontend.ca_cert)} if self.frontend.ca_cert else {}
+                http["tls_config"] = {**ca, "server_name": name}
             modules[name] = {"prober": "http", "timeout": "5s", "http": http}
         return {"modules": modules}
 
@@ -142,14 +157,14 @@ class Monitoring:
         if before >= int(time.time()):
             time.sleep(1)  # the timestamp counts whole seconds: this reload's must be a later one
         signalled = time.monotonic()
-        self.runtime.supervisor.rpc.signalProcess(program, "HUP")
+        self.supervisor.rpc.signalProcess(program, "HUP")
         while time.monotonic() < signalled + RELOAD_TIMEOUT:
             values = self._gauges(url, metric)
             if values.get(f"{metric}_success_timestamp_seconds", 0) > before:
                 return
             if values.get(f"{metric}_successful") == 0 and time.monotonic() > signalled + 2:
                 raise MonitoringError(f"{program} could not load its new configuration: see its log in "
-                                      f"{self.runtime.supervisor.logs}")
+                                      f"{self.supervisor.logs}")
             time.sleep(0.1)
         raise MonitoringError(f"{program} did not reload within {RELOAD_TIMEOUT:.0f} s of SIGHUP")
 

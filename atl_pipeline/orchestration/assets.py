@@ -34,8 +34,10 @@ from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.project import Project
 from atl_pipeline.report import DOMAIN_HEADERS, domain_rows, markdown_findings, markdown_table
 from atl_pipeline.runtime.caddy import CaddyError
-from atl_pipeline.runtime.local import Deployment, LocalRuntime, deployed_runtime
+from atl_pipeline.runtime.local import LocalRuntime
+from atl_pipeline.runtime.rolling import Deployment
 from atl_pipeline.runtime.supervisor import LocalRuntimeError
+from atl_pipeline.runtime.targets import target_runtime
 from atl_pipeline.secrets import SecretError
 from atl_pipeline.terraform.cli import BackendUnavailable, TerraformError
 from atl_pipeline.terraform.plan import PlanSummary
@@ -184,41 +186,45 @@ def terraform_apply(terraform_plan: TerraformPlan, project: ProjectResource) -> 
     })
 
 
-@asset(group_name=GROUP, kinds={"caddy"}, pool=POOL, retry_policy=RETRY)
+@asset(group_name=GROUP, kinds={"caddy", "docker"}, pool=POOL, retry_policy=RETRY)
 def service_deployment(validated_config: ValidatedConfig, terraform_apply: TerraformApply,
                        project: ProjectResource) -> Output[Deployment]:
-    """The services running as Terraform's outputs declare, behind the load balancer."""
-    target = validated_config.loaded.config.target
-    if target.kind != "local":
-        raise Failure(f"services on the {target.kind} target run with Docker Compose over SSH, which this version "
-                      "cannot deploy yet: Terraform applied the infrastructure, the servers run nothing",
-                      allow_retries=False)
-    runtime = LocalRuntime(project.get(), target)
-    services, domains = terraform_apply.outputs.get("services", {}), terraform_apply.outputs.get("domains", {})
+    """The services running as Terraform's outputs declare, behind the load balancer: processes
+    under supervisord on the local target, Docker Compose projects shipped over SSH on hcloud."""
+    outputs = terraform_apply.outputs
+    services, domains = outputs.get("services", {}), outputs.get("domains", {})
     with _clear_failure():
+        runtime = target_runtime(project.get(), validated_config.loaded.config, outputs)
         outcomes = runtime.deploy(services, domains)
     counts = Counter(outcome.action for outcome in outcomes)
-    rows = [(o.name, o.release, o.action, str(len(o.replicas)), ", ".join(str(r["pid"]) for r in o.replicas),
-             ", ".join(str(r["port"]) for r in o.replicas)) for o in outcomes]
-    return Output(Deployment(tuple(outcomes), runtime.lb, services, domains), metadata={
+    rows = [(o.name, o.release, o.action, str(len(o.replicas)), ", ".join(map(_where, o.replicas)))
+            for o in outcomes]
+    lb = runtime.frontend
+    return Output(Deployment(tuple(outcomes), lb, services, domains), metadata={
         "summary": ", ".join(f"{count} {action}" for action, count in sorted(counts.items())) or "nothing runs",
         **{action: counts[action] for action in ("started", "rolled", "unchanged", "stopped")},
         "services": MetadataValue.md(markdown_table(
-            ("service", "release", "action", "replicas", "pids", "ports"), rows) if rows else "No services."),
-        "load_balancer": f"http://{runtime.lb.address}:{runtime.lb.http_port}, "
-                         f"https://{runtime.lb.address}:{runtime.lb.https_port}",
+            ("service", "release", "action", "replicas", "where"), rows) if rows else "No services."),
+        "load_balancer": f"http://{lb.address}:{lb.http_port}, https://{lb.address}:{lb.https_port}",
     })
+
+
+def _where(replica: dict) -> str:
+    """A replica's server and port on hcloud, its port and pid on the local target."""
+    if "server" in replica:
+        return f"{replica['server']}:{replica['port']}"
+    return f"{replica['port']} (pid {replica['pid']})"
 
 
 @asset(group_name=GROUP, kinds={"caddy"}, pool=POOL, check_specs=[AssetCheckSpec(
     "domains_healthy", asset="health_check", blocking=True,
     description="Every domain answers its health path through the load balancer, over verified TLS.")])
-def health_check(service_deployment: Deployment,
+def health_check(validated_config: ValidatedConfig, service_deployment: Deployment,
                  project: ProjectResource) -> Iterator[Output[list[DomainHealth]] | AssetCheckResult]:
     """Every domain probed through the load balancer as a client would; a failing changed
     service rolls back to its previous release."""
     deployment = service_deployment
-    results = probe_domains(deployment.load_balancer, deployment.domains, deployment.services)
+    results = probe_domains(deployment.frontend, deployment.domains, deployment.services)
     failing = [result for result in results if not result.ok]
     rolled = {outcome.name for outcome in deployment.outcomes if outcome.action == "rolled"}
     to_roll_back = {result.service for result in failing} & rolled
@@ -234,7 +240,7 @@ def health_check(service_deployment: Deployment,
     }
     if to_roll_back:
         with _clear_failure():
-            deployed_runtime(project.get()).roll_back(to_roll_back)
+            target_runtime(project.get(), validated_config.loaded.config).roll_back(to_roll_back)
         reasons = "; ".join(f"{r.domain}: {r.error}" for r in failing)
         raise Failure(f"unhealthy after this deployment ({reasons}); rolled back {', '.join(sorted(to_roll_back))} "
                       "to the previous release, which serves again", metadata=metadata, allow_retries=False)
@@ -248,12 +254,13 @@ def health_check(service_deployment: Deployment,
 @asset(group_name=GROUP, kinds={"prometheus"}, deps=["health_check"], pool=POOL, retry_policy=RETRY)
 def monitoring(validated_config: ValidatedConfig, service_deployment: Deployment,
                project: ProjectResource) -> Output[MonitoringReport]:
-    """Prometheus scraping every replica and Caddy, blackbox probes of each monitored domain,
-    and the SLO alert rules; reloaded when changed, then verified through its API."""
-    target = validated_config.loaded.config.target
-    runtime = LocalRuntime(project.get(), target)
+    """Blackbox probes of each monitored domain through the load balancer, every replica and Caddy
+    scraped on the local target, and the SLO alert rules; reloaded when changed, then verified
+    through Prometheus's API."""
+    config = validated_config.loaded.config
     with _clear_failure():
-        report = Monitoring(runtime, target.prometheus_port, target.blackbox_port).apply(
+        runtime = target_runtime(project.get(), config)
+        report = Monitoring.of(runtime, config.target.prometheus_port, config.target.blackbox_port).apply(
             service_deployment.services, service_deployment.domains)
     if report.down:
         raise Failure(f"{len(report.down)} of {report.targets_total} Prometheus targets are down after "
@@ -270,16 +277,19 @@ def monitoring(validated_config: ValidatedConfig, service_deployment: Deployment
        check_specs=[AssetCheckSpec(
     "certificates_valid", asset="certificates",
     description="Every ssl domain is served a certificate that verifies, for its name, not near expiry.")])
-def certificates(service_deployment: Deployment,
+def certificates(validated_config: ValidatedConfig, service_deployment: Deployment,
                  project: ProjectResource) -> Iterator[Output[list[ServedCertificate]] | AssetCheckResult]:
-    """The certificates served for each `ssl: true` domain: verified, and renewed near expiry."""
-    lb = service_deployment.load_balancer
+    """The certificates served for each `ssl: true` domain: verified, and renewed near expiry
+    (on hcloud, Hetzner renews its managed certificate: one near expiry fails the check)."""
+    target = validated_config.loaded.config.target
     names = sorted(name for name, domain in service_deployment.domains.items() if domain["ssl"])
-    served = {name: served_certificate(lb, name) for name in names}
-    due = [name for name, cert in served.items() if cert.valid and cert.days_left < RENEW_WITHIN_DAYS]
+    served = {name: served_certificate(service_deployment.frontend, name) for name in names}
+    due = [name for name, cert in served.items()
+           if cert.valid and cert.days_left < RENEW_WITHIN_DAYS and target.kind == "local"]
     if due:
+        runtime = LocalRuntime(project.get(), target)
         with _clear_failure():
-            renewed = renew(lb, deployed_runtime(project.get()).restart_caddy, due)
+            renewed = renew(runtime.lb, runtime.restart_caddy, due)
         served.update({cert.domain: cert for cert in renewed})
     inventory = [served[name] for name in names]
     rows = [(c.domain, c.issuer or "-", c.not_after.isoformat(timespec="seconds") if c.not_after else "-",

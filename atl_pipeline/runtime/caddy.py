@@ -20,6 +20,8 @@ from pathlib import Path
 
 import requests
 
+from atl_pipeline.runtime.http import Frontend
+
 SECOND = 1_000_000_000  # Caddy durations in JSON are nanoseconds
 DAY = 86_400 * SECOND
 CERTIFICATE_LIFETIME = 60 * DAY  # Caddy renews at two thirds: 20 days before expiry, ahead of the 14-day alert
@@ -59,6 +61,10 @@ class LoadBalancer:
     def ca_cert(self) -> Path:
         """The root certificate of Caddy's local CA: what clients should trust."""
         return self.data_dir / "pki" / "authorities" / "local" / "root.crt"
+
+    @property
+    def frontend(self) -> Frontend:
+        return Frontend(self.address, self.http_port, self.https_port, self.ca_cert)
 
 
 @dataclass(frozen=True)

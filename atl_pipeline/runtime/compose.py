@@ -18,7 +18,7 @@ import hashlib
 import yaml
 
 from atl_pipeline.runtime.caddy import Route, hosts_by_route, proxy, unknown_host
-from atl_pipeline.runtime.local import SLOT_PORTS
+from atl_pipeline.runtime.rolling import SLOT_PORTS
 
 ROUTER_IMAGE = "caddy:2.11"
 READY_PATH = "/.atl/ready"

@@ -12,26 +12,56 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
+from atl_pipeline.config import Config
 from atl_pipeline.files import replace_file
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.compose import compose_file, placement, replicas_on, router_config
-from atl_pipeline.runtime.local import DRAIN_SECONDS, SLOT_PORTS, DeployError, ServiceOutcome, as_output
+from atl_pipeline.runtime.http import Frontend
+from atl_pipeline.runtime.rolling import DRAIN_SECONDS, SLOT_PORTS, DeployError, Runtime, ServiceOutcome, as_output
 from atl_pipeline.runtime.ssh import RemoteError, RemoteHost
+from atl_pipeline.terraform.hcloud import resource_name
 
 WAIT_SECONDS = 120  # for each server's new replicas to pass their health checks
+BOOT_SECONDS = 600  # for a new server's sshd, then for cloud-init to install Docker
+# cloud-init's exit status 1 is a failure, 2 a warning; a server without cloud-init has nothing to wait for
+CLOUD_INIT = "! command -v cloud-init >/dev/null || { cloud-init status --wait >/dev/null; [ $? -ne 1 ]; }"
+
+RECORD = Path("runtime") / "hcloud-deployed.json"  # under the project's .atl/
 
 Group = tuple[str, dict, int]  # service, its Terraform output, slot
 
 
-class HcloudRuntime:
-    def __init__(self, project: Project, name: str, hosts: dict[str, RemoteHost], servers: dict[str, dict]):
+class HcloudRuntime(Runtime):
+    def __init__(self, project: Project, name: str, hosts: dict[str, RemoteHost], servers: dict[str, dict],
+                 load_balancer: dict):
         self.project, self.name, self.hosts, self.servers = project, name, hosts, servers
-        self.deployed_file = project.state_dir / "runtime" / "hcloud-deployed.json"
+        self.load_balancer = load_balancer
+        self.deployed_file = project.state_dir / RECORD
 
-    def deployed(self) -> dict:
-        """What the last deployment left running: its `services` (with slot) and `domains`."""
-        return json.loads(self.deployed_file.read_text()) if self.deployed_file.exists() else {}
+    @classmethod
+    def of(cls, project: Project, config: Config, outputs: dict | None = None) -> HcloudRuntime:
+        """The runtime over the servers and load balancer of Terraform's outputs; without outputs, those
+        the last deployment reached. Each server keeps its files in `<remote_dir>/<server name>`."""
+        target = config.target
+        if outputs is None:
+            record = project.state_dir / RECORD
+            outputs = json.loads(record.read_text()) if record.exists() else {}
+        servers = outputs.get("servers") or {}
+        if not servers:
+            raise DeployError("Terraform's outputs name no servers: run a deploy (`atl infra up`) first")
+        ssh = project.state_dir / "ssh"
+        ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+        identity = Path(target.ssh_identity).expanduser() if target.ssh_identity else None
+        hosts = {name: RemoteHost(spec["ipv4"], f"{target.remote_dir}/{name}", identity, ssh / "known_hosts",
+                                  port=target.ssh_port) for name, spec in servers.items()}
+        return cls(project, resource_name(config), hosts, servers, outputs.get("load_balancer", {}))
+
+    @property
+    def frontend(self) -> Frontend:
+        """The load balancer's public IPv4 address, serving Let's Encrypt certificates: what this machine trusts."""
+        return Frontend(self.load_balancer["ipv4"], 80, 443)
 
     def deploy(self, services: dict[str, dict], domains: dict[str, dict]) -> list[ServiceOutcome]:
         """Make what the servers run match Terraform's `services` and `domains` outputs."""
@@ -46,6 +76,7 @@ class HcloudRuntime:
         rolling = new + [group for group in old if (group[0], group[2]) not in kept]
         router = self._router(services, domains)
         changed = [group for group in new if actions[group[0]] != "unchanged"]
+        self._await_new_servers(record.get("servers", {}))
         reached: list[str] = []
         try:
             for server in sorted(self.servers):
@@ -63,6 +94,17 @@ class HcloudRuntime:
         return [ServiceOutcome(name, spec["release"], actions[name], self._replicas(spec, slot))
                 for name, spec, slot in new] + [
             ServiceOutcome(name, spec["release"], "stopped") for name, spec, _ in old if name not in services]
+
+    def _await_new_servers(self, known: dict[str, dict]) -> None:
+        """Servers no deployment reached yet may still be booting: wait for their SSH, then for
+        cloud-init to finish (it installs Docker)."""
+        for server in sorted(set(self.servers) - set(known)):
+            try:
+                self.hosts[server].wait_until_reachable(BOOT_SECONDS)
+                self.hosts[server].run(["sh", "-c", CLOUD_INIT])
+            except RemoteError as error:
+                raise DeployError(f"new server {server} is not ready (`cloud-init status --long` on it says why): "
+                                  f"{error}\nNothing was changed on any server.") from None
 
     @staticmethod
     def _next_groups(services: dict[str, dict], running: dict[str, dict]) -> tuple[list[Group], dict[str, str]]:
@@ -117,7 +159,8 @@ class HcloudRuntime:
         return tuple({"server": server, "port": spec[SLOT_PORTS[slot]][r]} for server in sorted(on) for r in on[server])
 
     def _record(self, services: dict, domains: dict, new: list[Group], record: dict) -> None:
-        state = {"domains": domains, "services": {name: {**spec, "slot": slot} for name, spec, slot in new},
+        state = {"servers": self.servers, "load_balancer": self.load_balancer, "domains": domains,
+                 "services": {name: {**spec, "slot": slot} for name, spec, slot in new},
                  "previous": record.get("services", {})}
         self.deployed_file.parent.mkdir(parents=True, exist_ok=True)
         replace_file(self.deployed_file, json.dumps(state, indent=2))

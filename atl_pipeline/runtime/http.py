@@ -17,6 +17,17 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
+class Frontend:
+    """Where clients reach the services: the load balancer's address and ports, and the CA its
+    certificates verify against (None: the CAs this machine trusts)."""
+
+    address: str
+    http_port: int
+    https_port: int
+    ca_cert: Path | None = None
+
+
+@dataclass(frozen=True)
 class Response:
     status: int | None  # None when no response came
     seconds: float

@@ -30,16 +30,12 @@ from atl_pipeline.runtime.caddy import (
     caddy_config,
     hosts_by_route,
 )
-from atl_pipeline.runtime.supervisor import GIVEN_UP, LocalRuntimeError, Replica, Supervisor, ini_value
+from atl_pipeline.runtime.http import Frontend
+from atl_pipeline.runtime.rolling import DRAIN_SECONDS, SLOT_PORTS, DeployError, Runtime, ServiceOutcome
+from atl_pipeline.runtime.supervisor import GIVEN_UP, Replica, Supervisor, ini_value
 
 HEALTH_TIMEOUT = 30.0
-DRAIN_SECONDS = 2.5  # > Caddy's health-check interval and failure memory: it trusts the new replicas
-SLOT_PORTS = ("ports", "standby_ports")
 CRASHED = ("BACKOFF", "EXITED", "FATAL")
-
-
-class DeployError(LocalRuntimeError):
-    """A new release did not become healthy; what ran before still serves."""
 
 
 @dataclass(frozen=True)
@@ -64,24 +60,6 @@ class Group:
         return cls(f"svc_{service}_{release}_s{slot}", service, release, slot)
 
 
-@dataclass(frozen=True)
-class ServiceOutcome:
-    name: str
-    release: str
-    action: str  # unchanged, repaired (stopped replicas started again), started, rolled or stopped
-    replicas: tuple[dict, ...] = ()  # pid, port, state of each replica
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """What the deployment stage did, and what the stages after it need to check it."""
-
-    outcomes: tuple[ServiceOutcome, ...]
-    load_balancer: LoadBalancer
-    services: dict
-    domains: dict
-
-
 def deployed_runtime(project: Project) -> LocalRuntime:
     """The runtime as the last deployment left it (default ports when nothing was deployed)."""
     record = project.state_dir / "runtime" / "deployed.json"
@@ -89,7 +67,7 @@ def deployed_runtime(project: Project) -> LocalRuntime:
     return LocalRuntime(project, LocalTarget(**ports))
 
 
-class LocalRuntime:
+class LocalRuntime(Runtime):
     def __init__(self, project: Project, target: LocalTarget):
         self.project = project
         self.target = target
@@ -127,9 +105,9 @@ class LocalRuntime:
         """Stop every process and supervisord; what was deployed is kept for the next start."""
         self.supervisor.shutdown()
 
-    def deployed(self) -> dict:
-        """What the last deployment routed: its `domains` and `services` (with slot and group)."""
-        return json.loads(self.deployed_file.read_text()) if self.deployed_file.exists() else {}
+    @property
+    def frontend(self) -> Frontend:
+        return self.lb.frontend
 
     def groups(self) -> dict[str, list[Group]]:
         """The running service releases, by service."""
@@ -182,13 +160,6 @@ class LocalRuntime:
             self.supervisor.remove_group(group.name)
         stopped = [ServiceOutcome(g.service, g.release, "stopped") for g in retired if g.service not in services]
         return self._outcomes(services, serving, actions) + stopped
-
-    def roll_back(self, names: set[str]) -> list[ServiceOutcome]:
-        """Roll these services back to the releases the last deployment replaced (rolling, health-gated)."""
-        record = self.deployed()
-        services = {name: as_output(spec) for name, spec in record["services"].items()}
-        services.update({name: as_output(record["previous"][name]) for name in names})
-        return self.deploy(services, record["domains"])
 
     def _without_orphans(self, running: dict[str, list[Group]]) -> dict[str, list[Group]]:
         """Groups that no deployment ever routed to (an interrupted deploy's) are removed."""
@@ -306,11 +277,6 @@ stopsignal=TERM
 stdout_logfile={logs}/caddy.log
 redirect_stderr=true
 """
-
-
-def as_output(recorded: dict) -> dict:
-    """A service as Terraform's output has it, from its record in deployed.json."""
-    return {key: value for key, value in recorded.items() if key not in ("slot", "group")}
 
 
 def port_block(address: str, port: int) -> tuple[str, ...]:

@@ -3,48 +3,77 @@
 The server's login shell parses the command line, so each argument is quoted for it
 (`shlex.join`): a value reaches the remote program as exactly the argument it is, and is
 never read as shell syntax. Host keys are trusted on first use and pinned afterwards in
-the pipeline's own known_hosts file.
+the pipeline's own known_hosts file. The calls to one server share one connection, kept
+for a minute after the last (OpenSSH's ControlMaster): a call then costs a round trip, not
+a handshake. Its socket is under the user's home, which is private and short enough for a
+socket's path, where a project folder may not be.
 """
 
 from __future__ import annotations
 
 import shlex
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from atl_pipeline.runtime.supervisor import LocalRuntimeError
 
 TIMEOUT = 600.0
+CONNECTIONS = Path.home() / ".cache" / "atl-ssh"  # the shared connections' sockets
 
 
 class RemoteError(LocalRuntimeError):
     """A command on a server failed, or the server could not be reached."""
 
 
+class Unreachable(RemoteError):
+    """No SSH session could be opened (the server down, or still booting)."""
+
+
 @dataclass(frozen=True)
 class RemoteHost:
     address: str
     root: str  # the folder on the server that holds this project's files
-    identity: Path  # the private key (mode 0600)
+    identity: Path | None  # the private key (mode 0600); None: OpenSSH's own keys and agent
     known_hosts: Path
     user: str = "root"
     port: int = 22
 
     def run(self, argv: list[str], *, stdin: str | None = None, timeout: float = TIMEOUT) -> str:
         """Run `argv` on the server; its standard output."""
+        identity = ["-o", "IdentitiesOnly=yes", "-i", str(self.identity)] if self.identity else []
+        CONNECTIONS.mkdir(mode=0o700, parents=True, exist_ok=True)
         command = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
-                   "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "ConnectTimeout=10",
-                   "-i", str(self.identity), "-p", str(self.port), "-l", self.user, self.address, "--",
-                   shlex.join(argv)]
+                   "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "ConnectTimeout=10", *identity,
+                   "-o", "ControlMaster=auto", "-o", f"ControlPath={CONNECTIONS}/%C", "-o", "ControlPersist=60",
+                   "-p", str(self.port), "-l", self.user, self.address, "--", shlex.join(argv)]
         try:
             result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise RemoteError(f"{self.address}: `{argv[0]}` took longer than {timeout:.0f} s") from None
-        if result.returncode != 0:
-            detail = "\n".join(result.stderr.strip().splitlines()[-10:]) or f"exit {result.returncode}"
-            raise RemoteError(f"{self.address}: `{shlex.join(argv)[:200]}` failed: {detail}")
-        return result.stdout
+        if result.returncode == 0:
+            return result.stdout
+        detail = "\n".join(result.stderr.strip().splitlines()[-10:]) or f"exit {result.returncode}"
+        error = Unreachable if result.returncode == 255 else RemoteError  # ssh's own failure
+        if "REMOTE HOST IDENTIFICATION HAS CHANGED" in result.stderr:
+            known = self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+            error, detail = RemoteError, (
+                f"its host key is not the one first seen there. If the server was replaced (Hetzner reuses "
+                f"addresses), forget the old key: ssh-keygen -R '{known}' -f {self.known_hosts}")
+        raise error(f"{self.address}: `{shlex.join(argv)[:200]}` failed: {detail}")
+
+    def wait_until_reachable(self, seconds: float) -> None:
+        """Until an SSH session opens, for at most `seconds` (a new server boots)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                self.run(["true"])
+                return
+            except Unreachable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
 
     def put(self, name: str, text: str) -> None:
         """Write `text` to `name` in the root folder, replacing the file whole."""

@@ -6,7 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from atl_pipeline.runtime import http
 from atl_pipeline.runtime.caddy import LoadBalancer
-from atl_pipeline.runtime.local import SLOT_PORTS, LocalRuntime
+from atl_pipeline.runtime.local import LocalRuntime
+from atl_pipeline.runtime.rolling import SLOT_PORTS
 
 
 def status(runtime: LocalRuntime) -> dict:

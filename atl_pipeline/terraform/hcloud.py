@@ -77,6 +77,7 @@ def hcloud_inputs(config: Config) -> dict:
         "load_balancer_type": target.load_balancer_type,
         "ssh_public_key": target.ssh_public_key,
         "ssh_from": [str(network) for network in target.ssh_from],
+        "ssh_port": target.ssh_port,
         "zone": target.cloudflare.zone,
         "zone_id": target.cloudflare.zone_id,
         "records": records,

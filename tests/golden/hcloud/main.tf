@@ -16,6 +16,7 @@ locals {
   load_balancer_type  = "lb11"
   ssh_public_key      = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyReplaceWithTheOperatorsOwn00000 ops@allthingslinux.org"
   ssh_from            = ["203.0.113.0/24"]
+  ssh_port            = 22
   zone                = "allthingslinux.org"
   zone_id             = "0123456789abcdef0123456789abcdef"
   certificate_domains = ["api.allthingslinux.org", "www.allthingslinux.org", "docs.allthingslinux.org"]
@@ -138,14 +139,14 @@ resource "hcloud_firewall" "servers" {
       description = "SSH from the operators' ranges"
       direction   = "in"
       protocol    = "tcp"
-      port        = "22"
+      port        = tostring(local.ssh_port)
       source_ips  = rule.value
     }
   }
 }
 
 # Docker runs the services (Compose v2: Debian 13's docker-compose package); the pipeline
-# ships each server's Compose file over SSH.
+# ships each server's Compose file over SSH, on the configured port.
 resource "hcloud_server" "node" {
   for_each     = toset(local.servers)
   name         = each.value
@@ -155,7 +156,11 @@ resource "hcloud_server" "node" {
   ssh_keys     = [hcloud_ssh_key.operator.id]
   firewall_ids = [hcloud_firewall.servers.id]
   labels       = merge(local.labels, { role = "node" })
-  user_data    = "#cloud-config\npackages: [docker.io, docker-compose]\n"
+  user_data = "#cloud-config\n${yamlencode({
+    packages    = ["docker.io", "docker-compose"]
+    write_files = [{ path = "/etc/ssh/sshd_config.d/atl.conf", content = "Port ${local.ssh_port}\n" }]
+    runcmd      = [["systemctl", "restart", "ssh"]]
+  })}"
 
   network {
     subnet_id = hcloud_network_subnet.servers.id
