@@ -175,6 +175,7 @@ def hcloud_fits(loaded: LoadedConfig) -> Iterator[Finding]:
         yield loaded.finding(("target", "ssh_from"), "the deployment reaches the servers over SSH, which the firewall "
                              "closes to every address not in target.ssh_from: list the ranges of the machines that "
                              "deploy")
+    yield from _ssh_port_free(loaded)
     if len(name := hcloud.resource_name(config)) > hcloud.MAX_NAME:
         yield loaded.finding(("project",), f"`{name}` names the servers and labels on hcloud: keep project and "
                              f"environment within {hcloud.MAX_NAME} characters together")
@@ -189,6 +190,18 @@ def hcloud_fits(loaded: LoadedConfig) -> Iterator[Finding]:
                              f"cpu and {format_bytes(bytes_)} memory; the largest known type, {largest}, has "
                              f"{cores / 1000:g} cpu and {format_bytes(memory)}: add servers, or set "
                              "target.server_type", key=True)
+
+
+def _ssh_port_free(loaded: LoadedConfig) -> Iterator[Finding]:
+    """The servers' sshd takes target.ssh_port on every address: not the routers' port, nor a replica's."""
+    port = loaded.config.target.ssh_port
+    if port == 80:
+        yield loaded.finding(("target", "ssh_port"), "target.ssh_port 80 is the routers' port: choose another")
+    for name in _replicas_by_service(loaded):
+        first = loaded.config.services[name].port
+        if first <= port < first + PORT_BLOCK:
+            yield loaded.finding(("target", "ssh_port"), f"target.ssh_port {port} is in the ports of service "
+                                 f"{name!r} ({first}-{first + PORT_BLOCK - 1}): choose another")
 
 
 RULES: list[Callable[[LoadedConfig], Iterator[Finding]]] = [

@@ -22,7 +22,7 @@ STAND_IN = Path(__file__).parent / "stand_in" / "docker"
 
 
 class Sshd:
-    """sshd -D on 127.0.0.1 and 127.0.0.2 (two servers' addresses) with its own host key, one
+    """sshd -D on 127.0.0.1 to 127.0.0.3 (the servers' addresses) with its own host key, one
     authorized client key, and `bin/` (holding the stand-in docker) first on the PATH of every
     session."""
 
@@ -43,6 +43,7 @@ class Sshd:
         (self.root / "sshd_config").write_text(f"""\
 ListenAddress 127.0.0.1
 ListenAddress 127.0.0.2
+ListenAddress 127.0.0.3
 Port {self.port}
 HostKey {self.root / 'host_key'}
 PidFile {self.root / 'sshd.pid'}

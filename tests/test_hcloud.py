@@ -104,6 +104,8 @@ def test_a_server_is_the_smallest_type_that_holds_its_share(write):
     ("location: fsn1", "location: ash", "set target.server_type: the types sized automatically"),
     ("project: allthingslinux", "project: " + "a" * 50, "keep project and environment within 56 characters"),
     ("ssh_from: [203.0.113.0/24]", "ssh_from: []", "the firewall closes to every address not in target.ssh_from"),
+    ("kind: hcloud", "kind: hcloud\n  ssh_port: 80", "target.ssh_port 80 is the routers' port"),
+    ("kind: hcloud", "kind: hcloud\n  ssh_port: 8101", "target.ssh_port 8101 is in the ports of service 'backend-api'"),
 ])
 def test_the_rules_of_the_target(write, old, new, message):
     text = EXAMPLE.read_text()

@@ -23,6 +23,7 @@ from atl_pipeline.runtime.compose import compose_file, placement, router_config
 from atl_pipeline.runtime.hcloud import HcloudRuntime
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.rolling import DeployError
+from atl_pipeline.runtime.ssh import RemoteError, Unreachable
 from atl_pipeline.runtime.targets import target_runtime
 from atl_pipeline.terraform.render import render
 from atl_pipeline.terraform.stages import TerraformApply
@@ -115,10 +116,9 @@ def test_a_first_deploy_ships_each_server_its_files_and_gates_it(runtime: Hcloud
     calls = [call["argv"] for call in sshd.calls()]
     release = services["backend-api"]["release"]
     assert [(argv[argv.index("-f") + 1].split("/")[-2], "--wait" in argv) for argv in calls] == [
-        ("node-1", False), ("node-1", True), ("node-2", False), ("node-2", True), ("node-1", False),
-        ("node-2", False)]
+        ("node-1", False), ("node-1", True), ("node-2", False), ("node-2", True)]  # no old replica to remove
     assert calls[0][:2] == ["compose", "--project-directory"] and "--remove-orphans" in calls[0]
-    gate = calls[1]  # only the new replicas on node-1 are waited for
+    gate = calls[1]  # the replicas on node-1
     assert gate[gate.index("--wait-timeout") + 2:] == [
         f"backend-api-{release}-s0-0", f"backend-api-{release}-s0-2",
         f"website-{services['website']['release']}-s0-0"]
@@ -199,13 +199,17 @@ def test_a_roll_back_finds_the_servers_in_the_last_deployments_record(project: P
         target_runtime(project, config)
     runtime.deploy(*outputs())
     first = on_server(tmp_path, "node-1")
-    runtime.deploy(*outputs(write(EXAMPLE.read_text().replace("backend-api:1.0.0", "backend-api:1.0.1"))))
+    services, domains = outputs(write(EXAMPLE.read_text().replace("backend-api:1.0.0", "backend-api:1.0.1")))
+    runtime.deploy(services, domains)
+    bad = {"backend-api": services["backend-api"]["release"]}
 
-    outcomes = target_runtime(project, config).roll_back({"backend-api"})
+    outcomes = target_runtime(project, config).roll_back(bad)
 
     assert {(o.name, o.action) for o in outcomes} == {("backend-api", "rolled"), ("website", "unchanged")}
     images = {entry["image"] for entry in on_server(tmp_path, "node-1")["services"].values()}
     assert images == {entry["image"] for entry in first["services"].values()}
+    assert runtime.deployed()["services"]["backend-api"]["image"].endswith(":1.0.0")
+    assert target_runtime(project, config).roll_back(bad) == []  # a second health check rolls nothing forward
     assert runtime.deployed()["services"]["backend-api"]["image"].endswith(":1.0.0")
 
 
@@ -218,11 +222,11 @@ def test_a_changed_host_key_is_refused_with_the_command_that_forgets_the_old_one
         runtime.deploy(*outputs())
 
 
-def test_hcloud_is_monitored_through_its_load_balancer_from_this_machine(project: Project,
+def test_hcloud_is_monitored_through_its_load_balancer_from_this_machine(project: Project, config: Config,
                                                                          runtime: HcloudRuntime):
     services, domains = outputs()
     runtime.deploy(services, domains)
-    monitoring = Monitoring.of(runtime, 29090, 29115)
+    monitoring = Monitoring.of(project, config.target, runtime.frontend)
     prometheus = monitoring.prometheus_config(services, domains, Path("rules.yml"))
     blackbox = monitoring.blackbox_config(domains)
 
@@ -247,3 +251,62 @@ def test_a_new_server_is_awaited_until_it_answers_ssh(runtime: HcloudRuntime, ss
     outcomes = runtime.deploy(*outputs())
     booted.join()
     assert {(o.name, o.action) for o in outcomes} == {("backend-api", "started"), ("website", "started")}
+
+
+def test_a_replaced_server_is_awaited_and_every_replica_on_it_gated(project: Project, config: Config,
+                                                                    runtime: HcloudRuntime, sshd: Sshd):
+    services, domains = outputs()
+    runtime.deploy(services, domains)
+    calls = len(sshd.calls())
+    replaced = {**SERVERS, "node-2": {**SERVERS["node-2"], "ipv4": "127.0.0.3"}}  # the same name, a new server
+
+    outcomes = HcloudRuntime.of(project, config, {"servers": replaced, "load_balancer": LOAD_BALANCER}).deploy(
+        services, domains)
+
+    assert {o.action for o in outcomes} == {"unchanged"}
+    gates = [(c["argv"][c["argv"].index("-f") + 1].split("/")[-2], c["argv"][c["argv"].index("--wait-timeout") + 2:])
+             for c in sshd.calls()[calls:] if "--wait" in c["argv"]]
+    assert gates == [("node-2", [f"backend-api-{services['backend-api']['release']}-s0-1",
+                                 f"website-{services['website']['release']}-s0-1"])]  # node-1 is as it was
+
+
+def test_after_a_destroy_the_record_and_the_pinned_host_keys_are_forgotten(project: Project, config: Config,
+                                                                           runtime: HcloudRuntime):
+    runtime.deploy(*outputs())
+    destroyed = HcloudRuntime.of(project, config, {})  # Terraform's outputs after `atl infra destroy`
+
+    outcomes = destroyed.deploy({}, {})
+
+    assert {(o.name, o.action) for o in outcomes} == {("backend-api", "stopped"), ("website", "stopped")}
+    assert not runtime.deployed_file.exists()
+    assert not (project.state_dir / "ssh" / "known_hosts").exists()  # held only this project's servers' keys
+
+
+def test_a_key_the_servers_refuse_fails_at_once(project: Project, config: Config, sshd: Sshd, tmp_path: Path):
+    stranger = tmp_path / "stranger_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    target = config.target.model_copy(update={"ssh_identity": str(stranger)})
+    runtime = HcloudRuntime.of(project, config.model_copy(update={"target": target}),
+                               {"servers": SERVERS, "load_balancer": LOAD_BALANCER})
+    with pytest.raises(RemoteError, match="Permission denied") as raised:  # not awaited as a booting server
+        runtime.deploy(*outputs())
+    assert not isinstance(raised.value, Unreachable)
+
+
+@pytest.mark.parametrize(("outputs_", "message"), [
+    ({"servers": {"node-1": {"ipv4": "-oProxyCommand=touch pwned", "private_ip": "10.0.1.2"}},
+      "load_balancer": LOAD_BALANCER}, "servers.node-1.ipv4 is not an IP address"),
+    ({"servers": SERVERS}, "load_balancer.ipv4 is not an IP address"),
+])
+def test_outputs_of_another_shape_are_refused_before_any_connection(project: Project, config: Config, sshd: Sshd,
+                                                                    outputs_: dict, message: str):
+    with pytest.raises(DeployError, match=re.escape(message)):
+        HcloudRuntime.of(project, config, outputs_)
+    assert sshd.calls() == [] and not list(project.root.rglob("pwned"))
+
+
+def test_a_missing_identity_file_is_named(project: Project, config: Config, tmp_path: Path):
+    target = config.target.model_copy(update={"ssh_identity": str(tmp_path / "nowhere")})
+    with pytest.raises(DeployError, match=re.escape(f"target.ssh_identity: {tmp_path / 'nowhere'} does not exist")):
+        HcloudRuntime.of(project, config.model_copy(update={"target": target}),
+                         {"servers": SERVERS, "load_balancer": LOAD_BALANCER})

@@ -75,7 +75,7 @@ def test_the_stack_is_monitored_and_a_stopped_replica_shows_as_down(project: Pro
 def test_a_configuration_promtool_refuses_replaces_nothing(project: Project, monkeypatch):
     assert run_deploy(project).success
     runtime = deployed_runtime(project)
-    monitoring = Monitoring.of(runtime, runtime.target.prometheus_port, runtime.target.blackbox_port)
+    monitoring = Monitoring.of(project, runtime.target, runtime.frontend)
     current = (runtime.supervisor.root / "monitoring" / "prometheus.yml").read_text()
     monkeypatch.setattr(Monitoring, "prometheus_config", lambda self, *args: {"scrape_configs": [{"job": "x"}]})
     record = runtime.deployed()

@@ -23,10 +23,12 @@ from pathlib import Path
 import requests
 import yaml
 
+from atl_pipeline.config.model import HcloudTarget, LocalTarget
+from atl_pipeline.project import Project
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.local import LocalRuntime
-from atl_pipeline.runtime.rolling import SLOT_PORTS, Runtime
-from atl_pipeline.runtime.supervisor import LocalRuntimeError, Supervisor
+from atl_pipeline.runtime.rolling import SLOT_PORTS, TargetError
+from atl_pipeline.runtime.supervisor import Supervisor
 
 BINARIES = {"prometheus": "prometheus", "promtool": "prometheus", "prometheus-blackbox-exporter":
             "prometheus-blackbox-exporter"}  # binary -> Debian package
@@ -35,7 +37,7 @@ READY_TIMEOUT = 60.0
 RELOAD_TIMEOUT = 10.0
 
 
-class MonitoringError(LocalRuntimeError):
+class MonitoringError(TargetError):
     """Monitoring could not be set up; what monitored before keeps running."""
 
 
@@ -59,17 +61,19 @@ class Monitoring:
         self.url = f"http://127.0.0.1:{prometheus_port}"
 
     @classmethod
-    def of(cls, runtime: Runtime, prometheus_port: int, blackbox_port: int) -> Monitoring:
-        """Monitoring of what `runtime` deployed last."""
-        if isinstance(runtime, LocalRuntime):
+    def of(cls, project: Project, target: LocalTarget | HcloudTarget, frontend: Frontend) -> Monitoring:
+        """Monitoring of what was deployed last to `target`, whose clients reach it at `frontend`."""
+        ports = target.prometheus_port, target.blackbox_port
+        if target.kind == "local":
+            runtime = LocalRuntime(project, target)
             deployed = runtime.deployed()["services"]
             replicas = [{"targets": [f"127.0.0.1:{port}" for port in spec[SLOT_PORTS[spec["slot"]]]],
                          "labels": {"service": name}} for name, spec in sorted(deployed.items())]
             scraped = {"services": replicas, "caddy": [{"targets": [f"127.0.0.1:{runtime.lb.admin_port}"]}]}
-            return cls(runtime.supervisor, runtime.frontend, prometheus_port, blackbox_port, scraped)
-        supervisor = Supervisor(runtime.project.state_dir / "runtime")
-        supervisor.ensure_running("")
-        return cls(supervisor, runtime.frontend, prometheus_port, blackbox_port, {})
+            return cls(runtime.supervisor, frontend, *ports, scraped)
+        supervisor = Supervisor(project.state_dir / "runtime")
+        supervisor.ensure_running("")  # the local runtime's supervisord, here without Caddy
+        return cls(supervisor, frontend, *ports, {})
 
     def apply(self, services: dict[str, dict], domains: dict[str, dict]) -> MonitoringReport:
         binaries = {name: _binary(name) for name in BINARIES}

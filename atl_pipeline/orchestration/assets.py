@@ -35,8 +35,7 @@ from atl_pipeline.project import Project
 from atl_pipeline.report import DOMAIN_HEADERS, domain_rows, markdown_findings, markdown_table
 from atl_pipeline.runtime.caddy import CaddyError
 from atl_pipeline.runtime.local import LocalRuntime
-from atl_pipeline.runtime.rolling import Deployment
-from atl_pipeline.runtime.supervisor import LocalRuntimeError
+from atl_pipeline.runtime.rolling import Deployment, TargetError
 from atl_pipeline.runtime.targets import target_runtime
 from atl_pipeline.secrets import SecretError
 from atl_pipeline.terraform.cli import BackendUnavailable, TerraformError
@@ -56,7 +55,7 @@ GROUP = "deploy"
 POOL = "atl-deploy"  # limit 1, whole runs (the instance's dagster.yaml): one deploy at a time
 APPROVE_DESTROY_TAG = "atl/approve-destroy"
 # errors whose message tells the operator what to do: they fail the stage without a traceback
-STAGE_ERRORS = (InvalidConfig, DestroyNotApproved, RenderError, SecretError, TerraformError, LocalRuntimeError,
+STAGE_ERRORS = (InvalidConfig, DestroyNotApproved, RenderError, SecretError, TerraformError, TargetError,
                 CaddyError, GitError, TimeoutError, OSError, xmlrpc.client.Error, subprocess.SubprocessError)
 # of those, the ones another attempt may not meet: a state backend or Caddy restarting, a process still starting.
 # Not a held state lock: Terraform has already waited ATL_LOCK_TIMEOUT for it.
@@ -226,8 +225,8 @@ def health_check(validated_config: ValidatedConfig, service_deployment: Deployme
     deployment = service_deployment
     results = probe_domains(deployment.frontend, deployment.domains, deployment.services)
     failing = [result for result in results if not result.ok]
-    rolled = {outcome.name for outcome in deployment.outcomes if outcome.action == "rolled"}
-    to_roll_back = {result.service for result in failing} & rolled
+    to_roll_back = {o.name: o.release for o in deployment.outcomes
+                    if o.action == "rolled" and o.name in {result.service for result in failing}}
     slo = SloReport.of(results)
     rows = [(r.domain, r.service, "ok" if r.ok else f"FAIL: {r.error}", f"{r.percentile(0.5):.1f}",
              f"{r.percentile(0.95):.1f}", f"{max(r.latencies_ms, default=float('nan')):.1f}") for r in results]
@@ -240,10 +239,13 @@ def health_check(validated_config: ValidatedConfig, service_deployment: Deployme
     }
     if to_roll_back:
         with _clear_failure():
-            target_runtime(project.get(), validated_config.loaded.config).roll_back(to_roll_back)
+            rolled_back = target_runtime(project.get(), validated_config.loaded.config).roll_back(to_roll_back)
         reasons = "; ".join(f"{r.domain}: {r.error}" for r in failing)
-        raise Failure(f"unhealthy after this deployment ({reasons}); rolled back {', '.join(sorted(to_roll_back))} "
-                      "to the previous release, which serves again", metadata=metadata, allow_retries=False)
+        names = ", ".join(sorted(to_roll_back))
+        raise Failure(f"unhealthy after this deployment ({reasons}); "
+                      + (f"rolled back {names} to the previous release, which serves again" if rolled_back else
+                         f"{names} already run the previous release: the previous release fails too"),
+                      metadata=metadata, allow_retries=False)
     yield Output(results, metadata=metadata)
     yield AssetCheckResult(
         check_name="domains_healthy", passed=not failing, severity=AssetCheckSeverity.ERROR,
@@ -257,11 +259,10 @@ def monitoring(validated_config: ValidatedConfig, service_deployment: Deployment
     """Blackbox probes of each monitored domain through the load balancer, every replica and Caddy
     scraped on the local target, and the SLO alert rules; reloaded when changed, then verified
     through Prometheus's API."""
-    config = validated_config.loaded.config
     with _clear_failure():
-        runtime = target_runtime(project.get(), config)
-        report = Monitoring.of(runtime, config.target.prometheus_port, config.target.blackbox_port).apply(
-            service_deployment.services, service_deployment.domains)
+        report = Monitoring.of(project.get(), validated_config.loaded.config.target,
+                               service_deployment.frontend).apply(service_deployment.services,
+                                                                  service_deployment.domains)
     if report.down:
         raise Failure(f"{len(report.down)} of {report.targets_total} Prometheus targets are down after "
                       f"{READY_TIMEOUT:.0f} s: {', '.join(report.down)}", allow_retries=False)

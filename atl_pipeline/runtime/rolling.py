@@ -10,13 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atl_pipeline.runtime.http import Frontend
-from atl_pipeline.runtime.supervisor import LocalRuntimeError
 
 DRAIN_SECONDS = 2.5  # > Caddy's health-check interval and failure memory: it trusts the new replicas
 SLOT_PORTS = ("ports", "standby_ports")  # a release's ports in each of the two slots (Terraform's outputs)
 
 
-class DeployError(LocalRuntimeError):
+class TargetError(Exception):
+    """A target's runtime could not do what was asked; the message says why."""
+
+
+class DeployError(TargetError):
     """A new release did not become healthy; what ran before still serves."""
 
 
@@ -55,11 +58,18 @@ class Runtime(ABC):
         and the `previous` ones."""
         return json.loads(self.deployed_file.read_text()) if self.deployed_file.exists() else {}
 
-    def roll_back(self, names: set[str]) -> list[ServiceOutcome]:
-        """Roll these services back to the releases the last deployment replaced (rolling, health-gated)."""
+    def roll_back(self, releases: dict[str, str]) -> list[ServiceOutcome]:
+        """Roll each service that still runs the given release back to the one the last deployment
+        replaced (rolling, health-gated). A service already rolled back is left alone, so a health
+        check run again never rolls forward; nothing to roll back returns no outcome."""
         record = self.deployed()
-        services = {name: as_output(spec) for name, spec in record["services"].items()}
-        services.update({name: as_output(record["previous"][name]) for name in names})
+        running, previous = record.get("services", {}), record.get("previous", {})
+        names = {name for name, release in releases.items()
+                 if running.get(name, {}).get("release") == release and name in previous}
+        if not names:
+            return []
+        services = {name: as_output(spec) for name, spec in running.items()}
+        services.update({name: as_output(previous[name]) for name in names})
         return self.deploy(services, record["domains"])
 
 

@@ -11,19 +11,23 @@ socket's path, where a project folder may not be.
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from atl_pipeline.runtime.supervisor import LocalRuntimeError
+from atl_pipeline.runtime.rolling import TargetError
 
 TIMEOUT = 600.0
 CONNECTIONS = Path.home() / ".cache" / "atl-ssh"  # the shared connections' sockets
+# what ssh says when no connection opens at all; a refused key or host key is not among them
+NO_CONNECTION = re.compile(r"Connection refused|Connection timed out|No route to host|Network is unreachable|"
+                           r"Connection reset|Connection closed by|kex_exchange_identification")
 
 
-class RemoteError(LocalRuntimeError):
+class RemoteError(TargetError):
     """A command on a server failed, or the server could not be reached."""
 
 
@@ -42,11 +46,13 @@ class RemoteHost:
 
     def run(self, argv: list[str], *, stdin: str | None = None, timeout: float = TIMEOUT) -> str:
         """Run `argv` on the server; its standard output."""
-        identity = ["-o", "IdentitiesOnly=yes", "-i", str(self.identity)] if self.identity else []
-        CONNECTIONS.mkdir(mode=0o700, parents=True, exist_ok=True)
+        identity = ["-o", "IdentitiesOnly=yes", "-o", f"IdentityFile={_path(self.identity)}"] if self.identity else []
+        CONNECTIONS.mkdir(parents=True, exist_ok=True)
+        CONNECTIONS.chmod(0o700)
         command = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
-                   "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "ConnectTimeout=10", *identity,
-                   "-o", "ControlMaster=auto", "-o", f"ControlPath={CONNECTIONS}/%C", "-o", "ControlPersist=60",
+                   "-o", f"UserKnownHostsFile={_path(self.known_hosts)}", "-o", "ConnectTimeout=10",
+                   "-o", "ServerAliveInterval=15", *identity, "-o", "ControlMaster=auto",
+                   "-o", f"ControlPath={_path(CONNECTIONS)}/%C", "-o", "ControlPersist=60",
                    "-p", str(self.port), "-l", self.user, self.address, "--", shlex.join(argv)]
         try:
             result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout)
@@ -55,13 +61,23 @@ class RemoteHost:
         if result.returncode == 0:
             return result.stdout
         detail = "\n".join(result.stderr.strip().splitlines()[-10:]) or f"exit {result.returncode}"
-        error = Unreachable if result.returncode == 255 else RemoteError  # ssh's own failure
+        error = Unreachable if result.returncode == 255 and NO_CONNECTION.search(result.stderr) else RemoteError
         if "REMOTE HOST IDENTIFICATION HAS CHANGED" in result.stderr:
-            known = self.address if self.port == 22 else f"[{self.address}]:{self.port}"
             error, detail = RemoteError, (
-                f"its host key is not the one first seen there. If the server was replaced (Hetzner reuses "
-                f"addresses), forget the old key: ssh-keygen -R '{known}' -f {self.known_hosts}")
+                f"its host key is not the one first seen there. If the server was rebuilt, forget the old key: "
+                f"ssh-keygen -R '{self._known_as}' -f {self.known_hosts}")
         raise error(f"{self.address}: `{shlex.join(argv)[:200]}` failed: {detail}")
+
+    @property
+    def _known_as(self) -> str:
+        """The host's name in known_hosts."""
+        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+
+    def forget_host_key(self) -> None:
+        """Drop the key pinned for this address (a new server there is trusted on first use)."""
+        if self.known_hosts.exists():
+            subprocess.run(["ssh-keygen", "-R", self._known_as, "-f", str(self.known_hosts)], capture_output=True,
+                           timeout=30, check=False)
 
     def wait_until_reachable(self, seconds: float) -> None:
         """Until an SSH session opens, for at most `seconds` (a new server boots)."""
@@ -79,3 +95,11 @@ class RemoteHost:
         """Write `text` to `name` in the root folder, replacing the file whole."""
         self.run(["sh", "-c", 'mkdir -p "$1" && umask 077 && cat > "$1/$2.tmp" && mv "$1/$2.tmp" "$1/$2"',
                   "sh", self.root, name], stdin=text)
+
+
+def _path(path: Path) -> str:
+    """A path as the value of an ssh option: quoted (it may hold spaces), `%` not read as a token."""
+    text = str(path)
+    if '"' in text:
+        raise RemoteError(f"{text}: ssh cannot be given a path with a double quote; move the project")
+    return '"' + text.replace("%", "%%") + '"'

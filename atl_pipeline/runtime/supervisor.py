@@ -20,15 +20,13 @@ from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from atl_pipeline.runtime.rolling import TargetError
+
 MAX_SOCKET_PATH = 107
 START_TIMEOUT = 30.0
 
 
 GIVEN_UP = ("STOPPED", "FATAL")  # states supervisord does not leave on its own
-
-
-class LocalRuntimeError(Exception):
-    """The local runtime could not do what was asked; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ class Supervisor:
     def ensure_running(self, always: str) -> None:
         """Start supervisord when it is not running; `always` is ini text of programs it always runs."""
         if len(os.fsencode(self.socket)) > MAX_SOCKET_PATH:
-            raise LocalRuntimeError(f"{self.socket} is longer than a unix socket path may be "
+            raise TargetError(f"{self.socket} is longer than a unix socket path may be "
                                 f"({MAX_SOCKET_PATH} bytes): move the project to a shorter path")
         for folder in (self.root, self.programs, self.specs, self.logs):
             folder.mkdir(parents=True, exist_ok=True)
@@ -78,7 +76,7 @@ class Supervisor:
         deadline = time.monotonic() + START_TIMEOUT
         while not self.is_running():
             if time.monotonic() > deadline:
-                raise LocalRuntimeError(f"supervisord did not start; see {self.root / 'supervisord.log'}")
+                raise TargetError(f"supervisord did not start; see {self.root / 'supervisord.log'}")
             time.sleep(0.05)
 
     def _restart_changed_programs(self) -> None:
@@ -127,7 +125,7 @@ redirect_stderr=true
         try:
             self.rpc.addProcessGroup(group)
         except xmlrpc.client.Fault as fault:
-            raise LocalRuntimeError(f"supervisord could not start {group}: {fault.faultString}; "
+            raise TargetError(f"supervisord could not start {group}: {fault.faultString}; "
                                 f"see {self.logs}") from None
 
     def start(self, group: str, names: list[str]) -> None:
@@ -213,7 +211,7 @@ def ini_value(path: Path | str) -> str:
     """A path as a supervisord ini value: `%` escaped; line breaks, quotes and comments refused."""
     text = str(path)
     if any(char in text for char in "\r\n;\""):
-        raise LocalRuntimeError(f"{text!r} cannot be written into supervisord's configuration: rename it")
+        raise TargetError(f"{text!r} cannot be written into supervisord's configuration: rename it")
     return text.replace("%", "%%")
 
 

@@ -159,7 +159,7 @@ resource "hcloud_server" "node" {
   user_data = "#cloud-config\n${yamlencode({
     packages    = ["docker.io", "docker-compose"]
     write_files = [{ path = "/etc/ssh/sshd_config.d/atl.conf", content = "Port ${local.ssh_port}\n" }]
-    runcmd      = [["systemctl", "restart", "ssh"]]
+    runcmd      = [["sh", "-c", "if systemctl is-active --quiet ssh.socket; then systemctl daemon-reload && systemctl restart ssh.socket; else systemctl restart ssh; fi"]]
   })}"
 
   network {
