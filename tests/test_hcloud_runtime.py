@@ -46,6 +46,12 @@ def outputs(path: Path = EXAMPLE) -> tuple[dict, dict]:
     return services, inputs["domains"]
 
 
+@pytest.fixture(autouse=True)
+def no_drain(monkeypatch):
+    """The drain gives the routers' health checks time to find new replicas: no router runs here."""
+    monkeypatch.setattr("atl_pipeline.runtime.hcloud.DRAIN_SECONDS", 0)
+
+
 @pytest.fixture
 def sshd(tmp_path: Path):
     server = Sshd(tmp_path / "sshd").start()
