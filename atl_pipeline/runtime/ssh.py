@@ -28,7 +28,7 @@ NO_CONNECTION = re.compile(r"Connection refused|Connection timed out|No route to
 
 
 class RemoteError(TargetError):
-    """A command on a server failed, or the server could not be reached."""
+    """A command on a server failed, or ssh did (a refused key, a changed host key)."""
 
 
 class Unreachable(RemoteError):
