@@ -237,8 +237,8 @@ class HcloudTarget(_Model):
     ssh_port: int = Field(22, ge=1, le=65535)
     """The servers' SSH port: their sshd and the firewall rule follow it."""
     ssh_identity: str | None = Field(None, pattern=r"^[^\x00\n]{1,4096}$")
-    """The private key file the deployment logs in with, on the machine that deploys (`~/.ssh/atl_ed25519`);
-    default: OpenSSH's own keys and agent."""
+    """The private key file the deployment logs in with, on the machine that deploys (`~/.ssh/atl_ed25519`;
+    a relative path is in the project folder); default: OpenSSH's own keys and agent."""
     remote_dir: str = Field("/opt/atl", pattern=r"^(/[A-Za-z0-9._-]+)+$")
     """The folder on each server that holds a folder per server name: its Compose file and router."""
     hcloud_token: SecretRef = "env:HCLOUD_TOKEN"
