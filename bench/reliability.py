@@ -46,11 +46,17 @@ from tests.postgres import PostgresServer  # noqa: E402
 from tests.runtime_helpers import (  # noqa: E402
     Load,
     kill_when_the_roll_starts,
+    program_pid,
     replica_pids,
     through_lb,
     wait_until_served,
 )
-from tests.terraform_helpers import apply_in_thread, kill_terraform_in, wait_for_terraform_in  # noqa: E402
+from tests.terraform_helpers import (  # noqa: E402
+    apply_in_thread,
+    kill_terraform_in,
+    use_pg,
+    wait_for_terraform_in,
+)
 
 DOMAIN = "api.allthingslinux.org"
 SERVICE = "backend-api"
@@ -62,7 +68,7 @@ def until(condition: Callable[[], bool], timeout: float = 60) -> float:
     start = time.monotonic()
     while not condition():
         if time.monotonic() - start > timeout:
-            raise TimeoutError("the stack did not recover within 60 s")
+            raise TimeoutError(f"the stack did not recover within {timeout:g} s")
         time.sleep(0.02)
     return time.monotonic() - start
 
@@ -94,7 +100,7 @@ def kill_every_replica(project: Project) -> tuple[int, float]:
 
 
 def kill_caddy(project: Project) -> tuple[int, float]:
-    caddy = next(p["pid"] for p in deployed_runtime(project).supervisor.processes() if p["name"] == "caddy")
+    caddy = program_pid(project, "caddy")
     os.kill(caddy, signal.SIGKILL)
     return 3, until(lambda: serving(project))
 
@@ -183,9 +189,7 @@ def main() -> None:
     os.environ["ATL_PROJECT_DIR"] = str(project.root)
     postgres = PostgresServer().start()  # Terraform's state in PostgreSQL, as in production
     os.environ["ATL_BENCH_PG_CONN"] = postgres.url
-    text = project.domains_file.read_text()
-    project.domains_file.write_text(text.replace(
-        "services:\n", "state: {backend: pg, conn_str: env:ATL_BENCH_PG_CONN}\n\nservices:\n", 1))
+    use_pg(project, "ATL_BENCH_PG_CONN")
     try:
         assert run_deploy(project, stages=DEPLOY).success
         wait_until_served(project, DOMAIN)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from atl_pipeline.project import Project
 from atl_pipeline.runtime import http
-from atl_pipeline.runtime.local import deployed_runtime
+from atl_pipeline.runtime.local import LocalRuntime, deployed_runtime
+from atl_pipeline.runtime.rolling import as_output
 from tests.postgres import free_port
 
 LOAD = Path(__file__).resolve().parent.parent / "bench" / "load.py"
@@ -104,3 +105,14 @@ class kill_when_the_roll_starts(threading.Thread):
     def join(self, timeout: float | None = None) -> None:
         super().join(timeout)
         assert self.killed, "the roll never started a new replica"
+
+
+def program_pid(project: Project, name: str) -> int:
+    """The pid of the supervisord program `name` (caddy, say)."""
+    return next(p["pid"] for p in deployed_runtime(project).supervisor.processes() if p["name"] == name)
+
+
+def drift_from_record(runtime: LocalRuntime) -> list[str]:
+    """How what runs differs from what the last deployment recorded."""
+    record = runtime.deployed()
+    return runtime.drift({name: as_output(spec) for name, spec in record["services"].items()}, record["domains"])

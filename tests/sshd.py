@@ -37,7 +37,7 @@ class Sshd:
         self.bin.mkdir(parents=True)
         shutil.copy(STAND_IN, self.bin / "docker")
         for key in (self.root / "host_key", self.identity):
-            _new_key(key)
+            new_key(key)
         shutil.copy(self.identity.with_suffix(".pub"), self.root / "authorized_keys")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # its privilege-separation folder
         (self.root / "sshd_config").write_text(f"""\
@@ -61,7 +61,7 @@ SetEnv PATH={self.bin}:/usr/bin:/bin
         """Restart with a new host key, as a server replaced at the same address would have."""
         self.stop()
         (self.root / "host_key").unlink()
-        _new_key(self.root / "host_key")
+        new_key(self.root / "host_key")
         self.launch()
 
     def launch(self) -> Sshd:
@@ -97,8 +97,10 @@ SetEnv PATH={self.bin}:/usr/bin:/bin
         return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def _new_key(path: Path) -> None:
+def new_key(path: Path) -> Path:
+    """A new ed25519 key pair at `path` (and `path`.pub)."""
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
 
 
 def children(pid: int) -> list[int]:

@@ -14,6 +14,13 @@ from atl_pipeline.project import Project
 from atl_pipeline.terraform.stages import TerraformPlan, apply_plan
 
 
+def use_pg(project: Project, conn_env: str, schema: str = "") -> None:
+    """The project's Terraform state in PostgreSQL, its connection string in the variable `conn_env`."""
+    text = project.domains_file.read_text()
+    state = f"state:\n  backend: pg\n  conn_str: env:{conn_env}\n" + (f"  schema_name: {schema}\n" if schema else "")
+    project.domains_file.write_text(text.replace("services:\n", state + "\nservices:\n", 1))
+
+
 class held_lock:
     """`terraform console` in `workdir` holds the state lock for as long as it runs.
 
@@ -41,9 +48,9 @@ class held_lock:
         os.close(self.terminal)
 
 
-def wait_for_terraform_in(workdir: Path, command: str = "", timeout: float = 60) -> int:
+def wait_for_terraform_in(workdir: Path, command: str = "") -> int:
     """The pid of a terraform process (running `command`, when given) in `workdir`, as soon as one runs."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for proc in Path("/proc").glob("[0-9]*"):
             try:

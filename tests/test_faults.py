@@ -10,11 +10,17 @@ from atl_pipeline.config import load_config
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
-from atl_pipeline.runtime.rolling import as_output
 from atl_pipeline.terraform.cli import TerraformError
 from atl_pipeline.terraform.stages import make_plan, terraform
 from atl_pipeline.validation import validate
-from tests.runtime_helpers import Load, kill_when_the_roll_starts, replica_pids, wait_until_served
+from tests.runtime_helpers import (
+    Load,
+    drift_from_record,
+    kill_when_the_roll_starts,
+    program_pid,
+    replica_pids,
+    wait_until_served,
+)
 from tests.terraform_helpers import apply_in_thread, kill_terraform_in
 
 API = "api.allthingslinux.org"
@@ -24,22 +30,20 @@ def test_caddy_killed_is_restarted_with_its_configuration(project: Project):
     assert run_deploy(project, stages=stages_until("service_deployment")).success
     wait_until_served(project, API)
     runtime = deployed_runtime(project)
-    caddy = next(p["pid"] for p in runtime.supervisor.processes() if p["name"] == "caddy")
+    caddy = program_pid(project, "caddy")
 
     os.kill(caddy, signal.SIGKILL)
 
     wait_until_served(project, API)  # supervisord restarts it; it resumes its last configuration
-    restarted = next(p["pid"] for p in runtime.supervisor.processes() if p["name"] == "caddy")
-    record = runtime.deployed()
-    services = {name: as_output(spec) for name, spec in record["services"].items()}
-    assert restarted != caddy and runtime.drift(services, record["domains"]) == []
+    restarted = program_pid(project, "caddy")
+    assert restarted != caddy and drift_from_record(runtime) == []
 
 
 def test_caddy_killed_mid_run_then_the_run_routes_through_the_restarted_one(project: Project):
     """Killed as the deployment stage starts, ahead of the Caddy load a new domain needs."""
     assert run_deploy(project, stages=stages_until("service_deployment")).success
     runtime = deployed_runtime(project)
-    caddy = next(p["pid"] for p in runtime.supervisor.processes() if p["name"] == "caddy")
+    caddy = program_pid(project, "caddy")
     project.domains_file.write_text(project.domains_file.read_text() + BLOG)
 
     def kill_caddy(stage: str) -> None:
@@ -49,9 +53,7 @@ def test_caddy_killed_mid_run_then_the_run_routes_through_the_restarted_one(proj
     assert run_deploy(project, on_start=kill_caddy, stages=stages_until("health_check")).success
     assert caddy not in {p["pid"] for p in runtime.supervisor.processes()}
     assert wait_until_served(project, "blog.allthingslinux.org").ok
-    record = runtime.deployed()
-    services = {name: as_output(spec) for name, spec in record["services"].items()}
-    assert runtime.drift(services, record["domains"]) == []
+    assert drift_from_record(runtime) == []
 
 
 BLOG = """\
@@ -96,10 +98,8 @@ def test_a_new_replica_killed_while_starting_fails_the_roll_and_the_next_run_con
     assert load.result["failed"] == 0, load.result["failures"]  # the old release served throughout
     assert len(load.result["releases"]) == 2
     runtime = deployed_runtime(project)
-    record = runtime.deployed()
-    assert record["services"]["backend-api"]["image"].endswith(":1.0.1")
-    services = {name: as_output(spec) for name, spec in record["services"].items()}
-    assert runtime.drift(services, record["domains"]) == []
+    assert runtime.deployed()["services"]["backend-api"]["image"].endswith(":1.0.1")
+    assert drift_from_record(runtime) == []
 
 
 def release(project: Project, image: str) -> None:

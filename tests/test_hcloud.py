@@ -16,7 +16,8 @@ from atl_pipeline.config import load_config
 from atl_pipeline.terraform.cli import Terraform, TerraformError
 from atl_pipeline.terraform.hcl_check import check_rendered
 from atl_pipeline.terraform.hcloud import fitting_server_type, server_share
-from atl_pipeline.terraform.render import render
+from atl_pipeline.terraform.render import Rendered, render
+from atl_pipeline.terraform.render import write as write_files
 from atl_pipeline.terraform.stages import _targets, make_plan
 from atl_pipeline.validation import validate
 from tests.conftest import REPO
@@ -32,29 +33,34 @@ def test_the_example_renders_to_exactly_the_expected_resources(tmp_path: Path):
     rendered = render(config, TEMPLATES)
     check_rendered(rendered, "hcloud")  # exact blocks, resources, outputs, backend and locals
 
-    resources = set()
-    for text in rendered.files.values():
-        for entry in parse(text).get("resource", []):
-            resources |= {(kind, name) for kind, named in entry.items() for name in named}
-    assert resources == {
+    assert declared(rendered) == {
         ("hcloud_ssh_key", "operator"), ("hcloud_network", "private"), ("hcloud_network_subnet", "servers"),
         ("hcloud_firewall", "servers"), ("hcloud_server", "node"), ("hcloud_load_balancer", "main"),
         ("hcloud_load_balancer_network", "main"), ("hcloud_load_balancer_target", "servers"),
         ("hcloud_load_balancer_service", "http"), ("hcloud_load_balancer_service", "https"),
         ("hcloud_managed_certificate", "tls"), ("hcloud_zone", "acme"), ("cloudflare_dns_record", "a"),
         ("cloudflare_dns_record", "aaaa"), ("cloudflare_dns_record", "acme_delegation")}
-    locals_ = parse(rendered.files["main.tf"])["locals"][0]
+    main = parse(rendered.files["main.tf"])
+    locals_ = main["locals"][0]
     assert (locals_["server_type"], locals_["servers"]) == (
         "cx23", ["allthingslinux-production-1", "allthingslinux-production-2"])
     assert locals_["records"]["api.allthingslinux.org"] == {"proxied": True, "ttl": 1}
-    firewall = parse(rendered.files["main.tf"])["resource"]
-    ssh_rule = next(e for e in firewall if "hcloud_firewall" in e)["hcloud_firewall"]["servers"]["dynamic"][0]
+    ssh_rule = next(e for e in main["resource"] if "hcloud_firewall" in e)["hcloud_firewall"]["servers"]["dynamic"][0]
     assert ssh_rule["rule"]["content"][0]["port"] == "${tostring(local.ssh_port)}"
     assert locals_["ssh_port"] == 22
-    (tmp_path / "work").mkdir()
-    for name, text in rendered.files.items():
-        (tmp_path / "work" / name).write_text(text)
-    assert Terraform(tmp_path / "work", tmp_path / "home").unformatted() == []
+    assert unformatted(rendered, tmp_path) == []
+
+
+def declared(rendered: Rendered) -> set[tuple[str, str]]:
+    """The (type, name) of every resource the rendered files declare."""
+    return {(kind, name) for text in rendered.files.values() for entry in parse(text).get("resource", [])
+            for kind, named in entry.items() for name in named}
+
+
+def unformatted(rendered: Rendered, tmp_path: Path) -> list[str]:
+    """The rendered files `terraform fmt` would change."""
+    write_files(rendered, tmp_path / "work")
+    return Terraform(tmp_path / "work", tmp_path / "home").unformatted()
 
 
 def parse(text: str) -> dict:
@@ -127,10 +133,7 @@ def test_hostile_text_in_the_ssh_key_comment_stays_a_string(write, tmp_path: Pat
     rendered = render(load_config(write(text)).config, TEMPLATES)
     check_rendered(rendered, "hcloud")
     assert rendered.inputs["hcloud"]["ssh_public_key"].endswith(comment)
-    (tmp_path / "work").mkdir()
-    for name, body in rendered.files.items():
-        (tmp_path / "work" / name).write_text(body)
-    assert Terraform(tmp_path / "work", tmp_path / "home").unformatted() == []
+    assert unformatted(rendered, tmp_path) == []
 
 
 def test_planning_without_the_providers_says_what_to_do_and_never_shows_a_token(project, monkeypatch):
@@ -164,10 +167,8 @@ def test_one_domain_is_planned_through_the_resources_of_its_own_target():
     """`atl infra up --domain` targets what the hcloud templates declare for a domain: its records."""
     config = load_config(EXAMPLE).config
     rendered = render(config, TEMPLATES)
-    declared = {f"{kind}.{name}" for text in rendered.files.values()
-                for entry in parse(text).get("resource", []) for kind, named in entry.items() for name in named}
     addresses = _targets(config, "api.allthingslinux.org")
     assert addresses == ('cloudflare_dns_record.a["api.allthingslinux.org"]',
                          'cloudflare_dns_record.aaaa["api.allthingslinux.org"]')
-    assert {address.split("[")[0] for address in addresses} <= declared
+    assert {address.split("[")[0] for address in addresses} <= {f"{kind}.{name}" for kind, name in declared(rendered)}
     assert "api.allthingslinux.org" in rendered.inputs["hcloud"]["records"]  # the for_each key

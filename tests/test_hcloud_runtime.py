@@ -29,12 +29,13 @@ from atl_pipeline.terraform.render import render
 from atl_pipeline.terraform.stages import TerraformApply
 from atl_pipeline.validation import validate
 from tests.conftest import REPO
-from tests.sshd import Sshd
+from tests.sshd import Sshd, new_key
 
 EXAMPLE = REPO / "examples" / "hcloud" / "domains.yml"
 SERVERS = {"node-1": {"private_ip": "10.0.1.2", "ipv4": "127.0.0.1"},  # as Terraform's `servers` output
            "node-2": {"private_ip": "10.0.1.3", "ipv4": "127.0.0.2"}}
 LOAD_BALANCER = {"ipv4": "192.0.2.10", "ipv6": "2001:db8::10"}
+OUTPUTS = {"servers": SERVERS, "load_balancer": LOAD_BALANCER}
 
 
 def outputs(path: Path = EXAMPLE) -> tuple[dict, dict]:
@@ -76,7 +77,21 @@ def config(loaded: LoadedConfig) -> Config:
 
 @pytest.fixture
 def runtime(project: Project, config: Config) -> HcloudRuntime:
-    return HcloudRuntime.of(project, config, {"servers": SERVERS, "load_balancer": LOAD_BALANCER})
+    return HcloudRuntime.of(project, config, OUTPUTS)
+
+
+def server_of(call: dict) -> str:
+    """The server a recorded docker call worked on: the folder of its Compose file."""
+    return call["argv"][call["argv"].index("-f") + 1].split("/")[-2]
+
+
+def waited_for(call: dict) -> list[str]:
+    """The replicas a gate (`up --wait`) call waits for."""
+    return call["argv"][call["argv"].index("--wait-timeout") + 2:]
+
+
+def with_identity(config: Config, identity: Path) -> Config:
+    return config.model_copy(update={"target": config.target.model_copy(update={"ssh_identity": str(identity)})})
 
 
 def on_server(tmp_path: Path, server: str) -> dict:
@@ -119,13 +134,12 @@ def test_a_first_deploy_ships_each_server_its_files_and_gates_it(runtime: Hcloud
     outcomes = runtime.deploy(services, domains)
 
     assert {(o.name, o.action) for o in outcomes} == {("backend-api", "started"), ("website", "started")}
-    calls = [call["argv"] for call in sshd.calls()]
+    calls = sshd.calls()
     release = services["backend-api"]["release"]
-    assert [(argv[argv.index("-f") + 1].split("/")[-2], "--wait" in argv) for argv in calls] == [
+    assert [(server_of(call), "--wait" in call["argv"]) for call in calls] == [
         ("node-1", False), ("node-1", True), ("node-2", False), ("node-2", True)]  # no old replica to remove
-    assert calls[0][:2] == ["compose", "--project-directory"] and "--remove-orphans" in calls[0]
-    gate = calls[1]  # the replicas on node-1
-    assert gate[gate.index("--wait-timeout") + 2:] == [
+    assert calls[0]["argv"][:2] == ["compose", "--project-directory"] and "--remove-orphans" in calls[0]["argv"]
+    assert waited_for(calls[1]) == [  # the replicas on node-1
         f"backend-api-{release}-s0-0", f"backend-api-{release}-s0-2",
         f"website-{services['website']['release']}-s0-0"]
     assert f"backend-api-{release}-s0-1" in on_server(tmp_path, "node-2")["services"]
@@ -144,7 +158,7 @@ def test_a_new_release_rolls_beside_the_old_one_then_replaces_it(runtime: Hcloud
     outcomes = runtime.deploy(services, domains)
 
     assert {(o.name, o.action) for o in outcomes} == {("backend-api", "rolled"), ("website", "unchanged")}
-    rolling, gate, final = sshd.calls()[calls], sshd.calls()[calls + 1], sshd.calls()[calls + 4]
+    rolling, gate, _, _, final = sshd.calls()[calls:calls + 5]
     assert f"backend-api-{old}-s0-0" in rolling["compose"] and f"backend-api-{new}-s1-0" in rolling["compose"]
     assert gate["argv"][-2:] == [f"backend-api-{new}-s1-0", f"backend-api-{new}-s1-2"]  # not the unchanged website
     assert f"backend-api-{old}-s0-0" not in final["compose"] and f"backend-api-{new}-s1-0" in final["compose"]
@@ -162,8 +176,7 @@ def test_a_release_that_fails_the_gate_puts_back_what_ran(runtime: HcloudRuntime
     with pytest.raises(DeployError, match="(?s)server node-1: .* container backend-api is unhealthy.*back on what"):
         runtime.deploy(services, domains)
 
-    after = [("--wait" in call["argv"], call["argv"][call["argv"].index("-f") + 1].split("/")[-2])
-             for call in sshd.calls()[calls:]]
+    after = [("--wait" in call["argv"], server_of(call)) for call in sshd.calls()[calls:]]
     assert after == [(False, "node-1"), (True, "node-1"), (False, "node-1")]  # node-2 was never touched
     assert {name: on_server(tmp_path, name) for name in SERVERS} == before
     assert runtime.deployed()["services"]["backend-api"]["image"].endswith(":1.0.0")
@@ -182,8 +195,7 @@ def test_arguments_reach_the_remote_program_as_they_are(sshd: Sshd, tmp_path: Pa
 def test_the_deployment_stage_ships_the_servers_of_terraforms_outputs(project: Project, loaded: LoadedConfig,
                                                                       sshd: Sshd, tmp_path: Path):
     services, domains = outputs()
-    applied = TerraformApply({"services": services, "domains": domains, "servers": SERVERS,
-                              "load_balancer": LOAD_BALANCER}, serial=3, applied=True)
+    applied = TerraformApply({**OUTPUTS, "services": services, "domains": domains}, serial=3, applied=True)
 
     result = service_deployment(validated_config=validate(loaded), terraform_apply=applied,
                                 project=ProjectResource(root=str(project.root)))
@@ -231,7 +243,6 @@ def test_a_changed_host_key_is_refused_with_the_command_that_forgets_the_old_one
 def test_hcloud_is_monitored_through_its_load_balancer_from_this_machine(project: Project, config: Config,
                                                                          runtime: HcloudRuntime):
     services, domains = outputs()
-    runtime.deploy(services, domains)
     monitoring = Monitoring.of(project, config.target, runtime.frontend)
     prometheus = monitoring.prometheus_config(services, domains, Path("rules.yml"))
     blackbox = monitoring.blackbox_config(domains)
@@ -242,17 +253,12 @@ def test_hcloud_is_monitored_through_its_load_balancer_from_this_machine(project
     api = blackbox["modules"]["api.allthingslinux.org"]["http"]
     assert api["headers"] == {"Host": "api.allthingslinux.org"}
     assert api["tls_config"] == {"server_name": "api.allthingslinux.org"}  # verified with the system's CAs
-    folder = project.root / "checked"
-    folder.mkdir()
-    (folder / "prometheus.yml").write_text(yaml.safe_dump({**prometheus, "rule_files": []}))
-    (folder / "blackbox.yml").write_text(yaml.safe_dump(blackbox))
-    monitoring._check("promtool", "check", "config", folder / "prometheus.yml")
-    monitoring._check("prometheus-blackbox-exporter", "--config.check", f"--config.file={folder / 'blackbox.yml'}")
+    monitoring.check(services, domains)  # promtool and the blackbox exporter accept both
 
 
 def test_a_new_server_is_awaited_until_it_answers_ssh(runtime: HcloudRuntime, sshd: Sshd):
     sshd.stop()  # the servers are still booting
-    booted = threading.Timer(3, sshd.launch)
+    booted = threading.Timer(1, sshd.launch)  # after the first attempt, before the next, 2 s later
     booted.start()
     outcomes = runtime.deploy(*outputs())
     booted.join()
@@ -270,8 +276,7 @@ def test_a_replaced_server_is_awaited_and_every_replica_on_it_gated(project: Pro
         services, domains)
 
     assert {o.action for o in outcomes} == {"unchanged"}
-    gates = [(c["argv"][c["argv"].index("-f") + 1].split("/")[-2], c["argv"][c["argv"].index("--wait-timeout") + 2:])
-             for c in sshd.calls()[calls:] if "--wait" in c["argv"]]
+    gates = [(server_of(call), waited_for(call)) for call in sshd.calls()[calls:] if "--wait" in call["argv"]]
     assert gates == [("node-2", [f"backend-api-{services['backend-api']['release']}-s0-1",
                                  f"website-{services['website']['release']}-s0-1"])]  # node-1 is as it was
 
@@ -289,11 +294,8 @@ def test_after_a_destroy_the_record_and_the_pinned_host_keys_are_forgotten(proje
 
 
 def test_a_key_the_servers_refuse_fails_at_once(project: Project, config: Config, sshd: Sshd, tmp_path: Path):
-    stranger = tmp_path / "stranger_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
-    target = config.target.model_copy(update={"ssh_identity": str(stranger)})
-    runtime = HcloudRuntime.of(project, config.model_copy(update={"target": target}),
-                               {"servers": SERVERS, "load_balancer": LOAD_BALANCER})
+    stranger = new_key(tmp_path / "stranger_key")
+    runtime = HcloudRuntime.of(project, with_identity(config, stranger), OUTPUTS)
     with pytest.raises(RemoteError, match="Permission denied") as raised:  # not awaited as a booting server
         runtime.deploy(*outputs())
     assert not isinstance(raised.value, Unreachable)
@@ -312,7 +314,5 @@ def test_outputs_of_another_shape_are_refused_before_any_connection(project: Pro
 
 
 def test_a_missing_identity_file_is_named(project: Project, config: Config, tmp_path: Path):
-    target = config.target.model_copy(update={"ssh_identity": str(tmp_path / "nowhere")})
     with pytest.raises(DeployError, match=re.escape(f"target.ssh_identity: {tmp_path / 'nowhere'} does not exist")):
-        HcloudRuntime.of(project, config.model_copy(update={"target": target}),
-                         {"servers": SERVERS, "load_balancer": LOAD_BALANCER})
+        HcloudRuntime.of(project, with_identity(config, tmp_path / "nowhere"), OUTPUTS)

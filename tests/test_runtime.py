@@ -23,7 +23,14 @@ from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
-from tests.runtime_helpers import Load, process_limits, replica_pids, through_lb, wait_until_served
+from tests.runtime_helpers import (
+    Load,
+    process_limits,
+    program_pid,
+    replica_pids,
+    through_lb,
+    wait_until_served,
+)
 
 API, WWW, DOCS = "api.allthingslinux.org", "www.allthingslinux.org", "docs.allthingslinux.org"
 ASSETS = list(defs.assets)
@@ -176,8 +183,7 @@ def test_down_stops_everything_and_up_restores_it(stack: Project, capsys):
 def test_services_and_caddy_do_not_inherit_the_pipelines_environment(project: Project, monkeypatch):
     monkeypatch.setenv("ATL_CANARY_SECRET", "canary-3f9a")
     assert run_deploy(project, stages=stages_until("service_deployment")).success
-    runtime = deployed_runtime(project)
-    caddy = next(p["pid"] for p in runtime.supervisor.processes() if p["name"] == "caddy")
+    caddy = program_pid(project, "caddy")
     for pid in [caddy, *replica_pids(project)["backend-api"]]:
         environment = Path(f"/proc/{pid}/environ").read_bytes()
         assert b"canary-3f9a" not in environment and b"PATH=" in environment

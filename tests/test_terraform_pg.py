@@ -21,7 +21,7 @@ from atl_pipeline.project import Project
 from atl_pipeline.terraform.stages import TerraformApply, make_plan, terraform
 from atl_pipeline.validation import validate
 from tests.conftest import copy_project
-from tests.terraform_helpers import apply_in_thread, held_lock, wait_for_terraform_in
+from tests.terraform_helpers import apply_in_thread, held_lock, use_pg, wait_for_terraform_in
 
 CANARY = "canary-Zq8vX3pL"
 SECRET_ENV = "ATL_TEST_PG_CONN"
@@ -36,19 +36,13 @@ def pg_url(postgres, monkeypatch: pytest.MonkeyPatch) -> str:
     return url
 
 
-def use_pg(project: Project, schema: str) -> None:
-    text = project.domains_file.read_text()
-    state = f"state:\n  backend: pg\n  conn_str: env:{SECRET_ENV}\n  schema_name: {schema}\n\n"
-    project.domains_file.write_text(text.replace("services:\n", state + "services:\n", 1))
-
-
 def plan(project: Project, name: str):
     return make_plan(project, validate(load_config(project.domains_file)), name)
 
 
 def test_state_lives_in_postgresql_and_the_secret_never_shows(project: Project, pg_url, postgres, capfd):
     schema = f"atl_state_{next(_schemas)}"
-    use_pg(project, schema)
+    use_pg(project, SECRET_ENV, schema)
 
     outcome = run_deploy(project)
 
@@ -80,7 +74,7 @@ def readable(path: Path) -> bytes:
 def test_a_failing_connection_reports_without_the_secret(project: Project, postgres, monkeypatch):
     """A database that does not exist: refused at once, not retried (only an unreachable backend is)."""
     monkeypatch.setenv(SECRET_ENV, f"postgres://postgres:{CANARY}@127.0.0.1:{postgres.port}/nowhere?sslmode=disable")
-    use_pg(project, "atl_unreachable")
+    use_pg(project, SECRET_ENV, "atl_unreachable")
     stages = []
 
     outcome = run_deploy(project, on_stage=stages.append)
@@ -95,7 +89,7 @@ def test_a_failing_connection_reports_without_the_secret(project: Project, postg
 
 def test_a_missing_secret_names_the_variable_to_set(project: Project, monkeypatch):
     monkeypatch.delenv(SECRET_ENV, raising=False)
-    use_pg(project, "atl_unset")
+    use_pg(project, SECRET_ENV, "atl_unset")
     stages = []
     assert not run_deploy(project, on_stage=stages.append).success
     failed = next(s for s in stages if s.status == "failed")
@@ -106,7 +100,7 @@ def test_applies_from_two_machines_wait_for_each_other(tmp_path: Path, pg_url):
     schema = f"atl_state_{next(_schemas)}"
     first, second = copy_project(tmp_path / "first"), copy_project(tmp_path / "second")
     for project in (first, second):
-        use_pg(project, schema)
+        use_pg(project, SECRET_ENV, schema)
     first_plan = plan(first, "first")
     terraform(first, first_plan.state, "production").apply(first_plan.plan_file)
     second.domains_file.write_text(second.domains_file.read_text().replace("replicas: 2", "replicas: 3"))
@@ -131,7 +125,7 @@ def test_concurrent_applies_of_plans_from_one_state_let_exactly_one_win(tmp_path
     schema = f"atl_state_{next(_schemas)}"
     projects = [copy_project(tmp_path / name) for name in ("left", "right")]
     for project in projects:
-        use_pg(project, schema)
+        use_pg(project, SECRET_ENV, schema)
     text = projects[1].domains_file.read_text()
     projects[1].domains_file.write_text(text.replace("monitoring: true", "monitoring: false"))
     plans = [plan(project, "race") for project in projects]
@@ -151,7 +145,7 @@ def test_postgresql_down_as_an_apply_starts_is_retried_and_the_run_converges(pro
     at a random moment of an apply may also land on the state's write, which is StateNotSaved and
     never retried: bench/reliability.py measures that case.)"""
     schema = f"atl_state_{next(_schemas)}"
-    use_pg(project, schema)
+    use_pg(project, SECRET_ENV, schema)
     assert run_deploy(project, stages=stages_until("terraform_apply")).success
     project.domains_file.write_text(project.domains_file.read_text().replace("replicas: 2", "replicas: 3"))
     assert run_deploy(project, stages=stages_until("terraform_plan")).success
@@ -184,7 +178,7 @@ def test_postgresql_down_as_an_apply_starts_is_retried_and_the_run_converges(pro
 def test_a_hung_lock_holder_is_reported_with_its_session_and_never_forced(project: Project, pg_url, postgres,
                                                                           monkeypatch):
     schema = f"atl_state_{next(_schemas)}"
-    use_pg(project, schema)
+    use_pg(project, SECRET_ENV, schema)
     assert run_deploy(project, stages=stages_until("terraform_apply")).success
     monkeypatch.setenv("ATL_LOCK_TIMEOUT", "2")
     held = "SELECT pid FROM pg_locks WHERE locktype = 'advisory'"

@@ -75,8 +75,10 @@ class Monitoring:
         supervisor.ensure_running("")  # the local runtime's supervisord, here without Caddy
         return cls(supervisor, frontend, *ports, {})
 
-    def apply(self, services: dict[str, dict], domains: dict[str, dict]) -> MonitoringReport:
-        binaries = {name: _binary(name) for name in BINARIES}
+    def check(self, services: dict[str, dict], domains: dict[str, dict]) -> tuple[Path, Path]:
+        """The next prometheus.yml and blackbox.yml, written beside the running ones and checked by
+        promtool and the blackbox exporter; MonitoringError when either refuses them."""
+        promtool, exporter = _binary("promtool"), _binary("prometheus-blackbox-exporter")
         (self.root / "next").mkdir(parents=True, exist_ok=True)
         rules = self.root / "rules.yml"
         with resources.as_file(resources.files("atl_pipeline.monitoring") / "rules.yml") as shipped:
@@ -84,15 +86,19 @@ class Monitoring:
         prometheus, blackbox = self.root / "next" / "prometheus.yml", self.root / "next" / "blackbox.yml"
         prometheus.write_text(yaml.safe_dump(self.prometheus_config(services, domains, rules), sort_keys=False))
         blackbox.write_text(yaml.safe_dump(self.blackbox_config(domains), sort_keys=False))
-        self._check(binaries["promtool"], "check", "config", prometheus)
-        self._check(binaries["prometheus-blackbox-exporter"], "--config.check", f"--config.file={blackbox}")
+        self._check(promtool, "check", "config", prometheus)
+        self._check(exporter, "--config.check", f"--config.file={blackbox}")
+        return prometheus, blackbox
+
+    def apply(self, services: dict[str, dict], domains: dict[str, dict]) -> MonitoringReport:
+        prometheus, blackbox = self.check(services, domains)
         changed = [self._replace(prometheus), self._replace(blackbox)]
         supervisor = self.supervisor
         started = supervisor.ensure_program("blackbox", [
-            str(binaries["prometheus-blackbox-exporter"]), f"--config.file={self.root / 'blackbox.yml'}",
+            str(_binary("prometheus-blackbox-exporter")), f"--config.file={self.root / 'blackbox.yml'}",
             f"--web.listen-address=127.0.0.1:{self.blackbox_port}"])
         started |= supervisor.ensure_program("prometheus", [
-            str(binaries["prometheus"]), f"--config.file={self.root / 'prometheus.yml'}",
+            str(_binary("prometheus")), f"--config.file={self.root / 'prometheus.yml'}",
             f"--storage.tsdb.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
             # its API is for its own UI: no other web page may read it (the default allows any origin)
             f"--web.cors.origin=http://127\\.0\\.0\\.1:{self.prometheus_port}", "--storage.tsdb.retention.time=15d"])

@@ -198,13 +198,14 @@ def service_deployment(validated_config: ValidatedConfig, terraform_apply: Terra
     counts = Counter(outcome.action for outcome in outcomes)
     rows = [(o.name, o.release, o.action, str(len(o.replicas)), ", ".join(map(_where, o.replicas)))
             for o in outcomes]
-    lb = runtime.frontend
-    return Output(Deployment(tuple(outcomes), lb, services, domains), metadata={
+    frontend = runtime.frontend
+    return Output(Deployment(tuple(outcomes), frontend, services, domains), metadata={
         "summary": ", ".join(f"{count} {action}" for action, count in sorted(counts.items())) or "nothing runs",
         **{action: counts[action] for action in ("started", "rolled", "unchanged", "stopped")},
         "services": MetadataValue.md(markdown_table(
             ("service", "release", "action", "replicas", "where"), rows) if rows else "No services."),
-        "load_balancer": f"http://{lb.address}:{lb.http_port}, https://{lb.address}:{lb.https_port}",
+        "load_balancer": f"http://{frontend.address}:{frontend.http_port}, "
+                         f"https://{frontend.address}:{frontend.https_port}",
     })
 
 
@@ -285,8 +286,8 @@ def certificates(validated_config: ValidatedConfig, service_deployment: Deployme
     target = validated_config.loaded.config.target
     names = sorted(name for name, domain in service_deployment.domains.items() if domain["ssl"])
     served = {name: served_certificate(service_deployment.frontend, name) for name in names}
-    due = [name for name, cert in served.items()
-           if cert.valid and cert.days_left < RENEW_WITHIN_DAYS and target.kind == "local"]
+    due = [name for name, cert in served.items() if cert.valid and cert.days_left < RENEW_WITHIN_DAYS
+           and target.kind == "local"]  # Hetzner renews its own
     if due:
         runtime = LocalRuntime(project.get(), target)
         with _clear_failure():

@@ -11,6 +11,7 @@ socket's path, where a project folder may not be.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 import subprocess
@@ -47,12 +48,10 @@ class RemoteHost:
     def run(self, argv: list[str], *, stdin: str | None = None, timeout: float = TIMEOUT) -> str:
         """Run `argv` on the server; its standard output."""
         identity = ["-o", "IdentitiesOnly=yes", "-o", f"IdentityFile={_path(self.identity)}"] if self.identity else []
-        CONNECTIONS.mkdir(parents=True, exist_ok=True)
-        CONNECTIONS.chmod(0o700)
         command = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
                    "-o", f"UserKnownHostsFile={_path(self.known_hosts)}", "-o", "ConnectTimeout=10",
                    "-o", "ServerAliveInterval=15", *identity, "-o", "ControlMaster=auto",
-                   "-o", f"ControlPath={_path(CONNECTIONS)}/%C", "-o", "ControlPersist=60",
+                   "-o", f"ControlPath={_connections()}/%C", "-o", "ControlPersist=60",
                    "-p", str(self.port), "-l", self.user, self.address, "--", shlex.join(argv)]
         try:
             result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout)
@@ -95,6 +94,14 @@ class RemoteHost:
         """Write `text` to `name` in the root folder, replacing the file whole."""
         self.run(["sh", "-c", 'mkdir -p "$1" && umask 077 && cat > "$1/$2.tmp" && mv "$1/$2.tmp" "$1/$2"',
                   "sh", self.root, name], stdin=text)
+
+
+@functools.cache
+def _connections() -> str:
+    """The private folder of the shared connections' sockets, made once, as an ssh option's path."""
+    CONNECTIONS.mkdir(parents=True, exist_ok=True)
+    CONNECTIONS.chmod(0o700)
+    return _path(CONNECTIONS)
 
 
 def _path(path: Path) -> str:

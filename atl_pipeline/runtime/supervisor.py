@@ -63,7 +63,7 @@ class Supervisor:
         """Start supervisord when it is not running; `always` is ini text of programs it always runs."""
         if len(os.fsencode(self.socket)) > MAX_SOCKET_PATH:
             raise TargetError(f"{self.socket} is longer than a unix socket path may be "
-                                f"({MAX_SOCKET_PATH} bytes): move the project to a shorter path")
+                              f"({MAX_SOCKET_PATH} bytes): move the project to a shorter path")
         for folder in (self.root, self.programs, self.specs, self.logs):
             folder.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o700)
@@ -126,7 +126,7 @@ redirect_stderr=true
             self.rpc.addProcessGroup(group)
         except xmlrpc.client.Fault as fault:
             raise TargetError(f"supervisord could not start {group}: {fault.faultString}; "
-                                f"see {self.logs}") from None
+                              f"see {self.logs}") from None
 
     def start(self, group: str, names: list[str]) -> None:
         """Start these processes of the group again (stopped by hand, or given up on: GIVEN_UP)."""
