@@ -13,11 +13,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from atl_pipeline.config import LoadedConfig, load_config
+from atl_pipeline.config import LoadedConfig
 from atl_pipeline.config.loader import load_source
-from atl_pipeline.config.yaml_reader import decode_source
+from atl_pipeline.config.yaml_reader import MAX_BYTES, decode_source, read_bounded
 from atl_pipeline.files import replace_file
-from atl_pipeline.findings import ConfigError
+from atl_pipeline.findings import ConfigError, capped, printable
 from atl_pipeline.terraform.cli import Terraform, TerraformError
 from atl_pipeline.terraform.hcl_check import check_rendered
 from atl_pipeline.terraform.render import RenderError, render, write
@@ -36,22 +36,24 @@ class LintFinding:
     fixable: bool = False
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}: [{self.rule}] {self.message}"
+        return printable(f"{self.file}:{self.line}:{self.column}: [{self.rule}] {self.message}")
 
 
 def lint(path: Path, templates: Path, tool_home: Path, *, name: str | None = None) -> list[LintFinding]:
+    """Every finding, at most MAX_FINDINGS of them and how many more. OSError when `path` cannot
+    be read or is no regular file."""
     name = name or str(path)
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    findings = style(text, name)
+    data = read_bounded(path)
+    findings = style(data[:MAX_BYTES].decode("utf-8", errors="replace"), name)
     try:
-        loaded = load_config(path, name=name)
+        loaded = load_source(decode_source(data, name))
     except ConfigError as error:
-        return sorted(findings + [_from(f, "schema") for f in error.findings])
+        return capped(findings + [_from(f, "schema") for f in error.findings])
     validated = validate(loaded)
     findings += [_from(f, "rules") for f in validated.findings]
     if validated.ok:
         findings += terraform_findings(loaded, templates, tool_home)
-    return sorted(findings)
+    return capped(findings)
 
 
 def style(text: str, name: str) -> list[LintFinding]:
@@ -81,7 +83,7 @@ def fix(path: Path) -> int:
     """Apply the mechanical style fixes, only if the configuration reads the same after them;
     returns how many findings were fixed."""
     try:
-        before = path.read_bytes().decode("utf-8")  # read_text would hide CRLF line ends
+        before = read_bounded(path).decode("utf-8")  # read_text would hide CRLF line ends
     except UnicodeDecodeError:
         return 0  # lint reports where the bad byte is
     fixable = [finding for finding in style(before, str(path)) if finding.fixable]
@@ -89,7 +91,8 @@ def fix(path: Path) -> int:
         return 0
     after = "\n".join(line.rstrip() for line in before.replace("\r\n", "\n").split("\n")).rstrip("\n") + "\n"
     try:
-        same = load_config(path).config == load_source(decode_source(after.encode(), str(path))).config
+        same = (load_source(decode_source(before.encode(), str(path))).config
+                == load_source(decode_source(after.encode(), str(path))).config)
     except ConfigError:
         same = False
     if not same:

@@ -14,10 +14,16 @@ from dataclasses import dataclass
 from atl_pipeline.config import Domain, LoadedConfig
 from atl_pipeline.config.model import PORT_BLOCK
 from atl_pipeline.config.quantity import cpu_millicores, format_bytes, memory_bytes
-from atl_pipeline.findings import Finding
+from atl_pipeline.findings import MAX_FINDINGS, Finding, capped
 from atl_pipeline.terraform import hcloud
 
-SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "fish", "csh", "tcsh", "busybox"}
+SHELLS = {"sh", "bash", "rbash", "dash", "ash", "zsh", "ksh", "mksh", "lksh", "oksh", "pdksh", "yash", "posh", "fish",
+          "csh", "tcsh", "rc", "es", "pwsh", "nu", "xonsh", "elvish", "su"}  # su runs its command through a shell
+# programs that run the program named in their arguments (busybox: its applet)
+WRAPPERS = {"env", "nice", "nohup", "timeout", "setsid", "stdbuf", "busybox", "ionice", "chrt", "taskset", "sudo",
+            "doas", "runuser", "flock", "time", "xargs", "unshare", "nsenter", "chroot", "setpriv", "prlimit",
+            "systemd-run", "eatmydata", "unbuffer", "faketime", "firejail", "bwrap", "strace", "ltrace", "valgrind",
+            "catchsegv", "tini", "dumb-init", "s6-setuidgid", "chpst", "numactl", "cgexec", "watch"}
 
 
 @dataclass(frozen=True)
@@ -33,8 +39,9 @@ class ValidatedConfig:
 
 
 def validate(loaded: LoadedConfig) -> ValidatedConfig:
+    """Every rule's findings: the first MAX_FINDINGS in file order, then how many more."""
     findings = [finding for rule in RULES for finding in rule(loaded)]
-    return ValidatedConfig(loaded, tuple(sorted(findings)))
+    return ValidatedConfig(loaded, tuple(capped(findings)))
 
 
 def unique_domain_names(loaded: LoadedConfig) -> Iterator[Finding]:
@@ -43,19 +50,21 @@ def unique_domain_names(loaded: LoadedConfig) -> Iterator[Finding]:
         if domain.name in first:
             line = loaded.line(("domains", first[domain.name]))
             yield loaded.finding(("domains", index, "name"),
-                                 f"domain {domain.name} is declared twice (first at line {line})")
+                                 f"domain {domain.name} is declared twice (first at line {line}); "
+                                 "remove one, or merge what they say into the first")
         else:
             first[domain.name] = index
 
 
 def services_defined(loaded: LoadedConfig) -> Iterator[Finding]:
     services = loaded.config.services
-    for index, domain in enumerate(loaded.config.domains):
-        if domain.service not in services:
-            close = difflib.get_close_matches(domain.service, services, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else "; define it under `services:`"
-            yield loaded.finding(("domains", index, "service"),
-                                 f"service {domain.service!r} is not defined{hint}")
+    undefined = (index for index, domain in enumerate(loaded.config.domains) if domain.service not in services)
+    for count, index in enumerate(undefined):
+        name = loaded.config.domains[index].service
+        # a hint costs a comparison with every service: only for the findings that are shown
+        close = difflib.get_close_matches(name, services, n=1) if count < MAX_FINDINGS else []
+        hint = f"; did you mean {close[0]!r}?" if close else "; define it under `services:`"
+        yield loaded.finding(("domains", index, "service"), f"service {name!r} is not defined{hint}")
 
 
 def shared_services_agree(loaded: LoadedConfig) -> Iterator[Finding]:
@@ -83,10 +92,31 @@ def local_commands(loaded: LoadedConfig) -> Iterator[Finding]:
         if command is None:
             yield loaded.finding(("services", name),
                                  f"service {name!r} has no command; the local target runs services as processes")
-        elif os.path.basename(command[0]) in SHELLS:
+        elif shell := shell_in([argument.format(port="1", replica="0", service=name) for argument in command]):
             yield loaded.finding(("services", name, "command"),
-                                 f"service {name!r} runs a shell ({command[0]!r}); give the program's own "
+                                 f"service {name!r} runs a shell ({shell}); give the program's own "
                                  "arguments instead, so no configuration value is ever read by a shell")
+
+
+def shell_in(argv: list[str]) -> str | None:
+    """The shell a command runs, as its program or through wrappers that run another program
+    (`env`, `nice`, `timeout`...), whose options are not parsed: after a wrapper, an argument
+    that names a shell is taken for one. None when it runs no shell."""
+    if not argv:
+        return None
+    program = _program(argv[0])
+    if program in SHELLS:
+        return repr(argv[0])
+    if program not in WRAPPERS:
+        return None
+    wrapped = next((argument for argument in argv[1:] if _program(argument) in SHELLS), None)
+    return f"{wrapped!r} through {argv[0]!r}" if wrapped else None
+
+
+def _program(argument: str) -> str:
+    """The program an argument names: its first word's file name, without a version (`bash5.2`)."""
+    words = argument.split(maxsplit=1)
+    return os.path.basename(words[0]).rstrip("0123456789.") if words else ""
 
 
 def ports_disjoint(loaded: LoadedConfig) -> Iterator[Finding]:
@@ -96,23 +126,41 @@ def ports_disjoint(loaded: LoadedConfig) -> Iterator[Finding]:
     if len(set(target.ports.values())) < len(target.ports):
         yield loaded.finding(("target",), f"the target's ports must all differ: {target.ports}")
     beside = target.ports if target.kind == "local" else {}
-    taken: list[tuple[range, str]] = []
+    blocks: list[tuple[range, str]] = []
     for name in _replicas_by_service(loaded):
         port = loaded.config.services[name].port
         ports = range(port, port + PORT_BLOCK)
         where = ("services", name, "port")
         if ports.stop - 1 > 65535:
             yield loaded.finding(where, f"service {name!r} needs ports {port}-{ports.stop - 1}, past 65535")
-        for other_ports, other in taken:
-            if ports.start < other_ports.stop and other_ports.start < ports.stop:
-                yield loaded.finding(where, f"services {other!r} and {name!r} both use port "
-                                     f"{max(ports.start, other_ports.start)} (a service takes {PORT_BLOCK} "
-                                     "ports from its port)")
         for setting, lb_port in beside.items():
             if lb_port in ports:
                 yield loaded.finding(where, f"service {name!r} takes ports {port}-{ports.stop - 1}, which holds "
                                      f"target.{setting} {lb_port}")
-        taken.append((ports, name))
+        blocks.append((ports, name))
+    for group in _overlapping(blocks):
+        (_, first), (second_ports, second), *more = group
+        names = f"{first!r} and {second!r}" if not more else f"{first!r}, {second!r} and {len(more):,} more"
+        verb = "both use" if not more else "use ports from"
+        yield loaded.finding(("services", second, "port"), f"services {names} {verb} port {second_ports.start} "
+                             f"(a service takes {PORT_BLOCK} ports from its port): give each its own block")
+
+
+def _overlapping(blocks: list[tuple[range, str]]) -> Iterator[list[tuple[range, str]]]:
+    """The blocks that overlap, directly or through each other, in groups sorted by port: each
+    clash is one group, however many services share it."""
+    group: list[tuple[range, str]] = []
+    end = 0
+    for ports, name in sorted(blocks, key=lambda block: block[0].start):
+        if group and ports.start < end:
+            group.append((ports, name))
+            end = max(end, ports.stop)
+            continue
+        if len(group) > 1:
+            yield group
+        group, end = [(ports, name)], ports.stop
+    if len(group) > 1:
+        yield group
 
 
 def within_capacity(loaded: LoadedConfig) -> Iterator[Finding]:

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from atl_pipeline.project import Project
 
@@ -106,3 +107,9 @@ def postgres():
     server = PostgresServer().start()
     yield server
     server.stop()
+
+
+# Hypothesis's budget: `ci` (the default) about a minute in all; HYPOTHESIS_PROFILE=fast for the edit loop
+settings.register_profile("ci", max_examples=1000, deadline=None)
+settings.register_profile("fast", max_examples=50, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -137,3 +138,36 @@ def test_validate_as_json(capsys, write):
     assert code == 1 and document["valid"] is False and document["domains"] is None
     (finding,) = document["findings"]
     assert set(finding) == {"file", "line", "column", "message"} and finding["line"] == 11
+
+
+@pytest.mark.parametrize("command", [["infra", "validate"], ["infra", "config"], ["quality", "lint"],
+                                     ["infra", "up", "-f"], ["utils", "disable", "a.org", "-f"]])
+def test_a_fifo_is_refused_at_once(capsys, tmp_path, hang_guard, command):
+    """Opening a FIFO for reading would wait for a writer forever."""
+    fifo = tmp_path / "domains.yml"
+    os.mkfifo(fifo)
+    code, out, err = run(capsys, *command, str(fifo))
+    assert (code, out) == (2, "")
+    assert err == f"atl: cannot read {fifo}: it is a FIFO, not a regular file; give the path of a domains.yml\n"
+
+
+def test_an_internal_error_is_one_line_naming_its_saved_traceback(capsys, project, monkeypatch):
+    def broken(loaded):
+        raise ZeroDivisionError("a planted bug")
+
+    monkeypatch.setattr("atl_pipeline.cli.infra.validate", broken)
+    code, out, err = run(capsys, "infra", "validate")
+    assert (code, out) == (3, "")
+    saved = Path(re.fullmatch(r"atl: internal error \(ZeroDivisionError: a planted bug\); the traceback is in "
+                              r"(\S+); please report it\n", err).group(1))
+    assert saved.parent == project.state_dir / "crashes"
+    assert "Traceback" in saved.read_text() and "a planted bug" in saved.read_text()
+
+
+def test_findings_are_cut_at_a_hundred_and_counted(capsys, write):
+    domains = "".join(f"  - {{name: d{i}.org, service: web, replicas: 0}}\n" for i in range(5000))
+    path = write(f"services: {{web: {{command: [app], port: 9000}}}}\ndomains:\n{domains}")
+    code, out, _ = run(capsys, "infra", "validate", str(path))
+    lines = out.splitlines()
+    assert code == 1 and len(lines) == 101
+    assert lines[-1] == f"{path}:103:46: and 4,900 more findings; correct these first"

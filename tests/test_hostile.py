@@ -4,9 +4,6 @@ the stack that runs is not touched."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from atl_pipeline.runtime.local import deployed_runtime
 from tests.conftest import copy_project, kill_stack
 from tests.runtime_helpers import wait_until_served
 from tests.test_loader import HOSTILE
+from tests.worst_cases import atl
 
 API = "api.allthingslinux.org"
 
@@ -71,20 +69,9 @@ def test_the_pipeline_refuses_a_huge_file_and_an_alias_bomb_in_bounded_memory(ru
     bomb.write_text(HOSTILE["alias bomb"][0])
     syntax_error = tmp_path / "broken.yml"
     syntax_error.write_text(HOSTILE["syntax error"][0])
-    _, _, baseline = peak_memory_of_up(running, syntax_error)
+    baseline = atl("infra", "up", "-f", str(syntax_error), cwd=running.root).peak_bytes
     for path, message in ((huge, "larger than"), (bomb, "expands to more than")):
-        code, output, peak = peak_memory_of_up(running, path)
-        assert code == 1 and message in output, output
-        assert peak < baseline + 64 * 2**20, f"{path.name}: {peak / 2**20:.0f} MiB against {baseline / 2**20:.0f}"
-
-
-def peak_memory_of_up(project: Project, path: Path) -> tuple[int, str, int]:
-    """`atl infra up -f PATH` as a child: its exit code, its output and its peak resident memory in bytes."""
-    process = subprocess.Popen([sys.executable, "-m", "atl_pipeline.cli", "infra", "up", "-f", str(path)],
-                               cwd=project.root, env={**os.environ, "ATL_PROJECT_DIR": str(project.root)},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)  # not Popen.wait: wait4 gives this child's own peak
-    process.returncode = os.waitstatus_to_exitcode(status)
-    process.stdout.close()
-    return process.returncode, output, usage.ru_maxrss * 1024
+        answer = atl("infra", "up", "-f", str(path), cwd=running.root)
+        assert answer.code == 1 and message in answer.output, answer.output
+        assert answer.peak_bytes < baseline + 64 * 2**20, (
+            f"{path.name}: {answer.peak_bytes / 2**20:.0f} MiB against {baseline / 2**20:.0f}")

@@ -72,6 +72,58 @@ HOSTILE = {
                                         "'../x' is not a valid name", 1, 12),
     "shell string command": ('services: {web: {command: "app; rm -rf /", port: 9000}}\ndomains: []\n',
                              "never a shell string", 1, 27),
+    # a tag whose value does not fit it, also through a %TAG directive
+    "an !!int that is not one": (SERVICE + "domains: [{name: a.org, service: web, replicas: !!int three}]\n",
+                                 "'three' is not a decimal integer, as its tag !!int says", 2, 49),
+    "a !!bool that is not one": (SERVICE + "domains: [{name: a.org, service: web, ssl: !!bool maybe}]\n",
+                                 "'maybe' is not true or false", 2, 44),
+    "a !!float that is not one": (SERVICE + "domains: [{name: a.org, service: web, resources: {cpu: !!float abc}}]\n",
+                                  "'abc' is not a number", 2, 56),
+    "an empty !!int": (SERVICE + "domains: [{name: a.org, service: web, replicas: !!int ''}]\n",
+                       "'' is not a decimal integer", 2, 49),
+    "a %TAG alias of !!": ("%TAG !e! tag:yaml.org,2002:\n---\n" + SERVICE
+                           + "domains: [{name: a.org, service: web, replicas: !e!int three}]\n",
+                           "'three' is not a decimal integer", 4, 49),
+    # numbers past what Python converts, or past any machine
+    "a 5,000-digit integer": (SERVICE + "domains: [{name: a.org, service: web, replicas: " + "9" * 5000 + "}]\n",
+                              "(5,000 digits) is beyond any value allowed here", 2, 49),
+    "a quantity of 10^99": (SERVICE + "domains: [{name: a.org, service: web, resources: {cpu: 1e99}}]\n",
+                            "more than 2^63", 2, 56),
+    "a million-digit quantity": (SERVICE + "domains: [{name: a.org, service: web, resources: {memory: "
+                                 + "9" * 1_000_000 + "}}]\n", "longer than any quantity", 2, 59),
+    "target.kind a list": ("target: {kind: [local]}\n" + SERVICE + "domains: []\n", "kind must be local or hcloud",
+                           1, 9),
+    "target.kind a mapping": ("target: {kind: {a: 1}}\n" + SERVICE + "domains: []\n",
+                              "kind must be local or hcloud", 1, 9),
+    # YAML 1.1 numbers are never read as octal or base 60
+    "a leading zero in a port": ("services: {web: {command: [app], port: 021450}}\ndomains: []\n",
+                                 "'021450' has a leading zero, which YAML 1.1 reads as octal", 1, 40),
+    "a base-60 integer": (SERVICE + "domains: [{name: a.org, service: web, replicas: 2:40:00}]\n",
+                          "'2:40:00' is a base-60 number to YAML 1.1", 2, 49),
+    "a megabyte base-60 integer": (SERVICE + "domains: [{name: a.org, service: web, replicas: 1"
+                                   + ":00" * 400_000 + "}]\n", "is a base-60 number to YAML 1.1", 2, 49),
+    "a YAML 1.1 boolean in a string field": ("environment: no\n" + SERVICE + "domains: []\n",
+                                             "'no' was read as the boolean false", 1, 14),
+    "null in a string field": ("project:\n" + SERVICE + "domains: []\n", "nothing was written", 1, 9),
+    # locations as editors and grep count them
+    "multibyte text before a bad character": ("# ééééééééé\nenvironment: ééé\x00\ndomains: []\n",
+                                              "#x0000 is not allowed", 2, 17),
+    "a line separator in a comment, then an error": ("# one\u2028two\u2029three\x85four\ndomains: [\n",
+                                                     "YAML syntax", 2, 11),
+    "an error at the end of a file without a final newline": ("domains: [a, b", "YAML syntax", 1, 15),
+    # accepted though wrong, before
+    "an IDNA label that does not decode": (SERVICE + "domains: [{name: xn--ls8h.org, service: web}]\n",
+                                           "not a valid IDNA A-label", 2, 18),
+    "hyphens reserved for IDNA": (SERVICE + "domains: [{name: ab--cd.org, service: web}]\n",
+                                  "which only an IDNA label (xn--) may have", 2, 18),
+    "a name ending in two dots": (SERVICE + "domains: [{name: a.org.., service: web}]\n",
+                                  "is not a valid hostname", 2, 18),
+    "a NUL in a command argument": ('services: {web: {command: [app, "a\\0b"], port: 9000}}\ndomains: []\n',
+                                    "holds a NUL character", 1, 27),
+    # files that are not UTF-8 text
+    "UTF-16 without a byte order mark": ("domains: []\n".encode("utf-16-le"),
+                                         "UTF-16 or UTF-32 without a byte order mark", 1, 1),
+    "UTF-16 with a byte order mark": ("domains: []\n".encode("utf-16"), "the file is UTF-16", 1, 1),
 }
 
 
@@ -157,3 +209,36 @@ def test_a_few_aliases_are_fine(write):
 def test_a_utf8_byte_order_mark_is_accepted(write):
     path = write(b"\xef\xbb\xbf" + (SERVICE + "domains: [{name: a.org, service: web}]\n").encode())
     assert load_config(path).config.domains[0].name == "a.org"
+
+
+def test_yaml_11_line_breaks_are_ordinary_characters_as_in_editors(write):
+    """U+2028, U+2029 and U+0085 end no line for editors, grep or YAML 1.2: a comment holding
+    one is a comment, a value keeps it, and later lines are numbered as an editor numbers them."""
+    path = write("# a comment\u2028still the comment: x\n"
+                 'services: {web: {command: [app, "a\u2029b", c\u0085d], port: 9000}}\n'
+                 "domains: [{name: a.org, service: web, replicas: 0}]\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert [(f.line, f.column) for f in raised.value.findings] == [(3, 49)]
+    path.write_text(path.read_text().replace("replicas: 0", "replicas: 1"))
+    assert load_config(path).config.services["web"].command == ["app", "a\u2029b", "c\u0085d"]
+
+
+def test_a_private_use_character_escaped_in_the_file_is_kept(write):
+    """The stand-ins for YAML 1.1 line breaks are characters the file holds nowhere, not even
+    as an escape."""
+    path = write('# \u2028\nservices: {web: {command: [app, "\\ue000", "\ue001"], port: 9000}}\ndomains: []\n')
+    assert load_config(path).config.services["web"].command == ["app", "\ue000", "\ue001"]
+
+
+def test_values_from_the_file_are_printed_escaped(write):
+    """A key holding a line break cannot forge a finding line, nor an escape sequence drive the terminal."""
+    path = write('services: {"web\\nforged.yml:1:1: everything is fine": {command: [app], port: 9000, colour: 1},\n'
+                 '           "\\e[31mred": {command: [app], port: 9100}}\ndomains: []\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    lines = str(raised.value).split("\n")
+    assert len(lines) == 3 and not any(line.startswith("forged.yml") for line in lines), lines
+    assert lines[1].endswith(":1:84: services.web\\nforged.yml:1:1: everything is fine: unknown field 'colour'; "
+                             "the fields here are command, image, port, health"), lines[1]
+    assert "\x1b" not in str(raised.value) and "'\\x1b[31mred' is not a valid name" in lines[2]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import get_args
 
 import pytest
+from pydantic import BaseModel, Strict
 
-from atl_pipeline.config import load_config
+from atl_pipeline.config import Config, load_config
 from atl_pipeline.config.names import check_identifier, normalize_hostname
 from atl_pipeline.config.quantity import cpu_millicores, memory_bytes, parse_quantity
 from atl_pipeline.findings import ConfigError
@@ -119,8 +121,8 @@ def test_command_placeholders_and_numbers_are_accepted(write):
 @pytest.mark.parametrize(("domain", "message"), [
     ("{name: example.org, service: web, replicas: 0}", "greater than or equal to 1"),
     ("{name: example.org, service: web, replicas: 51}", "less than or equal to 50"),
-    ("{name: example.org, service: web, replicas: three}", "valid integer"),
-    ("{name: example.org, service: web, ssl: maybe}", "valid boolean"),
+    ("{name: example.org, service: web, replicas: three}", "'three' is not a whole number"),
+    ("{name: example.org, service: web, ssl: maybe}", "'maybe' is not a boolean"),
     ("{name: example.org, service: Web}", "not a valid name"),
     ("{name: example.org}", "missing required field 'service'"),
     ("{name: example.org, service: web, resources: {cpu: lots}}", "not a Kubernetes quantity"),
@@ -142,3 +144,69 @@ def test_top_level_fields(write, top, message):
     with pytest.raises(ConfigError) as raised:
         load_config(write(f"{top}\ndomains: []\n"))
     assert message in str(raised.value)
+
+
+def test_unquoted_numbers_in_string_fields_keep_what_was_written(write):
+    """YAML 1.1 would read these as 83, 1.1, 90, 31, 1000, a date: the reader keeps the text."""
+    path = write("environment: 0123\n"
+                 "services: {web: {command: [app, 0755, 1.10, 1:30, 0x1F, 1_000, 2001-12-14, .inf, 8080], "
+                 "port: 9000}}\n"
+                 "domains: [{name: a.org, service: web, resources: {cpu: 1.50, memory: 2}}]\n")
+    config = load_config(path).config
+    assert config.environment == "0123"
+    assert config.services["web"].command == ["app", "0755", "1.10", "1:30", "0x1F", "1_000", "2001-12-14", ".inf",
+                                              "8080"]
+    assert (config.domains[0].resources.cpu, config.domains[0].resources.memory) == ("1.50", "2")
+
+
+@pytest.mark.parametrize(("word", "value"), [("yes", "true"), ("No", "false"), ("ON", "true"), ("off", "false"),
+                                             ("true", "true"), ("False", "false")])
+def test_a_yaml_boolean_in_a_string_field_is_refused_with_how_to_quote_it(write, word, value):
+    path = write(f"services: {{web: {{command: [app, {word}], port: 9000}}}}\ndomains: []\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert [finding.message for finding in raised.value.findings] == [
+        f"services.web.command[1]: '{word}' was read as the boolean {value}: YAML reads yes, no, on, off, true and "
+        f'false unquoted as booleans; quote it: "{word}"']
+
+
+def test_booleans_and_integers_take_no_other_types(write):
+    """`ssl: 1` is no boolean and `replicas: true` or `"3"` no integer: nothing is converted silently."""
+    for domain, message in (("ssl: 1", "'1' is not a boolean"), ("replicas: true", "'true' is a boolean"),
+                            ('replicas: "3"', "'3' is quoted, which makes it text"),
+                            ("ssl: 'yes'", "'yes' is not a boolean")):
+        path = write(f"services: {{web: {{command: [app], port: 9000}}}}\ndomains: [{{name: a.org, service: web, "
+                     f"{domain}}}]\n")
+        with pytest.raises(ConfigError) as raised:
+            load_config(path)
+        assert message in str(raised.value), (domain, str(raised.value))
+
+
+def test_every_integer_and_boolean_field_of_the_schema_is_strict():
+    """A new field declared as a plain `int` or `bool` would take "3" or 1 and convert them."""
+    loose = [f"{model.__name__}.{name}" for model in _models(Config) for name, field in model.model_fields.items()
+             if _scalar(field.annotation) in (int, bool) and not any(isinstance(m, Strict) and m.strict
+                                                                     for m in _metadata(field))]
+    assert loose == []
+
+
+def _models(model) -> list:
+    found = [model]
+    for field in model.model_fields.values():
+        for inner in _types(field.annotation):
+            if isinstance(inner, type) and issubclass(inner, BaseModel) and inner not in found:
+                found += [m for m in _models(inner) if m not in found]
+    return found
+
+
+def _types(annotation) -> list:
+    return [annotation, *[t for argument in get_args(annotation) for t in _types(argument)]]
+
+
+def _scalar(annotation):
+    plain = [t for t in _types(annotation) if t in (int, bool)]
+    return plain[0] if plain else None
+
+
+def _metadata(field) -> list:
+    return [*field.metadata, *[m for t in _types(field.annotation) for m in getattr(t, "__metadata__", ())]]

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from atl_pipeline.config import load_config
+from atl_pipeline.findings import MAX_FINDINGS
 from atl_pipeline.validation import machine_capacity, validate
 
 CAPACITY = "target: {kind: local, capacity: {cpu: '8', memory: 16Gi}, prometheus_port: 19090, blackbox_port: 19115}\n"
@@ -31,7 +36,8 @@ services: {web: {command: [web], port: 9000}}
 domains:
   - {name: www.example.org, service: web}
   - {name: WWW.Example.org., service: web}
-""") == [(5, 12, "domain www.example.org is declared twice (first at line 4)")]
+""") == [(5, 12, "domain www.example.org is declared twice (first at line 4); remove one, or merge what they say "
+                "into the first")]
 
 
 def test_every_domain_names_a_defined_service(write):
@@ -91,7 +97,8 @@ domains:
   - {name: d.example.org, service: far, replicas: 2}
   - {name: e.example.org, service: lb}
 """) == [
-        (4, 31, "services 'api' and 'web' both use port 9099 (a service takes 100 ports from its port)"),
+        (4, 31, "services 'api' and 'web' both use port 9099 (a service takes 100 ports from its port): give each "
+                "its own block"),
         (6, 31, "service 'far' needs ports 65500-65599, past 65535"),
         (7, 29, "service 'lb' takes ports 7950-8049, which holds target.http_port 8000"),
     ]
@@ -141,3 +148,46 @@ domains:
   - {name: a.example.org, service: nope}
 """)
     assert [line for line, _, _ in result] == [2, 5, 5]
+
+
+@pytest.mark.parametrize(("command", "shell"), [
+    (["{service}", "-c", "web"], "'sh'"),  # the service is named sh
+    (["/usr/bin/env", "bash", "-c", "web"], "'bash' through '/usr/bin/env'"),
+    (["env", "-i", "PATH=/bin", "sh", "-c", "web"], "'sh' through 'env'"),
+    (["env", "-S", "sh -c web"], "'sh -c web' through 'env'"),
+    (["nice", "-n", "5", "timeout", "10", "dash", "-c", "web"], "'dash' through 'nice'"),
+    (["busybox", "ash", "-c", "web"], "'ash' through 'busybox'"),
+    (["stdbuf", "-o", "L", "/bin/zsh5.9", "-c", "web"], "'/bin/zsh5.9' through 'stdbuf'"),
+    (["setsid", "nohup", "su", "-c", "web"], "'su' through 'setsid'"),
+])
+def test_no_shell_behind_a_placeholder_or_a_wrapper(write, command, shell):
+    argv = ", ".join(json.dumps(argument) for argument in command)
+    assert findings(write, f"services: {{sh: {{command: [{argv}], port: 9000}}}}\n"
+                           "domains: [{name: a.example.org, service: sh}]\n") == [
+        (2, 26, f"service 'sh' runs a shell ({shell}); give the program's own arguments instead, so no "
+                "configuration value is ever read by a shell")]
+
+
+@pytest.mark.parametrize("command", [["nice", "-n", "5", "web"], ["env", "PATH=/bin", "python3", "-m", "app"],
+                                     ["shellcheck"], ["busybox", "httpd", "-f"], ["bashful"]])
+def test_wrappers_of_other_programs_are_fine(write, command):
+    argv = ", ".join(json.dumps(argument) for argument in command)
+    assert findings(write, f"services: {{web: {{command: [{argv}], port: 9000}}}}\n"
+                           "domains: [{name: a.example.org, service: web}]\n") == []
+
+
+def test_services_on_one_port_are_one_finding(write):
+    services = "".join(f"  s{i}: {{command: [app], port: {9000 + i}}}\n" for i in range(1500))
+    domains = "".join(f"  - {{name: d{i}.example.org, service: s{i}, resources: {{cpu: 1m, memory: 1Mi}}}}\n"
+                      for i in range(1500))
+    result = findings(write, f"services:\n{services}domains:\n{domains}")
+    assert [message for _, _, message in result] == [
+        "services 's0', 's1' and 1,498 more use ports from port 9001 (a service takes 100 ports from its port): "
+        "give each its own block"]
+
+
+def test_a_long_list_of_findings_is_cut_and_counted(write):
+    domains = "".join(f"  - {{name: d{i}.example.org, service: nope}}\n" for i in range(250))
+    result = findings(write, f"services: {{}}\ndomains:\n{domains}")
+    assert len(result) == MAX_FINDINGS + 1
+    assert result[-1] == (4 + MAX_FINDINGS, 39, "and 150 more findings; correct these first")

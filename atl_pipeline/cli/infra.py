@@ -11,6 +11,7 @@ from pathlib import Path
 from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError
 from atl_pipeline.cli.progress import Progress
 from atl_pipeline.config import LoadedConfig, load_config
+from atl_pipeline.config.yaml_reader import read_bounded
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.project import Project
 from atl_pipeline.report import DOMAIN_HEADERS, domain_rows, text_table
@@ -148,8 +149,11 @@ def _run(args: argparse.Namespace, progress: Progress, stages: list[str] | None,
     from atl_pipeline.orchestration.assets import APPROVE_DESTROY_TAG
 
     file = getattr(args, "file", None)
-    if file is not None and not file.is_file():
-        raise UsageError(f"cannot read {file}: no such file")
+    if file is not None:
+        try:
+            read_bounded(file)
+        except OSError as error:
+            raise UsageError(f"cannot read {file}: {error.strerror}") from None
     plan_options = {"domain": getattr(args, "domain", None) or "", "destroy": destroy}
     return _runner().run_deploy(Project.from_env(), file, on_stage=progress, on_start=progress.start,
                                 on_wait=progress.message, stages=stages, options={"terraform_plan": plan_options},

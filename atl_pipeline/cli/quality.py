@@ -27,11 +27,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 def _lint(args: argparse.Namespace) -> int:
     project = Project.from_env()
     path = args.file or project.domains_file
-    if not path.is_file():
-        raise UsageError(f"cannot read {path}: no such file")
     name = str(args.file) if args.file else path.name
-    fixed = fix(path) if args.fix else 0
-    findings = lint(path, project.templates_dir, project.state_dir / "terraform", name=name)
+    try:
+        fixed = fix(path) if args.fix else 0
+        findings = lint(path, project.templates_dir, project.state_dir / "terraform", name=name)
+    except OSError as error:
+        raise UsageError(f"cannot read {name}: {error.strerror}") from None
     if args.format == "json":
         print(json.dumps({"file": name, "fixed": fixed,
                           "findings": [dataclasses.asdict(finding) for finding in findings]}, indent=2))

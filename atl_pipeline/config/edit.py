@@ -27,7 +27,7 @@ def set_enabled(path: Path, domain: str, enabled: bool) -> tuple[bool, int]:
     index = _index(loaded, domain)
     positions = Positions()
     parse(loaded.source, positions)
-    lines = loaded.source.text.splitlines(keepends=True)
+    lines = _lines(loaded.source.text)
     value = "true" if enabled else "false"
     where = ("domains", index, "enabled")
     line = positions.of(("domains", index))[0]
@@ -49,6 +49,14 @@ def set_enabled(path: Path, domain: str, enabled: bool) -> tuple[bool, int]:
         lines.insert(row, f"{' ' * (column - 1)}enabled: {value}{newline}")
     _write_checked(path, loaded, "".join(lines), index, enabled)
     return True, line
+
+
+def _lines(text: str) -> list[str]:
+    """The lines as the reader counts them, ends kept: only LF ends a line (not U+2028 and
+    the other breaks of `str.splitlines`)."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines
 
 
 def _index(loaded: LoadedConfig, domain: str) -> int:

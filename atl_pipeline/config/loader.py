@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,7 +13,9 @@ from pydantic import BaseModel, ValidationError
 
 from atl_pipeline.config.model import TARGETS, Config
 from atl_pipeline.config.yaml_reader import Positions, Source, YamlPath, parse, read_source
-from atl_pipeline.findings import ConfigError, Finding
+from atl_pipeline.findings import MAX_FINDINGS, ConfigError, Finding
+
+MAX_FIELD_NAME = 64  # longer keys get no "did you mean"
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,10 @@ def load_source(source: Source) -> LoadedConfig:
     except ValidationError as error:
         positions = Positions()
         parse(source, positions)
-        raise ConfigError([_finding(source.name, positions, e) for e in error.errors(include_url=False)]) from None
+        errors = error.errors(include_url=False)
+        shown = errors[:MAX_FINDINGS + 1]  # one past the cut: where the count of the rest points
+        raise ConfigError([_finding(source.name, positions, e) for e in shown],
+                          more=len(errors) - len(shown)) from None
 
 
 def _finding(name: str, positions: Positions, error: Any) -> Finding:
@@ -60,25 +66,62 @@ def _finding(name: str, positions: Positions, error: Any) -> Finding:
     loc = _untagged(tagged)
     if error["type"] == "extra_forbidden":
         where, position = loc[:-1], positions.of(loc, key=True)
-        message = f"unknown field {str(loc[-1])[:80]!r}"
-        fields = _fields_at(tagged[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
-        message += f"; did you mean {close[0]!r}?" if close else f"; the fields here are {', '.join(fields)}"
+        message = f"unknown field {_shown(str(loc[-1]))}" + _field_hint(str(loc[-1]), _fields_at(tagged[:-1]))
     elif error["type"] == "missing":
         where, position = loc[:-1], positions.of(loc[:-1])
         message = f"missing required field {loc[-1]!r}"
     elif loc and loc[-1] == "[key]":
         where, position = loc[:-2], positions.of(loc[:-1], key=True)
-        message = _message(error)
+        message = _message(error, positions.words.get(loc[:-1]))
     else:
         where, position = loc, positions.of(loc)
-        message = _message(error)
+        message = _message(error, positions.words.get(loc))
     return Finding(name, *position, f"{dotted(where)}: {message}" if where else message)
 
 
-def _message(error: Any) -> str:
+def _field_hint(key: str, fields: list[str]) -> str:
+    """The field a misspelt key most likely means; the fields there when none is close. A long key
+    is close to no field name, and comparing it would cost time and memory that grow with it."""
+    close = difflib.get_close_matches(key, fields, n=1) if len(key) <= MAX_FIELD_NAME else []
+    return f"; did you mean {close[0]!r}?" if close else f"; the fields here are {', '.join(fields)}"
+
+
+def _message(error: Any, word: str | None) -> str:
+    """Pydantic's message, or for a value YAML read as another type than the field's, what it was
+    read as and how to write it. `word` is what was written for a boolean or null."""
+    value, kind = error["input"], error["type"]
+    if kind == "string_type" and isinstance(value, bool):
+        return (f"{word!r} was read as the boolean {str(value).lower()}: YAML reads yes, no, on, off, true and "
+                f"false unquoted as booleans; quote it: \"{word}\"")
+    if kind == "string_type" and value is None:
+        return f"{'nothing' if not word else repr(word)} was written, which YAML reads as null; write a value"
+    if kind == "int_type" and isinstance(value, str):
+        return integer_hint(value)
+    if kind == "int_type" and isinstance(value, bool):
+        return f"{word!r} is a boolean to YAML, not a number: write a whole number such as 3"
+    if kind == "bool_type":
+        return f"{_shown(str(value))} is not a boolean: write true or false, unquoted"
     message: str = error["msg"].removeprefix("Value error, ")
     return message[0].lower() + message[1:]
+
+
+def integer_hint(text: str) -> str:
+    """Why `text` is no integer, and what to write instead. YAML 1.1 reads a leading zero as
+    octal and `1:30` as base 60; this reader keeps both as written, so they land here."""
+    shown = _shown(text)
+    if re.fullmatch(r"[-+]?0[0-9_]+", text):
+        return f"{shown} has a leading zero, which YAML 1.1 reads as octal; write the number without it"
+    if ":" in text and text.lstrip("+-").replace(":", "").replace("_", "").isdigit():
+        return f"{shown} is a base-60 number to YAML 1.1; write the number in decimal"
+    if re.fullmatch(r"-?[0-9]{1,18}", text):
+        return f"{shown} is quoted, which makes it text; write the number unquoted"
+    if re.fullmatch(r"[0-9]+", text):
+        return f"{shown} ({len(text):,} digits) is beyond any value allowed here"
+    return f"{shown} is not a whole number in decimal digits; write one such as 3"
+
+
+def _shown(text: str) -> str:
+    return repr(text[:80]) + ("..." if len(text) > 80 else "")
 
 
 def dotted(path: YamlPath) -> str:

@@ -19,6 +19,8 @@ from pydantic import (
     Discriminator,
     Field,
     IPvAnyNetwork,
+    StrictBool,
+    StrictInt,
     Tag,
     field_validator,
     model_validator,
@@ -41,7 +43,7 @@ def _check_quantity(text: str) -> str:
 Identifier = Annotated[str, AfterValidator(check_identifier)]
 Hostname = Annotated[str, AfterValidator(normalize_hostname)]
 Quantity = Annotated[str, AfterValidator(_check_quantity)]
-Port = Annotated[int, Field(ge=1024, le=65535)]
+Port = Annotated[StrictInt, Field(ge=1024, le=65535)]
 SecretRef = Annotated[str, AfterValidator(check_secret_ref)]
 SqlName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 
@@ -106,21 +108,9 @@ class Service(_Model):
 
     @field_validator("command")
     @classmethod
-    def _known_placeholders(cls, command: list[str] | None) -> list[str] | None:
+    def _arguments(cls, command: list[str] | None) -> list[str] | None:
         for argument in command or ():
-            try:
-                parts = [(field, spec, conversion) for _, field, spec, conversion in string.Formatter().parse(argument)
-                         if field is not None]
-            except ValueError as error:
-                raise ValueError(f"argument {argument[:80]!r}: {error}; "
-                                 "write a literal brace as {{ or }}") from None
-            if any(spec or conversion for _, spec, conversion in parts):
-                raise ValueError(f"argument {argument[:80]!r}: a placeholder is a bare name such as {{port}}, "
-                                 "with no format or conversion")
-            unknown = [field for field, _, _ in parts if field not in COMMAND_PLACEHOLDERS]
-            if unknown:
-                raise ValueError(f"argument {argument[:80]!r} uses {{{unknown[0][:40]}}}; "
-                                 f"the placeholders are {', '.join(f'{{{p}}}' for p in COMMAND_PLACEHOLDERS)}")
+            _check_argument(argument)
         return command
 
     @field_validator("image")
@@ -132,22 +122,42 @@ class Service(_Model):
         return image
 
 
+def _check_argument(argument: str) -> None:
+    """An argument a program can be given, whose placeholders are known bare names."""
+    if "\x00" in argument:
+        raise ValueError(f"argument {argument[:80]!r} holds a NUL character, which no program can be given")
+    if "{" not in argument and "}" not in argument:
+        return
+    try:
+        parts = [(field, spec, conversion) for _, field, spec, conversion in string.Formatter().parse(argument)
+                 if field is not None]
+    except ValueError as error:
+        raise ValueError(f"argument {argument[:80]!r}: {error}; write a literal brace as {{{{ or }}}}") from None
+    if any(spec or conversion for _, spec, conversion in parts):
+        raise ValueError(f"argument {argument[:80]!r}: a placeholder is a bare name such as {{port}}, "
+                         "with no format or conversion")
+    unknown = [field for field, _, _ in parts if field not in COMMAND_PLACEHOLDERS]
+    if unknown:
+        raise ValueError(f"argument {argument[:80]!r} uses {{{unknown[0][:40]}}}; "
+                         f"the placeholders are {', '.join(f'{{{p}}}' for p in COMMAND_PLACEHOLDERS)}")
+
+
 class Domain(_Model):
     name: Hostname
     """The domain: an RFC 1123 hostname; non-ASCII names are converted with IDNA 2008."""
     service: Identifier
     """The service that answers it, defined under `services:`."""
-    ssl: bool = True
+    ssl: StrictBool = True
     """HTTPS with a certificate, and HTTP redirected to it."""
-    monitoring: bool = True
+    monitoring: StrictBool = True
     """A blackbox probe of the domain, with the SLO alerts on it."""
-    replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
+    replicas: StrictInt = Field(1, ge=1, le=MAX_REPLICAS)
     """How many replicas of the service run (1 to 50); domains sharing a service ask for the same."""
     resources: Resources = Resources()
     """What each replica may use; domains sharing a service ask for the same."""
-    enabled: bool = True
+    enabled: StrictBool = True
     """`false`: declared and checked, but not deployed (`atl utils disable`)."""
-    proxied: bool | None = None
+    proxied: StrictBool | None = None
     """hcloud: its DNS records go through Cloudflare's proxy. Default: `target.cloudflare.proxied`, except for
     names that must not be proxied (mail, smtp, imap...), which never are."""
 
@@ -199,7 +209,7 @@ class Cloudflare(_Model):
     """The zone's ID (32 hex digits, on the zone's Overview page in the Cloudflare dashboard)."""
     api_token: SecretRef = "env:CLOUDFLARE_API_TOKEN"
     """`env:NAME`, NAME holding an API token that may edit the zone's DNS."""
-    proxied: bool = True
+    proxied: StrictBool = True
     """Records go through Cloudflare's proxy (DDoS and WAF protection) unless a domain says otherwise."""
 
     @field_validator("zone_id")
@@ -217,7 +227,7 @@ class HcloudTarget(_Model):
     """`hcloud`: Hetzner Cloud servers running the services as containers."""
     location: Literal[tuple(HCLOUD_LOCATIONS)] = "fsn1"
     """The Hetzner location of the servers and the load balancer."""
-    servers: int = Field(2, ge=1, le=10)
+    servers: StrictInt = Field(2, ge=1, le=10)
     """How many servers; each service's replicas are spread over them."""
     server_type: str | None = Field(None, pattern=r"^[a-z]{2,4}[0-9]{2,3}$")
     """An explicit Hetzner server type (`cx33`); default: the smallest that fits each server's share."""
@@ -234,7 +244,7 @@ class HcloudTarget(_Model):
     """The operator's SSH public key (`ssh-ed25519 AAAA... comment`), installed on every server."""
     ssh_from: list[IPvAnyNetwork] = []
     """The address ranges SSH is open to: at least those of the machines that deploy."""
-    ssh_port: int = Field(22, ge=1, le=65535)
+    ssh_port: StrictInt = Field(22, ge=1, le=65535)
     """The servers' SSH port: their sshd and the firewall rule follow it."""
     ssh_identity: str | None = Field(None, pattern=r"^[^\x00\n]{1,4096}$")
     """The private key file the deployment logs in with, on the machine that deploys (`~/.ssh/atl_ed25519`;
@@ -292,7 +302,7 @@ TARGETS = {"local": LocalTarget, "hcloud": HcloudTarget}
 def _target_kind(target: object) -> str | None:
     """`local` when the kind is not written: the embedded default."""
     kind = target.get("kind", "local") if isinstance(target, dict) else getattr(target, "kind", None)
-    return kind if kind in TARGETS else None
+    return kind if isinstance(kind, str) and kind in TARGETS else None
 
 
 class Config(_Model):

@@ -19,13 +19,18 @@ _QUANTITY = re.compile(
 )
 
 
+MAX_TEXT = 32
+MAX_VALUE = Decimal(2**63)  # Kubernetes too keeps a quantity in 64 bits
+
+
 def parse_quantity(text: str) -> Decimal:
-    """The quantity's value in base units (cores, bytes). Raises ValueError when malformed or not positive."""
+    """The quantity's value in base units (cores, bytes). Raises ValueError when malformed, not
+    positive, or beyond 2^63."""
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"{text[:MAX_TEXT]!r}... is longer than any quantity ({MAX_TEXT} characters at most)")
     match = _QUANTITY.fullmatch(text)
     if not match:
-        raise ValueError(
-            f"{text!r} is not a Kubernetes quantity; write it like 500m, 2, 512Mi or 1Gi"
-        )
+        raise ValueError(f"{text!r} is not a Kubernetes quantity; write it like 500m, 2, 512Mi or 1Gi")
     number = Decimal(match["number"])
     if match["exponent"] is not None:
         value = number.scaleb(int(match["exponent"]))
@@ -33,6 +38,8 @@ def parse_quantity(text: str) -> Decimal:
         value = number * _FACTORS[match["suffix"] or ""]
     if value <= 0:
         raise ValueError(f"{text!r} must be greater than zero")
+    if value > MAX_VALUE:
+        raise ValueError(f"{text!r} is more than 2^63, beyond any machine; write the real amount")
     return value
 
 

@@ -5,30 +5,49 @@ holds while the file is read: the size of the file, the depth of nesting, the nu
 of aliases and the number of values they expand to. An alias bomb fails after a
 handful of events, in bounded memory. Only the core tags (strings, numbers, booleans,
 null, lists, mappings) are accepted: no Python objects, no merge keys.
+
+A value is never silently other than what was written. An unquoted scalar is a boolean
+(YAML 1.1's `true`, `yes`, `on`...), null, or a decimal integer that Python prints back
+exactly; anything else stays the text written: YAML 1.1's octal (`0755`), sexagesimal
+(`1:30`), hexadecimal and float forms (`1.10`) are not converted, so a string field keeps
+them as written and an integer field refuses them. Lines and columns count characters and
+only LF line breaks, as editors and grep do.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from atl_pipeline.findings import ConfigError, Finding
+from atl_pipeline.findings import MAX_FINDINGS, ConfigError, Finding
 
 MAX_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 32
 MAX_ALIASES = 100
-MAX_VALUES = 500_000
+MAX_VALUES = 250_000  # 10,000 domains written out take 160,000
 
 YamlPath = tuple[str | int, ...]
 Position = tuple[int, int]
 
 _CORE = "tag:yaml.org,2002:"
-_PLAIN_TAGS = {_CORE + "str", _CORE + "timestamp", "!"}  # timestamps stay text
-_TYPED_TAGS = {_CORE + name for name in ("int", "float", "bool", "null")}
+_TEXT_TAGS = {_CORE + "str", _CORE + "timestamp", "!"}  # timestamps stay text
+_BOOLEANS = {word: value for value, words in ((True, "yes true on"), (False, "no false off"))
+             for word in words.split() for word in (word, word.capitalize(), word.upper())}
+_NULLS = {"", "~", "null", "Null", "NULL"}
+_INTEGER = re.compile(r"0|-?[1-9][0-9]{0,17}")  # decimal, as Python prints it back; within 64 bits
+_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)"
+                    r"|\.(?:nan|NaN|NAN)")
+# line breaks to YAML 1.1 (and libyaml), ordinary characters to YAML 1.2, editors and grep
+_YAML11_BREAKS = "\x85\u2028\u2029"
+_ESCAPED = re.compile(r"\\(?:u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]{8}))")
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,7 @@ class Positions:
 
     keys: dict[YamlPath, Position] = field(default_factory=dict)
     values: dict[YamlPath, Position] = field(default_factory=dict)
+    words: dict[YamlPath, str] = field(default_factory=dict)  # what was written for a boolean or null
 
     def of(self, path: YamlPath, *, key: bool = False) -> Position:
         """Where the value at `path` (or its key) stands, else its nearest enclosing value."""
@@ -58,18 +78,32 @@ class Positions:
 
 
 def read_source(path: Path | str, *, name: str | None = None) -> Source:
-    """Read a configuration file: at most MAX_BYTES, and strictly UTF-8."""
-    path = Path(path)
-    name = name or str(path)
-    with path.open("rb") as stream:
-        data = stream.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise ConfigError([Finding(name, 1, 1, f"the file is larger than {MAX_BYTES // 2**20} MiB, "
-                                   "the most a configuration may be; split it or trim it")])
-    return decode_source(data, name)
+    """Read a configuration file: a regular file of at most MAX_BYTES, strictly UTF-8."""
+    return decode_source(read_bounded(path), name or str(path))
+
+
+def read_bounded(path: Path | str) -> bytes:
+    """At most MAX_BYTES + 1 bytes of a regular file. Never blocks: a FIFO, socket, device or
+    directory raises OSError saying what it is."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb") as stream:
+        kind = _FILE_KINDS.get(stat.S_IFMT(os.fstat(descriptor).st_mode))
+        if kind is not None:
+            raise OSError(errno.EINVAL, f"it is {kind}, not a regular file; give the path of a domains.yml")
+        return stream.read(MAX_BYTES + 1)
+
+
+_FILE_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+               stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory"}
 
 
 def decode_source(data: bytes, name: str) -> Source:
+    """The configuration in `data`: at most MAX_BYTES, strictly UTF-8."""
+    if len(data) > MAX_BYTES:
+        raise ConfigError([Finding(name, 1, 1, f"the file is larger than {MAX_BYTES // 2**20} MiB, "
+                                   "the most a configuration may be; split it or trim it")])
+    if unicode := _utf16_or_32(data):
+        raise ConfigError([Finding(name, 1, 1, f"the file is {unicode}, not UTF-8; save it as UTF-8")])
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -80,6 +114,19 @@ def decode_source(data: bytes, name: str) -> Source:
         raise ConfigError([Finding(name, line, column,
                                    f"byte 0x{byte:02x} is not UTF-8; save the file as UTF-8")]) from None
     return Source(name, text, hashlib.sha256(data).hexdigest())
+
+
+def _utf16_or_32(data: bytes) -> str | None:
+    """What a file in UTF-16 or UTF-32 looks like: a byte order mark, or NUL bytes between
+    its first (ASCII) characters. None for anything else."""
+    for mark, encoding in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+                           (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):
+        if data.startswith(mark):
+            return f"{encoding} (it starts with a {encoding} byte order mark)"
+    head = data[:64]
+    if len(head) >= 4 and head.count(0) * 2 >= len(head):
+        return "UTF-16 or UTF-32 without a byte order mark (NUL bytes between its characters)"
+    return None
 
 
 def parse(source: Source, positions: Positions | None = None) -> Any:
@@ -93,21 +140,32 @@ def parse(source: Source, positions: Positions | None = None) -> Any:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         problem = error.problem or error.context or "invalid YAML"
-        reader.findings.append(Finding(source.name, mark.line + 1, mark.column + 1, f"YAML syntax: {problem}"))
+        reader.findings.append(reader.at(mark.line, mark.column, f"YAML syntax: {problem}"))
         data = None
-    except yaml.reader.ReaderError as error:
-        line, column = _line_column(source.text, error.position)
-        reader.findings.append(Finding(source.name, line, column,
-                                       f"character #x{error.character:04x} is not allowed in YAML"))
+    except yaml.reader.ReaderError as error:  # its position counts bytes of UTF-8
+        index = len(reader.text.encode()[:error.position].decode(errors="ignore"))
+        line_start = reader.text.rfind("\n", 0, index) + 1
+        reader.findings.append(reader.at(reader.text.count("\n", 0, index), index - line_start,
+                                         f"character #x{error.character:04x} is not allowed in YAML"))
         data = None
     if reader.findings:
-        raise ConfigError(reader.findings)
+        raise ConfigError(reader.findings, more=reader.unrecorded)
     return data
 
 
-def _line_column(text: str, index: int) -> Position:
-    line_start = text.rfind("\n", 0, index) + 1
-    return text.count("\n", 0, index) + 1, index - line_start + 1
+def _without_yaml11_breaks(text: str) -> tuple[str, dict[int, str]]:
+    """The text with each YAML 1.1-only line break replaced by a private-use character that
+    appears nowhere in it (not even as an escape), and the table that puts them back."""
+    present = [char for char in _YAML11_BREAKS if char in text]
+    if not present:
+        return text, {}
+    taken = set(text) | {chr(int(short or long, 16)) for short, long in _ESCAPED.findall(text)
+                         if int(short or long, 16) < 0x110000}
+    stand_ins = (chr(point) for point in range(0xE000, 0xF900) if chr(point) not in taken)
+    replace = dict(zip(present, stand_ins, strict=False))
+    if len(replace) < len(present):
+        return text, {}  # every private-use character is taken: an absurd file; libyaml's breaks then
+    return text.translate(str.maketrans(replace)), {ord(stand_in): char for char, stand_in in replace.items()}
 
 
 class _Stop(Exception):
@@ -120,16 +178,17 @@ class _Stop(Exception):
 class _Reader:
     def __init__(self, source: Source, positions: Positions | None):
         self.name = source.name
-        self.next_event = yaml.CSafeLoader(source.text).get_event
+        self.text, self.restore = _without_yaml11_breaks(source.text)
+        self.next_event = yaml.CSafeLoader(self.text).get_event
+        self.lines = self.text.split("\n")
         self.positions = positions
         self.findings: list[Finding] = []
+        self.unrecorded = 0  # findings past MAX_FINDINGS, counted only
         self.anchors: dict[str, tuple[Any, int]] = {}
         self.open_anchors: set[str] = set()
         self.aliases = 0
         self.values = 0
-        self.resolver = yaml.resolver.Resolver()
-        self.constructor = yaml.constructor.SafeConstructor()
-        self.scalars: dict[tuple[str, tuple[bool, bool]], Any] = {}  # plain scalars repeat a lot
+        self.scalars: dict[str, Any] = {}  # plain scalars repeat a lot
 
     def document(self) -> Any:
         self.next_event()  # StreamStart
@@ -142,13 +201,21 @@ class _Reader:
             self.stop(extra, "the file holds more than one YAML document; keep one")
         return data
 
+    def at(self, line: int, column: int, message: str) -> Finding:
+        """A finding at libyaml's 0-based mark; past the end of the file, at the end of its last line."""
+        count = len(self.lines) - 1 if len(self.lines) > 1 and not self.lines[-1] else len(self.lines)
+        if line >= count:
+            line, column = count - 1, len(self.lines[count - 1])
+        return Finding(self.name, line + 1, column + 1, message)
+
     def stop(self, event: yaml.Event, message: str):
-        mark = event.start_mark
-        raise _Stop(Finding(self.name, mark.line + 1, mark.column + 1, message))
+        raise _Stop(self.at(event.start_mark.line, event.start_mark.column, message))
 
     def note(self, event: yaml.Event, message: str) -> None:
-        mark = event.start_mark
-        self.findings.append(Finding(self.name, mark.line + 1, mark.column + 1, message))
+        if len(self.findings) >= MAX_FINDINGS:
+            self.unrecorded += 1
+        else:
+            self.findings.append(self.at(event.start_mark.line, event.start_mark.column, message))
 
     def node(self, event: yaml.Event, path: YamlPath, depth: int) -> tuple[Any, int]:
         """The value that starts with `event`, and how many values it expands to."""
@@ -160,7 +227,7 @@ class _Reader:
             return self.alias(event)
         self.count(event, 1)
         if isinstance(event, yaml.ScalarEvent):
-            value, size = self.scalar(event), 1
+            value, size = self.scalar(event, path), 1
         else:
             if event.tag is not None and event.tag not in (_CORE + "seq", _CORE + "map", "!"):
                 self.note(event, f"tag {_short(event.tag)} is not allowed: {_PLAIN_DATA}")
@@ -193,23 +260,39 @@ class _Reader:
         self.count(event, size)
         return value, size
 
-    def scalar(self, event: yaml.ScalarEvent) -> Any:
-        tag = event.tag
-        if tag is None and (event.value, event.implicit) in self.scalars:
-            return self.scalars[event.value, event.implicit]
-        if tag is None:
-            tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
-        if tag in _PLAIN_TAGS:
-            value = event.value
-        elif tag in _TYPED_TAGS:
-            node = yaml.ScalarNode(tag, event.value)
-            value = self.constructor.yaml_constructors[tag](self.constructor, node)
-        else:
-            self.note(event, f"tag {_short(tag)} is not allowed: {_PLAIN_DATA}")
-            return event.value
-        if event.tag is None and len(event.value) <= 64:
-            self.scalars[event.value, event.implicit] = value
+    def scalar(self, event: yaml.ScalarEvent, path: YamlPath) -> Any:
+        text = event.value.translate(self.restore) if self.restore else event.value
+        if event.tag is not None and event.tag not in _TEXT_TAGS:
+            return self.tagged(event, text)
+        if not (event.implicit[0] and event.tag is None):  # quoted, or tagged as text
+            return text
+        if text not in self.scalars:
+            value = _plain(text)
+            if len(text) > 64:
+                return value
+            self.scalars[text] = value
+        value = self.scalars[text]
+        if (value is None or isinstance(value, bool)) and self.positions is not None:
+            self.positions.words[path] = text
         return value
+
+    def tagged(self, event: yaml.ScalarEvent, text: str) -> Any:
+        """A scalar with an explicit core tag: its text must be what the tag says."""
+        kind = event.tag.removeprefix(_CORE)
+        if kind == "int" and _INTEGER.fullmatch(text):
+            return int(text)
+        if kind == "bool" and text in _BOOLEANS:
+            return _BOOLEANS[text]
+        if kind == "null" and text in _NULLS:
+            return None
+        if kind == "float" and _FLOAT.fullmatch(text):
+            return text  # no field is a float: the text written, for a quantity say
+        if kind in ("int", "bool", "null", "float"):
+            self.note(event, f"{_shown(text)} is not {_TAG_MEANS[kind]}, as its tag !!{kind} says; "
+                      "correct the value or remove the tag")
+        else:
+            self.note(event, f"tag {_short(event.tag)} is not allowed: {_PLAIN_DATA}")
+        return text
 
     def sequence(self, path: YamlPath, depth: int) -> tuple[list, int]:
         items, size = [], 1
@@ -249,13 +332,29 @@ class _Reader:
                       "or alias a whole mapping")
             return None
         self.count(event, 1)
+        key = event.value.translate(self.restore) if self.restore else event.value
         if self.positions is not None:
             mark = event.start_mark
-            self.positions.keys[(*path, event.value)] = (mark.line + 1, mark.column + 1)
-        return event.value
+            self.positions.keys[(*path, key)] = (mark.line + 1, mark.column + 1)
+        return key
 
 
 _PLAIN_DATA = "domains.yml holds plain data only (strings, numbers, booleans, lists and mappings)"
+_TAG_MEANS = {"int": "a decimal integer", "bool": "true or false", "null": "null",
+              "float": "a number"}
+
+
+def _plain(text: str) -> Any:
+    """An unquoted scalar's value: a boolean, null, a decimal integer, or else its text."""
+    if text in _BOOLEANS:
+        return _BOOLEANS[text]
+    if text in _NULLS:
+        return None
+    return int(text) if _INTEGER.fullmatch(text) else text
+
+
+def _shown(text: str) -> str:
+    return repr(text[:80]) + ("..." if len(text) > 80 else "")
 
 
 def _short(tag: str) -> str:

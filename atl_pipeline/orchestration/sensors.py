@@ -13,6 +13,7 @@ import os
 from dagster import AssetKey, DefaultSensorStatus, RunRequest, SensorEvaluationContext, SkipReason, sensor
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from atl_pipeline.config.yaml_reader import read_bounded
 from atl_pipeline.gitops import GitError, GitSource, Mirror, redact_credentials
 from atl_pipeline.project import Project
 
@@ -76,10 +77,9 @@ def domains_file_sensor(job: UnresolvedAssetJobDefinition):
     def domains_file_changed(context: SensorEvaluationContext):
         path = Project.from_env().domains_file
         try:
-            with path.open("rb") as stream:
-                digest = hashlib.file_digest(stream, "sha256").hexdigest()
-        except FileNotFoundError:
-            return SkipReason(f"{path} does not exist")
+            digest = hashlib.sha256(read_bounded(path)).hexdigest()
+        except OSError as error:
+            return SkipReason(f"cannot read {path}: {error.strerror}")
         last = (json.loads(context.cursor) if context.cursor
                 else {"sha256": _last_deployed(context, "sha256"), "change": 0})
         if digest == last["sha256"]:
