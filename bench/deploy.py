@@ -28,6 +28,7 @@ from atl_pipeline.orchestration.runner import run_deploy  # noqa: E402
 from atl_pipeline.project import Project  # noqa: E402
 from atl_pipeline.runtime.local import deployed_runtime  # noqa: E402
 from tests.conftest import copy_project  # noqa: E402
+from tests.ports import service_ports  # noqa: E402
 from tests.runtime_helpers import Load, wait_until_served  # noqa: E402
 
 LOAD = REPO / "bench" / "load.py"
@@ -67,7 +68,7 @@ def main() -> None:
         print(f"{'':<36} {deploy:>8.2f} {total:>7.2f} {served['ok']:>7} {served['failed']:>7}")
         print()
         lb = deployed_runtime(project).lb
-        replica = "127.0.0.1:28150"  # the rolled release's first replica
+        replica = f"127.0.0.1:{service_ports()[0] + 50}"  # the rolled release's first replica
         print(f"{'concurrency':>11} {'lb req/s':>9} {'lb p50 ms':>10} {'lb p99 ms':>10} {'direct req/s':>13} "
               f"{'direct p50':>11} {'direct p99':>11} {'lb/direct':>10}")
         for concurrency in CONCURRENCY:

@@ -25,12 +25,13 @@ from atl_pipeline.config.model import LocalTarget  # noqa: E402
 from atl_pipeline.health import probe_domains  # noqa: E402
 from atl_pipeline.runtime.local import LocalRuntime  # noqa: E402
 from tests.conftest import copy_project  # noqa: E402
-from tests.postgres import free_port  # noqa: E402
+from tests.ports import free_port, service_ports  # noqa: E402
 
 SIZES = (10, 100, 1_000)
+PORT = service_ports()[0]
 SERVICE = {"command": ["python3", "-m", "atl_pipeline.sample_service", "--port", "{port}"], "cpu_millicores": 500,
-           "health_path": "/healthz", "image": None, "memory_bytes": 512 * 2**20, "port": 28100,
-           "release": "bench", "replicas": 2, "ports": [28100, 28101], "standby_ports": [28150, 28151]}
+           "health_path": "/healthz", "image": None, "memory_bytes": 512 * 2**20, "port": PORT,
+           "release": "bench", "replicas": 2, "ports": [PORT, PORT + 1], "standby_ports": [PORT + 50, PORT + 51]}
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ from tests.runtime_helpers import (  # noqa: E402
     wait_until_served,
 )
 from tests.terraform_helpers import (  # noqa: E402
-    apply_in_thread,
+    BackgroundApply,
     kill_terraform_in,
     use_pg,
     wait_for_terraform_in,
@@ -143,9 +143,9 @@ def toggle_monitoring(project: Project) -> None:
 def kill_terraform_during_apply(project: Project) -> tuple[int, float]:
     toggle_monitoring(project)
     plan = make_plan(project, validate(load_config(project.domains_file)), "interrupted")
-    thread, _ = apply_in_thread(project, plan)
+    interrupted = BackgroundApply(project, plan)
     kill_terraform_in(plan.workdir)
-    thread.join()
+    interrupted.join()
     start = time.monotonic()
     assert run_deploy(project, stages=DEPLOY).success
     return 3, time.monotonic() - start

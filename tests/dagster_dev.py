@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 
 from atl_pipeline.project import Project
-from tests.postgres import free_port
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 120.0

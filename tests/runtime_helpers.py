@@ -15,21 +15,32 @@ from atl_pipeline.project import Project
 from atl_pipeline.runtime import http
 from atl_pipeline.runtime.local import LocalRuntime, deployed_runtime
 from atl_pipeline.runtime.rolling import as_output
-from tests.postgres import free_port
+from tests.ports import free_port, service_ports
 
 LOAD = Path(__file__).resolve().parent.parent / "bench" / "load.py"
 
 
 def on_test_ports(project: Project) -> None:
-    """Move the example's load balancer to free ports and its services away from the defaults."""
+    """Move the example's load balancer and services to ports reserved for this test process."""
     text = project.domains_file.read_text()
     moves = [(f"{name}: {port}", f"{name}: {free_port()}")
              for name, port in (("http_port", 8000), ("https_port", 8443), ("admin_port", 2019),
                                 ("prometheus_port", 9090), ("blackbox_port", 9115))]
-    for old, new in [*moves, ("port: 8100", "port: 28100"), ("port: 8200", "port: 28200")]:
+    api, web = service_ports()
+    for old, new in [*moves, ("port: 8100", f"port: {api}"), ("port: 8200", f"port: {web}")]:
         assert old in text, old
         text = text.replace(old, new)
     project.domains_file.write_text(text)
+
+
+def clash_ports(project: Project) -> int:
+    """Move website's ports into backend-api's (its standby half): a finding of the rules. Returns
+    the port they both use."""
+    api, web = service_ports()
+    text = project.domains_file.read_text()
+    assert f"port: {web}" in text
+    project.domains_file.write_text(text.replace(f"port: {web}", f"port: {api + 50}"))
+    return api + 50
 
 
 def through_lb(project: Project, domain: str, path: str = "/", tls: bool = True) -> http.Response:

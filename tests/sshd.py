@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from atl_pipeline.runtime.ssh import RemoteHost
-from tests.postgres import free_port
+from tests.ports import free_port
 
 SSHD = Path("/usr/sbin/sshd")
 STAND_IN = Path(__file__).parent / "stand_in" / "docker"

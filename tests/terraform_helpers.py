@@ -45,6 +45,7 @@ class held_lock:
     def __exit__(self, *exc) -> None:
         os.write(self.terminal, b"exit\n")
         self.console.wait(timeout=30)
+        self.released_at = time.monotonic()
         os.close(self.terminal)
 
 
@@ -69,16 +70,23 @@ def kill_terraform_in(workdir: Path) -> None:
     os.kill(wait_for_terraform_in(workdir), signal.SIGKILL)
 
 
-def apply_in_thread(project: Project, plan: TerraformPlan) -> tuple[threading.Thread, list]:
-    """Start applying `plan`; the list receives the result or the exception."""
-    outcome: list = []
+class BackgroundApply:
+    """`apply_plan` in a thread: its result (or exception) and when it finished."""
 
-    def work() -> None:
+    def __init__(self, project: Project, plan: TerraformPlan):
+        self.result: object = None
+        self.finished_at: float | None = None
+        self.thread = threading.Thread(target=self._work, args=(project, plan))
+        self.thread.start()
+
+    def _work(self, project: Project, plan: TerraformPlan) -> None:
         try:
-            outcome.append(apply_plan(project, plan))
+            self.result = apply_plan(project, plan)
         except Exception as error:  # noqa: BLE001 - the caller inspects it
-            outcome.append(error)
+            self.result = error
+        self.finished_at = time.monotonic()
 
-    thread = threading.Thread(target=work)
-    thread.start()
-    return thread, outcome
+    def join(self, timeout: float = 120) -> object:
+        self.thread.join(timeout=timeout)
+        assert not self.thread.is_alive(), "the apply did not finish"
+        return self.result

@@ -15,6 +15,7 @@ from dagster import DagsterInstance
 from atl_pipeline.cli import main
 from atl_pipeline.project import Project
 from tests.conftest import SEED
+from tests.runtime_helpers import clash_ports
 
 FINDING = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<column>\d+): (?P<message>.+)$")
 
@@ -109,11 +110,14 @@ def test_up_fails_when_validation_fails(capsys, project: Project, write):
 
 
 def test_up_stops_at_the_blocking_check(capsys, project: Project):
-    project.domains_file.write_text(project.domains_file.read_text().replace("port: 28200", "port: 28150"))
+    clashing = clash_ports(project)
     code, out, _ = run(capsys, "infra", "up")
     assert code == 1
     assert re.search(r"^FAIL +validated_config:valid +\S*domains.yml:\d+:\d+: services 'backend-api' and "
-                     r"'website' both use port 28150", out, re.M)
+                     fr"'website' both use port {clashing}", out, re.M)
+    assert re.findall(r"^skip +(\w+) +not run", out, re.M) == [
+        "terraform_plan", "terraform_apply", "service_deployment", "health_check", "monitoring", "certificates"]
+    assert not (project.state_dir / "terraform").exists()
 
 
 def test_the_atl_console_script_is_installed(write):

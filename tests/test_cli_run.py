@@ -80,7 +80,10 @@ def test_apply_yes_then_up_for_one_domain_then_destroy(capsys, project: Project)
     assert "stopped the load balancer and monitoring" in out
     assert not deployed_runtime(project).supervisor.is_running()
     code, out, _ = run(capsys, "infra", "plan", "--json")
-    assert all(c["action"] == "create" for c in json.loads(out)["changes"])
+    assert {(c["address"], c["action"]) for c in json.loads(out)["changes"]} == {
+        (f'terraform_data.{kind}["{name}"]', "create") for kind, name in (
+            ("domain", API), ("domain", "www.allthingslinux.org"), ("domain", "docs.allthingslinux.org"),
+            ("service", "backend-api"), ("service", "website"))}
 
 
 def test_up_for_an_unknown_domain_fails_at_the_plan(capsys, project: Project):

@@ -20,8 +20,10 @@ def test_every_field_is_in_the_reference_with_its_description():
     reference = configuration_reference()
     rows = fields(Config)
     assert len(rows) == 55
-    for path, _, _, description in rows:
-        assert f"| `{path}` |" in reference and description, path
+    lines = reference.splitlines()
+    for path, _, _, description in rows:  # a field of each target kind has a row of its own
+        row = f"| `{path}` |"
+        assert description and any(line.startswith(row) and description[:40] in line for line in lines), path
     assert "| `domains[].replicas` | integer | `1` | How many replicas" in reference
     assert "| `services.<name>.health.path` | string | `/healthz` |" in reference
     assert "| `state.backend` | `local` or `pg` | `local` |" in reference

@@ -6,10 +6,12 @@ import os
 import signal
 from pathlib import Path
 
+from atl_pipeline.cli import main
 from atl_pipeline.config import load_config
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
+from atl_pipeline.runtime.supervisor import alive
 from atl_pipeline.terraform.cli import TerraformError
 from atl_pipeline.terraform.stages import make_plan, terraform
 from atl_pipeline.validation import validate
@@ -21,7 +23,7 @@ from tests.runtime_helpers import (
     replica_pids,
     wait_until_served,
 )
-from tests.terraform_helpers import apply_in_thread, kill_terraform_in
+from tests.terraform_helpers import BackgroundApply, kill_terraform_in
 
 API = "api.allthingslinux.org"
 
@@ -54,6 +56,21 @@ def test_caddy_killed_mid_run_then_the_run_routes_through_the_restarted_one(proj
     assert caddy not in {p["pid"] for p in runtime.supervisor.processes()}
     assert wait_until_served(project, "blog.allthingslinux.org").ok
     assert drift_from_record(runtime) == []
+
+
+def test_supervisord_killed_then_down_stops_what_it_left_running(project: Project, capsys):
+    """Its children outlive it; `atl infra down` finds them by the socket supervisord marked them
+    with, so the next `up` finds its ports free."""
+    assert run_deploy(project, stages=stages_until("service_deployment")).success
+    supervisor = deployed_runtime(project).supervisor
+    children = {p["pid"] for p in supervisor.processes()}
+    os.kill(supervisor.rpc.getPID(), signal.SIGKILL)
+    assert set(supervisor.strays()) == children and len(children) == 6  # 5 replicas and Caddy
+
+    assert main(["infra", "down"]) == 0
+    assert "nothing was running" not in capsys.readouterr().out
+    assert supervisor.strays() == [] and not any(alive(pid) for pid in children)
+    assert run_deploy(project, stages=stages_until("health_check")).success
 
 
 BLOG = """\
@@ -111,11 +128,10 @@ def release(project: Project, image: str) -> None:
 def test_terraform_killed_during_apply_then_the_next_run_converges(project: Project):
     validated = validate(load_config(project.domains_file))
     plan = make_plan(project, validated, "interrupted")
-    thread, outcome = apply_in_thread(project, plan)
+    interrupted = BackgroundApply(project, plan)
     kill_terraform_in(plan.workdir)  # the first terraform process apply_plan starts is `apply`
-    thread.join(timeout=60)
 
-    assert isinstance(outcome[0], TerraformError), outcome
+    assert isinstance(interrupted.join(), TerraformError), interrupted.result
     assert run_deploy(project, stages=stages_until("terraform_apply")).success
     runner = terraform(project, validated.loaded.config.state, validated.loaded.config.environment)
     assert not runner.plan(plan.workdir / "plans" / "after.tfplan")  # nothing left to change

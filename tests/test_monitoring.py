@@ -19,6 +19,9 @@ from atl_pipeline.monitoring.prometheus import Monitoring, MonitoringError
 from atl_pipeline.orchestration.runner import run_deploy
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
+from tests.ports import service_ports
+
+API_PORT, WEB_PORT = service_ports()  # the example's services' first ports in this test process
 
 RULES = resources.files("atl_pipeline.monitoring")
 
@@ -65,7 +68,7 @@ def test_the_stack_is_monitored_and_a_stopped_replica_shows_as_down(project: Pro
         assert time.monotonic() < deadline, "Prometheus never saw the stopped replica down"
         time.sleep(0.5)
     (down,) = prometheus(project, 'up{job="services"} == 0')
-    assert down["metric"]["instance"] == "127.0.0.1:28100"
+    assert down["metric"]["instance"] == f"127.0.0.1:{API_PORT}"
 
     assert main(["infra", "status", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -11,6 +11,7 @@ from atl_pipeline.orchestration.assets import domain_config, validated_config
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.orchestration.runner import run_deploy
 from atl_pipeline.project import Project
+from tests.runtime_helpers import clash_ports
 
 
 def instance_of(project: Project) -> DagsterInstance:
@@ -45,8 +46,7 @@ def test_a_deploy_run_materializes_both_stages_with_metadata(project: Project):
 
 
 def test_a_failing_validation_stops_later_stages_in_the_same_run(project: Project):
-    text = project.domains_file.read_text().replace("port: 28200", "port: 28150")  # in backend-api's ports
-    project.domains_file.write_text(text)
+    clashing = clash_ports(project)
     stages = []
 
     outcome = run_deploy(project, on_stage=stages.append)
@@ -56,7 +56,7 @@ def test_a_failing_validation_stops_later_stages_in_the_same_run(project: Projec
         ("domain_config", "ok"), ("validated_config:valid", "check failed"), ("validated_config", "failed"),
         ("terraform_plan", "skipped"), ("terraform_apply", "skipped"), ("service_deployment", "skipped"),
         ("health_check", "skipped"), ("monitoring", "skipped"), ("certificates", "skipped")]
-    assert "both use port 28150" in stages[1].detail
+    assert f"both use port {clashing}" in stages[1].detail
     assert not (project.state_dir / "terraform").exists()
 
 

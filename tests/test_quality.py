@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from atl_pipeline.project import Project
+from tests.runtime_helpers import clash_ports
 from tests.test_cli import run
 
 
@@ -41,9 +42,9 @@ def test_fix_leaves_a_file_that_does_not_load_alone(capsys, project: Project):
 
 
 def test_rule_findings(capsys, project: Project):
-    project.domains_file.write_text(project.domains_file.read_text().replace("port: 28200", "port: 28150"))
+    clashing = clash_ports(project)
     code, out, _ = run(capsys, "quality", "lint")
-    assert code == 1 and "[rules] services 'backend-api' and 'website' both use port 28150" in out
+    assert code == 1 and f"[rules] services 'backend-api' and 'website' both use port {clashing}" in out
 
 
 def test_rendered_terraform_that_fmt_would_rewrite(capsys, project: Project):

@@ -23,6 +23,7 @@ from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
+from tests.ports import service_ports
 from tests.runtime_helpers import (
     Load,
     process_limits,
@@ -75,12 +76,12 @@ def test_services_answer_through_caddy_over_verified_tls(stack: Project, capsys)
         (API, "backend-api", True, True), (DOCS, "website", True, True), (WWW, "website", True, True)]
     assert report["domains"][0]["url"] == f"https://{API}:{lb.https_port}/"
     api = next(s for s in report["services"] if s["name"] == "backend-api")
-    assert [(r["port"], r["state"]) for r in api["replicas"]] == [(28100, "RUNNING"), (28101, "RUNNING"),
-                                                                   (28102, "RUNNING")]
+    first = service_ports()[0]
+    assert [(r["port"], r["state"]) for r in api["replicas"]] == [(first + r, "RUNNING") for r in range(3)]
     assert process_limits(api["replicas"][0]["pid"]) == (512 * 2**20, 5)
     metrics = requests.get(f"{lb.admin_url}/metrics", timeout=5).text
     assert f'host="{API}"' in metrics
-    sample = requests.get("http://127.0.0.1:28100/metrics", timeout=5).text
+    sample = requests.get(f"http://127.0.0.1:{first}/metrics", timeout=5).text
     assert 'atl_sample_info{service="backend-api"' in sample
 
 
@@ -190,7 +191,7 @@ def test_services_and_caddy_do_not_inherit_the_pipelines_environment(project: Pr
 
 
 def test_a_new_admin_port_moves_caddys_admin_endpoint(stack: Project):
-    from tests.postgres import free_port
+    from tests.ports import free_port
 
     old = deployed_runtime(stack).lb.admin_port
     new = free_port()

@@ -8,7 +8,6 @@ import itertools
 import json
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,11 @@ from atl_pipeline.project import Project
 from atl_pipeline.terraform.stages import TerraformApply, make_plan, terraform
 from atl_pipeline.validation import validate
 from tests.conftest import copy_project
-from tests.terraform_helpers import apply_in_thread, held_lock, use_pg, wait_for_terraform_in
+from tests.ports import service_ports
+from tests.terraform_helpers import BackgroundApply, held_lock, use_pg, wait_for_terraform_in
+from tests.test_secrets import readable
+
+API_PORT, WEB_PORT = service_ports()  # the example's services' first ports in this test process
 
 CANARY = "canary-Zq8vX3pL"
 SECRET_ENV = "ATL_TEST_PG_CONN"
@@ -62,15 +65,6 @@ def test_state_lives_in_postgresql_and_the_secret_never_shows(project: Project, 
             assert CANARY.encode() not in readable(path), path
 
 
-def readable(path: Path) -> bytes:
-    """A file's bytes, and the members of a zip (a saved Terraform plan) unpacked."""
-    data = path.read_bytes()
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            data += b"".join(archive.read(name) for name in archive.namelist())
-    return data
-
-
 def test_a_failing_connection_reports_without_the_secret(project: Project, postgres, monkeypatch):
     """A database that does not exist: refused at once, not retried (only an unreachable backend is)."""
     monkeypatch.setenv(SECRET_ENV, f"postgres://postgres:{CANARY}@127.0.0.1:{postgres.port}/nowhere?sslmode=disable")
@@ -102,22 +96,21 @@ def test_applies_from_two_machines_wait_for_each_other(tmp_path: Path, pg_url):
     for project in (first, second):
         use_pg(project, SECRET_ENV, schema)
     first_plan = plan(first, "first")
-    terraform(first, first_plan.state, "production").apply(first_plan.plan_file)
+    runner = terraform(first, first_plan.state, "production")
+    runner.apply(first_plan.plan_file)
+    assert runner.outputs()["services"]["website"]["ports"] == [WEB_PORT, WEB_PORT + 1]
     second.domains_file.write_text(second.domains_file.read_text().replace("replicas: 2", "replicas: 3"))
     second_plan = plan(second, "second")
     assert len(second_plan.summary.changes) == 3
 
-    with held_lock(first_plan.workdir, env={"PG_CONN_STR": pg_url}):
-        thread, outcome = apply_in_thread(second, second_plan)
-        wait_for_terraform_in(second_plan.workdir)
-        time.sleep(1)
-        assert thread.is_alive() and outcome == [], "the apply did not wait for the lock"
-    thread.join(timeout=120)
+    with held_lock(first_plan.workdir, env={"PG_CONN_STR": pg_url}) as lock:
+        waiting = BackgroundApply(second, second_plan)
+        wait_for_terraform_in(second_plan.workdir, "apply")
+    applied = waiting.join()
 
-    (applied,) = outcome
-    assert isinstance(applied, TerraformApply), applied
-    runner = terraform(first, first_plan.state, "production")
-    assert runner.outputs()["services"]["website"]["ports"] == [28200, 28201, 28202]
+    assert isinstance(applied, TerraformApply) and applied.applied, applied
+    assert waiting.finished_at > lock.released_at, "the apply did not wait for the lock"
+    assert runner.outputs()["services"]["website"]["ports"] == [WEB_PORT, WEB_PORT + 1, WEB_PORT + 2]
     assert plan(second, "again").summary.changes == ()
 
 
@@ -130,11 +123,8 @@ def test_concurrent_applies_of_plans_from_one_state_let_exactly_one_win(tmp_path
     projects[1].domains_file.write_text(text.replace("monitoring: true", "monitoring: false"))
     plans = [plan(project, "race") for project in projects]
 
-    runs = [apply_in_thread(project, p) for project, p in zip(projects, plans, strict=True)]
-    for thread, _ in runs:
-        thread.join(timeout=120)
-
-    outcomes = [outcome[0] for _, outcome in runs]
+    runs = [BackgroundApply(project, p) for project, p in zip(projects, plans, strict=True)]
+    outcomes = [run.join() for run in runs]
     assert sorted(type(o).__name__ for o in outcomes) == ["StalePlan", "TerraformApply"]
     winner = projects[[isinstance(o, TerraformApply) for o in outcomes].index(True)]
     assert plan(winner, "after").summary.changes == ()  # the state is whole: exactly the winner's

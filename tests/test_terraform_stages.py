@@ -23,7 +23,11 @@ from atl_pipeline.terraform.cli import StalePlan, StateLocked, Terraform, Terraf
 from atl_pipeline.terraform.plan import Change
 from atl_pipeline.terraform.stages import DestroyNotApproved, InvalidConfig, apply_plan, make_plan, terraform
 from atl_pipeline.validation import validate
+from tests.ports import reserve_block, service_ports
+from tests.runtime_helpers import clash_ports
 from tests.terraform_helpers import held_lock
+
+API_PORT, WEB_PORT = service_ports()  # the example's services' first ports in this test process
 
 API = 'terraform_data.domain["api.allthingslinux.org"]'
 WWW = 'terraform_data.domain["www.allthingslinux.org"]'
@@ -53,9 +57,10 @@ def test_plan_apply_then_nothing_left_to_do(project: Project):
 
     applied = apply_plan(project, first)
     assert applied.applied
-    assert applied.outputs["services"]["backend-api"]["ports"] == [28100, 28101, 28102]
-    assert applied.outputs["services"]["backend-api"]["standby_ports"] == [28150, 28151, 28152]
-    assert applied.outputs["services"]["website"]["ports"] == [28200, 28201]
+    api = applied.outputs["services"]["backend-api"]
+    assert api["ports"] == [API_PORT + r for r in range(3)]
+    assert api["standby_ports"] == [API_PORT + 50 + r for r in range(3)]
+    assert applied.outputs["services"]["website"]["ports"] == [WEB_PORT, WEB_PORT + 1]
     assert applied.outputs["domains"]["www.allthingslinux.org"]["url"] == "https://www.allthingslinux.org/"
 
     again = make_plan(project, validated(project), "again")
@@ -82,12 +87,12 @@ def test_scaling_a_service_updates_it_and_its_domain_in_place(project: Project):
     edit(project, "replicas: 2", "replicas: 3")
     plan = make_plan(project, validated(project), "second")
     assert plan.summary.changes == (Change(DOCS, "update"), Change(WWW, "update"), Change(WEBSITE, "update"))
-    assert apply_plan(project, plan).outputs["services"]["website"]["ports"] == [28200, 28201, 28202]
+    assert apply_plan(project, plan).outputs["services"]["website"]["ports"] == [WEB_PORT + r for r in range(3)]
 
 
 def test_a_new_port_or_tls_setting_replaces(project: Project):
     apply_plan(project, make_plan(project, validated(project), "first"))
-    edit(project, "port: 28200", "port: 28300")
+    edit(project, f"port: {WEB_PORT}", f"port: {reserve_block()}")
     text = project.domains_file.read_text()
     api_end = text.index('  - name: "www')
     project.domains_file.write_text(text[:api_end].replace("ssl: true", "ssl: false") + text[api_end:])
@@ -138,7 +143,7 @@ def test_a_plan_made_before_the_state_moved_is_not_applied(project: Project):
 
 
 def test_an_invalid_configuration_is_never_planned(project: Project):
-    edit(project, "port: 28200", "port: 28150")
+    clash_ports(project)
     with pytest.raises(InvalidConfig, match="findings"):
         make_plan(project, validated(project), "bad")
     assert not (project.state_dir / "terraform").exists()

@@ -260,7 +260,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     runtime = deployed_runtime(Project.from_env())
-    running = runtime.supervisor.is_running()
+    running = runtime.supervisor.is_running() or bool(runtime.supervisor.strays())
     runtime.stop()
     print("stopped every service and the load balancer; `atl infra up` brings them back" if running
           else "nothing was running")

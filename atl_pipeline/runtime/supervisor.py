@@ -7,10 +7,12 @@ reads, so no configuration value is ever written into supervisord's ini files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +26,7 @@ from atl_pipeline.runtime.rolling import TargetError
 
 MAX_SOCKET_PATH = 107
 START_TIMEOUT = 30.0
+STOP_GRACE = 15.0  # as stopwaitsecs: what a process has to stop on SIGTERM
 
 
 GIVEN_UP = ("STOPPED", "FATAL")  # states supervisord does not leave on its own
@@ -146,14 +149,40 @@ redirect_stderr=true
         self.rpc.reloadConfig()
 
     def shutdown(self) -> None:
-        """Stop every process and supervisord itself; the program files stay for the next start."""
+        """Stop every process and supervisord itself; the program files stay for the next start.
+        When supervisord is gone (killed, crashed), the processes it left behind are stopped."""
         if not self.is_running():
+            self.stop_strays()
             return
         pid = self.rpc.getPID()
         self.rpc.shutdown()
         deadline = time.monotonic() + START_TIMEOUT
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def strays(self) -> list[int]:
+        """The pids of processes this project's supervisord started and that outlived it: supervisord
+        marks each child with its own socket (SUPERVISOR_SERVER_URL), which no other process carries."""
+        marker = f"SUPERVISOR_SERVER_URL=unix://{self.socket}".encode()
+        found = []
+        for process in Path("/proc").glob("[0-9]*"):
+            try:
+                if marker in (process / "environ").read_bytes().split(b"\0"):
+                    found.append(int(process.name))
+            except OSError:  # gone meanwhile, or another user's
+                continue
+        return found
+
+    def stop_strays(self, grace: float = STOP_GRACE) -> None:
+        """SIGTERM what supervisord left behind, then SIGKILL what still runs after `grace` seconds."""
+        strays = self.strays()
+        for signal_number, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 0)):
+            for pid in strays:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal_number)
+            deadline = time.monotonic() + wait
+            while (strays := [pid for pid in strays if alive(pid)]) and time.monotonic() < deadline:
+                time.sleep(0.05)
 
     def _main_config(self, always: str) -> str:
         root = ini_value(self.root)
@@ -215,9 +244,10 @@ def ini_value(path: Path | str) -> str:
     return text.replace("%", "%%")
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """The process exists and has not exited (a zombie waiting for its parent has)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
-    return True
+    return state not in ("Z", "X")
