@@ -6,11 +6,11 @@ import json
 import re
 import shutil
 import socket
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from atl_pipeline import processes
 from atl_pipeline.config import load_config
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.monitoring.prometheus import BINARIES
@@ -51,8 +51,8 @@ def _tool(name: str) -> Check:
     if not (shutil.which(argv[0]) or Path(argv[0]).is_file()):
         return Check(name, False, "not found", fix)
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as error:
+        done = processes.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, processes.TimeoutExpired) as error:
         return Check(name, False, f"does not run: {error}", fix)
     version = _VERSION.search(done.stdout + done.stderr)
     if done.returncode != 0 or not version:

@@ -10,11 +10,11 @@ import io
 import os
 import re
 import shutil
-import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from atl_pipeline import processes
 from atl_pipeline.project import Project
 
 WATCHED = ("domains.yml", "terraform_templates")
@@ -106,7 +106,7 @@ class Mirror:
             partial = self.exports / f".{sha}.partial"
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
-            archive = subprocess.run(["git", "--git-dir", str(self.dir), "archive", "--format=tar", sha, "--",
+            archive = processes.run(["git", "--git-dir", str(self.dir), "archive", "--format=tar", sha, "--",
                                       *source.paths()], capture_output=True, timeout=GIT_TIMEOUT, env=_env())
             if archive.returncode != 0:
                 raise GitError(f"cannot export {sha[:12]}: {archive.stderr.decode(errors='replace').strip()}")
@@ -117,7 +117,7 @@ class Mirror:
         return destination / source.subdir if source.subdir else destination
 
     def _is_ancestor(self, older: str, newer: str) -> bool:
-        return subprocess.run(["git", "--git-dir", str(self.dir), "merge-base", "--is-ancestor", older, newer],
+        return processes.run(["git", "--git-dir", str(self.dir), "merge-base", "--is-ancestor", older, newer],
                               capture_output=True, timeout=GIT_TIMEOUT, env=_env()).returncode == 0
 
     def _prune(self) -> None:
@@ -132,9 +132,9 @@ class Mirror:
 
 def _git(*args: str, cwd: Path | None = None) -> str:
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=GIT_TIMEOUT,
+        done = processes.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=GIT_TIMEOUT,
                               env=_env())
-    except subprocess.TimeoutExpired:
+    except processes.TimeoutExpired:
         raise GitError(f"git {args[0]} took longer than {GIT_TIMEOUT:.0f} s") from None
     if done.returncode != 0:
         raise GitError(redact_credentials(f"git {' '.join(args)}: {done.stderr.strip()}"))

@@ -3,11 +3,12 @@
     python -m atl_pipeline.sample_service --port PORT [--unhealthy-for-host HOST]
 
 `/` names the service, release and replica (from ATL_SERVICE, ATL_RELEASE, ATL_REPLICA,
-which the local runtime sets); `/healthz` answers 200, or 503 to requests for HOST (a
-release broken for one site, for tests: 127.0.0.1 is the runtime's own health gate);
-`/metrics`
-is in Prometheus text format. On SIGTERM it stops accepting connections, finishes the
-requests in flight, and exits.
+which the local runtime sets); `/slow?ms=N` answers the same after N milliseconds (at most
+MAX_SLOW_MS: a request held open across a roll), to a GET or a POST (a form, which no proxy
+may send twice); `/healthz` answers 200, or 503 to requests
+for HOST (a release broken for one site, for tests: 127.0.0.1 is the runtime's own health
+gate); `/metrics` is in Prometheus text format. On SIGTERM it stops accepting connections,
+finishes the requests in flight, and exits.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DRAIN_SECONDS = 10.0
+MAX_SLOW_MS = 5000
+MAX_BODY = 64 * 1024
 
 
 class Service:
@@ -62,12 +65,20 @@ class Handler(BaseHTTPRequestHandler):
     wbufsize = 64 * 1024  # headers and body leave in one write, flushed after each request
     service: Service
 
+    def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+        """A form sent: read, then answered as a GET of the same path (`/slow`, say)."""
+        self.rfile.read(min(int(self.headers.get("Content-Length") or 0), MAX_BODY))
+        self.do_GET()
+
     def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
         start = time.perf_counter()
         with self.service.lock:
             self.service.in_flight += 1
         try:
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
+            if path == "/slow":
+                time.sleep(min(_milliseconds(query), MAX_SLOW_MS) / 1000)
+                path = "/"
             if path == "/healthz":
                 status, body, kind = (200, "ok\n", "text/plain") if self.service.healthy_for(
                     self.headers.get("Host", "")) else (503, "unhealthy\n", "text/plain")
@@ -96,6 +107,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet: Caddy logs requests
         pass
+
+
+def _milliseconds(query: str) -> int:
+    """`ms=N` of a query string; 0 when absent or not a number."""
+    value = dict(pair.partition("=")[::2] for pair in query.split("&")).get("ms", "")
+    return int(value) if value.isascii() and value.isdigit() else 0
 
 
 def serve(port: int, unhealthy_for_host: str | None) -> None:

@@ -4,6 +4,11 @@
         one request after another, each on a new HTTPS connection (Host and SNI = HOST,
         verified against CA), 10 ms apart after a failure, until SIGTERM or 120 s; writes
         counts, failures and the releases that answered to OUT.json.
+    python bench/load.py held ADDRESS:PORT HOST CA OUT.json CONCURRENCY MILLISECONDS
+        CONCURRENCY clients on keep-alive HTTPS connections, each posting a form to
+        /slow?ms=MILLISECONDS (held open that long; a POST, which the load balancer may not
+        retry once sent) one after another, until SIGTERM or 120 s; writes OUT.json as
+        `steady` does.
     python bench/load.py throughput ADDRESS:PORT HOST CA|- CONCURRENCY SECONDS
         CONCURRENCY threads on keep-alive connections (HTTPS, or HTTP when CA is -) for
         SECONDS; prints requests, failures, requests/s, p50 and p99 in ms as JSON.
@@ -47,6 +52,45 @@ def steady(address: str, host: str, ca: str, out: str) -> None:
                                      "releases": releases}))
 
 
+def held(address: str, host: str, ca: str, out: str, concurrency: str, milliseconds: str) -> None:
+    stopping: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    ip, port = address.rsplit(":", 1)
+    lock = threading.Lock()
+    ok, failures, releases = [0], [], Counter()
+    deadline = time.monotonic() + MAX_SECONDS
+
+    def client() -> None:
+        link = connection((ip, int(port)), host, tls=True, ca=Path(ca), timeout=10)
+        while not stopping and time.monotonic() < deadline:
+            try:
+                link.request("POST", f"/slow?ms={milliseconds}", body=b"comment=hello",
+                             headers={"Host": host, "Content-Type": "application/x-www-form-urlencoded"})
+                response = link.getresponse()
+                body = response.read()
+                error = "" if response.status == 200 else f"HTTP {response.status}: {body[:200]!r}"
+            except OSError as failure:
+                error, body = f"{type(failure).__name__}: {failure}", b""
+                link.close()
+            with lock:
+                if error:
+                    failures.append(error)
+                else:
+                    ok[0] += 1
+                    releases[json.loads(body)["release"]] += 1
+            if error:
+                time.sleep(FAILURE_PAUSE)
+
+    clients = [threading.Thread(target=client) for _ in range(int(concurrency))]
+    for thread in clients:
+        thread.start()
+    Path(out + ".started").write_text("")
+    for thread in clients:
+        thread.join()
+    Path(out).write_text(json.dumps({"ok": ok[0], "failed": len(failures), "failures": failures[:20],
+                                     "releases": releases}))
+
+
 def throughput(address: str, host: str, ca: str, concurrency: str, seconds: str) -> None:
     ip, port = address.rsplit(":", 1)
     latencies: list[float] = []
@@ -87,4 +131,4 @@ def throughput(address: str, host: str, ca: str, concurrency: str, seconds: str)
 
 
 if __name__ == "__main__":
-    {"steady": steady, "throughput": throughput}[sys.argv[1]](*sys.argv[2:])
+    {"steady": steady, "held": held, "throughput": throughput}[sys.argv[1]](*sys.argv[2:])

@@ -60,15 +60,17 @@ def wait_until_served(project: Project, domain: str, timeout: float = 30) -> htt
 
 
 class Load:
-    """bench/load.py's steady load in its own process, against one domain, for the length of a `with`."""
+    """bench/load.py's load in its own process, against one domain, for the length of a `with`:
+    `steady` (one request after another, each on a new connection) or `held` (clients on
+    keep-alive connections whose requests are each held open for a while)."""
 
-    def __init__(self, project: Project, domain: str, out: Path):
-        self.project, self.domain, self.out = project, domain, out
+    def __init__(self, project: Project, domain: str, out: Path, mode: str = "steady", *options: str):
+        self.project, self.domain, self.out, self.mode, self.options = project, domain, out, mode, options
 
     def __enter__(self) -> Load:
         lb = deployed_runtime(self.project).lb
-        self.process = subprocess.Popen([sys.executable, str(LOAD), "steady", f"{lb.address}:{lb.https_port}",
-                                         self.domain, str(lb.ca_cert), str(self.out)])
+        self.process = subprocess.Popen([sys.executable, str(LOAD), self.mode, f"{lb.address}:{lb.https_port}",
+                                         self.domain, str(lb.ca_cert), str(self.out), *self.options])
         while not Path(str(self.out) + ".started").exists():
             time.sleep(0.02)
         time.sleep(0.5)

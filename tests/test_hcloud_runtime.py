@@ -48,9 +48,11 @@ def outputs(path: Path = EXAMPLE) -> tuple[dict, dict]:
 
 
 @pytest.fixture(autouse=True)
-def no_drain(monkeypatch):
-    """The drain gives the routers' health checks time to find new replicas: no router runs here."""
-    monkeypatch.setattr("atl_pipeline.runtime.hcloud.DRAIN_SECONDS", 0)
+def no_drain(request, monkeypatch):
+    """The drain gives the routers' health checks time to find new replicas: no router runs here,
+    so only the test marked `drain` waits it out."""
+    if "drain" not in request.keywords:
+        monkeypatch.setattr("atl_pipeline.runtime.hcloud.DRAIN_SECONDS", 0)
 
 
 @pytest.fixture
@@ -147,6 +149,7 @@ def test_a_first_deploy_ships_each_server_its_files_and_gates_it(runtime: Hcloud
     assert router["apps"]["http"]["servers"]["router"]["listen"] == ["10.0.1.3:80"]
 
 
+@pytest.mark.drain
 def test_a_new_release_rolls_beside_the_old_one_then_replaces_it(runtime: HcloudRuntime, sshd: Sshd, write):
     services, domains = outputs()
     runtime.deploy(services, domains)

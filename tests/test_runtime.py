@@ -120,6 +120,20 @@ def test_rolling_a_release_and_scaling_lose_no_request(stack: Project, tmp_path:
     assert len(replica_pids(stack)["backend-api"]) == 2
 
 
+def test_requests_held_open_across_a_roll_all_finish(stack: Project, tmp_path: Path):
+    """Eight clients on keep-alive connections post forms, each held open 400 ms: the old release
+    is retired while requests to it are in flight, and every one is answered (a POST is never
+    sent twice, so Caddy's retries cannot hide one that a replica dropped)."""
+    before = json.loads(through_lb(stack, API).body)["release"]
+    with Load(stack, API, tmp_path / "held.json", "held", "8", "400") as load:
+        edit(stack, "backend-api:1.0.0", "backend-api:1.0.1")
+        assert run_deploy(stack, stages=stages_until("service_deployment")).success
+    after = json.loads(through_lb(stack, API).body)["release"]
+    result = load.result
+    assert result["failed"] == 0, result["failures"]
+    assert set(result["releases"]) == {before, after} and before != after and result["ok"] > 8
+
+
 def test_a_killed_replica_is_restarted_while_the_load_balancer_serves(stack: Project, tmp_path: Path):
     victim = replica_pids(stack)["backend-api"][0]
     with Load(stack, API, tmp_path / "load.json") as load:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import filecmp
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -23,6 +22,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from atl_pipeline import processes
 from atl_pipeline.config.model import HcloudTarget, LocalTarget
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.http import Frontend
@@ -148,7 +148,7 @@ class Monitoring:
 
     @staticmethod
     def _check(*argv: object) -> None:
-        result = subprocess.run([str(arg) for arg in argv], capture_output=True, text=True, timeout=60)
+        result = processes.run([str(arg) for arg in argv], capture_output=True, text=True, timeout=60)
         if result.returncode != 0:
             raise MonitoringError(f"{Path(str(argv[0])).name} refused the generated configuration, so the running "
                                   f"one was kept: {(result.stderr or result.stdout).strip()[:2000]}")

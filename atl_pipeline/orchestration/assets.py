@@ -1,7 +1,6 @@
 """The pipeline's stages as Dagster assets, each a thin call into a plain module."""
 
 import dataclasses
-import subprocess
 import xmlrpc.client
 from collections import Counter
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from dagster import (
     asset_check,
 )
 
-from atl_pipeline import drift
+from atl_pipeline import drift, processes
 from atl_pipeline.certificates import RENEW_WITHIN_DAYS, ServedCertificate, renew, served_certificate
 from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.findings import ConfigError
@@ -56,7 +55,7 @@ POOL = "atl-deploy"  # limit 1, whole runs (the instance's dagster.yaml): one de
 APPROVE_DESTROY_TAG = "atl/approve-destroy"
 # errors whose message tells the operator what to do: they fail the stage without a traceback
 STAGE_ERRORS = (InvalidConfig, DestroyNotApproved, RenderError, SecretError, TerraformError, TargetError,
-                CaddyError, GitError, TimeoutError, OSError, xmlrpc.client.Error, subprocess.SubprocessError)
+                CaddyError, GitError, TimeoutError, OSError, xmlrpc.client.Error, processes.SubprocessError)
 # of those, the ones another attempt may not meet: a state backend or Caddy restarting, a process still starting.
 # Not a held state lock: Terraform has already waited ATL_LOCK_TIMEOUT for it.
 TRANSIENT_ERRORS = (BackendUnavailable, TimeoutError, ConnectionError)

@@ -129,7 +129,7 @@ class HcloudRuntime(Runtime):
         return fresh
 
     def _retire_old(self, new: list[Release], router: dict[str, str]) -> None:
-        time.sleep(DRAIN_SECONDS)  # the routers find the new replicas; requests to the old ones finish
+        time.sleep(DRAIN_SECONDS)  # the routers' health checks see the new replicas before the old ones go
         try:
             for server in sorted(self.servers):
                 self._up(server, new, router)

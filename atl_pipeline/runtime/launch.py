@@ -12,13 +12,15 @@ import os
 import resource
 import sys
 
+from atl_pipeline import processes
+
 
 def main(spec_path: str) -> None:
     with open(spec_path) as stream:
         spec = json.load(stream)
     resource.setrlimit(resource.RLIMIT_AS, (spec["memory_bytes"], spec["memory_bytes"]))
     os.nice(spec["nice"])
-    os.execvpe(spec["argv"][0], spec["argv"], {**os.environ, **spec["env"]})  # supervisord's environment
+    processes.become(spec["argv"], {**os.environ, **spec["env"]})  # supervisord's environment
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ class LocalRuntime(Runtime):
                 self.supervisor.remove_group(group.name)
             raise
         if retired:
-            time.sleep(DRAIN_SECONDS)  # Caddy finds the new replicas; requests to the old ones finish
+            time.sleep(DRAIN_SECONDS)  # Caddy's health checks see the new replicas before the old ones go
         for group in retired:
             self.supervisor.remove_group(group.name)
         stopped = [ServiceOutcome(g.service, g.release, "stopped") for g in retired if g.service not in services]

@@ -14,11 +14,11 @@ from __future__ import annotations
 import functools
 import re
 import shlex
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from atl_pipeline import processes
 from atl_pipeline.runtime.rolling import TargetError
 
 TIMEOUT = 600.0
@@ -54,8 +54,8 @@ class RemoteHost:
                    "-o", f"ControlPath={_connections()}/%C", "-o", "ControlPersist=60",
                    "-p", str(self.port), "-l", self.user, self.address, "--", shlex.join(argv)]
         try:
-            result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
+            result = processes.run(command, input=stdin, capture_output=True, text=True, timeout=timeout)
+        except processes.TimeoutExpired:
             raise RemoteError(f"{self.address}: `{argv[0]}` took longer than {timeout:.0f} s") from None
         if result.returncode == 0:
             return result.stdout
@@ -75,8 +75,8 @@ class RemoteHost:
     def forget_host_key(self) -> None:
         """Drop the key pinned for this address (a new server there is trusted on first use)."""
         if self.known_hosts.exists():
-            subprocess.run(["ssh-keygen", "-R", self._known_as, "-f", str(self.known_hosts)], capture_output=True,
-                           timeout=30, check=False)
+            processes.run(["ssh-keygen", "-R", self._known_as, "-f", str(self.known_hosts)], capture_output=True,
+                          timeout=30, check=False)
 
     def wait_until_reachable(self, seconds: float) -> None:
         """Until an SSH session opens, for at most `seconds` (a new server boots)."""

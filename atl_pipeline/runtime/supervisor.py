@@ -13,7 +13,6 @@ import os
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import xmlrpc.client
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from atl_pipeline import processes
 from atl_pipeline.runtime.rolling import TargetError
 
 MAX_SOCKET_PATH = 107
@@ -74,8 +74,8 @@ class Supervisor:
         if self.is_running():
             self._restart_changed_programs()
             return
-        subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c", str(self.config)],
-                       check=True, env=runtime_environment(), cwd=self.root, timeout=START_TIMEOUT)
+        processes.run([sys.executable, "-m", "supervisor.supervisord", "-c", self.config],
+                      check=True, env=runtime_environment(), cwd=self.root, timeout=START_TIMEOUT)
         deadline = time.monotonic() + START_TIMEOUT
         while not self.is_running():
             if time.monotonic() > deadline:

@@ -13,11 +13,11 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atl_pipeline import processes
 from atl_pipeline.terraform.render import hcl
 
 COMMAND_TIMEOUT = 600.0
@@ -91,22 +91,22 @@ class Terraform:
         """The files `terraform fmt -check` would rewrite."""
         return self.run("fmt", "-check", "-list=true", "-no-color", ok=(0, 3)).stdout.split()
 
-    def run(self, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
+    def run(self, *args: str, ok: tuple[int, ...] = (0,)) -> processes.CompletedProcess:
         binary = shutil.which("terraform")
         if binary is None:
             raise TerraformError("terraform is not on PATH: install Terraform 1.5 or newer")
-        process = subprocess.Popen([binary, *args], cwd=self.workdir, env=self._environment(), text=True,
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        process = processes.start([binary, *args], cwd=self.workdir, env=self._environment(), text=True,
+                                   stdin=processes.DEVNULL, stdout=processes.PIPE, stderr=processes.PIPE,
                                    start_new_session=True)
         try:
             stdout, stderr = process.communicate(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
+        except processes.TimeoutExpired:
             stdout, stderr = self._interrupt(process)
             raise TerraformError(f"terraform {args[0]} took longer than {self.timeout:.0f} s and was "
                                  f"interrupted: {self._error_text(self.redact(stderr)) or 'no output'}") from None
         if process.returncode not in ok:
             raise self._error(args[0], self.redact(stderr or stdout))
-        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        return processes.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
     def _environment(self) -> dict[str, str]:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -119,12 +119,12 @@ class Terraform:
         return {**os.environ, "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "TF_CLI_CONFIG_FILE": str(settings),
                 "CHECKPOINT_DISABLE": "1", **self.env}
 
-    def _interrupt(self, process: subprocess.Popen) -> tuple[str, str]:
+    def _interrupt(self, process: processes.Popen) -> tuple[str, str]:
         """Ask Terraform to stop as Ctrl-C would (it releases its lock), then kill it."""
         os.killpg(process.pid, signal.SIGINT)
         try:
             return process.communicate(timeout=GRACE)
-        except subprocess.TimeoutExpired:
+        except processes.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             return process.communicate()
 
