@@ -5,6 +5,7 @@ ever reaching a shell."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -49,11 +50,12 @@ def listening_sockets(pids: set[int]) -> list[tuple[str, str, int]]:
     """(process name, address, port) of each TCP socket in LISTEN that these processes hold."""
     inodes: dict[str, str] = {}
     for pid in pids:
-        name = Path(f"/proc/{pid}/comm").read_text().strip()
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            target = os.readlink(fd) if fd.is_symlink() else ""
-            if target.startswith("socket:["):
-                inodes[target[8:-1]] = name
+        with contextlib.suppress(FileNotFoundError):  # a process that ended meanwhile listens on nothing
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd) if fd.is_symlink() else ""
+                if target.startswith("socket:["):
+                    inodes[target[8:-1]] = name
     found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
