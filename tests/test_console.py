@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +38,7 @@ from tests.test_security import listening_sockets
 
 ATL = Path(sys.executable).with_name("atl")
 ATTACKER = "http://attacker.example"
+TUNNEL = "localhost:8080"  # `ssh -L 8080:127.0.0.1:PORT`, say: the module's console is told this name
 ANOTHER_SITE = Path(__file__).with_name("another_site.html")
 REFUSED = {403, 405, 415}  # the front's answers to what it refuses
 
@@ -78,10 +80,10 @@ class RunningConsole:
         return self.process.wait(timeout=60)
 
 
-def start_console(project: Project, output: Path) -> RunningConsole:
+def start_console(project: Project, output: Path, *options: str) -> RunningConsole:
     port = free_port()
     with output.open("w") as stream:
-        process = subprocess.Popen([ATL, "utils", "console", "--port", str(port)], stdout=stream,
+        process = subprocess.Popen([ATL, "utils", "console", "--port", str(port), *options], stdout=stream,
                                    stderr=subprocess.STDOUT, env={**os.environ, "ATL_PROJECT_DIR": str(project.root)})
     console = RunningConsole(project, process, output, port)
     deadline = time.monotonic() + START_TIMEOUT
@@ -102,7 +104,7 @@ def project_with_a_workspace(root: Path) -> Project:
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("console")
-    running = start_console(project_with_a_workspace(root / "project"), root / "console.out")
+    running = start_console(project_with_a_workspace(root / "project"), root / "console.out", "--name", TUNNEL)
     yield running
     running.interrupt()
 
@@ -141,7 +143,7 @@ def test_the_webserver_listens_on_a_private_loopback_port_and_caddy_on_the_conso
     webserver = console.webserver_port()
 
     assert listening_sockets(parts["caddy"]) == [("caddy", "127.0.0.1", console.port)]
-    assert listening_sockets(parts["dagster"]) == [("python3", "127.0.0.1", webserver)]
+    assert [(address, port) for _, address, port in listening_sockets(parts["dagster"])] == [("127.0.0.1", webserver)]
     assert webserver != console.port
 
 
@@ -185,6 +187,12 @@ def test_a_name_other_than_the_consoles_is_refused(console: RunningConsole):
     assert (page.status_code, read.status_code) == (403, 403)
     assert f"answers at {console.url} only" in page.text
     assert requests.get(f"http://localhost:{console.port}/runs", timeout=30).ok
+
+
+def test_a_name_given_to_the_console_is_one_of_its_own(console: RunningConsole):
+    page = requests.get(f"{console.url}/runs", headers={"Host": TUNNEL}, timeout=30)
+    query = post(console, {"query": "{ version }"}, {"Host": TUNNEL, "Origin": f"http://{TUNNEL}"})
+    assert (page.status_code, query.status_code) == (200, 200)
 
 
 @pytest.mark.parametrize("content_type", [
@@ -319,6 +327,18 @@ def test_ctrl_c_stops_the_webserver_the_daemon_and_the_front(tmp_path: Path):
     assert not [pid for pids in parts.values() for pid in pids if running(pid)]
     with pytest.raises(requests.ConnectionError):
         requests.get(console.url, timeout=30)
+
+
+def test_a_port_in_use_is_named_before_anything_starts(tmp_path: Path):
+    project = project_with_a_workspace(tmp_path / "project")
+    with socket.create_server(("127.0.0.1", 0)) as another_program:
+        port = another_program.getsockname()[1]
+        result = subprocess.run([ATL, "utils", "console", "--port", str(port)], capture_output=True, text=True,
+                                env={**os.environ, "ATL_PROJECT_DIR": str(project.root)}, timeout=60)
+    assert (result.returncode, result.stderr) == (2, f"atl: 127.0.0.1:{port} is in use (another console?): stop "
+                                                     "that program, or choose another port (--port, or PORT= for "
+                                                     "make dev)\n")
+    assert not (project.state_dir / "console").exists()
 
 
 def descendants(pid: int) -> set[int]:
