@@ -96,27 +96,32 @@ class Monitoring:
 
     def apply(self, services: dict[str, dict], domains: dict[str, dict]) -> MonitoringReport:
         prometheus, blackbox = self.check(services, domains)
-        changed = [self._replace(prometheus), self._replace(blackbox)]
+        changed = {"prometheus": self._replace(prometheus), "blackbox": self._replace(blackbox)}
         supervisor = self.supervisor
-        started = supervisor.ensure_program("blackbox", [
-            str(_binary("prometheus-blackbox-exporter")), f"--config.file={self.root / 'blackbox.yml'}",
-            f"--web.listen-address=127.0.0.1:{self.blackbox_port}", f"--web.config.file={self._blackbox_web}"])
-        started |= supervisor.ensure_program("prometheus", [
-            str(_binary("prometheus")), f"--config.file={self.root / 'prometheus.yml'}",
-            f"--storage.tsdb.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
-            # its API is for its own UI: no other web page may read it (the default allows any origin)
-            f"--web.cors.origin=http://127\\.0\\.0\\.1:{self.prometheus_port}", "--storage.tsdb.retention.time=15d"])
-        reloaded = any(changed) and not started
-        if reloaded:
-            try:
+        started = {
+            "blackbox": supervisor.ensure_program("blackbox", [
+                str(_binary("prometheus-blackbox-exporter")), f"--config.file={self.root / 'blackbox.yml'}",
+                f"--web.listen-address=127.0.0.1:{self.blackbox_port}", f"--web.config.file={self._blackbox_web}"]),
+            "prometheus": supervisor.ensure_program("prometheus", [
+                str(_binary("prometheus")), f"--config.file={self.root / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
+                # its API is for its own UI: no other web page may read it (the default allows any origin)
+                f"--web.cors.origin=http://127\\.0\\.0\\.1:{self.prometheus_port}",
+                "--storage.tsdb.retention.time=15d"]),
+        }
+        # a program (re)started just now read its new configuration; one that kept running reloads it
+        stale = [program for program in ("blackbox", "prometheus") if changed[program] and not started[program]]
+        try:
+            if "blackbox" in stale:
                 self._reload("blackbox", f"http://127.0.0.1:{self.blackbox_port}",
                              "blackbox_exporter_config_last_reload", (BLACKBOX_USER, self._blackbox_password()))
+            if "prometheus" in stale:
                 self._reload("prometheus", self.url, "prometheus_config_last_reload")
-            except MonitoringError:
-                for name in ("prometheus.yml", "blackbox.yml"):  # so the next run installs and reloads again
-                    (self.root / name).unlink(missing_ok=True)
-                raise
-        return self._wait_for_targets(reloaded)
+        except MonitoringError:
+            for name in ("prometheus.yml", "blackbox.yml"):  # so the next run installs and reloads again
+                (self.root / name).unlink(missing_ok=True)
+            raise
+        return self._wait_for_targets(bool(stale))
 
     def prometheus_config(self, services: dict[str, dict], domains: dict[str, dict], rules: Path) -> dict:
         jobs = [{"job_name": job, "static_configs": configs} for job, configs in self.scraped.items()]
