@@ -29,9 +29,9 @@ monitoring-tools:
 	    --no-install-recommends prometheus prometheus-blackbox-exporter; } || \
 	  { echo "install the Debian packages prometheus and prometheus-blackbox-exporter" >&2; exit 1; }
 
-## dev: start only the Dagster UI (http://$(HOST):$(PORT)) and daemon, instance under .atl/
+## dev: start only the console: the Dagster UI and daemon behind Caddy on http://$(HOST):$(PORT), instance under .atl/
 dev: $(VENV)/.installed
-	DAGSTER_HOME=$$($(BIN)/atl utils instance) $(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+	$(BIN)/atl utils console --host $(HOST) --port $(PORT)
 
 ## test: run the test suite
 test: $(VENV)/.installed

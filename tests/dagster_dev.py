@@ -1,5 +1,5 @@
 """A real `dagster dev` (webserver and daemon) on loopback for one project, driven through
-its GraphQL API. Used by the end-to-end tests and bench/gitops.py."""
+its GraphQL API. Used by the end-to-end tests, the console's tests and bench/gitops.py."""
 
 from __future__ import annotations
 
@@ -45,6 +45,17 @@ query Messages($runId: ID!) {
   logsForRun(runId: $runId) { ... on EventConnection { events { ... on MessageEvent { message } } } }
 }"""
 
+LAUNCH = """
+mutation Launch($job: String!, $tags: [ExecutionTag!]) {
+  launchRun(executionParams: {
+      selector: {repositoryLocationName: "atl_pipeline.definitions", repositoryName: "__repository__", jobName: $job},
+      executionMetadata: {tags: $tags}}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}"""
+
 FAILURES = """
 query Failures($runId: ID!) {
   logsForRun(runId: $runId) {
@@ -54,44 +65,11 @@ query Failures($runId: ID!) {
 }"""
 
 
-class DagsterDev:
-    """`dagster dev` in its own process group, with the project's instance as DAGSTER_HOME."""
+class GraphQL:
+    """The GraphQL API of a Dagster webserver at `url`, whose log is `log`."""
 
-    def __init__(self, process: subprocess.Popen, url: str, log: Path):
-        self.process, self.url, self.log = process, url, log
-
-    @classmethod
-    def start(cls, project: Project, log: Path, **env: str) -> DagsterDev:
-        port = free_port()
-        environment = {**os.environ, "ATL_PROJECT_DIR": str(project.root),
-                       "DAGSTER_HOME": str(project.ensure_instance()), **env}
-        with log.open("w") as output:
-            process = subprocess.Popen(
-                [str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"),
-                 "-h", "127.0.0.1", "-p", str(port)],
-                cwd=REPO, env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-        dev = cls(process, f"http://127.0.0.1:{port}", log)
-        dev.wait_ready()
-        return dev
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                if self.graphql("{ version }").get("version"):
-                    return
-            except requests.RequestException:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"dagster dev did not answer; its log:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        """`dagster dev` ignores SIGTERM for a long time: kill its whole process group."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
+    def __init__(self, url: str, log: Path):
+        self.url, self.log = url, log
 
     def graphql(self, query: str, **variables) -> dict:
         response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables}, timeout=30)
@@ -142,3 +120,44 @@ class DagsterDev:
                 raise TimeoutError(f"run {run_id} still {run['status']} after {timeout:.0f} s; see {self.log}")
             time.sleep(0.5)
         return run
+
+
+class DagsterDev(GraphQL):
+    """`dagster dev` in its own process group, with the project's instance as DAGSTER_HOME."""
+
+    def __init__(self, process: subprocess.Popen, url: str, log: Path):
+        super().__init__(url, log)
+        self.process = process
+
+    @classmethod
+    def start(cls, project: Project, log: Path, **env: str) -> DagsterDev:
+        port = free_port()
+        environment = {**os.environ, "ATL_PROJECT_DIR": str(project.root),
+                       "DAGSTER_HOME": str(project.ensure_instance()), **env}
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"),
+                 "-h", "127.0.0.1", "-p", str(port)],
+                cwd=REPO, env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        dev = cls(process, f"http://127.0.0.1:{port}", log)
+        dev.wait_ready()
+        return dev
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                if self.graphql("{ version }").get("version"):
+                    return
+            except requests.RequestException:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"dagster dev did not answer; its log:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """`dagster dev` ignores SIGTERM for a long time: kill its whole process group."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)

@@ -11,20 +11,19 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
-from tests.conftest import REPO, copy_project, kill_stack
+from tests.browser import ARTIFACTS, CHROMIUM_FLAGS, chromium, skip_welcome
+from tests.conftest import copy_project, kill_stack
 from tests.dagster_dev import DagsterDev
 from tests.git_helpers import Remote
 from tests.runtime_helpers import through_lb
 
 STAGES = ["domain_config", "validated_config", "terraform_plan", "terraform_apply", "service_deployment",
           "health_check", "monitoring", "certificates"]
-ARTIFACTS = REPO / "test-artifacts"
 API = "api.allthingslinux.org"
 
 
@@ -160,8 +159,7 @@ def test_the_ui_shows_the_asset_graph_and_the_run(stack: Stack):
         browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.goto(f"{stack.dev.url}/locations/atl_pipeline.definitions/asset-groups/deploy")
-        skip = page.get_by_role("button", name="Skip")  # Dagster's newsletter dialog on a new instance
-        skip.click(timeout=20_000)
+        skip_welcome(page)
         for stage in STAGES:
             expect(page.get_by_text(stage, exact=True).first).to_be_visible(timeout=20_000)
         page.screenshot(path=ARTIFACTS / "asset-graph.png")
@@ -174,13 +172,3 @@ def test_the_ui_shows_the_asset_graph_and_the_run(stack: Stack):
         browser.close()
     assert (ARTIFACTS / "asset-graph.png").stat().st_size > 10_000
 
-
-# Debian's Chromium, as root, on a machine without the internet
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"]
-
-
-def chromium() -> str:
-    path = Path("/usr/bin/chromium")
-    assert path.exists(), "install the Debian package chromium (.ci/run does)"
-    return str(path)

@@ -19,7 +19,7 @@ from atl_pipeline.monitoring.prometheus import Monitoring, MonitoringError
 from atl_pipeline.orchestration.runner import run_deploy
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
-from tests.ports import service_ports
+from tests.ports import free_port, service_ports
 
 API_PORT, WEB_PORT = service_ports()  # the example's services' first ports in this test process
 
@@ -73,6 +73,19 @@ def test_the_stack_is_monitored_and_a_stopped_replica_shows_as_down(project: Pro
     assert main(["infra", "status", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["monitoring"]["prometheus_url"] == f"http://127.0.0.1:{runtime.target.prometheus_port}"
+
+
+def test_an_exporter_restarted_with_a_new_command_is_probed_through_at_once(project: Project):
+    """Prometheus, which keeps running, reloads the configuration that points at the exporter."""
+    assert run_deploy(project).success
+    old = deployed_runtime(project).target.blackbox_port
+    project.domains_file.write_text(project.domains_file.read_text().replace(
+        f"blackbox_port: {old}", f"blackbox_port: {free_port()}"))
+
+    stages = []
+    assert run_deploy(project, on_stage=stages.append).success, stages
+    assert "configuration reloaded" in next(s.detail for s in stages if s.stage == "monitoring")
+    assert {r["value"][1] for r in prometheus(project, "probe_success")} == {"1"}
 
 
 def test_a_configuration_promtool_refuses_replaces_nothing(project: Project, monkeypatch):

@@ -1,10 +1,11 @@
 """The local stack's security: its listeners on loopback only, its control sockets its
-owner's alone, no web page able to drive Caddy or Prometheus, and no value of domains.yml
-ever reaching a shell."""
+owner's alone, no web page able to drive Caddy, Prometheus or the blackbox exporter, and no
+value of domains.yml ever reaching a shell."""
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -49,11 +50,12 @@ def listening_sockets(pids: set[int]) -> list[tuple[str, str, int]]:
     """(process name, address, port) of each TCP socket in LISTEN that these processes hold."""
     inodes: dict[str, str] = {}
     for pid in pids:
-        name = Path(f"/proc/{pid}/comm").read_text().strip()
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            target = os.readlink(fd) if fd.is_symlink() else ""
-            if target.startswith("socket:["):
-                inodes[target[8:-1]] = name
+        with contextlib.suppress(FileNotFoundError):  # a process that ended meanwhile listens on nothing
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd) if fd.is_symlink() else ""
+                if target.startswith("socket:["):
+                    inodes[target[8:-1]] = name
     found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
@@ -81,13 +83,36 @@ def test_caddys_admin_api_refuses_a_foreign_origin(monitored: Project):
     assert wait_until_served(monitored, API).ok
 
 
-def test_no_web_page_can_stop_or_read_prometheus(monitored: Project):
-    """No HTTP lifecycle API (a page could post /-/quit), and no other origin may read its API."""
+def test_no_web_page_can_stop_change_or_read_prometheus(monitored: Project):
+    """No HTTP lifecycle API (a page could post /-/quit or /-/reload), no admin API (a page could
+    delete series), and no other origin may read its API."""
     prometheus = f"http://127.0.0.1:{deployed_runtime(monitored).target.prometheus_port}"
     assert requests.post(f"{prometheus}/-/quit", timeout=5).status_code == 403
+    assert requests.post(f"{prometheus}/-/reload", timeout=5).status_code == 403
+    deleted = requests.post(f"{prometheus}/api/v1/admin/tsdb/delete_series", params={"match[]": "up"}, timeout=5)
+    assert deleted.json()["error"] == "admin APIs disabled"
     query = requests.get(f"{prometheus}/api/v1/query", params={"query": "up"},
                          headers={"Origin": "http://attacker.example"}, timeout=5)
     assert query.ok and "Access-Control-Allow-Origin" not in query.headers
+
+
+def test_no_web_page_can_use_the_blackbox_exporter(monitored: Project):
+    """It has no origin check: a page could make it reload, or probe a URL of the page's choosing
+    (and read the probe's log from a name rebound to 127.0.0.1). It asks for a password Prometheus has."""
+    target = deployed_runtime(monitored).target
+    exporter = f"http://127.0.0.1:{target.blackbox_port}"
+    page = {"Origin": "http://attacker.example"}
+
+    reload = requests.post(f"{exporter}/-/reload", headers=page, timeout=5)
+    probe = requests.get(f"{exporter}/probe", params={"target": "http://127.0.0.1:1/", "module": API, "debug": "true"},
+                         headers=page, timeout=5)
+    rebound = requests.get(f"{exporter}/config", headers={"Host": f"attacker.example:{target.blackbox_port}"},
+                           timeout=5)
+
+    assert (reload.status_code, probe.status_code, rebound.status_code) == (401, 401, 401)
+    targets = requests.get(f"http://127.0.0.1:{target.prometheus_port}/api/v1/targets", timeout=5).json()
+    probes = [t for t in targets["data"]["activeTargets"] if t["labels"]["job"].startswith("blackbox-")]
+    assert probes and {t["health"] for t in probes} == {"up"}
 
 
 def test_the_monitoring_stage_reloads_prometheus_with_a_signal(monitored: Project):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 from pathlib import Path
 
 from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError
 from atl_pipeline.config.edit import EditError, set_enabled
+from atl_pipeline.console import DEFAULT_PORT, Console, ConsoleError
 from atl_pipeline.doctor import as_json, examine
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.project import Project
@@ -18,6 +21,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     instance = commands.add_parser("instance", help="create the project's Dagster instance and print its "
                                    "directory (the DAGSTER_HOME of `make dev`)")
     instance.set_defaults(run=_instance)
+    console = commands.add_parser("console", help="the Dagster UI and daemon behind the console's front, which "
+                                  "refuses requests of other sites and names; runs until Ctrl-C (`make dev`)")
+    console.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
+    console.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default: {DEFAULT_PORT}")
+    console.add_argument("--name", action="append", default=[], metavar="HOST:PORT",
+                         help="another name the browser reaches the console by, such as an SSH tunnel's "
+                         "localhost:8080 (repeatable); 127.0.0.1 and localhost with --port are always accepted")
+    console.description = ("Exit 0 after Ctrl-C; 1 when the webserver, the daemon or the front stops by itself, "
+                           "with the log to read.")
+    console.set_defaults(run=_console)
     doctor = commands.add_parser("doctor", help="the tools, ports and instance the pipeline needs, each with "
                                  "what to do when it is missing")
     doctor.add_argument("--json", action="store_true", help="print one JSON document for scripts")
@@ -34,6 +47,37 @@ def register(parser: argparse.ArgumentParser) -> None:
 def _instance(args: argparse.Namespace) -> int:
     print(Project.from_env().ensure_instance())
     return EXIT_OK
+
+
+def _console(args: argparse.Namespace) -> int:
+    try:
+        console = Console(Project.from_env(), args.host, args.port, tuple(args.name))
+    except ConsoleError as error:
+        raise UsageError(str(error)) from None
+    # Ctrl-C even when started in the background, where SIGINT comes ignored (and its children would
+    # ignore it too); a SIGTERM or a closed terminal stop it the same way, so that nothing is left running.
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, _interrupt)
+    try:
+        console.start()
+        print(f"starting the Dagster webserver and daemon; logs in {console.root}", flush=True)
+        console.wait_ready()
+        print(f"Dagster UI: {console.front.url} (Ctrl-C stops it)", flush=True)
+        print(console.wait(), file=sys.stderr)
+        return EXIT_FAILED
+    except ConsoleError as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C must not cut the stop short
+            signal.signal(number, signal.SIG_IGN)
+        console.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _doctor(args: argparse.Namespace) -> int:

@@ -13,7 +13,9 @@ up and the rules are loaded.
 from __future__ import annotations
 
 import filecmp
+import secrets
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -33,6 +35,7 @@ from atl_pipeline.runtime.supervisor import Supervisor
 BINARIES = {"prometheus": "prometheus", "promtool": "prometheus", "prometheus-blackbox-exporter":
             "prometheus-blackbox-exporter"}  # binary -> Debian package
 SCRAPE_SECONDS = 2
+BLACKBOX_USER = "prometheus"
 READY_TIMEOUT = 60.0
 RELOAD_TIMEOUT = 10.0
 
@@ -80,6 +83,7 @@ class Monitoring:
         promtool and the blackbox exporter; MonitoringError when either refuses them."""
         promtool, exporter = _binary("promtool"), _binary("prometheus-blackbox-exporter")
         (self.root / "next").mkdir(parents=True, exist_ok=True)
+        self._blackbox_password()
         rules = self.root / "rules.yml"
         with resources.as_file(resources.files("atl_pipeline.monitoring") / "rules.yml") as shipped:
             shutil.copyfile(shipped, rules)
@@ -92,27 +96,32 @@ class Monitoring:
 
     def apply(self, services: dict[str, dict], domains: dict[str, dict]) -> MonitoringReport:
         prometheus, blackbox = self.check(services, domains)
-        changed = [self._replace(prometheus), self._replace(blackbox)]
+        changed = {"prometheus": self._replace(prometheus), "blackbox": self._replace(blackbox)}
         supervisor = self.supervisor
-        started = supervisor.ensure_program("blackbox", [
-            str(_binary("prometheus-blackbox-exporter")), f"--config.file={self.root / 'blackbox.yml'}",
-            f"--web.listen-address=127.0.0.1:{self.blackbox_port}"])
-        started |= supervisor.ensure_program("prometheus", [
-            str(_binary("prometheus")), f"--config.file={self.root / 'prometheus.yml'}",
-            f"--storage.tsdb.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
-            # its API is for its own UI: no other web page may read it (the default allows any origin)
-            f"--web.cors.origin=http://127\\.0\\.0\\.1:{self.prometheus_port}", "--storage.tsdb.retention.time=15d"])
-        reloaded = any(changed) and not started
-        if reloaded:
-            try:
+        started = {
+            "blackbox": supervisor.ensure_program("blackbox", [
+                str(_binary("prometheus-blackbox-exporter")), f"--config.file={self.root / 'blackbox.yml'}",
+                f"--web.listen-address=127.0.0.1:{self.blackbox_port}", f"--web.config.file={self._blackbox_web}"]),
+            "prometheus": supervisor.ensure_program("prometheus", [
+                str(_binary("prometheus")), f"--config.file={self.root / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
+                # its API is for its own UI: no other web page may read it (the default allows any origin)
+                f"--web.cors.origin=http://127\\.0\\.0\\.1:{self.prometheus_port}",
+                "--storage.tsdb.retention.time=15d"]),
+        }
+        # a program (re)started just now read its new configuration; one that kept running reloads it
+        stale = [program for program in ("blackbox", "prometheus") if changed[program] and not started[program]]
+        try:
+            if "blackbox" in stale:
                 self._reload("blackbox", f"http://127.0.0.1:{self.blackbox_port}",
-                             "blackbox_exporter_config_last_reload")
+                             "blackbox_exporter_config_last_reload", (BLACKBOX_USER, self._blackbox_password()))
+            if "prometheus" in stale:
                 self._reload("prometheus", self.url, "prometheus_config_last_reload")
-            except MonitoringError:
-                for name in ("prometheus.yml", "blackbox.yml"):  # so the next run installs and reloads again
-                    (self.root / name).unlink(missing_ok=True)
-                raise
-        return self._wait_for_targets(reloaded)
+        except MonitoringError:
+            for name in ("prometheus.yml", "blackbox.yml"):  # so the next run installs and reloads again
+                (self.root / name).unlink(missing_ok=True)
+            raise
+        return self._wait_for_targets(bool(stale))
 
     def prometheus_config(self, services: dict[str, dict], domains: dict[str, dict], rules: Path) -> dict:
         jobs = [{"job_name": job, "static_configs": configs} for job, configs in self.scraped.items()]
@@ -128,6 +137,7 @@ class Monitoring:
         return {
             "job_name": f"blackbox-{name}", "metrics_path": "/probe", "params": {"module": [name]},
             "static_configs": [{"targets": [f"{scheme}://{lb.address}:{port}{path}"], "labels": {"domain": name}}],
+            "basic_auth": {"username": BLACKBOX_USER, "password_file": str(self._blackbox_password_file)},
             "relabel_configs": [
                 {"source_labels": ["__address__"], "target_label": "__param_target"},
                 {"source_labels": ["__param_target"], "target_label": "instance"},
@@ -160,16 +170,38 @@ class Monitoring:
         shutil.copyfile(candidate, current)
         return True
 
-    def _reload(self, program: str, url: str, metric: str) -> None:
+    @property
+    def _blackbox_password_file(self) -> Path:
+        return self.root / "blackbox.password"
+
+    @property
+    def _blackbox_web(self) -> Path:
+        return self.root / "blackbox-web.yml"
+
+    def _blackbox_password(self) -> str:
+        """The password the blackbox exporter asks of every request, made once. The exporter has no origin
+        check: without it any web page could make it reload, or probe a URL of the page's choosing."""
+        if not (self._blackbox_password_file.exists() and self._blackbox_web.exists()):
+            password = secrets.token_urlsafe(32)
+            # Caddy's bcrypt; a random password needs no high cost, and the exporter caches the check
+            hashed = processes.run([Path(sys.executable).parent / "caddy", "hash-password", "--algorithm", "bcrypt",
+                                    "--bcrypt-cost", "10"], input=f"{password}\n", capture_output=True, text=True,
+                                   check=True, timeout=60).stdout.strip()
+            self._blackbox_password_file.touch(mode=0o600)
+            self._blackbox_password_file.write_text(password)
+            self._blackbox_web.write_text(yaml.safe_dump({"basic_auth_users": {BLACKBOX_USER: hashed}}))
+        return self._blackbox_password_file.read_text()
+
+    def _reload(self, program: str, url: str, metric: str, auth: tuple[str, str] | None = None) -> None:
         """SIGHUP through supervisord, then wait until the program reports the reload in its metrics.
         Not Prometheus's HTTP lifecycle API: any web page could post to it (it has no origin check)."""
-        before = self._gauges(url, metric).get(f"{metric}_success_timestamp_seconds", 0)
+        before = self._gauges(url, metric, auth).get(f"{metric}_success_timestamp_seconds", 0)
         if before >= int(time.time()):
             time.sleep(1)  # the timestamp counts whole seconds: this reload's must be a later one
         signalled = time.monotonic()
         self.supervisor.rpc.signalProcess(program, "HUP")
         while time.monotonic() < signalled + RELOAD_TIMEOUT:
-            values = self._gauges(url, metric)
+            values = self._gauges(url, metric, auth)
             if values.get(f"{metric}_success_timestamp_seconds", 0) > before:
                 return
             if values.get(f"{metric}_successful") == 0 and time.monotonic() > signalled + 2:
@@ -179,9 +211,9 @@ class Monitoring:
         raise MonitoringError(f"{program} did not reload within {RELOAD_TIMEOUT:.0f} s of SIGHUP")
 
     @staticmethod
-    def _gauges(url: str, prefix: str) -> dict[str, float]:
+    def _gauges(url: str, prefix: str, auth: tuple[str, str] | None) -> dict[str, float]:
         """The unlabelled samples whose names start with `prefix`, from the program's /metrics."""
-        exposition = requests.get(f"{url}/metrics", timeout=5).text
+        exposition = requests.get(f"{url}/metrics", auth=auth, timeout=5).text
         samples = (line.split() for line in exposition.splitlines() if line.startswith(prefix))
         return {fields[0]: float(fields[1]) for fields in samples if len(fields) == 2}
 
