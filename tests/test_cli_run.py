@@ -82,7 +82,8 @@ def test_apply_yes_then_up_for_one_domain_then_destroy(capsys, project: Project)
     code, out, _ = run(capsys, "infra", "plan", "--json")
     assert {(c["address"], c["action"]) for c in json.loads(out)["changes"]} == {
         (f'terraform_data.{kind}["{name}"]', "create") for kind, name in (
-            ("domain", API), ("domain", "www.allthingslinux.org"), ("domain", "docs.allthingslinux.org"),
+            ("domain", "api.allthingslinux.org"), ("domain", "www.allthingslinux.org"),
+            ("domain", "docs.allthingslinux.org"),
             ("service", "backend-api"), ("service", "website"))}
 
 
@@ -137,3 +138,22 @@ def test_json_output_is_the_only_output(project: Project):
     result = subprocess.run([ATL, "infra", "plan", "--json"], capture_output=True, text=True, cwd=project.root,
                             env={**os.environ, "ATL_PROJECT_DIR": str(project.root)}, check=False)
     assert result.returncode == 0 and json.loads(result.stdout)["status"] == "SUCCESS"
+
+
+def test_a_plan_that_deletes_waits_for_approval_and_says_how_to_give_it(capsys, project: Project, tmp_path: Path):
+    """`plan` made its plan: exit 0, the destroy check held (HOLD, not FAIL). `apply -f FILE` stops
+    and names the command that approves that same file, not the project's domains.yml."""
+    assert run(capsys, "infra", "apply", "-y")[0] == 0
+    edited = tmp_path / "fewer.yml"
+    text = project.domains_file.read_text()
+    edited.write_text(text[:text.index('  - name: "docs')])  # docs.allthingslinux.org removed
+
+    code, out, _ = run(capsys, "infra", "plan", "-f", str(edited))
+    assert code == 0, out
+    assert re.search(r"^HOLD +terraform_plan:destroy_approved +the plan deletes or replaces 1 resources", out, re.M)
+    assert not re.search(r"^FAIL", out, re.M) and "FAILURE (held: the plan waits for approval)" in out
+    assert f"to go ahead: atl infra apply -f {edited} --approve-destroy" in out
+
+    code, out, _ = run(capsys, "infra", "apply", "-f", str(edited), "-y")
+    assert code == 1 and f"to go ahead: atl infra apply -f {edited} --approve-destroy" in out
+    assert run(capsys, "infra", "apply", "-f", str(edited), "-y", "--approve-destroy")[0] == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from pathlib import Path
 
 from atl_pipeline.cli import main
@@ -71,6 +72,23 @@ def test_supervisord_killed_then_down_stops_what_it_left_running(project: Projec
     assert "nothing was running" not in capsys.readouterr().out
     assert supervisor.strays() == [] and not any(alive(pid) for pid in children)
     assert run_deploy(project, stages=stages_until("health_check")).success
+
+
+def test_a_load_balancer_port_another_program_holds_is_named(project: Project, capsys):
+    """Caddy resumes its last configuration as it starts; with a port of it taken, it exits at once,
+    again and again. `up` says so with Caddy's own error, not after waiting for its admin API."""
+    assert run_deploy(project, stages=stages_until("service_deployment")).success
+    assert main(["infra", "down"]) == 0
+    https = deployed_runtime(project).lb.https_port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", https))
+        squatter.listen()
+        code = main(["infra", "up"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"Caddy exits as it starts: loading initial config: loading new config: http app module: start: " \
+           f"listening on 127.0.0.1:{https}: listen tcp 127.0.0.1:{https}: bind: address already in use (another " \
+           "program holds that port" in out, out
 
 
 BLOG = """\

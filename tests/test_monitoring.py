@@ -27,8 +27,12 @@ RULES = resources.files("atl_pipeline.monitoring")
 
 
 def prometheus(project: Project, query: str) -> list[dict]:
-    url = f"http://127.0.0.1:{deployed_runtime(project).target.prometheus_port}/api/v1/query"
-    return requests.get(url, params={"query": query}, timeout=5).json()["data"]["result"]
+    return prometheus_api(project, "query", query=query)["result"]
+
+
+def prometheus_api(project: Project, endpoint: str, **params: str) -> dict:
+    url = f"http://127.0.0.1:{deployed_runtime(project).target.prometheus_port}/api/v1/{endpoint}"
+    return requests.get(url, params=params, timeout=5).json()["data"]
 
 
 def test_every_alert_has_unit_tests_that_pass():
@@ -59,6 +63,13 @@ def test_the_stack_is_monitored_and_a_stopped_replica_shows_as_down(project: Pro
     again = []
     assert run_deploy(project, on_stage=again.append).success
     assert next(s.detail for s in again if s.stage == "monitoring") == "8/8 targets up, 5 rules loaded"
+
+    project.domains_file.write_text(text)  # docs monitored again: its probe is a ninth target
+    third = []
+    assert run_deploy(project, on_stage=third.append).success
+    assert next(s.detail for s in third if s.stage == "monitoring").startswith("9/9 targets up, 5 rules loaded")
+    active = prometheus_api(project, "targets")["activeTargets"]  # what Prometheus had as the stage ended
+    assert len(active) == 9 and {t["health"] for t in active} == {"up"}
 
     runtime = deployed_runtime(project)
     victim = next(p for p in runtime.supervisor.processes() if p["group"].startswith("svc_backend-api"))

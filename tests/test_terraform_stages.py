@@ -113,7 +113,7 @@ def test_removing_a_domain_stops_at_the_destroy_gate_until_approved(project: Pro
     blocked = run_deploy(project, on_stage=stages.append, stages=stages_until("terraform_apply"))
     assert not blocked.success
     check = next(s for s in stages if s.stage == "terraform_plan:destroy_approved")
-    assert check.status == "check failed"
+    assert check.status == "needs approval" and blocked.needs_approval
     assert f"{DOCS} (delete), {WWW} (delete), {WEBSITE} (delete)" in check.detail
     assert "--approve-destroy" in check.detail and APPROVE_DESTROY_TAG in check.detail
     assert ("terraform_apply", "skipped") in [(s.stage, s.status) for s in stages]

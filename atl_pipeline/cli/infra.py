@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -163,17 +164,28 @@ def _run(args: argparse.Namespace, progress: Progress, stages: list[str] | None,
 def _up(args: argparse.Namespace) -> int:
     progress = Progress(as_json=args.json)
     outcome = _run(args, progress, None, approve=args.approve_destroy)
+    _say_how_to_approve(args, progress, outcome, "up")
     progress.finish(outcome)
     return EXIT_OK if outcome.success else EXIT_FAILED
 
 
 def _plan(args: argparse.Namespace) -> int:
+    """Exit 0 for a plan that was made, also one that waits for approval: nothing failed."""
     progress = Progress(as_json=args.json)
     outcome = _run(args, progress, _runner().stages_until("terraform_plan"))
     changes = outcome.metadata.get("terraform_plan", {}).get("change_list", [])
     _show_changes(progress, changes)
-    progress.finish(outcome, changes=changes)
-    return EXIT_OK if outcome.success else EXIT_FAILED
+    _say_how_to_approve(args, progress, outcome, "apply")
+    progress.finish(outcome, changes=changes, needs_approval=outcome.needs_approval)
+    return EXIT_OK if outcome.success or outcome.needs_approval else EXIT_FAILED
+
+
+def _say_how_to_approve(args: argparse.Namespace, progress: Progress, outcome, command: str) -> None:
+    """The command that deploys this same file with the deletions approved."""
+    if outcome.needs_approval:
+        argv = ["atl", "infra", command, *(["-f", str(args.file)] if args.file else []),
+                *(["--domain", args.domain] if args.domain else []), "--approve-destroy"]
+        progress.message(f"this plan deletes or replaces resources; to go ahead: {shlex.join(argv)}")
 
 
 def _apply(args: argparse.Namespace) -> int:
@@ -197,6 +209,7 @@ def _plan_then(args: argparse.Namespace, progress: Progress, question: str, stag
     """Plan in one run; show it; when confirmed, apply it with `stages` in a second run."""
     planned = _run(args, progress, _runner().stages_until("terraform_plan"), approve=approve, destroy=destroy)
     changes = planned.metadata.get("terraform_plan", {}).get("change_list", [])
+    _say_how_to_approve(args, progress, planned, "apply")
     if not planned.success or not changes:
         if planned.success:
             progress.message("no changes: nothing to apply")

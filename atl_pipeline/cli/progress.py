@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:  # the Dagster layer is imported only by the commands that run
     from atl_pipeline.orchestration.runner import RunOutcome, StageEvent
 
-LABELS = {"ok": ("ok", "32"), "failed": ("FAIL", "31"), "check failed": ("FAIL", "31"), "skipped": ("skip", "33")}
+LABELS = {"ok": ("ok", "32"), "failed": ("FAIL", "31"), "check failed": ("FAIL", "31"), "skipped": ("skip", "33"),
+          "needs approval": ("HOLD", "33")}
 INDENT = 47
 
 
@@ -60,5 +61,6 @@ class Progress:
             self.stream.write("\n")
         else:
             status = self.paint(outcome.status, "32" if outcome.success else "31")
-            self.stream.write(f"run {outcome.run_id}: {status}\n")
+            held = " (held: the plan waits for approval)" if outcome.needs_approval else ""
+            self.stream.write(f"run {outcome.run_id}: {status}{held}\n")
         self.stream.flush()

@@ -31,7 +31,7 @@ from atl_pipeline.config.quantity import cpu_millicores, memory_bytes, parse_qua
 from atl_pipeline.secrets import check_secret_ref
 
 MAX_REPLICAS = 50
-PORT_BLOCK = 2 * MAX_REPLICAS  # a service's ports: replica r on port + r, or port + 50 + r while it rolls
+PORT_BLOCK = 2 * MAX_REPLICAS  # a service's ports, two halves: releases alternate between port + r and port + 50 + r
 COMMAND_PLACEHOLDERS = ("port", "replica", "service")
 
 
@@ -93,8 +93,8 @@ class Service(_Model):
     image: str | None = None
     """The container image (`registry/name:tag` or `name@sha256:...`), for container targets."""
     port: Port
-    """The first of the service's 100 ports: replica r listens on port + r, or port + 50 + r while a release
-    rolls in."""
+    """The first of the service's 100 ports: replica r listens on port + r or on port + 50 + r; each new release
+    takes the half the serving one does not use."""
     health: Health = Health()
     """How the load balancer and the health check tell a replica is up."""
 

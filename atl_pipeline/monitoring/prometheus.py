@@ -96,6 +96,7 @@ class Monitoring:
 
     def apply(self, services: dict[str, dict], domains: dict[str, dict]) -> MonitoringReport:
         prometheus, blackbox = self.check(services, domains)
+        expected = scrape_targets(yaml.safe_load(prometheus.read_text()))
         changed = {"prometheus": self._replace(prometheus), "blackbox": self._replace(blackbox)}
         supervisor = self.supervisor
         started = {
@@ -121,7 +122,7 @@ class Monitoring:
             for name in ("prometheus.yml", "blackbox.yml"):  # so the next run installs and reloads again
                 (self.root / name).unlink(missing_ok=True)
             raise
-        return self._wait_for_targets(bool(stale))
+        return self._wait_for_targets(bool(stale), expected)
 
     def prometheus_config(self, services: dict[str, dict], domains: dict[str, dict], rules: Path) -> dict:
         jobs = [{"job_name": job, "static_configs": configs} for job, configs in self.scraped.items()]
@@ -217,7 +218,9 @@ class Monitoring:
         samples = (line.split() for line in exposition.splitlines() if line.startswith(prefix))
         return {fields[0]: float(fields[1]) for fields in samples if len(fields) == 2}
 
-    def _wait_for_targets(self, reloaded: bool) -> MonitoringReport:
+    def _wait_for_targets(self, reloaded: bool, expected: set[tuple[str, str]]) -> MonitoringReport:
+        """Until Prometheus scrapes exactly the configured targets (it applies a new configuration's
+        within seconds), all up, with the rules loaded; the report counts what Prometheus has."""
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             try:
@@ -225,13 +228,21 @@ class Monitoring:
                 groups = requests.get(f"{self.url}/api/v1/rules", timeout=5).json()["data"]["groups"]
             except (requests.RequestException, ValueError, KeyError):
                 targets, groups = [], []
-            down = tuple(sorted(t["scrapeUrl"] for t in targets if t["health"] != "up"))
+            down = [t["scrapeUrl"] for t in targets if t["health"] != "up"]
+            missing = expected - {(t["discoveredLabels"]["job"], t["discoveredLabels"]["__address__"])
+                                  for t in targets}
+            down += [f"{address} ({job}: not scraped yet)" for job, address in sorted(missing)]
             rules = sum(len(group["rules"]) for group in groups)
-            if targets and not down and rules:
-                return MonitoringReport(self.url, len(targets), len(targets), rules, reloaded)
-            if time.monotonic() > deadline:
-                return MonitoringReport(self.url, len(targets) - len(down), len(targets), rules, reloaded, down)
+            if targets and not down and rules or time.monotonic() > deadline:
+                total = len(targets) + len(missing)
+                return MonitoringReport(self.url, total - len(down), total, rules, reloaded, tuple(sorted(down)))
             time.sleep(0.5)
+
+
+def scrape_targets(config: dict) -> set[tuple[str, str]]:
+    """(job, address) of every target a Prometheus configuration scrapes."""
+    return {(job["job_name"], address) for job in config["scrape_configs"]
+            for static in job.get("static_configs", ()) for address in static["targets"]}
 
 
 def _binary(name: str) -> Path:

@@ -53,6 +53,7 @@ from atl_pipeline.validation import ValidatedConfig, validate
 GROUP = "deploy"
 POOL = "atl-deploy"  # limit 1, whole runs (the instance's dagster.yaml): one deploy at a time
 APPROVE_DESTROY_TAG = "atl/approve-destroy"
+APPROVAL_CHECK = "destroy_approved"
 # errors whose message tells the operator what to do: they fail the stage without a traceback
 STAGE_ERRORS = (InvalidConfig, DestroyNotApproved, RenderError, SecretError, TerraformError, TargetError,
                 CaddyError, GitError, TimeoutError, OSError, xmlrpc.client.Error, processes.SubprocessError)
@@ -147,7 +148,7 @@ class PlanOptions(Config):
 
 
 @asset(group_name=GROUP, kinds={"terraform"}, pool=POOL, retry_policy=RETRY, check_specs=[AssetCheckSpec(
-    "destroy_approved", asset="terraform_plan", blocking=True,
+    APPROVAL_CHECK, asset="terraform_plan", blocking=True,
     description=f"A plan that deletes or replaces anything runs only with the run tag {APPROVE_DESTROY_TAG}=true "
                 "(`atl infra up --approve-destroy`).")])
 def terraform_plan(context: AssetExecutionContext, config: PlanOptions, validated_config: ValidatedConfig,
@@ -338,9 +339,9 @@ def _destroy_check(summary: PlanSummary, approved: bool) -> AssetCheckResult:
         description = f"approved by the run tag {APPROVE_DESTROY_TAG}: {doomed}"
     else:
         description = (f"the plan deletes or replaces {len(summary.destructive)} resources: {doomed}. "
-                       f"Nothing was applied. To approve, run `atl infra up --approve-destroy`, or launch "
-                       f"the run with the tag {APPROVE_DESTROY_TAG}=true.")
-    return AssetCheckResult(check_name="destroy_approved", passed=approved or not doomed,
+                       f"Nothing was applied. To approve, plan again with --approve-destroy (`atl infra apply` "
+                       f"or `up`), or launch the run with the tag {APPROVE_DESTROY_TAG}=true.")
+    return AssetCheckResult(check_name=APPROVAL_CHECK, passed=approved or not doomed,
                             severity=AssetCheckSeverity.ERROR, description=description)
 
 

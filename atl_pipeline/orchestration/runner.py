@@ -27,7 +27,7 @@ from dagster import (
 from dagster._core.definitions.reconstruct import ReconstructableJob
 
 from atl_pipeline.definitions import deploy_job, drift_job
-from atl_pipeline.orchestration.assets import POOL
+from atl_pipeline.orchestration.assets import APPROVAL_CHECK, POOL
 from atl_pipeline.project import Project, lock_timeout
 
 IN_PROGRESS = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED,
@@ -43,7 +43,7 @@ _WATCHED = {
 @dataclass(frozen=True)
 class StageEvent:
     stage: str
-    status: str  # "ok", "failed", "skipped" or "check failed"
+    status: str  # "ok", "failed", "skipped", "check failed", or "needs approval" (held by the destroy check)
     seconds: float | None = None
     detail: str = ""
 
@@ -54,6 +54,7 @@ class RunOutcome:
     success: bool
     status: str
     metadata: dict[str, dict] = field(default_factory=dict)  # by stage: what it materialized
+    needs_approval: bool = False  # stopped only because the plan deletes or replaces resources
 
 
 def run_deploy(project: Project, domains_file: Path | None = None,
@@ -82,7 +83,8 @@ def run_deploy(project: Project, domains_file: Path | None = None,
     finally:
         watcher.finish()
     run = instance.get_run_by_id(result.run_id)
-    return RunOutcome(result.run_id, result.success, run.status.value if run else "UNKNOWN", watcher.metadata)
+    return RunOutcome(result.run_id, result.success, run.status.value if run else "UNKNOWN", watcher.metadata,
+                      needs_approval=watcher.held and not result.success)
 
 
 class DriftNotChecked(Exception):
@@ -174,6 +176,7 @@ class _StageWatcher(threading.Thread):
         self.cursor: str | None = None
         self.started: dict[str, float] = {}
         self.metadata: dict[str, dict] = {}
+        self.held = False  # the destroy check stopped the run: it waits for approval
 
     def run(self) -> None:
         while not self.done.wait(0.1):
@@ -213,7 +216,8 @@ class _StageWatcher(threading.Thread):
         elif kind == DagsterEventType.ASSET_MATERIALIZATION:
             self.metadata[step] = {key: value.value for key, value in data.materialization.metadata.items()}
         elif kind == DagsterEventType.ASSET_CHECK_EVALUATION and not data.passed:
-            self.on_stage(StageEvent(f"{step}:{data.check_name}", "check failed",
+            self.held = data.check_name == APPROVAL_CHECK
+            self.on_stage(StageEvent(f"{step}:{data.check_name}", "needs approval" if self.held else "check failed",
                                      detail=data.description or ""))
         elif kind == DagsterEventType.STEP_SUCCESS:
             self.report(StageEvent(step, "ok", seconds, str(self.metadata.get(step, {}).get("summary", ""))))
@@ -222,9 +226,10 @@ class _StageWatcher(threading.Thread):
             if failure and failure.description:
                 detail = failure.description
             elif data.error and data.error.cls_name == "DagsterAssetCheckFailedError":
-                detail = "a blocking check failed; no later stage runs"
+                detail = "waits for approval; no later stage runs" if self.held else \
+                    "a blocking check failed; no later stage runs"
             else:
                 detail = data.error.message if data.error else "failed"
-            self.report(StageEvent(step, "failed", seconds, detail.strip()))
+            self.report(StageEvent(step, "needs approval" if self.held else "failed", seconds, detail.strip()))
         elif kind == DagsterEventType.STEP_SKIPPED:
             self.report(StageEvent(step, "skipped"))

@@ -14,7 +14,9 @@ for changes of the routes themselves.
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,14 +167,38 @@ class CaddyAdmin:
             raise CaddyUnavailable(f"Caddy's admin API at {self.url} did not answer ({type(error).__name__}); "
                                    "supervisord restarts Caddy when it exits") from None
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, crashed: Callable[[], str | None] = lambda: None) -> None:
+        """Until the admin API answers; CaddyError at once when `crashed` says why Caddy cannot start."""
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             try:
                 self.config()
                 return
             except (CaddyUnavailable, requests.HTTPError) as error:
+                if cause := crashed():
+                    raise CaddyError(f"Caddy exits as it starts: {cause}") from None
                 if time.monotonic() > deadline:
                     raise CaddyError(f"Caddy's admin API did not become ready within {READY_TIMEOUT:.0f} s: "
                                      f"{error}") from None
                 time.sleep(0.1)
+
+
+def last_error(log: Path) -> str | None:
+    """The message of the last error Caddy logged (its log is JSON lines), with what to do when a
+    port it needs is taken."""
+    if not log.exists():
+        return None
+    with log.open("rb") as stream:
+        stream.seek(max(0, log.stat().st_size - 64 * 1024))
+        lines = stream.read().decode(errors="replace").splitlines()
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") == "error":
+            message = str(entry.get("msg", ""))
+            if "address already in use" in message:
+                message += " (another program holds that port: stop it, or give the target another port)"
+            return message
+    return None

@@ -29,6 +29,7 @@ from atl_pipeline.runtime.caddy import (
     base_config,
     caddy_config,
     hosts_by_route,
+    last_error,
 )
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.rolling import DRAIN_SECONDS, SLOT_PORTS, DeployError, Runtime, ServiceOutcome
@@ -85,7 +86,7 @@ class LocalRuntime(Runtime):
         base.write_text(json.dumps(base_config(self.lb), indent=2))
         self.supervisor.ensure_running(self._caddy_program(base))
         self._move_admin_endpoint()
-        self.caddy.wait_ready()
+        self.caddy.wait_ready(self._caddy_crashed)
 
     def _move_admin_endpoint(self) -> None:
         """Caddy resumes its last configuration, so a new admin port is set through the old one."""
@@ -99,7 +100,12 @@ class LocalRuntime(Runtime):
         """Caddy stopped and started again (it resumes its configuration); for renewing certificates."""
         self.supervisor.rpc.stopProcess("caddy", True)
         self.supervisor.rpc.startProcess("caddy", True)
-        self.caddy.wait_ready()
+        self.caddy.wait_ready(self._caddy_crashed)
+
+    def _caddy_crashed(self) -> str | None:
+        """Why Caddy cannot start, once supervisord has seen it exit as it started (the error it logged)."""
+        state = next((p["statename"] for p in self.supervisor.processes() if p["name"] == "caddy"), None)
+        return last_error(self.supervisor.logs / "caddy.log") if state in ("BACKOFF", "FATAL") else None
 
     def stop(self) -> None:
         """Stop every process and supervisord; what was deployed is kept for the next start."""
