@@ -15,7 +15,7 @@ import shutil
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -54,6 +54,11 @@ def served_certificate(frontend: Frontend, domain: str, timeout: float = 5.0) ->
     issuer = dict(pair for entry in certificate["issuer"] for pair in entry).get("commonName", "")
     not_after = datetime.fromtimestamp(ssl.cert_time_to_seconds(certificate["notAfter"]), UTC)
     return ServedCertificate(domain, True, issuer, certificate["serialNumber"], not_after)
+
+
+def due_for_renewal(served: Iterable[ServedCertificate], within_days: float = RENEW_WITHIN_DAYS) -> list[str]:
+    """The domains whose valid certificate expires within `within_days`."""
+    return [cert.domain for cert in served if cert.valid and cert.days_left < within_days]
 
 
 def renew(lb: LoadBalancer, restart_caddy: Callable[[], None], domains: list[str]) -> list[ServedCertificate]:

@@ -16,6 +16,7 @@ from atl_pipeline.findings import ConfigError
 from atl_pipeline.monitoring.prometheus import BINARIES
 from atl_pipeline.project import DAGSTER_YAML, Project
 from atl_pipeline.runtime.local import deployed_runtime
+from atl_pipeline.targets import target_of
 
 VENV_BIN = Path(sys.executable).parent
 TOOLS = {  # name -> (command printing its version, what to do when it is missing)
@@ -39,7 +40,7 @@ class Check:
 
 
 def examine(project: Project) -> list[Check]:
-    return [*(_tool(name) for name in TOOLS), *_ports(project), _instance(project)]
+    return [*(_tool(name) for name in TOOLS), *_target(project), _instance(project)]
 
 
 def as_json(checks: list[Check]) -> str:
@@ -60,18 +61,23 @@ def _tool(name: str) -> Check:
     return Check(name, True, version.group(0))
 
 
-def _ports(project: Project) -> list[Check]:
-    """Each port of the target is free, or held by this project's own runtime."""
+def _target(project: Project) -> list[Check]:
+    """What the project's kind of target needs here."""
     try:
-        target = load_config(project.domains_file).config.target
+        config = load_config(project.domains_file).config
     except (ConfigError, OSError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        return [Check("ports", False, f"cannot read the target from {project.domains_file.name}: {first}",
+        return [Check("target", False, f"cannot read the target from {project.domains_file.name}: {first}",
                       "run `atl infra validate`")]
+    return target_of(config).doctor(project)
+
+
+def port_checks(project: Project, ports: dict[str, int]) -> list[Check]:
+    """Each port of the local target is free, or held by this project's own runtime."""
     runtime = deployed_runtime(project)
     ours = set(runtime.target.ports.values()) if runtime.supervisor.is_running() else set()
     checks = []
-    for setting, port in target.ports.items():
+    for setting, port in ports.items():
         if port in ours:
             checks.append(Check(f"port {port}", True, f"target.{setting}: in use by this project's runtime"))
         elif _free(port):

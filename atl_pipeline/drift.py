@@ -1,9 +1,10 @@
 """Drift: what exists compared with what the last apply declared, and healing it.
 
-Two comparisons: a refresh-only Terraform plan (infrastructure changed outside
-Terraform), and what runs on the target against Terraform's outputs (a replica stopped
-by hand, a route removed from the load balancer). Healing deploys the outputs again; it
-changes nothing in Terraform, whose drift a deploy run resolves.
+Two comparisons: a refresh-only Terraform plan (infrastructure changed outside Terraform:
+a server deleted in the console, a record edited by hand), and what runs on the target
+against Terraform's outputs (a replica stopped, a route removed, a container of another
+project). Healing deploys the outputs again; it changes nothing in Terraform, whose drift
+a deploy run resolves.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 
 from atl_pipeline.config import Config
 from atl_pipeline.project import Project
-from atl_pipeline.runtime.local import deployed_runtime
-from atl_pipeline.terraform.stages import provider_secrets, terraform
+from atl_pipeline.targets import target_of
+from atl_pipeline.targets.outputs import Outputs
+from atl_pipeline.terraform.stages import terraform
 
 
 @dataclass(frozen=True)
@@ -32,22 +34,19 @@ class DriftReport:
 
 
 def detect(project: Project, config: Config, *, heal: bool = False) -> DriftReport:
-    """Compare; with `heal`, redeploy what Terraform declares and compare again. On a target
-    other than local, only the infrastructure is compared: what its servers run is not yet."""
-    runner = terraform(project, config.state, config.environment, provider_secrets(config))
+    """Compare; with `heal`, redeploy what Terraform declares and compare again."""
+    target = target_of(config)
+    runner = terraform(project, config.state, config.environment, target.provider_secrets())
     if not (runner.workdir / ".terraform").is_dir():
         return DriftReport(["nothing was ever applied for this environment: run a deploy"], [], [])
     with project.lock():
         infrastructure = ["a refresh-only plan finds changes made outside Terraform; a deploy run reconciles them"
                           ] if runner.drifted() else []
-        outputs = runner.outputs()
-    if config.target.kind != "local":
-        return DriftReport(infrastructure, [], [])
-    runtime = deployed_runtime(project)
-    services, domains = outputs.get("services", {}), outputs.get("domains", {})
-    found = runtime.drift(services, domains)
+        outputs = Outputs.parse(runner.outputs())
+    runtime = target.runtime(project)  # what the last deployment left running, where it left it
+    found = runtime.drift(outputs.services, outputs.domains)
     if not (heal and found):
         return DriftReport(infrastructure, found, [])
-    runtime.deploy(services, domains)
-    remaining = runtime.drift(services, domains)
+    runtime.deploy(outputs.services, outputs.domains)
+    remaining = runtime.drift(outputs.services, outputs.domains)
     return DriftReport(infrastructure, remaining, [line for line in found if line not in remaining])

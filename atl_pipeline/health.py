@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from atl_pipeline.runtime import http
 from atl_pipeline.runtime.http import Frontend
+from atl_pipeline.runtime.rolling import Domains, Services
+from atl_pipeline.targets.outputs import DomainOutput
 
 PROBES = 20
 SETTLE_SECONDS = 15.0
@@ -64,13 +66,12 @@ def probe_domain(frontend: Frontend, domain: str, ssl: bool, service: str, path:
     return DomainHealth(domain, service, probes, failures, tuple(latencies), error)
 
 
-def probe_domains(frontend: Frontend, domains: dict[str, dict], services: dict[str, dict],
-                  **options) -> list[DomainHealth]:
+def probe_domains(frontend: Frontend, domains: Domains, services: Services, **options) -> list[DomainHealth]:
     """Every domain of Terraform's `domains` output, probed concurrently."""
-    def one(item: tuple[str, dict]) -> DomainHealth:
+    def one(item: tuple[str, DomainOutput]) -> DomainHealth:
         name, domain = item
-        return probe_domain(frontend, name, domain["ssl"], domain["service"],
-                            services[domain["service"]]["health_path"], **options)
+        return probe_domain(frontend, name, domain.ssl, domain.service, services[domain.service].health_path,
+                            **options)
 
     with ThreadPoolExecutor(max_workers=max(1, min(32, len(domains)))) as pool:
         return list(pool.map(one, sorted(domains.items())))

@@ -18,6 +18,7 @@ from atl_pipeline.config.loader import load_source
 from atl_pipeline.config.yaml_reader import MAX_BYTES, decode_source, read_bounded
 from atl_pipeline.files import replace_file
 from atl_pipeline.findings import ConfigError, capped, printable
+from atl_pipeline.targets import target_of
 from atl_pipeline.terraform.cli import Terraform, TerraformError
 from atl_pipeline.terraform.hcl_check import check_rendered
 from atl_pipeline.terraform.render import RenderError, render, write
@@ -103,10 +104,11 @@ def fix(path: Path) -> int:
 
 def terraform_findings(loaded: LoadedConfig, templates: Path, tool_home: Path) -> list[LintFinding]:
     """The templates rendered for this configuration: read back by python-hcl2, and `terraform fmt -check`."""
-    where = str(templates / loaded.config.target.kind)
+    target = target_of(loaded.config)
+    where = str(templates / target.kind)
     try:
         rendered = render(loaded.config, templates)
-        check_rendered(rendered, loaded.config.target.kind)
+        check_rendered(rendered)
     except RenderError as error:
         return [LintFinding(where, 1, 1, "terraform/hcl", str(error))]
     with tempfile.TemporaryDirectory(prefix="atl-lint-") as folder:

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 from atl_pipeline.config import Domain, LoadedConfig
 from atl_pipeline.config.model import PORT_BLOCK
-from atl_pipeline.config.quantity import cpu_millicores, format_bytes, memory_bytes
 from atl_pipeline.findings import MAX_FINDINGS, Finding, capped
-from atl_pipeline.terraform import hcloud
+from atl_pipeline.targets import target_of
 
 SHELLS = {"sh", "bash", "rbash", "dash", "ash", "zsh", "ksh", "mksh", "lksh", "oksh", "pdksh", "yash", "posh", "fish",
           "csh", "tcsh", "rc", "es", "pwsh", "nu", "xonsh", "elvish", "su"}  # su runs its command through a shell
@@ -83,16 +82,12 @@ def shared_services_agree(loaded: LoadedConfig) -> Iterator[Finding]:
                                      f"{domain.service!r} but ask for different {field}; make them equal")
 
 
-def local_commands(loaded: LoadedConfig) -> Iterator[Finding]:
-    """The local target runs each service in use as processes of its own argv."""
-    if loaded.config.target.kind != "local":
-        return
-    for name in _replicas_by_service(loaded):
+def commands_run_no_shell(loaded: LoadedConfig) -> Iterator[Finding]:
+    """A service's command is its program's own arguments: no shell reads a value of the file."""
+    for name in loaded.config.services_in_use():
         command = loaded.config.services[name].command
-        if command is None:
-            yield loaded.finding(("services", name),
-                                 f"service {name!r} has no command; the local target runs services as processes")
-        elif shell := shell_in([argument.format(port="1", replica="0", service=name) for argument in command]):
+        if command and (shell := shell_in([argument.format(port="1", replica="0", service=name)
+                                           for argument in command])):
             yield loaded.finding(("services", name, "command"),
                                  f"service {name!r} runs a shell ({shell}); give the program's own "
                                  "arguments instead, so no configuration value is ever read by a shell")
@@ -125,9 +120,9 @@ def ports_disjoint(loaded: LoadedConfig) -> Iterator[Finding]:
     target = loaded.config.target
     if len(set(target.ports.values())) < len(target.ports):
         yield loaded.finding(("target",), f"the target's ports must all differ: {target.ports}")
-    beside = target.ports if target.kind == "local" else {}
+    beside = target_of(loaded.config).reserved_ports()
     blocks: list[tuple[range, str]] = []
-    for name in _replicas_by_service(loaded):
+    for name in loaded.config.services_in_use():
         port = loaded.config.services[name].port
         ports = range(port, port + PORT_BLOCK)
         where = ("services", name, "port")
@@ -163,96 +158,12 @@ def _overlapping(blocks: list[tuple[range, str]]) -> Iterator[list[tuple[range, 
         yield group
 
 
-def within_capacity(loaded: LoadedConfig) -> Iterator[Finding]:
-    if loaded.config.target.kind != "local":
-        return
-    millicores = bytes_ = 0
-    for domain in loaded.config.first_domains().values():
-        millicores += domain.replicas * domain.resources.millicores
-        bytes_ += domain.replicas * domain.resources.bytes
-    capacity_millicores, capacity_bytes, origin = _capacity(loaded)
-    if millicores > capacity_millicores or bytes_ > capacity_bytes:
-        yield loaded.finding(("domains",), f"the domains request {millicores / 1000:g} cpu and "
-                             f"{format_bytes(bytes_)} memory; {origin} has {capacity_millicores / 1000:g} cpu "
-                             f"and {format_bytes(capacity_bytes)}: lower replicas or resources, or raise "
-                             "target.capacity", key=True)
-
-
-def machine_capacity() -> tuple[int, int]:
-    """Cores this process may run on (in millicores) and physical memory (bytes)."""
-    return len(os.sched_getaffinity(0)) * 1000, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def _capacity(loaded: LoadedConfig) -> tuple[int, int, str]:
-    capacity = loaded.config.target.capacity
-    if capacity is not None:
-        return cpu_millicores(capacity.cpu), memory_bytes(capacity.memory), "target.capacity"
-    return (*machine_capacity(), "this machine")
-
-
-def _replicas_by_service(loaded: LoadedConfig) -> dict[str, int]:
-    """Each defined service that a domain routes to, with the replicas its first domain asks for."""
-    return {name: domain.replicas for name, domain in loaded.config.first_domains().items()
-            if name in loaded.config.services}
-
-
-def hcloud_fits(loaded: LoadedConfig) -> Iterator[Finding]:
-    """On hcloud: each service has an image, the domains are in the Cloudflare zone, the subnet
-    is in the network, SSH is open to someone, mail-like names are not proxied, and a server
-    type holds a server's share."""
-    config = loaded.config
-    if config.target.kind != "hcloud":
-        return
-    target = config.target
-    for name in _replicas_by_service(loaded):
-        if config.services[name].image is None:
-            yield loaded.finding(("services", name), f"service {name!r} has no image; the hcloud target runs "
-                                 "services as containers")
-    zone = target.cloudflare.zone
-    for index, domain in enumerate(config.domains):
-        if domain.name != zone and not domain.name.endswith(f".{zone}"):
-            yield loaded.finding(("domains", index, "name"), f"{domain.name} is not in the Cloudflare zone {zone} "
-                                 "(target.cloudflare.zone)")
-        if domain.proxied and hcloud.never_proxied(domain.name):
-            yield loaded.finding(("domains", index, "proxied"), f"{domain.name} must not go through Cloudflare's "
-                                 "HTTP proxy (mail and the like): remove `proxied: true`")
-    if not target.network.is_private or not target.subnet.subnet_of(target.network):
-        yield loaded.finding(("target", "subnet"), f"the subnet {target.subnet} must lie in the private network "
-                             f"{target.network} (RFC 1918)")
-    if not target.ssh_from:
-        yield loaded.finding(("target", "ssh_from"), "the deployment reaches the servers over SSH, which the firewall "
-                             "closes to every address not in target.ssh_from: list the ranges of the machines that "
-                             "deploy")
-    yield from _ssh_port_free(loaded)
-    if len(name := hcloud.resource_name(config)) > hcloud.MAX_NAME:
-        yield loaded.finding(("project",), f"`{name}` names the servers and labels on hcloud: keep project and "
-                             f"environment within {hcloud.MAX_NAME} characters together")
-    if target.server_type is None and target.location not in hcloud.SIZED_LOCATIONS:
-        yield loaded.finding(("target", "location"), f"set target.server_type: the types sized automatically "
-                             f"({', '.join(name for name, _, _ in hcloud.SERVER_TYPES)}) are offered in "
-                             f"{', '.join(hcloud.SIZED_LOCATIONS)} only")
-    elif target.server_type is None and hcloud.fitting_server_type(config) is None:
-        millicores, bytes_ = hcloud.server_share(config)
-        largest, cores, memory = hcloud.SERVER_TYPES[-1]
-        yield loaded.finding(("target", "servers"), f"each of {target.servers} servers needs {millicores / 1000:g} "
-                             f"cpu and {format_bytes(bytes_)} memory; the largest known type, {largest}, has "
-                             f"{cores / 1000:g} cpu and {format_bytes(memory)}: add servers, or set "
-                             "target.server_type", key=True)
-
-
-def _ssh_port_free(loaded: LoadedConfig) -> Iterator[Finding]:
-    """The servers' sshd takes target.ssh_port on every address: not the routers' port, nor a replica's."""
-    port = loaded.config.target.ssh_port
-    if port == 80:
-        yield loaded.finding(("target", "ssh_port"), "target.ssh_port 80 is the routers' port: choose another")
-    for name in _replicas_by_service(loaded):
-        first = loaded.config.services[name].port
-        if first <= port < first + PORT_BLOCK:
-            yield loaded.finding(("target", "ssh_port"), f"target.ssh_port {port} is in the ports of service "
-                                 f"{name!r} ({first}-{first + PORT_BLOCK - 1}): choose another")
+def target_rules(loaded: LoadedConfig) -> Iterator[Finding]:
+    """The rules of the configuration's kind of target."""
+    yield from target_of(loaded.config).rules(loaded)
 
 
 RULES: list[Callable[[LoadedConfig], Iterator[Finding]]] = [
-    unique_domain_names, services_defined, shared_services_agree,
-    local_commands, ports_disjoint, within_capacity, hcloud_fits,
+    unique_domain_names, services_defined, shared_services_agree, commands_run_no_shell, ports_disjoint,
+    target_rules,
 ]

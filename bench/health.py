@@ -24,14 +24,16 @@ sys.path.insert(0, str(REPO))
 from atl_pipeline.config.model import LocalTarget  # noqa: E402
 from atl_pipeline.health import probe_domains  # noqa: E402
 from atl_pipeline.runtime.local import LocalRuntime  # noqa: E402
+from atl_pipeline.targets.outputs import DomainOutput, ServiceOutput  # noqa: E402
 from tests.conftest import copy_project  # noqa: E402
 from tests.ports import free_port, service_ports  # noqa: E402
 
 SIZES = (10, 100, 1_000)
 PORT = service_ports()[0]
-SERVICE = {"command": ["python3", "-m", "atl_pipeline.sample_service", "--port", "{port}"], "cpu_millicores": 500,
-           "health_path": "/healthz", "image": None, "memory_bytes": 512 * 2**20, "port": PORT,
-           "release": "bench", "replicas": 2, "ports": [PORT, PORT + 1], "standby_ports": [PORT + 50, PORT + 51]}
+SERVICE = ServiceOutput(command=["python3", "-m", "atl_pipeline.sample_service", "--port", "{port}"],
+                        cpu_millicores=500, health_path="/healthz", memory_bytes=512 * 2**20, port=PORT,
+                        release="bench", replicas=2, standby_port=PORT + 50, ports=[PORT, PORT + 1],
+                        standby_ports=[PORT + 50, PORT + 51])
 
 
 def main() -> None:
@@ -43,8 +45,9 @@ def main() -> None:
     print(f"{'endpoints':>9} {'deploy s':>9} {'probe s':>8} {'probes/s':>9} {'failed':>7}")
     try:
         for size in SIZES:
-            domains = {f"d{i}.bench.allthingslinux.org": {"service": "api", "ssl": True, "monitoring": False}
-                       for i in range(size)}
+            domains = {f"d{i}.bench.allthingslinux.org": DomainOutput(
+                cpu_millicores=500, memory_bytes=512 * 2**20, monitoring=False, replicas=2, service="api", ssl=True,
+                url=f"https://d{i}.bench.allthingslinux.org/") for i in range(size)}
             start = time.perf_counter()
             runtime.deploy({"api": SERVICE}, domains)
             probe_domains(runtime.lb.frontend, domains, {"api": SERVICE}, probes=0, settle=60)  # certificates issued

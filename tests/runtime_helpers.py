@@ -14,7 +14,6 @@ from pathlib import Path
 from atl_pipeline.project import Project
 from atl_pipeline.runtime import http
 from atl_pipeline.runtime.local import LocalRuntime, deployed_runtime
-from atl_pipeline.runtime.rolling import as_output
 from tests.ports import free_port, service_ports
 
 LOAD = Path(__file__).resolve().parent.parent / "bench" / "load.py"
@@ -127,5 +126,5 @@ def program_pid(project: Project, name: str) -> int:
 
 def drift_from_record(runtime: LocalRuntime) -> list[str]:
     """How what runs differs from what the last deployment recorded."""
-    record = runtime.deployed()
-    return runtime.drift({name: as_output(spec) for name, spec in record["services"].items()}, record["domains"])
+    services = {name: spec.output() for name, spec in runtime.deployed_services().items()}
+    return runtime.drift(services, runtime.deployed_domains())

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -35,7 +36,9 @@ class Sshd:
         if not SSHD.exists():
             raise RuntimeError("sshd not found: install the Debian package openssh-server (.ci/run does)")
         self.bin.mkdir(parents=True)
-        shutil.copy(STAND_IN, self.bin / "docker")
+        docker = self.bin / "docker"  # run by this Python, which has what it imports (PyYAML)
+        docker.write_text(f"#!{sys.executable}\n" + STAND_IN.read_text().split("\n", 1)[1])
+        docker.chmod(0o755)
         for key in (self.root / "host_key", self.identity):
             new_key(key)
         shutil.copy(self.identity.with_suffix(".pub"), self.root / "authorized_keys")
@@ -90,6 +93,14 @@ SetEnv PATH={self.bin}:/usr/bin:/bin
         """A server whose project folder is `root`, reached through this sshd."""
         return RemoteHost("127.0.0.1", str(root), self.identity, self.known_hosts,
                           user=pwd.getpwuid(os.getuid()).pw_name, port=self.port)
+
+    def containers(self, address: str) -> list[dict]:
+        """The containers the stand-in docker keeps for the server at `address`, as `docker ps` shows them."""
+        state = self.bin / f"containers-{address}.json"
+        return json.loads(state.read_text()) if state.exists() else []
+
+    def set_containers(self, address: str, containers: list[dict]) -> None:
+        (self.bin / f"containers-{address}.json").write_text(json.dumps(containers))
 
     def calls(self) -> list[dict]:
         """What the stand-in docker was asked, in order."""

@@ -107,6 +107,16 @@ def test_drift_reports_heals_and_exits_accordingly(capsys, project: Project):
     assert code == 1 and f"healed: service website: replica {group}_0 is STOPPED" in out
     assert run(capsys, "infra", "drift")[0] == 0
 
+    state = project.state_dir / "terraform" / "production" / "terraform.tfstate"
+    edited = json.loads(state.read_text())  # what Terraform manages, changed under its feet
+    domain = next(r for r in edited["resources"] if r["name"] == "domain")["instances"][0]["attributes"]
+    domain["output"]["value"]["replicas"] = 9
+    edited["serial"] += 1
+    state.write_text(json.dumps(edited))
+    code, out, _ = run(capsys, "infra", "drift", "--json")
+    assert code == 1 and json.loads(out)["lines"] == [
+        "terraform: a refresh-only plan finds changes made outside Terraform; a deploy run reconciles them"]
+
 
 def in_terminal(argv: list[str], answer: str, cwd: Path, timeout: float = 120) -> str:
     """Run `argv` on a pseudo-terminal, type `answer` at its prompt; all it printed, then `exit N`."""

@@ -13,12 +13,13 @@ import hcl2
 import pytest
 
 from atl_pipeline.config import load_config
+from atl_pipeline.targets import target_of
+from atl_pipeline.targets.hcloud import fitting_server_type, server_share
 from atl_pipeline.terraform.cli import Terraform, TerraformError
 from atl_pipeline.terraform.hcl_check import check_rendered
-from atl_pipeline.terraform.hcloud import fitting_server_type, server_share
 from atl_pipeline.terraform.render import Rendered, render
 from atl_pipeline.terraform.render import write as write_files
-from atl_pipeline.terraform.stages import _targets, make_plan
+from atl_pipeline.terraform.stages import make_plan
 from atl_pipeline.validation import validate
 from tests.conftest import REPO
 
@@ -31,7 +32,7 @@ GiB = 2**30
 def test_the_example_renders_to_exactly_the_expected_resources(tmp_path: Path):
     config = load_config(EXAMPLE).config
     rendered = render(config, TEMPLATES)
-    check_rendered(rendered, "hcloud")  # exact blocks, resources, outputs, backend and locals
+    check_rendered(rendered)  # exact blocks, resources, outputs, backend and locals
 
     assert declared(rendered) == {
         ("hcloud_ssh_key", "operator"), ("hcloud_network", "private"), ("hcloud_network_subnet", "servers"),
@@ -81,8 +82,8 @@ def test_the_same_domains_yml_renders_both_targets():
     local, hcloud = load_config(REPO / "domains.yml").config, load_config(EXAMPLE).config
     assert (local.services, local.domains) == (hcloud.services, hcloud.domains)
     on_local, on_hcloud = render(local, TEMPLATES), render(hcloud, TEMPLATES)
-    check_rendered(on_local, "local")
-    check_rendered(on_hcloud, "hcloud")
+    check_rendered(on_local)
+    check_rendered(on_hcloud)
     assert on_local.inputs["services"] == on_hcloud.inputs["services"]
     assert on_local.inputs["domains"] == on_hcloud.inputs["domains"]
 
@@ -132,7 +133,7 @@ def test_hostile_text_in_the_ssh_key_comment_stays_a_string(write, tmp_path: Pat
     text = re.sub(r"ssh_public_key: (\S+ \S+) .*", lambda m: f"ssh_public_key: '{m.group(1)} {comment}'",
                   EXAMPLE.read_text())
     rendered = render(load_config(write(text)).config, TEMPLATES)
-    check_rendered(rendered, "hcloud")
+    check_rendered(rendered)
     assert rendered.inputs["hcloud"]["ssh_public_key"].endswith(comment)
     assert unformatted(rendered, tmp_path) == []
 
@@ -168,7 +169,7 @@ def test_one_domain_is_planned_through_the_resources_of_its_own_target():
     """`atl infra up --domain` targets what the hcloud templates declare for a domain: its records."""
     config = load_config(EXAMPLE).config
     rendered = render(config, TEMPLATES)
-    addresses = _targets(config, "api.allthingslinux.org")
+    addresses = target_of(config).addresses(next(d for d in config.domains if d.name == "api.allthingslinux.org"))
     assert addresses == ('cloudflare_dns_record.a["api.allthingslinux.org"]',
                          'cloudflare_dns_record.aaaa["api.allthingslinux.org"]')
     assert {address.split("[")[0] for address in addresses} <= {f"{kind}.{name}" for kind, name in declared(rendered)}

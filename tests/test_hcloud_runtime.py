@@ -15,7 +15,6 @@ import pytest
 import yaml
 
 from atl_pipeline.config import Config, LoadedConfig, load_config
-from atl_pipeline.monitoring.prometheus import Monitoring
 from atl_pipeline.orchestration.assets import service_deployment
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.project import Project
@@ -24,7 +23,8 @@ from atl_pipeline.runtime.hcloud import HcloudRuntime
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.rolling import DeployError
 from atl_pipeline.runtime.ssh import RemoteError, Unreachable
-from atl_pipeline.runtime.targets import target_runtime
+from atl_pipeline.targets import target_of
+from atl_pipeline.targets.outputs import DomainOutput, OutputError, Outputs, ServiceOutput
 from atl_pipeline.terraform.render import render
 from atl_pipeline.terraform.stages import TerraformApply
 from atl_pipeline.validation import validate
@@ -32,19 +32,27 @@ from tests.conftest import REPO
 from tests.sshd import Sshd, new_key
 
 EXAMPLE = REPO / "examples" / "hcloud" / "domains.yml"
-SERVERS = {"node-1": {"private_ip": "10.0.1.2", "ipv4": "127.0.0.1"},  # as Terraform's `servers` output
-           "node-2": {"private_ip": "10.0.1.3", "ipv4": "127.0.0.2"}}
+RAW_SERVERS = {"node-1": {"private_ip": "10.0.1.2", "ipv4": "127.0.0.1"},  # as Terraform's `servers` output
+               "node-2": {"private_ip": "10.0.1.3", "ipv4": "127.0.0.2"}}
 LOAD_BALANCER = {"ipv4": "192.0.2.10", "ipv6": "2001:db8::10"}
-OUTPUTS = {"servers": SERVERS, "load_balancer": LOAD_BALANCER}
+RAW = {"servers": RAW_SERVERS, "load_balancer": LOAD_BALANCER}
+OUTPUTS = Outputs.parse(RAW)
+SERVERS = OUTPUTS.servers
 
 
-def outputs(path: Path = EXAMPLE) -> tuple[dict, dict]:
+def outputs(path: Path = EXAMPLE) -> tuple[dict[str, ServiceOutput], dict[str, DomainOutput]]:
     """Terraform's services and domains outputs for the file at `path`, as the apply gives them."""
+    parsed = Outputs.parse(raw_outputs(path))
+    return parsed.services, parsed.domains
+
+
+def raw_outputs(path: Path = EXAMPLE) -> dict:
+    """What `terraform output -json` gives for the file at `path` on these servers."""
     inputs = render(load_config(path).config, REPO / "terraform_templates").inputs
     services = {name: {**spec, "ports": [spec["port"] + r for r in range(spec["replicas"])],
                        "standby_ports": [spec["standby_port"] + r for r in range(spec["replicas"])]}
                 for name, spec in inputs["services"].items()}
-    return services, inputs["domains"]
+    return {**RAW, "services": services, "domains": inputs["domains"]}
 
 
 @pytest.fixture(autouse=True)
@@ -111,9 +119,8 @@ def test_a_servers_compose_file_and_router():
     api = services["backend-api"]
     compose = yaml.safe_load(compose_file("atl", "node-1", SERVERS, [("backend-api", api, 0)], json.dumps(router)))
 
-    assert list(compose["services"]) == ["router", f"backend-api-{api['release']}-s0-0",
-                                         f"backend-api-{api['release']}-s0-2"]
-    replica = compose["services"][f"backend-api-{api['release']}-s0-2"]
+    assert list(compose["services"]) == ["router", f"backend-api-{api.release}-s0-0", f"backend-api-{api.release}-s0-2"]
+    replica = compose["services"][f"backend-api-{api.release}-s0-2"]
     assert replica["image"] == "ghcr.io/allthingslinux/backend-api:1.0.0"
     assert replica["ports"] == ["10.0.1.2:8102:8102"]  # the private address only
     assert replica["deploy"]["resources"]["limits"] == {"cpus": "0.5", "memory": str(512 * 2**20)}
@@ -137,13 +144,13 @@ def test_a_first_deploy_ships_each_server_its_files_and_gates_it(runtime: Hcloud
 
     assert {(o.name, o.action) for o in outcomes} == {("backend-api", "started"), ("website", "started")}
     calls = sshd.calls()
-    release = services["backend-api"]["release"]
+    release = services["backend-api"].release
     assert [(server_of(call), "--wait" in call["argv"]) for call in calls] == [
         ("node-1", False), ("node-1", True), ("node-2", False), ("node-2", True)]  # no old replica to remove
     assert calls[0]["argv"][:2] == ["compose", "--project-directory"] and "--remove-orphans" in calls[0]["argv"]
     assert waited_for(calls[1]) == [  # the replicas on node-1
         f"backend-api-{release}-s0-0", f"backend-api-{release}-s0-2",
-        f"website-{services['website']['release']}-s0-0"]
+        f"website-{services['website'].release}-s0-0"]
     assert f"backend-api-{release}-s0-1" in on_server(tmp_path, "node-2")["services"]
     router = json.loads((tmp_path / "servers/node-2/router.json").read_text())
     assert router["apps"]["http"]["servers"]["router"]["listen"] == ["10.0.1.3:80"]
@@ -153,9 +160,9 @@ def test_a_first_deploy_ships_each_server_its_files_and_gates_it(runtime: Hcloud
 def test_a_new_release_rolls_beside_the_old_one_then_replaces_it(runtime: HcloudRuntime, sshd: Sshd, write):
     services, domains = outputs()
     runtime.deploy(services, domains)
-    old = services["backend-api"]["release"]
+    old = services["backend-api"].release
     services, domains = outputs(write(EXAMPLE.read_text().replace("backend-api:1.0.0", "backend-api:1.0.1")))
-    new = services["backend-api"]["release"]
+    new = services["backend-api"].release
     calls = len(sshd.calls())
 
     outcomes = runtime.deploy(services, domains)
@@ -197,8 +204,7 @@ def test_arguments_reach_the_remote_program_as_they_are(sshd: Sshd, tmp_path: Pa
 
 def test_the_deployment_stage_ships_the_servers_of_terraforms_outputs(project: Project, loaded: LoadedConfig,
                                                                       sshd: Sshd, tmp_path: Path):
-    services, domains = outputs()
-    applied = TerraformApply({**OUTPUTS, "services": services, "domains": domains}, serial=3, applied=True)
+    applied = TerraformApply(Outputs.parse(raw_outputs()), serial=3, applied=True)
 
     result = service_deployment(validated_config=validate(loaded), terraform_apply=applied,
                                 project=ProjectResource(root=str(project.root)))
@@ -217,20 +223,20 @@ def test_a_roll_back_finds_the_servers_in_the_last_deployments_record(project: P
                                                                       runtime: HcloudRuntime, tmp_path: Path, write):
     """The health check rolls back from the record, with no Terraform outputs at hand."""
     with pytest.raises(DeployError, match="run a deploy"):
-        target_runtime(project, config)
+        target_of(config).runtime(project)
     runtime.deploy(*outputs())
     first = on_server(tmp_path, "node-1")
     services, domains = outputs(write(EXAMPLE.read_text().replace("backend-api:1.0.0", "backend-api:1.0.1")))
     runtime.deploy(services, domains)
-    bad = {"backend-api": services["backend-api"]["release"]}
+    bad = {"backend-api": services["backend-api"].release}
 
-    outcomes = target_runtime(project, config).roll_back(bad)
+    outcomes = target_of(config).runtime(project).roll_back(bad)
 
     assert {(o.name, o.action) for o in outcomes} == {("backend-api", "rolled"), ("website", "unchanged")}
     images = {entry["image"] for entry in on_server(tmp_path, "node-1")["services"].values()}
     assert images == {entry["image"] for entry in first["services"].values()}
     assert runtime.deployed()["services"]["backend-api"]["image"].endswith(":1.0.0")
-    assert target_runtime(project, config).roll_back(bad) == []  # a second health check rolls nothing forward
+    assert target_of(config).runtime(project).roll_back(bad) == []  # a second health check rolls nothing forward
     assert runtime.deployed()["services"]["backend-api"]["image"].endswith(":1.0.0")
 
 
@@ -246,13 +252,13 @@ def test_a_changed_host_key_is_refused_with_the_command_that_forgets_the_old_one
 def test_hcloud_is_monitored_through_its_load_balancer_from_this_machine(project: Project, config: Config,
                                                                          runtime: HcloudRuntime):
     services, domains = outputs()
-    monitoring = Monitoring.of(project, config.target, runtime.frontend)
+    monitoring = target_of(config).monitoring(project, runtime.frontend)
     prometheus = monitoring.prometheus_config(services, domains, Path("rules.yml"))
     blackbox = monitoring.blackbox_config(domains)
 
     probed = {job["job_name"]: job["static_configs"][0]["targets"] for job in prometheus["scrape_configs"]}
-    assert probed == {f"blackbox-{name}": [f"https://192.0.2.10:443{services[d['service']]['health_path']}"]
-                      for name, d in domains.items() if d["monitoring"]}  # no replica: they are private
+    assert probed == {f"blackbox-{name}": [f"https://192.0.2.10:443{services[d.service].health_path}"]
+                      for name, d in domains.items() if d.monitoring}  # no replica: they are private
     api = blackbox["modules"]["api.allthingslinux.org"]["http"]
     assert api["headers"] == {"Host": "api.allthingslinux.org"}
     assert api["tls_config"] == {"server_name": "api.allthingslinux.org"}  # verified with the system's CAs
@@ -273,21 +279,20 @@ def test_a_replaced_server_is_awaited_and_every_replica_on_it_gated(project: Pro
     services, domains = outputs()
     runtime.deploy(services, domains)
     calls = len(sshd.calls())
-    replaced = {**SERVERS, "node-2": {**SERVERS["node-2"], "ipv4": "127.0.0.3"}}  # the same name, a new server
+    replaced = {**RAW_SERVERS, "node-2": {**RAW_SERVERS["node-2"], "ipv4": "127.0.0.3"}}  # the same name, a new one
 
-    outcomes = HcloudRuntime.of(project, config, {"servers": replaced, "load_balancer": LOAD_BALANCER}).deploy(
-        services, domains)
+    outcomes = HcloudRuntime.of(project, config, Outputs.parse({**RAW, "servers": replaced})).deploy(services, domains)
 
     assert {o.action for o in outcomes} == {"unchanged"}
     gates = [(server_of(call), waited_for(call)) for call in sshd.calls()[calls:] if "--wait" in call["argv"]]
-    assert gates == [("node-2", [f"backend-api-{services['backend-api']['release']}-s0-1",
-                                 f"website-{services['website']['release']}-s0-1"])]  # node-1 is as it was
+    assert gates == [("node-2", [f"backend-api-{services['backend-api'].release}-s0-1",
+                                 f"website-{services['website'].release}-s0-1"])]  # node-1 is as it was
 
 
 def test_after_a_destroy_the_record_and_the_pinned_host_keys_are_forgotten(project: Project, config: Config,
                                                                            runtime: HcloudRuntime):
     runtime.deploy(*outputs())
-    destroyed = HcloudRuntime.of(project, config, {})  # Terraform's outputs after `atl infra destroy`
+    destroyed = HcloudRuntime.of(project, config, Outputs())  # Terraform's outputs after `atl infra destroy`
 
     outcomes = destroyed.deploy({}, {})
 
@@ -306,16 +311,84 @@ def test_a_key_the_servers_refuse_fails_at_once(project: Project, config: Config
 
 @pytest.mark.parametrize(("outputs_", "message"), [
     ({"servers": {"node-1": {"ipv4": "-oProxyCommand=touch pwned", "private_ip": "10.0.1.2"}},
-      "load_balancer": LOAD_BALANCER}, "servers.node-1.ipv4 is not an IP address"),
-    ({"servers": SERVERS}, "load_balancer.ipv4 is not an IP address"),
+      "load_balancer": LOAD_BALANCER}, "servers.node-1.ipv4: Input is not a valid IPv4 address"),
+    ({"servers": {"-oProxyCommand=x": RAW_SERVERS["node-1"]}, "load_balancer": LOAD_BALANCER}, "servers."),
 ])
 def test_outputs_of_another_shape_are_refused_before_any_connection(project: Project, config: Config, sshd: Sshd,
                                                                     outputs_: dict, message: str):
-    with pytest.raises(DeployError, match=re.escape(message)):
-        HcloudRuntime.of(project, config, outputs_)
+    with pytest.raises(OutputError, match=re.escape(f"Terraform's output {message}")):
+        HcloudRuntime.of(project, config, Outputs.parse(outputs_))
     assert sshd.calls() == [] and not list(project.root.rglob("pwned"))
+
+
+def test_servers_without_a_load_balancer_are_refused(project: Project, config: Config, sshd: Sshd):
+    with pytest.raises(DeployError, match="no load_balancer"):
+        HcloudRuntime.of(project, config, Outputs.parse({"servers": RAW_SERVERS}))
 
 
 def test_a_missing_identity_file_is_named(project: Project, config: Config, tmp_path: Path):
     with pytest.raises(DeployError, match=re.escape(f"target.ssh_identity: {tmp_path / 'nowhere'} does not exist")):
         HcloudRuntime.of(project, with_identity(config, tmp_path / "nowhere"), OUTPUTS)
+
+
+def test_drift_on_the_servers_is_found_and_healed(runtime: HcloudRuntime, sshd: Sshd):
+    """A replica's container stopped by hand, and a container of another project, on the servers."""
+    services, domains = outputs()
+    runtime.deploy(services, domains)
+    assert runtime.drift(services, domains) == []
+    on_node_1 = sshd.containers("127.0.0.1")
+    stopped = next(c for c in on_node_1 if "backend-api" in c["Names"])
+    stopped.update(State="exited", Status="Exited (137) 3 seconds ago")
+    sshd.set_containers("127.0.0.1", on_node_1)
+    stranger = {"Names": "miner", "Image": "x:1", "State": "running", "Status": "Up 1 hour",
+                "Labels": "com.docker.compose.project=someone-else,com.docker.compose.service=miner"}
+    sshd.set_containers("127.0.0.2", [*sshd.containers("127.0.0.2"), stranger])
+
+    service = stopped["Labels"].split("com.docker.compose.service=")[1]
+    assert runtime.drift(services, domains) == [
+        f"server node-1: {service} is exited",
+        "server node-2: container miner of project someone-else is not the pipeline's"]
+
+    runtime.deploy(services, domains)  # what healing does
+    assert runtime.drift(services, domains) == [
+        "server node-2: container miner of project someone-else is not the pipeline's"]
+
+
+def test_drift_sees_a_router_edited_by_hand_and_a_server_gone(runtime: HcloudRuntime, sshd: Sshd, tmp_path: Path):
+    services, domains = outputs()
+    runtime.deploy(services, domains)
+    (tmp_path / "servers" / "node-1" / "router.json").write_text("{}")
+    assert runtime.drift(services, domains) == [
+        "server node-1: the router's configuration differs from the declared domains"]
+    sshd.stop()
+    assert [line.split(" (")[0] for line in runtime.drift(services, domains)] == [
+        "server node-1: cannot be reached", "server node-2: cannot be reached"]
+
+
+def test_status_down_and_doctor_on_the_servers(project: Project, config: Config, runtime: HcloudRuntime,
+                                               sshd: Sshd, monkeypatch):
+    target = target_of(config)
+    runtime.deploy(*outputs())
+
+    report = target.status(project)
+    assert report["servers"] == [{"name": "node-1", "address": "127.0.0.1", "reachable": True},
+                                 {"name": "node-2", "address": "127.0.0.2", "reachable": True}]
+    api = next(s for s in report["services"] if s["name"] == "backend-api")
+    assert [(r["server"], r["state"]) for r in api["replicas"]] == [
+        ("node-1", "running (healthy)"), ("node-1", "running (healthy)"), ("node-2", "running (healthy)")]
+    assert {d["name"]: d["healthy"] for d in report["domains"]} == {
+        "api.allthingslinux.org": False, "docs.allthingslinux.org": False, "www.allthingslinux.org": False}
+
+    assert target.stop(project)  # the Compose projects down; the servers and the record stay
+    assert sshd.containers("127.0.0.1") == sshd.containers("127.0.0.2") == []
+    assert [c["argv"][-2:] for c in sshd.calls()[-2:]] == [["down", "--remove-orphans"]] * 2
+    runtime.deploy(*outputs())
+    assert len(sshd.containers("127.0.0.1")) == 4  # the router and three replicas
+
+    monkeypatch.delenv("HCLOUD_TOKEN", raising=False)
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "set")
+    checks = {check.name: check for check in target.doctor(project)}
+    assert not checks["secret env:HCLOUD_TOKEN"].ok and checks["secret env:CLOUDFLARE_API_TOKEN"].ok
+    assert checks["ssh key"].ok and checks["server node-1"].ok and checks["server node-2"].ok
+    sshd.stop()
+    assert not {check.name: check for check in target.doctor(project)}["server node-1"].ok

@@ -15,10 +15,12 @@ import requests
 import yaml
 
 from atl_pipeline.cli import main
+from atl_pipeline.config import load_config
 from atl_pipeline.monitoring.prometheus import Monitoring, MonitoringError
 from atl_pipeline.orchestration.runner import run_deploy
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
+from atl_pipeline.targets import target_of
 from tests.ports import free_port, service_ports
 
 API_PORT, WEB_PORT = service_ports()  # the example's services' first ports in this test process
@@ -102,12 +104,12 @@ def test_an_exporter_restarted_with_a_new_command_is_probed_through_at_once(proj
 def test_a_configuration_promtool_refuses_replaces_nothing(project: Project, monkeypatch):
     assert run_deploy(project).success
     runtime = deployed_runtime(project)
-    monitoring = Monitoring.of(project, runtime.target, runtime.frontend)
+    monitoring = target_of(load_config(project.domains_file).config).monitoring(project, runtime.frontend)
     current = (runtime.supervisor.root / "monitoring" / "prometheus.yml").read_text()
     monkeypatch.setattr(Monitoring, "prometheus_config", lambda self, *args: {"scrape_configs": [{"job": "x"}]})
-    record = runtime.deployed()
+    services = {name: spec.output() for name, spec in runtime.deployed_services().items()}
     with pytest.raises(MonitoringError, match="refused the generated configuration"):
-        monitoring.apply(record["services"], record["domains"])
+        monitoring.apply(services, runtime.deployed_domains())
     assert (runtime.supervisor.root / "monitoring" / "prometheus.yml").read_text() == current
 
 

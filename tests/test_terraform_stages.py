@@ -57,11 +57,11 @@ def test_plan_apply_then_nothing_left_to_do(project: Project):
 
     applied = apply_plan(project, first)
     assert applied.applied
-    api = applied.outputs["services"]["backend-api"]
-    assert api["ports"] == [API_PORT + r for r in range(3)]
-    assert api["standby_ports"] == [API_PORT + 50 + r for r in range(3)]
-    assert applied.outputs["services"]["website"]["ports"] == [WEB_PORT, WEB_PORT + 1]
-    assert applied.outputs["domains"]["www.allthingslinux.org"]["url"] == "https://www.allthingslinux.org/"
+    api = applied.outputs.services["backend-api"]
+    assert api.ports == [API_PORT + r for r in range(3)]
+    assert api.standby_ports == [API_PORT + 50 + r for r in range(3)]
+    assert applied.outputs.services["website"].ports == [WEB_PORT, WEB_PORT + 1]
+    assert applied.outputs.domains["www.allthingslinux.org"].url == "https://www.allthingslinux.org/"
 
     again = make_plan(project, validated(project), "again")
     assert again.summary.changes == ()
@@ -79,7 +79,7 @@ def test_changing_one_domain_updates_exactly_its_resource(project: Project):
     plan = make_plan(project, validated(project), "second")
 
     assert plan.summary.changes == (Change(DOCS, "update"),)
-    assert apply_plan(project, plan).outputs["domains"]["docs.allthingslinux.org"]["monitoring"] is False
+    assert apply_plan(project, plan).outputs.domains["docs.allthingslinux.org"].monitoring is False
 
 
 def test_scaling_a_service_updates_it_and_its_domain_in_place(project: Project):
@@ -87,7 +87,7 @@ def test_scaling_a_service_updates_it_and_its_domain_in_place(project: Project):
     edit(project, "replicas: 2", "replicas: 3")
     plan = make_plan(project, validated(project), "second")
     assert plan.summary.changes == (Change(DOCS, "update"), Change(WWW, "update"), Change(WEBSITE, "update"))
-    assert apply_plan(project, plan).outputs["services"]["website"]["ports"] == [WEB_PORT + r for r in range(3)]
+    assert apply_plan(project, plan).outputs.services["website"].ports == [WEB_PORT + r for r in range(3)]
 
 
 def test_a_new_port_or_tls_setting_replaces(project: Project):

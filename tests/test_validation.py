@@ -8,7 +8,8 @@ import pytest
 
 from atl_pipeline.config import load_config
 from atl_pipeline.findings import MAX_FINDINGS
-from atl_pipeline.validation import machine_capacity, validate
+from atl_pipeline.targets.local import machine_capacity
+from atl_pipeline.validation import validate
 
 CAPACITY = "target: {kind: local, capacity: {cpu: '8', memory: 16Gi}, prometheus_port: 19090, blackbox_port: 19115}\n"
 

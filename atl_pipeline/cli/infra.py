@@ -16,8 +16,8 @@ from atl_pipeline.config.yaml_reader import read_bounded
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.project import Project
 from atl_pipeline.report import DOMAIN_HEADERS, domain_rows, text_table
-from atl_pipeline.runtime.local import deployed_runtime
-from atl_pipeline.runtime.status import status
+from atl_pipeline.runtime.rolling import TargetError
+from atl_pipeline.targets import Target, target_of
 from atl_pipeline.validation import ValidatedConfig, validate
 
 
@@ -199,8 +199,10 @@ def _destroy(args: argparse.Namespace) -> int:
     code = _plan_then(args, progress, "Destroy everything listed, and stop every service?",
                       ["terraform_apply", "service_deployment"], approve=True, destroy=True)
     if code == EXIT_OK:
-        deployed_runtime(Project.from_env()).stop()
-        progress.message("stopped the load balancer and monitoring; `atl infra up` deploys again")
+        project = Project.from_env()
+        _target(project).stop(project)
+        progress.message("stopped what ran beside the services (load balancer, monitoring); `atl infra up` "
+                         "deploys again")
     return code
 
 
@@ -252,29 +254,58 @@ def _drift(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    report = status(deployed_runtime(Project.from_env()))
+    project = Project.from_env()
+    try:
+        report = _target(project).status(project)
+    except TargetError as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        lb = report["load_balancer"]
-        state = "running" if lb["running"] else "stopped"
-        print(f"load balancer {lb['address']} http {lb['http_port']} https {lb['https_port']} ({state}); "
-              f"trust {lb['ca_cert']}")
-        print(text_table(("domain", "url", "service", "healthy"),
-                         [(d["name"], d["url"], d["service"], "yes" if d["healthy"] else "NO")
-                          for d in report["domains"]]))
-        print(text_table(("service", "release", "replicas"),
-                         [(s["name"], s["release"], " ".join(f"{r['port']}:{r['state'].lower()}"
-                                                             for r in s["replicas"]) or "none")
-                          for s in report["services"]]))
+        _print_status(report)
     healthy = bool(report["domains"]) and all(d["healthy"] for d in report["domains"])
     return EXIT_OK if healthy else EXIT_FAILED
 
 
+def _print_status(report: dict) -> None:
+    lb = report["load_balancer"]
+    line = f"load balancer {lb['address'] or '(none)'} http {lb['http_port']} https {lb['https_port']}"
+    line += f" ({'running' if lb['running'] else 'stopped'})" if "running" in lb else ""
+    print(line + (f"; trust {lb['ca_cert']}" if lb.get("ca_cert") else ""))
+    if "servers" in report:
+        print(text_table(("server", "address", "reachable"), [(s["name"], s["address"], "yes" if s["reachable"]
+                                                                else "NO") for s in report["servers"]]))
+    print(text_table(("domain", "url", "service", "healthy"),
+                     [(d["name"], d["url"], d["service"], "yes" if d["healthy"] else "NO") for d in report["domains"]]))
+    print(text_table(("service", "release", "replicas"),
+                     [(s["name"], s["release"], " ".join(map(_replica, s["replicas"])) or "none")
+                      for s in report["services"]]))
+
+
+def _replica(replica: dict) -> str:
+    """`port:state` on this machine, `server/container:state` on servers."""
+    where = replica["port"] if "port" in replica else f"{replica['server']}/{replica['container']}"
+    return f"{where}:{replica['state'].lower()}"
+
+
 def _down(args: argparse.Namespace) -> int:
-    runtime = deployed_runtime(Project.from_env())
-    running = runtime.supervisor.is_running() or bool(runtime.supervisor.strays())
-    runtime.stop()
-    print("stopped every service and the load balancer; `atl infra up` brings them back" if running
+    project = Project.from_env()
+    try:
+        stopped = _target(project).stop(project)
+    except TargetError as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
+    print("stopped every service and what runs beside them; `atl infra up` brings them back" if stopped
           else "nothing was running")
     return EXIT_OK
+
+
+def _target(project: Project) -> Target:
+    """The target of the project's domains.yml."""
+    try:
+        return target_of(load_config(project.domains_file).config)
+    except (ConfigError, OSError) as error:
+        raise UsageError(f"cannot tell the target from {project.domains_file.name}: "
+                         f"{str(error).splitlines()[0] if str(error) else type(error).__name__} "
+                         "(`atl infra validate` says more)") from None

@@ -328,6 +328,10 @@ class Config(_Model):
         """The domains that are deployed: every one but those with `enabled: false`."""
         return [domain for domain in self.domains if domain.enabled]
 
+    def services_in_use(self) -> dict[str, Domain]:
+        """Each defined service an enabled domain routes to, with the first such domain."""
+        return {name: domain for name, domain in self.first_domains().items() if name in self.services}
+
     def first_domains(self) -> dict[str, Domain]:
         """Each service an enabled domain routes to, with the first such domain: its replicas and resources."""
         first: dict[str, Domain] = {}

@@ -25,12 +25,10 @@ import requests
 import yaml
 
 from atl_pipeline import processes
-from atl_pipeline.config.model import HcloudTarget, LocalTarget
-from atl_pipeline.project import Project
 from atl_pipeline.runtime.http import Frontend
-from atl_pipeline.runtime.local import LocalRuntime
-from atl_pipeline.runtime.rolling import SLOT_PORTS, TargetError
+from atl_pipeline.runtime.rolling import Domains, Services, TargetError
 from atl_pipeline.runtime.supervisor import Supervisor
+from atl_pipeline.targets.outputs import DomainOutput
 
 BINARIES = {"prometheus": "prometheus", "promtool": "prometheus", "prometheus-blackbox-exporter":
             "prometheus-blackbox-exporter"}  # binary -> Debian package
@@ -63,22 +61,7 @@ class Monitoring:
         self.prometheus_port, self.blackbox_port = prometheus_port, blackbox_port
         self.url = f"http://127.0.0.1:{prometheus_port}"
 
-    @classmethod
-    def of(cls, project: Project, target: LocalTarget | HcloudTarget, frontend: Frontend) -> Monitoring:
-        """Monitoring of what was deployed last to `target`, whose clients reach it at `frontend`."""
-        ports = target.prometheus_port, target.blackbox_port
-        if target.kind == "local":
-            runtime = LocalRuntime(project, target)
-            deployed = runtime.deployed()["services"]
-            replicas = [{"targets": [f"127.0.0.1:{port}" for port in spec[SLOT_PORTS[spec["slot"]]]],
-                         "labels": {"service": name}} for name, spec in sorted(deployed.items())]
-            scraped = {"services": replicas, "caddy": [{"targets": [f"127.0.0.1:{runtime.lb.admin_port}"]}]}
-            return cls(runtime.supervisor, frontend, *ports, scraped)
-        supervisor = Supervisor(project.state_dir / "runtime")
-        supervisor.ensure_running("")  # the local runtime's supervisord, here without Caddy
-        return cls(supervisor, frontend, *ports, {})
-
-    def check(self, services: dict[str, dict], domains: dict[str, dict]) -> tuple[Path, Path]:
+    def check(self, services: Services, domains: Domains) -> tuple[Path, Path]:
         """The next prometheus.yml and blackbox.yml, written beside the running ones and checked by
         promtool and the blackbox exporter; MonitoringError when either refuses them."""
         promtool, exporter = _binary("promtool"), _binary("prometheus-blackbox-exporter")
@@ -94,7 +77,7 @@ class Monitoring:
         self._check(exporter, "--config.check", f"--config.file={blackbox}")
         return prometheus, blackbox
 
-    def apply(self, services: dict[str, dict], domains: dict[str, dict]) -> MonitoringReport:
+    def apply(self, services: Services, domains: Domains) -> MonitoringReport:
         prometheus, blackbox = self.check(services, domains)
         expected = scrape_targets(yaml.safe_load(prometheus.read_text()))
         changed = {"prometheus": self._replace(prometheus), "blackbox": self._replace(blackbox)}
@@ -124,17 +107,17 @@ class Monitoring:
             raise
         return self._wait_for_targets(bool(stale), expected)
 
-    def prometheus_config(self, services: dict[str, dict], domains: dict[str, dict], rules: Path) -> dict:
+    def prometheus_config(self, services: Services, domains: Domains, rules: Path) -> dict:
         jobs = [{"job_name": job, "static_configs": configs} for job, configs in self.scraped.items()]
         for name, domain in sorted(domains.items()):
-            if domain["monitoring"]:
-                jobs.append(self._probe_job(name, domain, services[domain["service"]]["health_path"]))
+            if domain.monitoring:
+                jobs.append(self._probe_job(name, domain, services[domain.service].health_path))
         return {"global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": f"{SCRAPE_SECONDS}s"},
                 "rule_files": [str(rules)], "scrape_configs": jobs}
 
-    def _probe_job(self, name: str, domain: dict, path: str) -> dict:
+    def _probe_job(self, name: str, domain: DomainOutput, path: str) -> dict:
         lb = self.frontend
-        scheme, port = ("https", lb.https_port) if domain["ssl"] else ("http", lb.http_port)
+        scheme, port = ("https", lb.https_port) if domain.ssl else ("http", lb.http_port)
         return {
             "job_name": f"blackbox-{name}", "metrics_path": "/probe", "params": {"module": [name]},
             "static_configs": [{"targets": [f"{scheme}://{lb.address}:{port}{path}"], "labels": {"domain": name}}],
@@ -146,12 +129,12 @@ class Monitoring:
             ],
         }
 
-    def blackbox_config(self, domains: dict[str, dict]) -> dict:
+    def blackbox_config(self, domains: Domains) -> dict:
         modules = {}
         for name, domain in sorted(domains.items()):
             http = {"method": "GET", "valid_status_codes": [200], "preferred_ip_protocol": "ip4",
-                    "headers": {"Host": name}, "fail_if_not_ssl": domain["ssl"]}
-            if domain["ssl"]:  # without a ca_file, the CAs this machine trusts
+                    "headers": {"Host": name}, "fail_if_not_ssl": domain.ssl}
+            if domain.ssl:  # without a ca_file, the CAs this machine trusts
                 ca = {"ca_file": str(self.frontend.ca_cert)} if self.frontend.ca_cert else {}
                 http["tls_config"] = {**ca, "server_name": name}
             modules[name] = {"prober": "http", "timeout": "5s", "http": http}

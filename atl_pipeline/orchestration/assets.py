@@ -23,20 +23,20 @@ from dagster import (
 )
 
 from atl_pipeline import drift, processes
-from atl_pipeline.certificates import RENEW_WITHIN_DAYS, ServedCertificate, renew, served_certificate
+from atl_pipeline.certificates import RENEW_WITHIN_DAYS, ServedCertificate, due_for_renewal, served_certificate
 from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.gitops import GitError, GitSource, Mirror
 from atl_pipeline.health import DomainHealth, SloReport, probe_domains
-from atl_pipeline.monitoring.prometheus import READY_TIMEOUT, Monitoring, MonitoringReport
+from atl_pipeline.monitoring.prometheus import READY_TIMEOUT, MonitoringReport
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.project import Project
 from atl_pipeline.report import DOMAIN_HEADERS, domain_rows, markdown_findings, markdown_table
 from atl_pipeline.runtime.caddy import CaddyError
-from atl_pipeline.runtime.local import LocalRuntime
 from atl_pipeline.runtime.rolling import Deployment, TargetError
-from atl_pipeline.runtime.targets import target_runtime
 from atl_pipeline.secrets import SecretError
+from atl_pipeline.targets import target_of
+from atl_pipeline.targets.outputs import OutputError
 from atl_pipeline.terraform.cli import BackendUnavailable, TerraformError
 from atl_pipeline.terraform.plan import PlanSummary
 from atl_pipeline.terraform.render import RenderError
@@ -55,7 +55,7 @@ POOL = "atl-deploy"  # limit 1, whole runs (the instance's dagster.yaml): one de
 APPROVE_DESTROY_TAG = "atl/approve-destroy"
 APPROVAL_CHECK = "destroy_approved"
 # errors whose message tells the operator what to do: they fail the stage without a traceback
-STAGE_ERRORS = (InvalidConfig, DestroyNotApproved, RenderError, SecretError, TerraformError, TargetError,
+STAGE_ERRORS = (InvalidConfig, DestroyNotApproved, RenderError, SecretError, TerraformError, TargetError, OutputError,
                 CaddyError, GitError, TimeoutError, OSError, xmlrpc.client.Error, processes.SubprocessError)
 # of those, the ones another attempt may not meet: a state backend or Caddy restarting, a process still starting.
 # Not a held state lock: Terraform has already waited ATL_LOCK_TIMEOUT for it.
@@ -175,8 +175,8 @@ def terraform_apply(terraform_plan: TerraformPlan, project: ProjectResource) -> 
     """Exactly the saved plan, applied; the outputs that drive the deployment."""
     with _clear_failure():
         applied = apply_plan(project.get(), terraform_plan)
-    services = applied.outputs.get("services", {})
-    rows = [(name, s["release"], str(s["replicas"]), ", ".join(map(str, s["ports"]))) for name, s in services.items()]
+    rows = [(name, spec.release, str(spec.replicas), ", ".join(map(str, spec.ports)))
+            for name, spec in applied.outputs.services.items()]
     summary = (f"applied {terraform_plan.summary.describe()}" if applied.applied else "no changes; apply skipped")
     return Output(applied, metadata={
         "summary": f"{summary}; state serial {applied.serial}",
@@ -191,15 +191,14 @@ def service_deployment(validated_config: ValidatedConfig, terraform_apply: Terra
     """The services running as Terraform's outputs declare, behind the load balancer: processes
     under supervisord on the local target, Docker Compose projects shipped over SSH on hcloud."""
     outputs = terraform_apply.outputs
-    services, domains = outputs.get("services", {}), outputs.get("domains", {})
     with _clear_failure():
-        runtime = target_runtime(project.get(), validated_config.loaded.config, outputs)
-        outcomes = runtime.deploy(services, domains)
+        runtime = target_of(validated_config.loaded.config).runtime(project.get(), outputs)
+        outcomes = runtime.deploy(outputs.services, outputs.domains)
     counts = Counter(outcome.action for outcome in outcomes)
-    rows = [(o.name, o.release, o.action, str(len(o.replicas)), ", ".join(map(_where, o.replicas)))
+    rows = [(o.name, o.release, o.action, str(len(o.replicas)), ", ".join(r.where for r in o.replicas))
             for o in outcomes]
     frontend = runtime.frontend
-    return Output(Deployment(tuple(outcomes), frontend, services, domains), metadata={
+    return Output(Deployment(tuple(outcomes), frontend, outputs.services, outputs.domains), metadata={
         "summary": ", ".join(f"{count} {action}" for action, count in sorted(counts.items())) or "nothing runs",
         **{action: counts[action] for action in ("started", "rolled", "unchanged", "stopped")},
         "services": MetadataValue.md(markdown_table(
@@ -207,13 +206,6 @@ def service_deployment(validated_config: ValidatedConfig, terraform_apply: Terra
         "load_balancer": f"http://{frontend.address}:{frontend.http_port}, "
                          f"https://{frontend.address}:{frontend.https_port}",
     })
-
-
-def _where(replica: dict) -> str:
-    """A replica's server and port on hcloud, its port and pid on the local target."""
-    if "server" in replica:
-        return f"{replica['server']}:{replica['port']}"
-    return f"{replica['port']} (pid {replica['pid']})"
 
 
 @asset(group_name=GROUP, kinds={"caddy"}, pool=POOL, check_specs=[AssetCheckSpec(
@@ -240,7 +232,7 @@ def health_check(validated_config: ValidatedConfig, service_deployment: Deployme
     }
     if to_roll_back:
         with _clear_failure():
-            rolled_back = target_runtime(project.get(), validated_config.loaded.config).roll_back(to_roll_back)
+            rolled_back = target_of(validated_config.loaded.config).runtime(project.get()).roll_back(to_roll_back)
         reasons = "; ".join(f"{r.domain}: {r.error}" for r in failing)
         names = ", ".join(sorted(to_roll_back))
         raise Failure(f"unhealthy after this deployment ({reasons}); "
@@ -261,9 +253,8 @@ def monitoring(validated_config: ValidatedConfig, service_deployment: Deployment
     scraped on the local target, and the SLO alert rules; reloaded when changed, then verified
     through Prometheus's API."""
     with _clear_failure():
-        report = Monitoring.of(project.get(), validated_config.loaded.config.target,
-                               service_deployment.frontend).apply(service_deployment.services,
-                                                                  service_deployment.domains)
+        report = target_of(validated_config.loaded.config).monitoring(
+            project.get(), service_deployment.frontend).apply(service_deployment.services, service_deployment.domains)
     if report.down:
         raise Failure(f"{len(report.down)} of {report.targets_total} Prometheus targets are down after "
                       f"{READY_TIMEOUT:.0f} s: {', '.join(report.down)}", allow_retries=False)
@@ -283,15 +274,13 @@ def certificates(validated_config: ValidatedConfig, service_deployment: Deployme
                  project: ProjectResource) -> Iterator[Output[list[ServedCertificate]] | AssetCheckResult]:
     """The certificates served for each `ssl: true` domain: verified, and renewed near expiry
     (on hcloud, Hetzner renews its managed certificate: one near expiry fails the check)."""
-    target = validated_config.loaded.config.target
-    names = sorted(name for name, domain in service_deployment.domains.items() if domain["ssl"])
+    target = target_of(validated_config.loaded.config)
+    names = sorted(name for name, domain in service_deployment.domains.items() if domain.ssl)
     served = {name: served_certificate(service_deployment.frontend, name) for name in names}
-    due = [name for name, cert in served.items() if cert.valid and cert.days_left < RENEW_WITHIN_DAYS
-           and target.kind == "local"]  # Hetzner renews its own
+    due = due_for_renewal(served.values(), RENEW_WITHIN_DAYS) if target.renews_certificates else []
     if due:
-        runtime = LocalRuntime(project.get(), target)
         with _clear_failure():
-            renewed = renew(runtime.lb, runtime.restart_caddy, due)
+            renewed = target.runtime(project.get()).renew_certificates(due)
         served.update({cert.domain: cert for cert in renewed})
     inventory = [served[name] for name in names]
     rows = [(c.domain, c.issuer or "-", c.not_after.isoformat(timespec="seconds") if c.not_after else "-",

@@ -23,6 +23,7 @@ from pathlib import Path
 import requests
 
 from atl_pipeline.runtime.http import Frontend
+from atl_pipeline.runtime.rolling import Domains
 
 SECOND = 1_000_000_000  # Caddy durations in JSON are nanoseconds
 DAY = 86_400 * SECOND
@@ -79,11 +80,11 @@ class Route:
     health_path: str
 
 
-def hosts_by_route(domains: dict[str, dict]) -> dict[tuple[str, bool], list[str]]:
+def hosts_by_route(domains: Domains) -> dict[tuple[str, bool], list[str]]:
     """The domains (Terraform's `domains` output) grouped by (service, ssl), a route each, in name order."""
     hosts: dict[tuple[str, bool], list[str]] = {}
     for name, domain in sorted(domains.items()):
-        hosts.setdefault((domain["service"], domain["ssl"]), []).append(name)
+        hosts.setdefault((domain.service, domain.ssl), []).append(name)
     return dict(sorted(hosts.items()))
 
 

@@ -3,8 +3,9 @@ and its router.
 
 Replica r of a service runs on server r mod n (servers in name order), as the Compose
 service `<service>-<release>-s<slot>-<r>`, published on the server's private address at the
-port its slot gives it (as on the local target: `ports`, or `standby_ports` while a new
-release rolls in). The router is Caddy on the private address, port 80, where the load
+port its slot gives it (as on the local target: `ports` or `standby_ports`, releases
+alternating), running the service's command with its placeholders filled in when
+domains.yml gives one (else the image's own). The router is Caddy on the private address, port 80, where the load
 balancer sends HTTP and HTTPS alike: it routes by Host to every address a replica of the
 service may listen on, on every server, and its health checks find the ones that answer.
 It answers the load balancer's own check, `/.atl/ready`, and redirects plain HTTP to HTTPS
@@ -18,7 +19,11 @@ import hashlib
 import yaml
 
 from atl_pipeline.runtime.caddy import Route, hosts_by_route, proxy, unknown_host
-from atl_pipeline.runtime.rolling import SLOT_PORTS
+from atl_pipeline.runtime.rolling import Domains, Services
+from atl_pipeline.targets.outputs import ServerOutput, ServiceOutput
+
+Servers = dict[str, ServerOutput]
+Group = tuple[str, ServiceOutput, int]  # a service, its output, the slot its release runs in
 
 ROUTER_IMAGE = "caddy:2.11"
 READY_PATH = "/.atl/ready"
@@ -31,7 +36,7 @@ def placement(replicas: int, servers: list[str]) -> dict[str, list[int]]:
     return {server: [r for r in range(replicas) if r % len(ordered) == index] for index, server in enumerate(ordered)}
 
 
-def compose_file(name: str, server: str, servers: dict[str, dict], groups: list[tuple[str, dict, int]],
+def compose_file(name: str, server: str, servers: Servers, groups: list[Group],
                  router_json: str) -> str:
     """The Compose file of `server`: its replicas of each (service, spec, slot) group (an old and a
     new one while a release rolls in), and the router with `router_json` (its router.json)."""
@@ -43,45 +48,48 @@ def compose_file(name: str, server: str, servers: dict[str, dict], groups: list[
         "restart": "unless-stopped", "logging": LOGGING,
     }}
     for entry, service, spec, replica, port in replicas_on(server, servers, groups):
-        entries[entry] = _replica(service, spec, replica, port, servers[server]["private_ip"])
+        entries[entry] = _replica(service, spec, replica, port, str(servers[server].private_ip))
     return yaml.safe_dump({"name": name, "services": entries}, sort_keys=False)
 
 
-def replicas_on(server: str, servers: dict[str, dict], groups: list[tuple[str, dict, int]]) -> list[tuple]:
+def replicas_on(server: str, servers: Servers, groups: list[Group]) -> list[tuple]:
     """(Compose service name, service, spec, replica, port) of each replica of the groups on `server`."""
     found = []
     for service, spec, slot in sorted(groups, key=lambda group: (group[0], group[2])):
-        port_of = spec[SLOT_PORTS[slot]]
-        for replica in placement(spec["replicas"], list(servers))[server]:
-            found.append((f"{service}-{spec['release']}-s{slot}-{replica}", service, spec, replica, port_of[replica]))
+        port_of = spec.slot_ports(slot)
+        for replica in placement(spec.replicas, list(servers))[server]:
+            found.append((f"{service}-{spec.release}-s{slot}-{replica}", service, spec, replica, port_of[replica]))
     return found
 
 
-def _replica(service: str, spec: dict, replica: int, port: int, private_ip: str) -> dict:
-    return {
-        "image": spec["image"],
-        "environment": {"PORT": str(port), "ATL_SERVICE": service, "ATL_RELEASE": spec["release"],
+def _replica(service: str, spec: ServiceOutput, replica: int, port: int, private_ip: str) -> dict:
+    entry = {
+        "image": spec.image,
+        "environment": {"PORT": str(port), "ATL_SERVICE": service, "ATL_RELEASE": spec.release,
                         "ATL_REPLICA": str(replica)},
         "ports": [f"{private_ip}:{port}:{port}"],
-        "deploy": {"resources": {"limits": {"cpus": f"{spec['cpu_millicores'] / 1000:g}",
-                                            "memory": str(spec["memory_bytes"])}}},
-        "healthcheck": {"test": ["CMD", "curl", "-fsS", f"http://127.0.0.1:{port}{spec['health_path']}"],
+        "deploy": {"resources": {"limits": {"cpus": f"{spec.cpu_millicores / 1000:g}",
+                                            "memory": str(spec.memory_bytes)}}},
+        "healthcheck": {"test": ["CMD", "curl", "-fsS", f"http://127.0.0.1:{port}{spec.health_path}"],
                         "interval": "5s", "timeout": "3s", "retries": 3, "start_period": "10s"},
         "restart": "unless-stopped",
         "logging": LOGGING,
     }
+    if spec.command:  # `$` doubled: Compose would read `$NAME` in a value as one of its variables
+        entry["command"] = [argument.format(port=port, replica=replica, service=service).replace("$", "$$")
+                            for argument in spec.command]
+    return entry
 
 
-def router_config(services: dict[str, dict], domains: dict[str, dict], servers: dict[str, dict],
-                  listen: str) -> dict:
+def router_config(services: Services, domains: Domains, servers: Servers, listen: str) -> dict:
     """Caddy's configuration for one server's router (the same on every server but `listen`)."""
     routes = [_ready()]
     for (service, ssl), names in hosts_by_route(domains).items():
         spec = services[service]
-        upstreams = tuple(f"{servers[server]['private_ip']}:{port}"
-                          for slot_ports in SLOT_PORTS for server in sorted(servers)
-                          for port in _ports_on(spec[slot_ports], spec["replicas"], server, list(servers)))
-        route = Route(tuple(names), ssl, upstreams, spec["health_path"])
+        upstreams = tuple(f"{servers[server].private_ip}:{port}"
+                          for slot in (0, 1) for server in sorted(servers)
+                          for port in _ports_on(spec.slot_ports(slot), spec.replicas, server, list(servers)))
+        route = Route(tuple(names), ssl, upstreams, spec.health_path)
         if ssl:
             routes.append(_to_https(route))
         routes.append(proxy(route))

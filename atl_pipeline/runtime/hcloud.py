@@ -15,41 +15,54 @@ pipeline knew of them is dropped.
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from atl_pipeline.config import Config
 from atl_pipeline.files import replace_file
 from atl_pipeline.project import Project
+from atl_pipeline.runtime import http
 from atl_pipeline.runtime.compose import compose_file, placement, replicas_on, router_config
 from atl_pipeline.runtime.http import Frontend
-from atl_pipeline.runtime.rolling import DRAIN_SECONDS, SLOT_PORTS, DeployError, Runtime, ServiceOutcome, as_output
+from atl_pipeline.runtime.rolling import (
+    DRAIN_SECONDS,
+    DeployError,
+    Domains,
+    Replica,
+    Runtime,
+    ServiceOutcome,
+    Services,
+    domains_record,
+    record_of,
+)
 from atl_pipeline.runtime.ssh import RemoteError, RemoteHost, Unreachable
-from atl_pipeline.terraform.hcloud import resource_name
+from atl_pipeline.targets.hcloud import resource_name
+from atl_pipeline.targets.outputs import OutputError, Outputs, ServerOutput, ServiceOutput
 
 WAIT_SECONDS = 120  # for each server's new replicas to pass their health checks
 BOOT_SECONDS = 600  # for a new server's sshd, then for cloud-init to install Docker
+LOOK_SECONDS = 30  # for a look at a server (status, drift): it is up, or it is reported
 # cloud-init's exit status 1 is a failure, 2 a warning; a server without cloud-init has nothing to wait for
 CLOUD_INIT = "! command -v cloud-init >/dev/null || { cloud-init status --wait >/dev/null; [ $? -ne 1 ]; }"
+PROJECT_LABEL = "com.docker.compose.project"
 
 RECORD = Path("runtime") / "hcloud-deployed.json"  # under the project's .atl/
 KNOWN_HOSTS = Path("ssh") / "known_hosts"  # the servers' pinned host keys, under .atl/
 
-Release = tuple[str, dict, int]  # service, its Terraform output, slot
+Release = tuple[str, ServiceOutput, int]  # service, its Terraform output, slot
 
 
 class HcloudRuntime(Runtime):
-    def __init__(self, project: Project, name: str, hosts: dict[str, RemoteHost], servers: dict[str, dict],
-                 load_balancer: dict):
-        self.project, self.name, self.hosts, self.servers = project, name, hosts, servers
-        self.load_balancer = load_balancer
+    def __init__(self, project: Project, name: str, hosts: dict[str, RemoteHost], outputs: Outputs):
+        self.project, self.name, self.hosts = project, name, hosts
+        self.servers: dict[str, ServerOutput] = outputs.servers
+        self.load_balancer = outputs.load_balancer
         self.deployed_file = project.state_dir / RECORD
 
     @classmethod
-    def of(cls, project: Project, config: Config, outputs: dict | None = None) -> HcloudRuntime:
+    def of(cls, project: Project, config: Config, outputs: Outputs | None = None) -> HcloudRuntime:
         """The runtime over the servers and load balancer of Terraform's outputs; without outputs, those
         the last deployment reached. Each server keeps its files in `<remote_dir>/<server name>`."""
         target = config.target
@@ -57,41 +70,46 @@ class HcloudRuntime(Runtime):
             record = project.state_dir / RECORD
             if not record.exists():
                 raise DeployError("nothing was deployed to hcloud servers yet: run a deploy (`atl infra up`) first")
-            outputs = json.loads(record.read_text())
-        servers, load_balancer = _checked(outputs)
+            try:
+                outputs = Outputs.parse(json.loads(record.read_text()))
+            except OutputError as error:
+                raise DeployError(f"{record}: {error}") from None
+        if outputs.servers and outputs.load_balancer is None:
+            raise DeployError("Terraform's outputs name servers but no load_balancer: the hcloud templates must "
+                              "output it")
         (project.state_dir / KNOWN_HOSTS).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         identity = None
         if target.ssh_identity:
             identity = project.root / Path(target.ssh_identity).expanduser()
             if not identity.is_file():
                 raise DeployError(f"target.ssh_identity: {identity} does not exist on this machine")
-        hosts = {name: RemoteHost(spec["ipv4"], f"{target.remote_dir}/{name}", identity,
+        hosts = {name: RemoteHost(str(spec.ipv4), f"{target.remote_dir}/{name}", identity,
                                   project.state_dir / KNOWN_HOSTS, port=target.ssh_port)
-                 for name, spec in servers.items()}
-        return cls(project, resource_name(config), hosts, servers, load_balancer)
+                 for name, spec in outputs.servers.items()}
+        return cls(project, resource_name(config), hosts, outputs)
 
     @property
     def frontend(self) -> Frontend:
         """The load balancer's public IPv4 address (none after a destroy), serving Let's Encrypt
         certificates: what this machine trusts."""
-        return Frontend(self.load_balancer.get("ipv4", ""), 80, 443)
+        return Frontend(str(self.load_balancer.ipv4) if self.load_balancer else "", 80, 443)
 
-    def deploy(self, services: dict[str, dict], domains: dict[str, dict]) -> list[ServiceOutcome]:
+    def deploy(self, services: Services, domains: Domains) -> list[ServiceOutcome]:
         """Make what the servers run match Terraform's `services` and `domains` outputs."""
         with self.project.lock():
             return self._deploy(services, domains)
 
-    def _deploy(self, services: dict[str, dict], domains: dict[str, dict]) -> list[ServiceOutcome]:
-        record = self.deployed()
+    def _deploy(self, services: Services, domains: Domains) -> list[ServiceOutcome]:
         if not self.servers:
-            return self._forget(services, record)
-        old = [(name, as_output(spec), spec["slot"]) for name, spec in record.get("services", {}).items()]
-        new, actions = self._next_groups(services, record.get("services", {}))
+            return self._forget(services)
+        recorded = self.deployed_services()
+        old = [(name, spec.output(), spec.slot) for name, spec in recorded.items()]
+        new, actions = self._next_groups(services, recorded)
         kept = {(service, slot) for service, _, slot in new}
         rolling = new + [group for group in old if (group[0], group[2]) not in kept]
         router = self._router(services, domains)
         changed = [group for group in new if actions[group[0]] != "unchanged"]
-        fresh = self._await_new_servers(record.get("servers", {}))
+        fresh = self._await_new_servers(self.deployed().get("servers", {}))
         reached: list[str] = []
         try:
             for server in sorted(self.servers):
@@ -100,18 +118,18 @@ class HcloudRuntime(Runtime):
                 self._gate(server, new if server in fresh else changed)
         except RemoteError as error:
             raise DeployError(f"server {reached[-1]}: {error}\n"
-                              + self._put_back(reached, old, record.get("domains", {}))) from None
-        self._record(services, domains, new, record)
+                              + self._put_back(reached, old, self.deployed_domains())) from None
+        self._record(domains, new)
         if len(rolling) > len(new):
             self._retire_old(new, router)
-        return [ServiceOutcome(name, spec["release"], actions[name], self._replicas(spec, slot))
+        return [ServiceOutcome(name, spec.release, actions[name], self._replicas(spec, slot))
                 for name, spec, slot in new] + [
-            ServiceOutcome(name, spec["release"], "stopped") for name, spec, _ in old if name not in services]
+            ServiceOutcome(name, spec.release, "stopped") for name, spec, _ in old if name not in services]
 
     def _await_new_servers(self, recorded: dict[str, dict]) -> set[str]:
         """The servers no deployment reached at their address, once each answers SSH and cloud-init
         has finished (it installs Docker). Their address's old host key, if any, was another server's."""
-        fresh = {name for name, spec in self.servers.items() if recorded.get(name, {}).get("ipv4") != spec["ipv4"]}
+        fresh = {name for name, spec in self.servers.items() if recorded.get(name, {}).get("ipv4") != str(spec.ipv4)}
         for server in sorted(fresh):
             host = self.hosts[server]
             host.forget_host_key()
@@ -119,13 +137,13 @@ class HcloudRuntime(Runtime):
                 host.wait_until_reachable(BOOT_SECONDS)
             except Unreachable as error:
                 raise DeployError(f"new server {server} did not answer SSH within {BOOT_SECONDS} s (is this "
-                                  f"machine's address in target.ssh_from?): {error}\nNothing was changed on any "
+                                  f"machine's address in target.ssh_from?): {error}\\nNothing was changed on any "
                                   "server.") from None
             try:
                 host.run(["sh", "-c", CLOUD_INIT])
             except RemoteError as error:
                 raise DeployError(f"new server {server}: cloud-init failed (`cloud-init status --long` there says "
-                                  f"why): {error}\nNothing was changed on any server.") from None
+                                  f"why): {error}\\nNothing was changed on any server.") from None
         return fresh
 
     def _retire_old(self, new: list[Release], router: dict[str, str]) -> None:
@@ -135,34 +153,35 @@ class HcloudRuntime(Runtime):
                 self._up(server, new, router)
         except RemoteError as error:
             raise DeployError(f"the new releases serve on every server, but removing the old replicas failed: "
-                              f"{error}\nThe next run removes them.") from None
+                              f"{error}\\nThe next run removes them.") from None
 
-    def _forget(self, services: dict[str, dict], record: dict) -> list[ServiceOutcome]:
+    def _forget(self, services: Services) -> list[ServiceOutcome]:
         """After a destroy: the servers are gone, and so is what the pipeline knew of them."""
         if services:
             raise DeployError("Terraform's outputs name services but no servers: the hcloud templates must "
                               "output `servers`")
+        recorded = self.deployed_services()
         self.deployed_file.unlink(missing_ok=True)
         (self.project.state_dir / KNOWN_HOSTS).unlink(missing_ok=True)
-        return [ServiceOutcome(name, spec["release"], "stopped") for name, spec in record.get("services", {}).items()]
+        return [ServiceOutcome(name, spec.release, "stopped") for name, spec in recorded.items()]
 
     @staticmethod
-    def _next_groups(services: dict[str, dict], running: dict[str, dict]) -> tuple[list[Release], dict[str, str]]:
+    def _next_groups(services: Services, running: dict) -> tuple[list[Release], dict[str, str]]:
         groups, actions = [], {}
         for name, spec in services.items():
             current = running.get(name)
-            if current and as_output(current) == spec:
-                groups.append((name, spec, current["slot"]))
+            if current and current.output() == spec:
+                groups.append((name, spec, current.slot))
                 actions[name] = "unchanged"
             else:
-                groups.append((name, spec, 1 - current["slot"] if current else 0))
+                groups.append((name, spec, 1 - current.slot if current else 0))
                 actions[name] = "rolled" if current else "started"
         return groups, actions
 
-    def _router(self, services: dict[str, dict], domains: dict[str, dict]) -> dict[str, str]:
+    def _router(self, services: Services, domains: Domains) -> dict[str, str]:
         """Each server's router.json."""
-        return {server: json.dumps(router_config(services, domains, self.servers, self.servers[server]["private_ip"]),
-                                   indent=2, sort_keys=True) for server in self.servers}
+        return {server: json.dumps(router_config(services, domains, self.servers, str(spec.private_ip)),
+                                   indent=2, sort_keys=True) for server, spec in self.servers.items()}
 
     def _up(self, server: str, groups: list[Release], routers: dict[str, str]) -> None:
         host = self.hosts[server]
@@ -183,7 +202,7 @@ class HcloudRuntime(Runtime):
     def _compose(host: RemoteHost) -> list[str]:
         return ["docker", "compose", "--project-directory", host.root, "-f", f"{host.root}/compose.yml"]
 
-    def _put_back(self, servers: list[str], old: list[Release], domains: dict[str, dict]) -> str:
+    def _put_back(self, servers: list[str], old: list[Release], domains: Domains) -> str:
         """Every server given back its previous Compose file; says how that went."""
         router = self._router({name: spec for name, spec, _ in old}, domains)
         failed = []
@@ -192,36 +211,131 @@ class HcloudRuntime(Runtime):
                 self._up(server, old, router)
             except RemoteError as error:
                 failed.append(f"server {server} could not be put back: {error}")
-        return "\n".join(failed) or "Every server is back on what it ran before, which still serves."
+        return "\\n".join(failed) or "Every server is back on what it ran before, which still serves."
 
-    def _replicas(self, spec: dict, slot: int) -> tuple[dict, ...]:
-        on = placement(spec["replicas"], list(self.servers))
-        return tuple({"server": server, "port": spec[SLOT_PORTS[slot]][r]} for server in sorted(on) for r in on[server])
+    def _replicas(self, spec: ServiceOutput, slot: int) -> tuple[Replica, ...]:
+        on = placement(spec.replicas, list(self.servers))
+        return tuple(Replica(spec.slot_ports(slot)[r], server=server) for server in sorted(on) for r in on[server])
 
-    def _record(self, services: dict, domains: dict, new: list[Release], record: dict) -> None:
-        state = {"servers": self.servers, "load_balancer": self.load_balancer, "domains": domains,
-                 "services": {name: {**spec, "slot": slot} for name, spec, slot in new},
-                 "previous": record.get("services", {})}
+    def _record(self, domains: Domains, new: list[Release]) -> None:
+        outputs = Outputs(servers=self.servers, load_balancer=self.load_balancer).as_json()
+        state = {**outputs, "domains": domains_record(domains),
+                 "services": record_of({name: spec for name, spec, _ in new}, {name: slot for name, _, slot in new}),
+                 "previous": self.deployed().get("services", {})}
         self.deployed_file.parent.mkdir(parents=True, exist_ok=True)
         replace_file(self.deployed_file, json.dumps(state, indent=2))
 
+    # looking at what runs
 
-def _checked(outputs: dict) -> tuple[dict[str, dict], dict]:
-    """The `servers` and `load_balancer` outputs, refused unless each name is a server name and
-    each address an IP address: they become paths and ssh's arguments."""
-    servers, load_balancer = outputs.get("servers") or {}, outputs.get("load_balancer") or {}
-    for name, spec in servers.items():
-        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
-            raise DeployError(f"Terraform's output servers names a server {name[:80]!r}: not a server name")
-        for key in ("ipv4", "private_ip"):
-            _address(f"servers.{name}.{key}", spec.get(key))
-    if servers:
-        _address("load_balancer.ipv4", load_balancer.get("ipv4"))
-    return servers, load_balancer
+    def containers(self, server: str) -> list[dict]:
+        """Every container on the server (`docker ps --all`), as Docker describes it."""
+        out = self.hosts[server].run(["docker", "ps", "--all", "--no-trunc", "--format", "{{json .}}"],
+                                     timeout=LOOK_SECONDS)
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def drift(self, services: Services, domains: Domains) -> list[str]:
+        """On each server: the containers Terraform's outputs call for, running (and healthy where they
+        have a check), no other, and the router's configuration as declared."""
+        if not self.servers:
+            return []
+        groups = [(name, spec, self._slot(name, spec)) for name, spec in services.items()]
+        routers = self._router(services, domains)
+        with ThreadPoolExecutor(max_workers=len(self.servers)) as pool:
+            found = pool.map(lambda server: self._server_drift(server, groups, routers[server]), sorted(self.servers))
+        return [line for lines in found for line in lines]
+
+    def _slot(self, name: str, spec: ServiceOutput) -> int:
+        recorded = self.deployed_services().get(name)
+        return recorded.slot if recorded and recorded.output() == spec else -1
+
+    def _server_drift(self, server: str, groups: list[Release], router: str) -> list[str]:
+        try:
+            containers = self.containers(server)
+            served = self.hosts[server].run(["cat", f"{self.hosts[server].root}/router.json"], timeout=LOOK_SECONDS)
+        except RemoteError as error:
+            return [f"server {server}: cannot be reached ({error})"]
+        expected = {"router"} | {entry[0] for entry in replicas_on(server, self.servers,
+                                                                      [g for g in groups if g[2] >= 0])}
+        ours = {_labels(c).get("com.docker.compose.service", ""): c for c in containers
+                if _labels(c).get(PROJECT_LABEL) == self.name}
+        found = [f"server {server}: release {name.split('-s')[0]} is not running" for name, _, slot in groups
+                 if slot < 0]
+        found += [f"server {server}: {name} is not running" for name in sorted(expected - set(ours))]
+        found += [f"server {server}: {name} is {_state(c)}" for name, c in sorted(ours.items())
+                  if name in expected and _state(c) not in ("running", "running (healthy)")]
+        found += [f"server {server}: {name} runs, but is not declared" for name in sorted(set(ours) - expected)]
+        found += [f"server {server}: container {c.get('Names', '?')} of project "
+                  f"{_labels(c).get(PROJECT_LABEL) or '(none)'} is not the pipeline's" for c in containers
+                  if _labels(c).get(PROJECT_LABEL) != self.name]
+        if served.strip() != router.strip():
+            found.append(f"server {server}: the router's configuration differs from the declared domains")
+        return found
+
+    def status(self) -> dict:
+        """The servers (reachable or not), each service's containers on each, and each domain through
+        the load balancer."""
+        with ThreadPoolExecutor(max_workers=max(1, len(self.servers))) as pool:
+            looks = dict(zip(sorted(self.servers), pool.map(self._look, sorted(self.servers)), strict=True))
+        services = [{"name": name, "release": spec.release, "replicas": [
+            {"server": server, "container": c.get("Names", ""), "state": _state(c)}
+            for server, (_, containers) in sorted(looks.items()) for c in containers
+            if _labels(c).get(PROJECT_LABEL) == self.name
+            and _labels(c).get("com.docker.compose.service", "").startswith(f"{name}-{spec.release}-")]}
+            for name, spec in sorted(self.deployed_services().items())]
+        domains = sorted(self.deployed_domains().items())
+        paths = {name: spec.health_path for name, spec in self.deployed_services().items()}
+        frontend = self.frontend
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            healthy = list(pool.map(lambda item: bool(frontend.address) and http.get(
+                (frontend.address, 443 if item[1].ssl else 80), item[0], paths.get(item[1].service, "/"),
+                tls=item[1].ssl, timeout=5).ok, domains))
+        return {
+            "load_balancer": {"address": frontend.address, "http_port": 80, "https_port": 443},
+            "servers": [{"name": name, "address": str(self.servers[name].ipv4), "reachable": reachable}
+                        for name, (reachable, _) in sorted(looks.items())],
+            "domains": [{"name": name, "url": domain.url, "service": domain.service, "ssl": domain.ssl,
+                         "healthy": ok} for (name, domain), ok in zip(domains, healthy, strict=True)],
+            "services": services,
+        }
+
+    def _look(self, server: str) -> tuple[bool, list[dict]]:
+        try:
+            return True, self.containers(server)
+        except RemoteError:
+            return False, []
+
+    def reachability(self) -> list[tuple[str, bool, str]]:
+        """(server, reachable, what was seen) of each server, for `atl utils doctor`."""
+        found = []
+        for server in sorted(self.servers):
+            try:
+                self.hosts[server].run(["true"], timeout=LOOK_SECONDS)
+                found.append((server, True, f"{self.servers[server].ipv4}: answers SSH"))
+            except RemoteError as error:
+                found.append((server, False, f"{self.servers[server].ipv4}: {error}"))
+        return found
+
+    def stop(self) -> bool:
+        """Each server's Compose project down (the servers keep running); the next deploy brings it up."""
+        stopped = False
+        for server in sorted(self.servers):
+            host = self.hosts[server]
+            host.run([*self._compose(host), "down", "--remove-orphans"], timeout=LOOK_SECONDS * 4)
+            stopped = True
+        return stopped
 
 
-def _address(where: str, value: object) -> None:
-    try:
-        ipaddress.ip_address(str(value))
-    except ValueError:
-        raise DeployError(f"Terraform's output {where} is not an IP address: {str(value)[:80]!r}") from None
+def _labels(container: dict) -> dict[str, str]:
+    """A container's labels: Docker prints them as `key=value,key=value`."""
+    text = container.get("Labels") or ""
+    return dict(pair.split("=", 1) for pair in text.split(",") if "=" in pair)
+
+
+def _state(container: dict) -> str:
+    """`running`, `running (healthy)`, `running (unhealthy)`, `exited`...: Docker's state and its health."""
+    state = container.get("State", "")
+    status = container.get("Status", "")
+    for health in ("healthy", "unhealthy", "health: starting"):
+        if f"({health})" in status:
+            return f"{state} ({health.removeprefix('health: ')})"
+    return state

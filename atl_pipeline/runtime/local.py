@@ -1,7 +1,8 @@
 """The local target's runtime: deploy what Terraform's outputs declare, doing the least.
 
 A service release runs as one supervisord group in one of two port slots (the `ports` or
-the `standby_ports` of Terraform's output). A changed service (new release, or a new
+the `standby_ports` of Terraform's output; a new release takes the slot the serving one
+does not use). A changed service (new release, or a new
 replica count) rolls: its new group starts in the other slot, every replica must answer
 its health path, Caddy switches to it in one configuration load, the old group drains and
 stops. Unchanged groups are not touched, and Caddy is not reloaded when nothing changed.
@@ -12,11 +13,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
+from atl_pipeline.certificates import ServedCertificate, renew
 from atl_pipeline.config.model import PORT_BLOCK, LocalTarget
 from atl_pipeline.files import replace_file
 from atl_pipeline.project import Project
@@ -32,8 +35,19 @@ from atl_pipeline.runtime.caddy import (
     last_error,
 )
 from atl_pipeline.runtime.http import Frontend
-from atl_pipeline.runtime.rolling import DRAIN_SECONDS, SLOT_PORTS, DeployError, Runtime, ServiceOutcome
-from atl_pipeline.runtime.supervisor import GIVEN_UP, Replica, Supervisor, ini_value
+from atl_pipeline.runtime.rolling import (
+    DRAIN_SECONDS,
+    DeployError,
+    Domains,
+    Replica,
+    Runtime,
+    ServiceOutcome,
+    Services,
+    domains_record,
+    record_of,
+)
+from atl_pipeline.runtime.supervisor import GIVEN_UP, ReplicaSpec, Supervisor, ini_value
+from atl_pipeline.targets.outputs import ServiceOutput
 
 HEALTH_TIMEOUT = 30.0
 CRASHED = ("BACKOFF", "EXITED", "FATAL")
@@ -102,14 +116,20 @@ class LocalRuntime(Runtime):
         self.supervisor.rpc.startProcess("caddy", True)
         self.caddy.wait_ready(self._caddy_crashed)
 
+    def renew_certificates(self, domains: list[str]) -> list[ServedCertificate]:
+        """Caddy issues these domains' certificates anew (see atl_pipeline.certificates)."""
+        return renew(self.lb, self.restart_caddy, domains)
+
     def _caddy_crashed(self) -> str | None:
         """Why Caddy cannot start, once supervisord has seen it exit as it started (the error it logged)."""
         state = next((p["statename"] for p in self.supervisor.processes() if p["name"] == "caddy"), None)
         return last_error(self.supervisor.logs / "caddy.log") if state in ("BACKOFF", "FATAL") else None
 
-    def stop(self) -> None:
-        """Stop every process and supervisord; what was deployed is kept for the next start."""
+    def stop(self) -> bool:
+        """Stop every process and supervisord (or what it left running); what was deployed is kept."""
+        running = self.supervisor.is_running() or bool(self.supervisor.strays())
         self.supervisor.shutdown()
+        return running
 
     @property
     def frontend(self) -> Frontend:
@@ -126,12 +146,12 @@ class LocalRuntime(Runtime):
                 groups.setdefault(group.service, []).append(group)
         return groups
 
-    def deploy(self, services: dict[str, dict], domains: dict[str, dict]) -> list[ServiceOutcome]:
+    def deploy(self, services: Services, domains: Domains) -> list[ServiceOutcome]:
         """Make what runs match Terraform's `services` and `domains` outputs."""
         with self.project.lock():
             return self._deploy(services, domains)
 
-    def _deploy(self, services: dict[str, dict], domains: dict[str, dict]) -> list[ServiceOutcome]:
+    def _deploy(self, services: Services, domains: Domains) -> list[ServiceOutcome]:
         self.start()
         running = self._without_orphans(self.groups())
         serving: dict[str, Group] = {}
@@ -141,8 +161,8 @@ class LocalRuntime(Runtime):
         try:
             for name, spec in services.items():
                 groups = running.get(name, [])
-                current = next((g for g in groups if g.release == spec["release"]
-                                and len(g.processes) == spec["replicas"]), None)
+                current = next((g for g in groups if g.release == spec.release
+                                and len(g.processes) == spec.replicas), None)
                 retired += [group for group in groups if group is not current]
                 if current:
                     serving[name] = current
@@ -169,7 +189,7 @@ class LocalRuntime(Runtime):
 
     def _without_orphans(self, running: dict[str, list[Group]]) -> dict[str, list[Group]]:
         """Groups that no deployment ever routed to (an interrupted deploy's) are removed."""
-        routed = {spec["group"] for spec in self.deployed().get("services", {}).values()}
+        routed = {spec.group for spec in self.deployed_services().values()}
         kept = {}
         for service, groups in running.items():
             for group in groups:
@@ -178,28 +198,28 @@ class LocalRuntime(Runtime):
             kept[service] = [group for group in groups if group.name in routed]
         return kept
 
-    def _start_group(self, name: str, spec: dict, slot: int) -> Group:
-        group = Group.new(name, spec["release"], slot)
-        replicas = [Replica(
-            argv=[argument.format(port=port, replica=index, service=name) for argument in spec["command"]],
+    def _start_group(self, name: str, spec: ServiceOutput, slot: int) -> Group:
+        group = Group.new(name, spec.release, slot)
+        replicas = [ReplicaSpec(
+            argv=[argument.format(port=port, replica=index, service=name) for argument in spec.command],
             # one malloc arena: each further one reserves 64 MiB of the address space the limit counts
-            env={"PORT": str(port), "ATL_SERVICE": name, "ATL_RELEASE": spec["release"],
+            env={"PORT": str(port), "ATL_SERVICE": name, "ATL_RELEASE": spec.release,
                  "ATL_REPLICA": str(index), "MALLOC_ARENA_MAX": "1"},
-            memory_bytes=spec["memory_bytes"], nice=cpu_nice(spec["cpu_millicores"]),
-        ) for index, port in enumerate(spec[SLOT_PORTS[slot]])]
+            memory_bytes=spec.memory_bytes, nice=cpu_nice(spec.cpu_millicores),
+        ) for index, port in enumerate(spec.slot_ports(slot))]
         self.supervisor.add_group(group.name, replicas)
         return group
 
-    def _wait_healthy(self, group: Group, spec: dict) -> None:
+    def _wait_healthy(self, group: Group, spec: ServiceOutput) -> None:
         deadline = time.monotonic() + HEALTH_TIMEOUT
-        for port in spec[SLOT_PORTS[group.slot]]:
-            while not (answer := http.get(("127.0.0.1", port), "127.0.0.1", spec["health_path"],
+        for port in spec.slot_ports(group.slot):
+            while not (answer := http.get(("127.0.0.1", port), "127.0.0.1", spec.health_path,
                                           tls=False, timeout=2)).ok:
                 self._fail_if_crashed(group)
                 if time.monotonic() > deadline:
                     raise DeployError(
                         f"{group.service} release {group.release}: the replica on port {port} did not answer "
-                        f"{spec['health_path']} with 2xx within {HEALTH_TIMEOUT:.0f} s "
+                        f"{spec.health_path} with 2xx within {HEALTH_TIMEOUT:.0f} s "
                         f"({answer.error or f'HTTP {answer.status}'}); its log is in {self.supervisor.logs}. "
                         "What ran before still serves.")
                 time.sleep(0.1)
@@ -221,18 +241,18 @@ class LocalRuntime(Runtime):
                     f"({process['statename']}); the end of {log}:\n" + "\n".join(tail)
                     + "\nWhat ran before still serves.")
 
-    def drift(self, services: dict[str, dict], domains: dict[str, dict]) -> list[str]:
+    def drift(self, services: Services, domains: Domains) -> list[str]:
         """How what runs differs from Terraform's `services` and `domains` outputs; empty when it matches."""
         if not self.supervisor.is_running():
             return ["supervisord is not running: no service and no load balancer runs"]
         found = []
         running = self.groups()
         for name, spec in sorted(services.items()):
-            current = [g for g in running.get(name, []) if g.release == spec["release"]]
+            current = [g for g in running.get(name, []) if g.release == spec.release]
             if not current:
-                found.append(f"service {name}: release {spec['release']} is not running")
-            elif len(current[0].processes) != spec["replicas"]:
-                found.append(f"service {name}: {len(current[0].processes)} replicas run, {spec['replicas']} declared")
+                found.append(f"service {name}: release {spec.release} is not running")
+            elif len(current[0].processes) != spec.replicas:
+                found.append(f"service {name}: {len(current[0].processes)} replicas run, {spec.replicas} declared")
             found += [f"service {name}: replica {p['name']} is {p['statename']}"
                       for g in current for p in g.processes if p["statename"] != "RUNNING"]
         found += [f"service {name}: runs, but is not declared" for name in sorted(set(running) - set(services))]
@@ -243,20 +263,55 @@ class LocalRuntime(Runtime):
             found.append(f"load balancer: Caddy's admin API does not answer ({type(error).__name__})")
         return found
 
-    def _caddy_config(self, services: dict[str, dict], domains: dict[str, dict]) -> dict:
+    def status(self) -> dict:
+        """The load balancer, each deployed domain (probed through it) and each service's replicas."""
+        running = self.supervisor.is_running()
+        live = {group.name: group for groups in (self.groups() if running else {}).values() for group in groups}
+        services = []
+        for name, spec in sorted(self.deployed_services().items()):
+            group = live.get(spec.group)
+            replicas = [{"pid": p["pid"] or None, "port": port, "state": p["statename"]}
+                        for p, port in zip(group.processes, spec.slot_ports(spec.slot), strict=False)] if group else []
+            services.append({"name": name, "release": spec.release, "replicas": replicas})
+        domains = sorted(self.deployed_domains().items())
+        paths = {name: spec.health_path for name, spec in self.deployed_services().items()}
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            healthy = list(pool.map(lambda item: running and self._answers(item[0], item[1].ssl,
+                                                                           paths[item[1].service]), domains))
+        lb = self.lb
+        return {
+            "load_balancer": {"address": lb.address, "http_port": lb.http_port, "https_port": lb.https_port,
+                              "ca_cert": str(lb.ca_cert), "running": running},
+            "domains": [{"name": name, "url": self._url(name, domain.ssl), "service": domain.service,
+                         "ssl": domain.ssl, "healthy": ok}
+                        for (name, domain), ok in zip(domains, healthy, strict=True)],
+            "services": services,
+            "monitoring": {"prometheus_url": f"http://127.0.0.1:{self.target.prometheus_port}"},
+        }
+
+    def _answers(self, name: str, ssl: bool, path: str) -> bool:
+        port = self.lb.https_port if ssl else self.lb.http_port
+        return http.get((self.lb.address, port), name, path, tls=ssl, ca=self.lb.ca_cert, timeout=3).ok
+
+    def _url(self, name: str, ssl: bool) -> str:
+        return f"https://{name}:{self.lb.https_port}/" if ssl else f"http://{name}:{self.lb.http_port}/"
+
+    def _caddy_config(self, services: Services, domains: Domains) -> dict:
         """Each domain routed to its service's whole port block."""
-        routes = [Route(tuple(names), ssl, port_block("127.0.0.1", services[service]["port"]),
-                        services[service]["health_path"]) for (service, ssl), names in hosts_by_route(domains).items()]
+        routes = [Route(tuple(names), ssl, port_block("127.0.0.1", services[service].port),
+                        services[service].health_path) for (service, ssl), names in hosts_by_route(domains).items()]
         return caddy_config(self.lb, routes)
 
-    def _route(self, services: dict[str, dict], domains: dict[str, dict], serving: dict[str, Group]) -> None:
+    def _route(self, services: Services, domains: Domains, serving: dict[str, Group]) -> None:
         """Point each domain at its service's port block: one Caddy load, only when the routes changed."""
         config = self._caddy_config(services, domains)
         if self.caddy.config() != config:
             self.caddy.load(config)
-        record = {"ports": self.target.ports, "domains": domains, "services": {
-            name: {**services[name], "slot": group.slot, "group": group.name} for name, group in serving.items()},
-            "previous": self.deployed().get("services", {})}
+        record = {"ports": self.target.ports, "domains": domains_record(domains),
+                  "services": record_of({name: services[name] for name in serving},
+                                        {name: group.slot for name, group in serving.items()},
+                                        {name: group.name for name, group in serving.items()}),
+                  "previous": self.deployed().get("services", {})}
         replace_file(self.deployed_file, json.dumps(record, indent=2))
 
     def _outcomes(self, services: dict[str, dict], serving: dict[str, Group],
@@ -264,8 +319,8 @@ class LocalRuntime(Runtime):
         live = {group.name: group for groups in self.groups().values() for group in groups}
         outcomes = []
         for name, group in serving.items():
-            ports = services[name][SLOT_PORTS[group.slot]]
-            replicas = tuple({"pid": p["pid"], "port": port, "state": p["statename"]}
+            ports = services[name].slot_ports(group.slot)
+            replicas = tuple(Replica(port, pid=p["pid"], state=p["statename"])
                              for p, port in zip(live[group.name].processes, ports, strict=True))
             outcomes.append(ServiceOutcome(name, group.release, actions[name], replicas))
         return outcomes

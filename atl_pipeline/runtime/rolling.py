@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atl_pipeline.runtime.http import Frontend
+from atl_pipeline.targets.outputs import DomainOutput, ServiceOutput
 
 DRAIN_SECONDS = 2.5  # > Caddy's health-check interval and failure memory: it trusts the new replicas
-SLOT_PORTS = ("ports", "standby_ports")  # a release's ports in each of the two slots (Terraform's outputs)
+
+Services = dict[str, ServiceOutput]
+Domains = dict[str, DomainOutput]
 
 
 class TargetError(Exception):
@@ -28,7 +31,32 @@ class ServiceOutcome:
     name: str
     release: str
     action: str  # unchanged, repaired (stopped replicas started again), started, rolled or stopped
-    replicas: tuple[dict, ...] = ()  # where each replica runs: pid or server, port
+    replicas: tuple[Replica, ...] = ()
+
+
+@dataclass(frozen=True)
+class Replica:
+    """Where one replica runs: its port, and its pid on this machine or the server it is on."""
+
+    port: int
+    pid: int | None = None
+    server: str | None = None
+    state: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.server}:{self.port}" if self.server else f"{self.port} (pid {self.pid})"
+
+
+class RecordedService(ServiceOutput):
+    """A service as a deployment recorded it: its output, the slot it runs in, and (on this
+    machine) its supervisord group."""
+
+    slot: int
+    group: str = ""
+
+    def output(self) -> ServiceOutput:
+        return ServiceOutput.model_validate(self.model_dump(exclude={"slot", "group"}))
 
 
 @dataclass(frozen=True)
@@ -37,8 +65,8 @@ class Deployment:
 
     outcomes: tuple[ServiceOutcome, ...]
     frontend: Frontend
-    services: dict
-    domains: dict
+    services: Services
+    domains: Domains
 
 
 class Runtime(ABC):
@@ -50,29 +78,54 @@ class Runtime(ABC):
         """Where clients reach the services."""
 
     @abstractmethod
-    def deploy(self, services: dict[str, dict], domains: dict[str, dict]) -> list[ServiceOutcome]:
+    def deploy(self, services: Services, domains: Domains) -> list[ServiceOutcome]:
         """Make what runs match Terraform's outputs; the ServiceOutcome of each service."""
 
+    @abstractmethod
+    def drift(self, services: Services, domains: Domains) -> list[str]:
+        """How what runs differs from Terraform's outputs; empty when it matches."""
+
+    @abstractmethod
+    def status(self) -> dict:
+        """What runs and whether each domain answers, as `atl infra status --json` prints it."""
+
+    @abstractmethod
+    def stop(self) -> bool:
+        """Stop the services (and what runs beside them); what was deployed is kept for the next
+        deploy. True when anything was running."""
+
     def deployed(self) -> dict:
-        """What the last deployment left running: its `domains`, and its `services` (with their slot)
-        and the `previous` ones."""
+        """What the last deployment left running, as recorded: its `domains`, its `services` (with
+        their slot) and the `previous` ones."""
         return json.loads(self.deployed_file.read_text()) if self.deployed_file.exists() else {}
+
+    def deployed_services(self, key: str = "services") -> dict[str, RecordedService]:
+        """The services the last deployment left running (or, with `previous`, those it replaced)."""
+        return {name: RecordedService.model_validate(spec) for name, spec in self.deployed().get(key, {}).items()}
+
+    def deployed_domains(self) -> Domains:
+        return {name: DomainOutput.model_validate(spec) for name, spec in self.deployed().get("domains", {}).items()}
 
     def roll_back(self, releases: dict[str, str]) -> list[ServiceOutcome]:
         """Roll each service that still runs the given release back to the one the last deployment
         replaced (rolling, health-gated). A service already rolled back is left alone, so a health
         check run again never rolls forward; nothing to roll back returns no outcome."""
-        record = self.deployed()
-        running, previous = record.get("services", {}), record.get("previous", {})
+        running, previous = self.deployed_services(), self.deployed_services("previous")
         names = {name for name, release in releases.items()
-                 if running.get(name, {}).get("release") == release and name in previous}
+                 if name in running and running[name].release == release and name in previous}
         if not names:
             return []
-        services = {name: as_output(spec) for name, spec in running.items()}
-        services.update({name: as_output(previous[name]) for name in names})
-        return self.deploy(services, record["domains"])
+        services = {name: spec.output() for name, spec in running.items()}
+        services.update({name: previous[name].output() for name in names})
+        return self.deploy(services, self.deployed_domains())
 
 
-def as_output(recorded: dict) -> dict:
-    """A service as Terraform's output has it, from its record of a deployment."""
-    return {key: value for key, value in recorded.items() if key not in ("slot", "group")}
+def domains_record(domains: Domains) -> dict:
+    """The domains as a deployment record keeps them (JSON)."""
+    return {name: domain.model_dump(mode="json") for name, domain in domains.items()}
+
+
+def record_of(services: Services, slots: dict[str, int], groups: dict[str, str] | None = None) -> dict:
+    """The services as a deployment record keeps them (JSON)."""
+    return {name: {**spec.model_dump(mode="json"), "slot": slots[name], **({"group": groups[name]} if groups else {})}
+            for name, spec in services.items()}

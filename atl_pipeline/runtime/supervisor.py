@@ -33,7 +33,7 @@ GIVEN_UP = ("STOPPED", "FATAL")  # states supervisord does not leave on its own
 
 
 @dataclass(frozen=True)
-class Replica:
+class ReplicaSpec:
     """What one replica process runs."""
 
     argv: list[str]
@@ -117,7 +117,7 @@ redirect_stderr=true
         """supervisord's process infos: group, name, pid, statename, ..."""
         return self.rpc.getAllProcessInfo()
 
-    def add_group(self, group: str, replicas: list[Replica]) -> None:
+    def add_group(self, group: str, replicas: list[ReplicaSpec]) -> None:
         """Write the group's specs and program, and start its replicas (returns once they run)."""
         specs = self.specs / group
         specs.mkdir(parents=True, exist_ok=True)

@@ -16,24 +16,16 @@ from atl_pipeline.terraform.render import Rendered, RenderError, hcl
 _OPTIONS = hcl2.SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
 
 BLOCK_TYPES = {"terraform", "locals", "resource", "output"}  # of every target's templates
-LOCAL_RESOURCES = {("terraform_data", "service"), ("terraform_data", "domain")}
-HCLOUD_RESOURCES = {("hcloud_ssh_key", "operator"), ("hcloud_network", "private"),
-                    ("hcloud_network_subnet", "servers"), ("hcloud_firewall", "servers"), ("hcloud_server", "node"),
-                    ("hcloud_load_balancer", "main"), ("hcloud_load_balancer_network", "main"),
-                    ("hcloud_load_balancer_target", "servers"), ("hcloud_load_balancer_service", "http"),
-                    ("cloudflare_dns_record", "a"), ("cloudflare_dns_record", "aaaa")}
-HCLOUD_TLS_RESOURCES = {("hcloud_managed_certificate", "tls"), ("hcloud_load_balancer_service", "https"),
-                        ("hcloud_zone", "acme"), ("cloudflare_dns_record", "acme_delegation")}
 
 
-def check_rendered(rendered: Rendered, target: str) -> None:
+def check_rendered(rendered: Rendered) -> None:
     """Raises RenderError unless the files declare exactly the target's shape and inputs."""
     blocks: dict[str, list] = {}
     for name, text in rendered.files.items():
         for block_type, entries in _parse(f"rendered {name}", text).items():
             blocks.setdefault(block_type, []).extend(entries)
 
-    resources, outputs = _shape(rendered.inputs, target)
+    resources, outputs = rendered.target.declared(rendered.inputs)
     _require(set(blocks) == BLOCK_TYPES, f"block types {sorted(blocks)}, expected {', '.join(sorted(BLOCK_TYPES))}")
     found = [(kind, name) for entry in blocks["resource"] for kind, named in entry.items() for name in named]
     _require(sorted(found) == sorted(resources), f"resources {found}")
@@ -43,14 +35,6 @@ def check_rendered(rendered: Rendered, target: str) -> None:
              f"backend {blocks['terraform'][0].get('backend')}")
     locals_ = {key: value for entry in blocks["locals"] for key, value in entry.items()}
     _require(locals_ == _expected_locals(rendered.inputs), "locals that differ from the configuration's values")
-
-
-def _shape(inputs: dict, target: str) -> tuple[set, set]:
-    """The resources and outputs the target's templates declare for these inputs."""
-    if target == "local":
-        return LOCAL_RESOURCES, {"services", "domains"}
-    tls = HCLOUD_TLS_RESOURCES if inputs["hcloud"]["certificate_domains"] else set()
-    return HCLOUD_RESOURCES | tls, {"services", "domains", "servers", "load_balancer"}
 
 
 def _backend(backend: dict) -> dict:

@@ -18,7 +18,7 @@ import jinja2
 
 from atl_pipeline.config import Config
 from atl_pipeline.config.model import MAX_REPLICAS
-from atl_pipeline.terraform.hcloud import hcloud_inputs
+from atl_pipeline.targets import Target, target_of
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
@@ -64,10 +64,11 @@ def _only_hcl(value: object) -> object:
 
 @dataclass(frozen=True)
 class Rendered:
-    """Terraform files by name, and the data the templates were given."""
+    """Terraform files by name, the data the templates were given, and the target they are for."""
 
     files: dict[str, str]
     inputs: dict
+    target: Target
 
 
 def terraform_inputs(config: Config) -> dict:
@@ -101,10 +102,7 @@ def terraform_inputs(config: Config) -> dict:
     backend = {"kind": config.state.backend}
     if config.state.backend == "pg":
         backend["schema_name"] = config.state.schema_name or default_schema_name(config)
-    inputs = {"backend": backend, "services": services, "domains": domains}
-    if config.target.kind == "hcloud":
-        inputs["hcloud"] = hcloud_inputs(config)
-    return inputs
+    return {"backend": backend, "services": services, "domains": domains, **target_of(config).template_inputs()}
 
 
 def default_schema_name(config: Config) -> str:
@@ -116,9 +114,11 @@ def default_schema_name(config: Config) -> str:
 
 
 def render(config: Config, templates: Path) -> Rendered:
-    folder = templates / config.target.kind
+    """The templates of the configuration's kind of target (`templates/<kind>/`), rendered."""
+    target = target_of(config)
+    folder = templates / target.kind
     if not folder.is_dir():
-        raise RenderError(f"no templates for the {config.target.kind} target: {folder} does not exist")
+        raise RenderError(f"no templates for the {folder.name} target: {folder} does not exist")
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined, autoescape=False,
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, finalize=_only_hcl,
@@ -131,7 +131,7 @@ def render(config: Config, templates: Path) -> Rendered:
             files[template.name.removesuffix(".j2")] = environment.get_template(template.name).render(inputs)
         except jinja2.TemplateError as error:
             raise RenderError(f"{template}: {error}") from None
-    return Rendered(files, inputs)
+    return Rendered(files, inputs, target)
 
 
 def write(rendered: Rendered, workdir: Path) -> None:

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from atl_pipeline import secrets
 from atl_pipeline.config.model import Config, State
 from atl_pipeline.project import Project, lock_timeout
+from atl_pipeline.targets import Target, target_of
+from atl_pipeline.targets.outputs import Outputs
 from atl_pipeline.terraform.cli import Terraform
 from atl_pipeline.terraform.hcl_check import check_rendered
 from atl_pipeline.terraform.plan import PlanSummary
@@ -38,7 +40,7 @@ class TerraformPlan:
 
 @dataclass(frozen=True)
 class TerraformApply:
-    outputs: dict
+    outputs: Outputs
     serial: int
     applied: bool  # False when the plan changed nothing and apply was skipped
 
@@ -76,14 +78,6 @@ def postgres_address(connection: str) -> str:
     return f"{host}:{port}" if host and not host.startswith("/") else ""
 
 
-def provider_secrets(config: Config) -> tuple[tuple[str, str], ...]:
-    """The environment variables the target's providers read their tokens from, with the references."""
-    if config.target.kind == "hcloud":
-        return (("HCLOUD_TOKEN", config.target.hcloud_token),
-                ("CLOUDFLARE_API_TOKEN", config.target.cloudflare.api_token))
-    return ()
-
-
 def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destroy_approved: bool = False,
               domain: str = "", destroy: bool = False) -> TerraformPlan:
     """Render, check, init and plan; the plan is saved as `plans/<name>.tfplan`. With `domain`,
@@ -92,13 +86,14 @@ def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destro
         raise InvalidConfig(f"{validated.loaded.source.name} has {len(validated.findings)} findings; "
                             "fix them before planning")
     config: Config = validated.loaded.config
-    targets = _targets(config, domain) if domain else ()
+    target = target_of(config)
+    targets = _addresses(target, domain) if domain else ()
     rendered = render(config, validated.loaded.templates_dir or project.templates_dir)
-    tokens = provider_secrets(config)
+    tokens = target.provider_secrets()
     runner = terraform(project, config.state, config.environment, tokens)
     with project.lock():
         if not _written_before(rendered, runner.workdir):
-            check_rendered(rendered, config.target.kind)
+            check_rendered(rendered)
         write(rendered, runner.workdir)
         runner.init()
         plans = runner.workdir / "plans"
@@ -121,18 +116,16 @@ def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:
     with project.lock():
         if plan.changed:
             runner.apply(plan.plan_file)
-        return TerraformApply(runner.outputs(), runner.state_serial(), applied=plan.changed)
+        return TerraformApply(Outputs.parse(runner.outputs()), runner.state_serial(), applied=plan.changed)
 
 
-def _targets(config: Config, name: str) -> tuple[str, ...]:
-    """The Terraform addresses of one enabled domain and its service, in the target's templates
-    (on hcloud a service is no resource of its own: the domain's records are)."""
-    domain = next((d for d in config.serving if d.name == name), None)
+def _addresses(target: Target, name: str) -> tuple[str, ...]:
+    """The Terraform addresses of one enabled domain and its service, in the target's templates."""
+    serving = target.config.serving
+    domain = next((d for d in serving if d.name == name), None)
     if domain is None:
-        raise InvalidConfig(f"no enabled domain {name} in {', '.join(d.name for d in config.serving) or 'the file'}")
-    if config.target.kind == "hcloud":
-        return f'cloudflare_dns_record.a["{domain.name}"]', f'cloudflare_dns_record.aaaa["{domain.name}"]'
-    return f'terraform_data.domain["{domain.name}"]', f'terraform_data.service["{domain.service}"]'
+        raise InvalidConfig(f"no enabled domain {name} in {', '.join(d.name for d in serving) or 'the file'}")
+    return target.addresses(domain)
 
 
 def _written_before(rendered: Rendered, workdir: Path) -> bool:

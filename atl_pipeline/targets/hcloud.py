@@ -1,0 +1,257 @@
+"""The production target: Hetzner Cloud servers behind a load balancer, DNS at Cloudflare.
+
+Each server runs its share of the replicas as a Docker Compose project shipped over SSH,
+with a Caddy router; the load balancer terminates TLS with a managed certificate, which
+Hetzner renews. Server types are chosen here: replicas are spread evenly, so each server
+holds ceil(replicas / servers) replicas of every service, plus what the system takes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from atl_pipeline.config import Config, Domain, LoadedConfig
+from atl_pipeline.config.model import PORT_BLOCK
+from atl_pipeline.config.quantity import format_bytes
+from atl_pipeline.findings import Finding
+from atl_pipeline.project import Project
+from atl_pipeline.secrets import SECRET_REF
+from atl_pipeline.targets.base import Target
+from atl_pipeline.targets.outputs import Outputs
+
+if TYPE_CHECKING:
+    from atl_pipeline.doctor import Check
+    from atl_pipeline.monitoring.prometheus import Monitoring
+    from atl_pipeline.runtime.hcloud import HcloudRuntime
+    from atl_pipeline.runtime.http import Frontend
+
+GiB = 2**30
+# Hetzner's shared-vCPU x86 types, smallest first: (name, millicores, memory), offered in
+# the EU locations. Set `target.server_type` to use any other.
+SERVER_TYPES = (("cx23", 2000, 4 * GiB), ("cx33", 4000, 8 * GiB), ("cx43", 8000, 16 * GiB),
+                ("cx53", 16000, 32 * GiB))
+SYSTEM = (500, 1 * GiB)  # per server: the OS, Docker and the router
+SIZED_LOCATIONS = ("fsn1", "nbg1", "hel1")  # where SERVER_TYPES are offered
+MAX_NAME = 56  # `<project>-<environment>-<n>` must fit Hetzner's 63-character labels
+NEVER_PROXIED = {"mail", "smtp", "imap", "pop", "pop3", "mx", "autoconfig", "autodiscover", "ftp", "ssh", "sftp"}
+UNPROXIED_TTL = 300  # a proxied record's TTL is Cloudflare's automatic one, 1
+RESOURCES = {("hcloud_ssh_key", "operator"), ("hcloud_network", "private"), ("hcloud_network_subnet", "servers"),
+             ("hcloud_firewall", "servers"), ("hcloud_server", "node"), ("hcloud_load_balancer", "main"),
+             ("hcloud_load_balancer_network", "main"), ("hcloud_load_balancer_target", "servers"),
+             ("hcloud_load_balancer_service", "http"), ("cloudflare_dns_record", "a"),
+             ("cloudflare_dns_record", "aaaa")}
+TLS_RESOURCES = {("hcloud_managed_certificate", "tls"), ("hcloud_load_balancer_service", "https"),
+                 ("hcloud_zone", "acme"), ("cloudflare_dns_record", "acme_delegation")}
+
+
+class Hcloud(Target):
+    kind = "hcloud"
+    renews_certificates = False  # Hetzner renews its managed certificate; the stage verifies it
+
+    def rules(self, loaded: LoadedConfig) -> Iterator[Finding]:
+        """Each service has an image, the domains are in the Cloudflare zone, the subnet is in the
+        network, SSH is open to someone on a port of its own, mail-like names are not proxied, and a
+        server type holds a server's share."""
+        config, target = self.config, self.config.target
+        for name in config.services_in_use():
+            if config.services[name].image is None:
+                yield loaded.finding(("services", name), f"service {name!r} has no image; the hcloud target "
+                                     "runs services as containers")
+        yield from self._domains(loaded)
+        if not target.network.is_private or not target.subnet.subnet_of(target.network):
+            yield loaded.finding(("target", "subnet"), f"the subnet {target.subnet} must lie in the private "
+                                 f"network {target.network} (RFC 1918)")
+        if not target.ssh_from:
+            yield loaded.finding(("target", "ssh_from"), "the deployment reaches the servers over SSH, which the "
+                                 "firewall closes to every address not in target.ssh_from: list the ranges of the "
+                                 "machines that deploy")
+        yield from self._ssh_port_free(loaded)
+        if len(name := resource_name(config)) > MAX_NAME:
+            yield loaded.finding(("project",), f"`{name}` names the servers and labels on hcloud: keep project "
+                                 f"and environment within {MAX_NAME} characters together")
+        yield from self._sized(loaded)
+
+    def _domains(self, loaded: LoadedConfig) -> Iterator[Finding]:
+        zone = self.config.target.cloudflare.zone
+        for index, domain in enumerate(self.config.domains):
+            if domain.name != zone and not domain.name.endswith(f".{zone}"):
+                yield loaded.finding(("domains", index, "name"), f"{domain.name} is not in the Cloudflare zone "
+                                     f"{zone} (target.cloudflare.zone)")
+            if domain.proxied and never_proxied(domain.name):
+                yield loaded.finding(("domains", index, "proxied"), f"{domain.name} must not go through "
+                                     "Cloudflare's HTTP proxy (mail and the like): remove `proxied: true`")
+
+    def _ssh_port_free(self, loaded: LoadedConfig) -> Iterator[Finding]:
+        """The servers' sshd takes target.ssh_port on every address: not the routers' port, nor a replica's."""
+        port = self.config.target.ssh_port
+        if port == 80:
+            yield loaded.finding(("target", "ssh_port"), "target.ssh_port 80 is the routers' port: choose another")
+        for name in self.config.services_in_use():
+            first = self.config.services[name].port
+            if first <= port < first + PORT_BLOCK:
+                yield loaded.finding(("target", "ssh_port"), f"target.ssh_port {port} is in the ports of service "
+                                     f"{name!r} ({first}-{first + PORT_BLOCK - 1}): choose another")
+
+    def _sized(self, loaded: LoadedConfig) -> Iterator[Finding]:
+        target = self.config.target
+        if target.server_type is not None:
+            return
+        if target.location not in SIZED_LOCATIONS:
+            yield loaded.finding(("target", "location"), f"set target.server_type: the types sized automatically "
+                                 f"({', '.join(name for name, _, _ in SERVER_TYPES)}) are offered in "
+                                 f"{', '.join(SIZED_LOCATIONS)} only")
+        elif fitting_server_type(self.config) is None:
+            millicores, bytes_ = server_share(self.config)
+            largest, cores, memory = SERVER_TYPES[-1]
+            yield loaded.finding(("target", "servers"), f"each of {target.servers} servers needs "
+                                 f"{millicores / 1000:g} cpu and {format_bytes(bytes_)} memory; the largest known "
+                                 f"type, {largest}, has {cores / 1000:g} cpu and {format_bytes(memory)}: add "
+                                 "servers, or set target.server_type", key=True)
+
+    def template_inputs(self) -> dict:
+        return {"hcloud": hcloud_inputs(self.config)}
+
+    def provider_secrets(self) -> tuple[tuple[str, str], ...]:
+        target = self.config.target
+        return ("HCLOUD_TOKEN", target.hcloud_token), ("CLOUDFLARE_API_TOKEN", target.cloudflare.api_token)
+
+    def addresses(self, domain: Domain) -> tuple[str, ...]:
+        """A service is no resource of its own here: the domain's records are."""
+        return f'cloudflare_dns_record.a["{domain.name}"]', f'cloudflare_dns_record.aaaa["{domain.name}"]'
+
+    def declared(self, inputs: dict) -> tuple[set[tuple[str, str]], set[str]]:
+        tls = TLS_RESOURCES if inputs["hcloud"]["certificate_domains"] else set()
+        return RESOURCES | tls, {"services", "domains", "servers", "load_balancer"}
+
+    def runtime(self, project: Project, outputs: Outputs | None = None) -> HcloudRuntime:
+        """Over the servers of `outputs`, or without them, over those the last deployment reached."""
+        from atl_pipeline.runtime.hcloud import HcloudRuntime
+
+        return HcloudRuntime.of(project, self.config, outputs)
+
+    def monitoring(self, project: Project, frontend: Frontend) -> Monitoring:
+        """Probes of each domain through the load balancer, from this machine: the servers expose no metrics."""
+        from atl_pipeline.monitoring.prometheus import Monitoring
+        from atl_pipeline.runtime.supervisor import Supervisor
+
+        supervisor = Supervisor(project.state_dir / "runtime")
+        supervisor.ensure_running("")  # the local runtime's supervisord, here without Caddy
+        return Monitoring(supervisor, frontend, self.config.target.prometheus_port, self.config.target.blackbox_port,
+                          {})
+
+    def stop(self, project: Project) -> bool:
+        """The servers' Compose projects down (the servers keep running), and monitoring on this machine."""
+        from atl_pipeline.runtime.rolling import TargetError
+        from atl_pipeline.runtime.supervisor import Supervisor
+
+        try:
+            stopped = self.runtime(project).stop()
+        except TargetError:  # nothing deployed to servers
+            stopped = False
+        supervisor = Supervisor(project.state_dir / "runtime")
+        monitoring = supervisor.is_running()
+        supervisor.shutdown()
+        return stopped or monitoring
+
+    def doctor(self, project: Project) -> list[Check]:
+        """The tokens set, the SSH key readable, and, once deployed, every server answering SSH."""
+        from atl_pipeline.doctor import Check
+        from atl_pipeline.runtime.rolling import TargetError
+
+        checks = [self._token(variable, reference) for variable, reference in self.provider_secrets()]
+        checks.append(self._identity(project))
+        try:
+            runtime = self.runtime(project)
+        except TargetError:  # nothing deployed yet is no failure of this machine
+            return [*checks, Check("servers", True, "none deployed yet")]
+        return [*checks, *(Check(f"server {name}", ok, detail, "" if ok else
+                                 "is this machine's address in target.ssh_from? see docs/troubleshooting.md")
+                           for name, ok, detail in runtime.reachability())]
+
+    @staticmethod
+    def _token(variable: str, reference: str) -> Check:
+        from atl_pipeline.doctor import Check
+
+        name = SECRET_REF.fullmatch(reference).group(1)
+        if os.environ.get(name):
+            return Check(f"secret {reference}", True, f"{name} is set ({variable} for the provider)")
+        return Check(f"secret {reference}", False, f"{name} is not set", f"export {name} in the environment that "
+                     "runs atl and the Dagster daemon")
+
+    def _identity(self, project: Project) -> Check:
+        from atl_pipeline.doctor import Check
+
+        identity = self.config.target.ssh_identity
+        if identity is None:
+            return Check("ssh key", True, "OpenSSH's own keys and agent (target.ssh_identity is not set)")
+        path = project.root / Path(identity).expanduser()
+        if path.is_file() and os.access(path, os.R_OK):
+            return Check("ssh key", True, str(path))
+        return Check("ssh key", False, f"{path} cannot be read", "set target.ssh_identity to the private key of "
+                     "target.ssh_public_key on this machine")
+
+
+def resource_name(config: Config) -> str:
+    """What names the servers (`<name>-<n>`) and labels every resource on hcloud."""
+    return f"{config.project}-{config.environment}"
+
+
+def server_share(config: Config) -> tuple[int, int]:
+    """The millicores and bytes one server needs for its share of the replicas, the system included."""
+    servers = config.target.servers
+    millicores, bytes_ = SYSTEM
+    for domain in config.first_domains().values():
+        on_one = math.ceil(domain.replicas / servers)
+        millicores += on_one * domain.resources.millicores
+        bytes_ += on_one * domain.resources.bytes
+    return millicores, bytes_
+
+
+def fitting_server_type(config: Config) -> str | None:
+    """The smallest known server type that holds a server's share; None when none does."""
+    millicores, bytes_ = server_share(config)
+    return next((name for name, cores, memory in SERVER_TYPES if cores >= millicores and memory >= bytes_), None)
+
+
+def never_proxied(name: str) -> bool:
+    """Names whose traffic is not HTTP through Cloudflare's proxy: mail and the like."""
+    return name.split(".", 1)[0] in NEVER_PROXIED
+
+
+def proxied(domain: Domain, config: Config) -> bool:
+    if never_proxied(domain.name):
+        return False
+    return config.target.cloudflare.proxied if domain.proxied is None else domain.proxied
+
+
+def hcloud_inputs(config: Config) -> dict:
+    """The hcloud templates' data (each value is rendered through the `hcl` filter)."""
+    target = config.target
+    prefix = resource_name(config)
+    records = {}
+    for domain in config.serving:
+        on = proxied(domain, config)
+        records[domain.name] = {"proxied": on, "ttl": 1 if on else UNPROXIED_TTL}
+    return {
+        "name": prefix,
+        "location": target.location,
+        "network_zone": target.network_zone,
+        "network": str(target.network),
+        "subnet": str(target.subnet),
+        "server_type": target.server_type or fitting_server_type(config),
+        "servers": [f"{prefix}-{index}" for index in range(1, target.servers + 1)],
+        "image": target.image,
+        "load_balancer_type": target.load_balancer_type,
+        "ssh_public_key": target.ssh_public_key,
+        "ssh_from": [str(network) for network in target.ssh_from],
+        "ssh_port": target.ssh_port,
+        "zone": target.cloudflare.zone,
+        "zone_id": target.cloudflare.zone_id,
+        "records": records,
+        "certificate_domains": [domain.name for domain in config.serving if domain.ssl],
+        "labels": {"atl-project": prefix},
+    }

@@ -1,0 +1,100 @@
+"""The embedded local target: this machine, no cloud account.
+
+Terraform's built-in `terraform_data` records what is declared; services run as processes
+under supervisord, behind Caddy on loopback with TLS from its internal CA; Prometheus and
+the blackbox exporter watch them. Everything lives under the project's `.atl/`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from atl_pipeline.config import Domain, LoadedConfig
+from atl_pipeline.config.quantity import cpu_millicores, format_bytes, memory_bytes
+from atl_pipeline.findings import Finding
+from atl_pipeline.project import Project
+from atl_pipeline.targets.base import Target
+from atl_pipeline.targets.outputs import Outputs
+
+if TYPE_CHECKING:
+    from atl_pipeline.doctor import Check
+    from atl_pipeline.monitoring.prometheus import Monitoring
+    from atl_pipeline.runtime.http import Frontend
+    from atl_pipeline.runtime.local import LocalRuntime
+
+RESOURCES = {("terraform_data", "service"), ("terraform_data", "domain")}
+
+
+class Local(Target):
+    kind = "local"
+    renews_certificates = True  # Caddy's internal CA: the certificates stage renews them near expiry
+
+    def rules(self, loaded: LoadedConfig) -> Iterator[Finding]:
+        yield from self._commands(loaded)
+        yield from self._within_capacity(loaded)
+
+    @staticmethod
+    def _commands(loaded: LoadedConfig) -> Iterator[Finding]:
+        """Each service in use runs as processes of its own argv."""
+        for name, service in loaded.config.services.items():
+            if name in loaded.config.services_in_use() and service.command is None:
+                yield loaded.finding(("services", name), f"service {name!r} has no command; the local target "
+                                     "runs services as processes")
+
+    def _within_capacity(self, loaded: LoadedConfig) -> Iterator[Finding]:
+        millicores = bytes_ = 0
+        for domain in loaded.config.first_domains().values():
+            millicores += domain.replicas * domain.resources.millicores
+            bytes_ += domain.replicas * domain.resources.bytes
+        capacity_millicores, capacity_bytes, origin = self._capacity()
+        if millicores > capacity_millicores or bytes_ > capacity_bytes:
+            yield loaded.finding(("domains",), f"the domains request {millicores / 1000:g} cpu and "
+                                 f"{format_bytes(bytes_)} memory; {origin} has {capacity_millicores / 1000:g} "
+                                 f"cpu and {format_bytes(capacity_bytes)}: lower replicas or resources, or raise "
+                                 "target.capacity", key=True)
+
+    def _capacity(self) -> tuple[int, int, str]:
+        capacity = self.config.target.capacity
+        if capacity is not None:
+            return cpu_millicores(capacity.cpu), memory_bytes(capacity.memory), "target.capacity"
+        return (*machine_capacity(), "this machine")
+
+    def reserved_ports(self) -> dict[str, int]:
+        """The services share this machine with the load balancer and monitoring."""
+        return self.config.target.ports
+
+    def addresses(self, domain: Domain) -> tuple[str, ...]:
+        return f'terraform_data.domain["{domain.name}"]', f'terraform_data.service["{domain.service}"]'
+
+    def declared(self, inputs: dict) -> tuple[set[tuple[str, str]], set[str]]:
+        return RESOURCES, {"services", "domains"}
+
+    def runtime(self, project: Project, outputs: Outputs | None = None) -> LocalRuntime:
+        """With outputs, on the configuration's ports; without, on those the last deployment used."""
+        from atl_pipeline.runtime.local import LocalRuntime, deployed_runtime
+
+        return LocalRuntime(project, self.config.target) if outputs is not None else deployed_runtime(project)
+
+    def monitoring(self, project: Project, frontend: Frontend) -> Monitoring:
+        """Every replica and Caddy scraped, beside the probes of each domain through Caddy."""
+        from atl_pipeline.monitoring.prometheus import Monitoring
+        from atl_pipeline.runtime.local import LocalRuntime
+
+        runtime = LocalRuntime(project, self.config.target)
+        replicas = [{"targets": [f"127.0.0.1:{port}" for port in spec.slot_ports(spec.slot)],
+                     "labels": {"service": name}} for name, spec in sorted(runtime.deployed_services().items())]
+        scraped = {"services": replicas, "caddy": [{"targets": [f"127.0.0.1:{runtime.lb.admin_port}"]}]}
+        return Monitoring(runtime.supervisor, frontend, self.config.target.prometheus_port,
+                          self.config.target.blackbox_port, scraped)
+
+    def doctor(self, project: Project) -> list[Check]:
+        from atl_pipeline.doctor import port_checks
+
+        return port_checks(project, self.config.target.ports)
+
+
+def machine_capacity() -> tuple[int, int]:
+    """Cores this process may run on (in millicores) and physical memory (bytes)."""
+    return len(os.sched_getaffinity(0)) * 1000, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -1,0 +1,84 @@
+"""Terraform's outputs, read once after apply into typed models that every later stage uses.
+
+The `services` and `domains` outputs are every target's; `servers` and `load_balancer` are
+those of targets with servers (hcloud). A server's name and addresses become paths and
+arguments of ssh, so they are checked here, before anything uses them.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+ServerName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+
+
+class OutputError(Exception):
+    """Terraform's outputs are not of the shape the templates promise."""
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class ServiceOutput(_Output):
+    """A service in use: what runs, and where each replica listens in each of the two slots."""
+
+    command: list[str] | None = None
+    cpu_millicores: int
+    health_path: str
+    image: str | None = None
+    memory_bytes: int
+    port: int
+    release: str
+    replicas: int
+    standby_port: int
+    ports: list[int]
+    standby_ports: list[int]
+
+    def slot_ports(self, slot: int) -> list[int]:
+        """The replicas' ports in slot 0 (`ports`) or slot 1 (`standby_ports`)."""
+        return self.standby_ports if slot else self.ports
+
+
+class DomainOutput(_Output):
+    cpu_millicores: int
+    memory_bytes: int
+    monitoring: bool
+    replicas: int
+    service: str
+    ssl: bool
+    url: str
+
+
+class ServerOutput(_Output):
+    ipv4: IPv4Address
+    private_ip: IPv4Address
+
+
+class LoadBalancerOutput(_Output):
+    ipv4: IPv4Address
+    ipv6: IPv6Address | None = None
+
+
+class Outputs(_Output):
+    services: dict[str, ServiceOutput] = Field(default_factory=dict)
+    domains: dict[str, DomainOutput] = Field(default_factory=dict)
+    servers: dict[ServerName, ServerOutput] = Field(default_factory=dict)
+    load_balancer: LoadBalancerOutput | None = None
+
+    @classmethod
+    def parse(cls, raw: dict) -> Outputs:
+        """Terraform's `output -json` values; OutputError says which output is not as promised."""
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as error:
+            first = error.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise OutputError(f"Terraform's output {where}: {first['msg']} ({str(first.get('input'))[:80]!r}); "
+                              "the templates in terraform_templates/ must output what the pipeline reads") from None
+
+    def as_json(self) -> dict:
+        return self.model_dump(mode="json")
