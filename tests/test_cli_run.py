@@ -77,7 +77,7 @@ def test_apply_yes_then_up_for_one_domain_then_destroy(capsys, project: Project)
     code, out, _ = run(capsys, "infra", "destroy", "-y")
     assert code == 0, out
     assert re.search(rf"^{re.escape(API)} +delete$", out, re.M)
-    assert "stopped the load balancer and monitoring" in out
+    assert "stopped what ran beside the services (load balancer, monitoring)" in out
     assert not deployed_runtime(project).supervisor.is_running()
     code, out, _ = run(capsys, "infra", "plan", "--json")
     assert {(c["address"], c["action"]) for c in json.loads(out)["changes"]} == {

@@ -71,4 +71,4 @@ def test_content_already_deployed_is_not_deployed_again(project: Project):
 def test_a_missing_file_is_skipped_not_failed(project: Project):
     project.domains_file.unlink()
     result = Ticks(DagsterInstance.from_config(str(project.ensure_instance()))).tick()
-    assert result.run_requests == [] and "does not exist" in result.skip_message
+    assert result.run_requests == [] and "No such file or directory" in result.skip_message
