@@ -14,7 +14,7 @@ from __future__ import annotations
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from atl_pipeline.runtime import http
 from atl_pipeline.runtime.http import Frontend
@@ -36,6 +36,7 @@ class DomainHealth:
     failures: int
     latencies_ms: tuple[float, ...]  # of the successful probes
     error: str = ""  # the last failure
+    requests: int = field(kw_only=True)  # every request sent: the settle window's, then the probes
 
     @property
     def ok(self) -> bool:
@@ -52,10 +53,12 @@ def probe_domain(frontend: Frontend, domain: str, ssl: bool, service: str, path:
     settle = SETTLE_SECONDS if settle is None else settle
     with http.Session(address, domain, tls=ssl, ca=frontend.ca_cert, timeout=TIMEOUT_SECONDS) as session:
         deadline = time.monotonic() + settle
-        while not (first := session.get(path)).ok and time.monotonic() < deadline:
+        first, sent = session.get(path), 1
+        while not first.ok and time.monotonic() < deadline:
             time.sleep(0.2)
+            first, sent = session.get(path), sent + 1
         if not first.ok:
-            return DomainHealth(domain, service, 1, 1, (), _reason(first))
+            return DomainHealth(domain, service, 1, 1, (), _reason(first), requests=sent)
         latencies, failures, error = [], 0, ""
         for _ in range(probes):
             answer = session.get(path)
@@ -63,7 +66,7 @@ def probe_domain(frontend: Frontend, domain: str, ssl: bool, service: str, path:
                 latencies.append(answer.seconds * 1000)
             else:
                 failures, error = failures + 1, _reason(answer)
-    return DomainHealth(domain, service, probes, failures, tuple(latencies), error)
+    return DomainHealth(domain, service, probes, failures, tuple(latencies), error, requests=sent + probes)
 
 
 def probe_domains(frontend: Frontend, domains: Domains, services: Services, **options) -> list[DomainHealth]:

@@ -2,15 +2,22 @@
 
 Deploys one service (two sample replicas) behind the local Caddy for N domains (each with
 its own certificate from Caddy's CA), then times `probe_domains` with one probe per
-domain after a settled first answer: seconds and requests per second. As in the stage,
-each domain's requests share one keep-alive connection: the first opens it with a
-verified TLS handshake. 32 Python threads at a time.
+domain after its first answer (no settle window: certificates were issued during the
+deployment). As in the stage, each domain's requests share one keep-alive connection: the
+first opens it with a verified TLS handshake. 32 Python threads at a time. Columns:
 
-    python bench/health.py
+- deploy s: the deployment, until every domain has answered once;
+- probe s: the timed `probe_domains`;
+- requests: the requests the prober sent, as its results count them (DomainHealth.requests);
+- requests/s: requests / probe s;
+- failed: domains whose probe failed.
+
+    python bench/health.py [--markdown]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
@@ -25,6 +32,7 @@ from atl_pipeline.config.model import LocalTarget  # noqa: E402
 from atl_pipeline.health import probe_domains  # noqa: E402
 from atl_pipeline.runtime.local import LocalRuntime  # noqa: E402
 from atl_pipeline.targets.outputs import DomainOutput, ServiceOutput  # noqa: E402
+from bench.table import Table  # noqa: E402
 from tests.conftest import copy_project  # noqa: E402
 from tests.ports import free_port, service_ports  # noqa: E402
 
@@ -37,12 +45,16 @@ SERVICE = ServiceOutput(command=["python3", "-m", "atl_pipeline.sample_service",
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markdown", action="store_true", help="print the table in Markdown")
+    args = parser.parse_args()
     temporary = Path(tempfile.mkdtemp(prefix="atl-bench-"))
     project = copy_project(temporary / "project")
     os.environ["ATL_PROJECT_DIR"] = str(project.root)
     target = LocalTarget(http_port=free_port(), https_port=free_port(), admin_port=free_port())
     runtime = LocalRuntime(project, target)
-    print(f"{'endpoints':>9} {'deploy s':>9} {'probe s':>8} {'probes/s':>9} {'failed':>7}")
+    table = Table({"endpoints": 5, "deploy s": 6, "probe s": 5, "requests": 5, "requests/s": 5, "failed": 3},
+                  args.markdown)
     try:
         for size in SIZES:
             domains = {f"d{i}.bench.allthingslinux.org": DomainOutput(
@@ -55,8 +67,10 @@ def main() -> None:
             start = time.perf_counter()
             results = probe_domains(runtime.lb.frontend, domains, {"api": SERVICE}, probes=1, settle=0)
             seconds = time.perf_counter() - start
+            requests = sum(result.requests for result in results)
             failed = sum(not result.ok for result in results)
-            print(f"{size:>9,} {deployed:>9.2f} {seconds:>8.2f} {2 * size / seconds:>9.0f} {failed:>7}")
+            table.row(f"{size:,}", f"{deployed:.2f}", f"{seconds:.2f}", f"{requests:,}", f"{requests / seconds:,.0f}",
+                      failed)
     finally:
         runtime.stop()
         shutil.rmtree(temporary, ignore_errors=True)

@@ -3,7 +3,9 @@
     python bench/load.py steady ADDRESS:PORT HOST CA OUT.json
         one request after another, each on a new HTTPS connection (Host and SNI = HOST,
         verified against CA), 10 ms apart after a failure, until SIGTERM or 120 s; writes
-        counts, failures and the releases that answered to OUT.json.
+        counts, failures, the releases that answered and `served_again_at` (when a request
+        succeeded after a failed one, in time.monotonic(), which all processes share) to
+        OUT.json.
     python bench/load.py held ADDRESS:PORT HOST CA OUT.json CONCURRENCY MILLISECONDS
         CONCURRENCY clients on keep-alive HTTPS connections, each posting a form to
         /slow?ms=MILLISECONDS (held open that long; a POST, which the load balancer may not
@@ -37,19 +39,23 @@ def steady(address: str, host: str, ca: str, out: str) -> None:
     stopping: list[bool] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     ip, port = address.rsplit(":", 1)
-    ok, failures, releases = 0, [], Counter()
+    ok, failures, releases, served_again_at = 0, [], Counter(), []
     deadline = time.monotonic() + MAX_SECONDS
     Path(out + ".started").write_text("")
+    failing = False
     while not stopping and time.monotonic() < deadline:
         response = get((ip, int(port)), host, "/", tls=True, ca=Path(ca), timeout=10)
         if response.ok:
             ok += 1
             releases[json.loads(response.body)["release"]] += 1
+            if failing:
+                served_again_at.append(time.monotonic())
         else:
             failures.append(response.error or f"HTTP {response.status}: {response.body[:200]!r}")
             time.sleep(FAILURE_PAUSE)
+        failing = not response.ok
     Path(out).write_text(json.dumps({"ok": ok, "failed": len(failures), "failures": failures[:20],
-                                     "releases": releases}))
+                                     "releases": releases, "served_again_at": served_again_at}))
 
 
 def held(address: str, host: str, ca: str, out: str, concurrency: str, milliseconds: str) -> None:

@@ -95,11 +95,13 @@ def process_limits(pid: int) -> tuple[int, int]:
 
 
 class kill_when_the_roll_starts(threading.Thread):
-    """SIGKILL `victim` (or the new release's first replica, None) once the new release has a process."""
+    """SIGKILL `victim` (or the new release's first replica, None) once the new release has a process;
+    `killed` is then the pid killed, `killed_at` the time.monotonic() of the kill."""
 
     def __init__(self, project: Project, victim: int | None):
         super().__init__()
-        self.runtime, self.victim, self.killed, self.state = deployed_runtime(project), victim, None, ""
+        self.runtime, self.victim, self.killed, self.killed_at, self.state = (
+            deployed_runtime(project), victim, None, 0.0, "")
         self.serving = {p["group"] for p in self.runtime.supervisor.processes()}
         self.start()
 
@@ -109,8 +111,10 @@ class kill_when_the_roll_starts(threading.Thread):
             new = [p for p in self.runtime.supervisor.processes()
                    if p["group"] not in self.serving and p["pid"] and p["statename"] in ("STARTING", "RUNNING")]
             if new:
-                self.killed, self.state = self.victim or new[0]["pid"], new[0]["statename"]
-                os.kill(self.killed, signal.SIGKILL)
+                victim, self.state = self.victim or new[0]["pid"], new[0]["statename"]
+                self.killed_at = time.monotonic()
+                os.kill(victim, signal.SIGKILL)
+                self.killed = victim  # last: a thread that sees it set also sees killed_at
                 return
             time.sleep(0.01)
 
