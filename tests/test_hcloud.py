@@ -51,6 +51,29 @@ def test_the_example_renders_to_exactly_the_expected_resources(tmp_path: Path):
     assert unformatted(rendered, tmp_path) == []
 
 
+def test_the_acme_delegation_names_hetzners_nameservers_without_their_trailing_dot(tmp_path: Path):
+    """Hetzner's API gives `authoritative_nameservers.assigned` fully qualified (the provider's own
+    fixture: "hydrogen.ns.hetzner.com."); Cloudflare stores an NS record's content without the dot,
+    so a dot left in would be an update in every plan. The rendered expression, evaluated by
+    Terraform offline on a stand-in for the zone, gives the names without it."""
+    dns = parse(render(load_config(EXAMPLE).config, TEMPLATES).files["dns.tf"])
+    content = resource(dns, "cloudflare_dns_record", "acme_delegation")["content"]
+    expression = content.removeprefix("${").removesuffix("}")
+    assert expression.startswith("trimsuffix(hcloud_zone.acme.authoritative_nameservers.assigned[each.value[1]]")
+    stand_in = expression.replace("hcloud_zone.acme.", "local.zone.").replace("each.value[1]", "index")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "main.tf").write_text(
+        'locals {\n  zone = { authoritative_nameservers = { assigned = ["hydrogen.ns.hetzner.com.", '
+        '"oxygen.ns.hetzner.com.", "helium.ns.hetzner.de"] } }\n}\n\n'
+        f"output \"content\" {{\n  value = [for index in [0, 1, 2] : {stand_in}]\n}}\n")
+    terraform = Terraform(work, tmp_path / "home")
+    terraform.init()
+    terraform.run("apply", "-auto-approve", "-input=false", "-no-color")
+    assert terraform.outputs()["content"] == [
+        "hydrogen.ns.hetzner.com", "oxygen.ns.hetzner.com", "helium.ns.hetzner.de"]
+
+
 def declared(rendered: Rendered) -> set[tuple[str, str]]:
     """The (type, name) of every resource the rendered files declare."""
     return {(kind, name) for text in rendered.files.values() for entry in parse(text).get("resource", [])
@@ -65,6 +88,11 @@ def unformatted(rendered: Rendered, tmp_path: Path) -> list[str]:
 
 def parse(text: str) -> dict:
     return hcl2.loads(text, serialization_options=hcl2.SerializationOptions(strip_string_quotes=True))
+
+
+def resource(parsed: dict, kind: str, name: str) -> dict:
+    """One resource block of a parsed file."""
+    return next(entry[kind][name] for entry in parsed["resource"] if name in entry.get(kind, {}))
 
 
 def test_the_example_matches_its_golden_files():

@@ -34,11 +34,14 @@ resource "hcloud_zone" "acme" {
 }
 
 # For each certificate domain and each of the three nameservers Hetzner assigns a zone.
+# Hetzner gives them fully qualified, with a trailing dot ("hydrogen.ns.hetzner.com."), and
+# Cloudflare stores an NS record's content without it: kept, the dot would show as an
+# in-place update in every later plan, and make the drift check fire.
 resource "cloudflare_dns_record" "acme_delegation" {
   for_each = { for pair in setproduct(local.certificate_domains, [0, 1, 2]) : "${pair[0]} ${pair[1]}" => pair }
   zone_id  = local.zone_id
   name     = "_acme-challenge.${each.value[0]}"
   type     = "NS"
-  content  = hcloud_zone.acme.authoritative_nameservers.assigned[each.value[1]]
+  content  = trimsuffix(hcloud_zone.acme.authoritative_nameservers.assigned[each.value[1]], ".")
   ttl      = 300
 }
