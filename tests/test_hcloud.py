@@ -45,10 +45,21 @@ def test_the_example_renders_to_exactly_the_expected_resources(tmp_path: Path):
     assert (locals_["server_type"], locals_["servers"]) == (
         "cx23", ["allthingslinux-production-1", "allthingslinux-production-2"])
     assert locals_["records"]["api.allthingslinux.org"] == {"proxied": True, "ttl": 1}
-    ssh_rule = next(e for e in main["resource"] if "hcloud_firewall" in e)["hcloud_firewall"]["servers"]["dynamic"][0]
-    assert ssh_rule["rule"]["content"][0]["port"] == "${tostring(local.ssh_port)}"
     assert locals_["ssh_port"] == 22
     assert unformatted(rendered, tmp_path) == []
+
+
+def test_the_servers_public_interfaces_accept_only_ssh_from_the_operators():
+    """Hetzner's firewalls do not filter the private network, where the load balancer reaches
+    the routers: a rule for 80 or 443 would only open the public addresses, where nothing listens."""
+    main = parse(render(load_config(EXAMPLE).config, TEMPLATES).files["main.tf"])
+    firewall = resource(main, "hcloud_firewall", "servers")
+    assert "rule" not in firewall  # no static rule: the one rule is SSH's
+    [ssh_rule] = firewall["dynamic"]
+    assert ssh_rule["rule"]["for_each"] == "${length(local.ssh_from) > 0 ? [local.ssh_from] : []}"
+    [content] = ssh_rule["rule"]["content"]
+    assert (content["protocol"], content["port"], content["source_ips"]) == (
+        "tcp", "${tostring(local.ssh_port)}", "${rule.value}")
 
 
 def test_the_acme_delegation_names_hetzners_nameservers_without_their_trailing_dot(tmp_path: Path):
