@@ -198,8 +198,8 @@ def _replicas_by_service(loaded: LoadedConfig) -> dict[str, int]:
 
 def hcloud_fits(loaded: LoadedConfig) -> Iterator[Finding]:
     """On hcloud: each service has an image, the domains are in the Cloudflare zone, the subnet
-    is in the network, SSH is open to someone, mail-like names are not proxied, and a server
-    type holds a server's share."""
+    is in the network, SSH is open to someone, mail-like names are not proxied, a proxied domain
+    has a certificate, and a server type holds a server's share."""
     config = loaded.config
     if config.target.kind != "hcloud":
         return
@@ -216,6 +216,11 @@ def hcloud_fits(loaded: LoadedConfig) -> Iterator[Finding]:
         if domain.proxied and hcloud.never_proxied(domain.name):
             yield loaded.finding(("domains", index, "proxied"), f"{domain.name} must not go through Cloudflare's "
                                  "HTTP proxy (mail and the like): remove `proxied: true`")
+        if not domain.ssl and hcloud.proxied(domain, target):
+            yield loaded.finding(("domains", index, "ssl"), f"{domain.name} goes through Cloudflare's proxy, which "
+                                 "reaches the load balancer over HTTPS and verifies its certificate (SSL mode Full "
+                                 "(strict)); the certificate holds only `ssl: true` domains: set `ssl: true`, or "
+                                 "`proxied: false`")
     if not target.network.is_private or not target.subnet.subnet_of(target.network):
         yield loaded.finding(("target", "subnet"), f"the subnet {target.subnet} must lie in the private network "
                              f"{target.network} (RFC 1918)")

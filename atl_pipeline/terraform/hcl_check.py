@@ -24,6 +24,7 @@ HCLOUD_RESOURCES = {("hcloud_ssh_key", "operator"), ("hcloud_network", "private"
                     ("cloudflare_dns_record", "a"), ("cloudflare_dns_record", "aaaa")}
 HCLOUD_TLS_RESOURCES = {("hcloud_managed_certificate", "tls"), ("hcloud_load_balancer_service", "https"),
                         ("hcloud_zone", "acme"), ("cloudflare_dns_record", "acme_delegation")}
+HCLOUD_PROXIED_RESOURCES = {("cloudflare_zone_setting", "ssl")}  # while some record is proxied
 
 
 def check_rendered(rendered: Rendered, target: str) -> None:
@@ -49,8 +50,10 @@ def _shape(inputs: dict, target: str) -> tuple[set, set]:
     """The resources and outputs the target's templates declare for these inputs."""
     if target == "local":
         return LOCAL_RESOURCES, {"services", "domains"}
-    tls = HCLOUD_TLS_RESOURCES if inputs["hcloud"]["certificate_domains"] else set()
-    return HCLOUD_RESOURCES | tls, {"services", "domains", "servers", "load_balancer"}
+    hcloud = inputs["hcloud"]
+    tls = HCLOUD_TLS_RESOURCES if hcloud["certificate_domains"] else set()
+    proxied = HCLOUD_PROXIED_RESOURCES if any(record["proxied"] for record in hcloud["records"].values()) else set()
+    return HCLOUD_RESOURCES | tls | proxied, {"services", "domains", "servers", "load_balancer"}
 
 
 def _backend(backend: dict) -> dict:
