@@ -40,16 +40,67 @@ def test_the_example_renders_to_exactly_the_expected_resources(tmp_path: Path):
         ("hcloud_load_balancer_network", "main"), ("hcloud_load_balancer_target", "servers"),
         ("hcloud_load_balancer_service", "http"), ("hcloud_load_balancer_service", "https"),
         ("hcloud_managed_certificate", "tls"), ("hcloud_zone", "acme"), ("cloudflare_dns_record", "a"),
-        ("cloudflare_dns_record", "aaaa"), ("cloudflare_dns_record", "acme_delegation")}
+        ("cloudflare_dns_record", "aaaa"), ("cloudflare_dns_record", "acme_delegation"),
+        ("cloudflare_zone_setting", "ssl")}
     main = parse(rendered.files["main.tf"])
     locals_ = main["locals"][0]
     assert (locals_["server_type"], locals_["servers"]) == (
         "cx23", ["allthingslinux-production-1", "allthingslinux-production-2"])
     assert locals_["records"]["api.allthingslinux.org"] == {"proxied": True, "ttl": 1}
-    ssh_rule = next(e for e in main["resource"] if "hcloud_firewall" in e)["hcloud_firewall"]["servers"]["dynamic"][0]
-    assert ssh_rule["rule"]["content"][0]["port"] == "${tostring(local.ssh_port)}"
     assert locals_["ssh_port"] == 22
     assert unformatted(rendered, tmp_path) == []
+
+
+def test_the_servers_public_interfaces_accept_only_ssh_from_the_operators():
+    """Hetzner's firewalls do not filter the private network, where the load balancer reaches
+    the routers: a rule for 80 or 443 would only open the public addresses, where nothing listens."""
+    main = parse(render(load_config(EXAMPLE).config, TEMPLATES).files["main.tf"])
+    firewall = resource(main, "hcloud_firewall", "servers")
+    assert "rule" not in firewall  # no static rule: the one rule is SSH's
+    [ssh_rule] = firewall["dynamic"]
+    assert ssh_rule["rule"]["for_each"] == "${length(local.ssh_from) > 0 ? [local.ssh_from] : []}"
+    [content] = ssh_rule["rule"]["content"]
+    assert (content["protocol"], content["port"], content["source_ips"]) == (
+        "tcp", "${tostring(local.ssh_port)}", "${rule.value}")
+
+
+def test_cloudflare_verifies_the_load_balancers_certificate_while_a_record_is_proxied(write):
+    """SSL mode Full (strict), the zone's: under Flexible, Cloudflare's HTTP requests would loop on the
+    routers' redirect to HTTPS. Not declared when nothing is proxied: the zone's mode is then not atl's."""
+    dns = parse(render(load_config(EXAMPLE).config, TEMPLATES).files["dns.tf"])
+    setting = resource(dns, "cloudflare_zone_setting", "ssl")
+    assert {key: setting[key] for key in ("zone_id", "setting_id", "value", "depends_on")} == {
+        "zone_id": "${local.zone_id}", "setting_id": "ssl", "value": "strict",
+        "depends_on": ["${hcloud_load_balancer_service.https}"]}
+
+    unproxied = EXAMPLE.read_text().replace("    zone_id: 0123", "    proxied: false\n    zone_id: 0123", 1)
+    rendered = render(load_config(write(unproxied)).config, TEMPLATES)
+    check_rendered(rendered)  # the expected set has no zone setting now
+    assert not any(record["proxied"] for record in rendered.inputs["hcloud"]["records"].values())
+    assert ("cloudflare_zone_setting", "ssl") not in declared(rendered)
+
+
+def test_the_acme_delegation_names_hetzners_nameservers_without_their_trailing_dot(tmp_path: Path):
+    """Hetzner's API gives `authoritative_nameservers.assigned` fully qualified (the provider's own
+    fixture: "hydrogen.ns.hetzner.com."); Cloudflare stores an NS record's content without the dot,
+    so a dot left in would be an update in every plan. The rendered expression, evaluated by
+    Terraform offline on a stand-in for the zone, gives the names without it."""
+    dns = parse(render(load_config(EXAMPLE).config, TEMPLATES).files["dns.tf"])
+    content = resource(dns, "cloudflare_dns_record", "acme_delegation")["content"]
+    expression = content.removeprefix("${").removesuffix("}")
+    assert expression.startswith("trimsuffix(hcloud_zone.acme.authoritative_nameservers.assigned[each.value[1]]")
+    stand_in = expression.replace("hcloud_zone.acme.", "local.zone.").replace("each.value[1]", "index")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "main.tf").write_text(
+        'locals {\n  zone = { authoritative_nameservers = { assigned = ["hydrogen.ns.hetzner.com.", '
+        '"oxygen.ns.hetzner.com.", "helium.ns.hetzner.de"] } }\n}\n\n'
+        f"output \"content\" {{\n  value = [for index in [0, 1, 2] : {stand_in}]\n}}\n")
+    terraform = Terraform(work, tmp_path / "home")
+    terraform.init()
+    terraform.run("apply", "-auto-approve", "-input=false", "-no-color")
+    assert terraform.outputs()["content"] == [
+        "hydrogen.ns.hetzner.com", "oxygen.ns.hetzner.com", "helium.ns.hetzner.de"]
 
 
 def declared(rendered: Rendered) -> set[tuple[str, str]]:
@@ -66,6 +117,11 @@ def unformatted(rendered: Rendered, tmp_path: Path) -> list[str]:
 
 def parse(text: str) -> dict:
     return hcl2.loads(text, serialization_options=hcl2.SerializationOptions(strip_string_quotes=True))
+
+
+def resource(parsed: dict, kind: str, name: str) -> dict:
+    """One resource block of a parsed file."""
+    return next(entry[kind][name] for entry in parsed["resource"] if name in entry.get(kind, {}))
 
 
 def test_the_example_matches_its_golden_files():
@@ -114,12 +170,24 @@ def test_a_server_is_the_smallest_type_that_holds_its_share(write):
     ("ssh_from: [203.0.113.0/24]", "ssh_from: []", "the firewall closes to every address not in target.ssh_from"),
     ("kind: hcloud", "kind: hcloud\n  ssh_port: 80", "target.ssh_port 80 is the routers' port"),
     ("kind: hcloud", "kind: hcloud\n  ssh_port: 8101", "target.ssh_port 8101 is in the ports of service 'backend-api'"),
+    ("    ssl: true\n", "    ssl: false\n",
+     "api.allthingslinux.org goes through Cloudflare's proxy, which reaches the load balancer over HTTPS"),
 ])
 def test_the_rules_of_the_target(write, old, new, message):
     text = EXAMPLE.read_text()
     assert old in text
     validated = validate(load_config(write(text.replace(old, new, 1))))
     assert any(message in finding.message for finding in validated.findings), validated.findings
+
+
+def test_a_domain_without_a_certificate_is_fine_unproxied(write):
+    text = EXAMPLE.read_text().replace("    ssl: true\n", "    ssl: false\n    proxied: false\n", 1)
+    validated = validate(load_config(write(text)))
+    assert not validated.findings
+    rendered = render(validated.loaded.config, TEMPLATES)
+    check_rendered(rendered)
+    assert rendered.inputs["hcloud"]["records"]["api.allthingslinux.org"] == {"proxied": False, "ttl": 300}
+    assert "api.allthingslinux.org" not in rendered.inputs["hcloud"]["certificate_domains"]
 
 
 def test_a_mail_name_is_never_proxied(write):

@@ -46,6 +46,7 @@ RESOURCES = {("hcloud_ssh_key", "operator"), ("hcloud_network", "private"), ("hc
              ("cloudflare_dns_record", "aaaa")}
 TLS_RESOURCES = {("hcloud_managed_certificate", "tls"), ("hcloud_load_balancer_service", "https"),
                  ("hcloud_zone", "acme"), ("cloudflare_dns_record", "acme_delegation")}
+PROXIED_RESOURCES = {("cloudflare_zone_setting", "ssl")}  # while some record is proxied: SSL mode Full (strict)
 
 
 class Hcloud(Target):
@@ -54,8 +55,8 @@ class Hcloud(Target):
 
     def rules(self, loaded: LoadedConfig) -> Iterator[Finding]:
         """Each service has an image, the domains are in the Cloudflare zone, the subnet is in the
-        network, SSH is open to someone on a port of its own, mail-like names are not proxied, and a
-        server type holds a server's share."""
+        network, SSH is open to someone on a port of its own, mail-like names are not proxied, a
+        proxied domain has a certificate, and a server type holds a server's share."""
         config, target = self.config, self.config.target
         for name in config.services_in_use():
             if config.services[name].image is None:
@@ -84,6 +85,11 @@ class Hcloud(Target):
             if domain.proxied and never_proxied(domain.name):
                 yield loaded.finding(("domains", index, "proxied"), f"{domain.name} must not go through "
                                      "Cloudflare's HTTP proxy (mail and the like): remove `proxied: true`")
+            if not domain.ssl and proxied(domain, self.config):
+                yield loaded.finding(("domains", index, "ssl"), f"{domain.name} goes through Cloudflare's proxy, "
+                                     "which reaches the load balancer over HTTPS and verifies its certificate (SSL "
+                                     "mode Full (strict)); the certificate holds only `ssl: true` domains: set "
+                                     "`ssl: true`, or `proxied: false`")
 
     def _ssh_port_free(self, loaded: LoadedConfig) -> Iterator[Finding]:
         """The servers' sshd takes target.ssh_port on every address: not the routers' port, nor a replica's."""
@@ -124,8 +130,10 @@ class Hcloud(Target):
         return f'cloudflare_dns_record.a["{domain.name}"]', f'cloudflare_dns_record.aaaa["{domain.name}"]'
 
     def declared(self, inputs: dict) -> tuple[set[tuple[str, str]], set[str]]:
-        tls = TLS_RESOURCES if inputs["hcloud"]["certificate_domains"] else set()
-        return RESOURCES | tls, {"services", "domains", "servers", "load_balancer"}
+        hcloud = inputs["hcloud"]
+        tls = TLS_RESOURCES if hcloud["certificate_domains"] else set()
+        proxied_ = PROXIED_RESOURCES if any(record["proxied"] for record in hcloud["records"].values()) else set()
+        return RESOURCES | tls | proxied_, {"services", "domains", "servers", "load_balancer"}
 
     def runtime(self, project: Project, outputs: Outputs | None = None) -> HcloudRuntime:
         """Over the servers of `outputs`, or without them, over those the last deployment reached."""

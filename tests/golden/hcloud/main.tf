@@ -1,8 +1,8 @@
 # Rendered by atl-pipeline from domains.yml. Edit terraform_templates/hcloud/, not this file.
 #
-# Hetzner Cloud: servers on a private network, a firewall that denies all but HTTP(S) and
-# SSH from the configured ranges, a load balancer with a managed Let's Encrypt certificate,
-# and the domains' records at Cloudflare. Every value comes from `locals`.
+# Hetzner Cloud: servers on a private network, a firewall that denies all but SSH from the
+# configured ranges, a load balancer with a managed Let's Encrypt certificate, and the
+# domains' records at Cloudflare. Every value comes from `locals`.
 
 locals {
   name                = "allthingslinux-production"
@@ -112,26 +112,14 @@ resource "hcloud_network_subnet" "servers" {
   ip_range     = local.subnet
 }
 
-# Denied unless a rule allows it: HTTP and HTTPS from anywhere, SSH only from ssh_from.
+# The servers' public interfaces: denied unless a rule allows it, and only SSH from ssh_from
+# does. Hetzner's firewalls filter the public interfaces only, never the private network,
+# where the load balancer reaches the routers (port 80) and the routers the replicas: a rule
+# for HTTP or HTTPS would open nothing they use. Nothing else needs the public addresses
+# inbound: the certificate is the load balancer's, issued over DNS; outbound is not filtered.
 resource "hcloud_firewall" "servers" {
   name   = local.name
   labels = local.labels
-
-  rule {
-    description = "HTTP"
-    direction   = "in"
-    protocol    = "tcp"
-    port        = "80"
-    source_ips  = ["0.0.0.0/0", "::/0"]
-  }
-
-  rule {
-    description = "HTTPS"
-    direction   = "in"
-    protocol    = "tcp"
-    port        = "443"
-    source_ips  = ["0.0.0.0/0", "::/0"]
-  }
 
   dynamic "rule" {
     for_each = length(local.ssh_from) > 0 ? [local.ssh_from] : []
