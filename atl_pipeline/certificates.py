@@ -1,8 +1,10 @@
 """The certificates the load balancer serves: inventoried, verified, renewed near expiry.
 
-Each `ssl: true` domain is reached through the load balancer with its name as SNI; the
-certificate must verify against the CA that issued it (chain and name) and is read for
-its issuer and expiry. Caddy renews its certificates by itself two thirds into their
+Each `ssl: true` domain is reached through the load balancer with its name as SNI (the
+origin's certificate); the certificate must verify against the CA that issued it (chain and
+name) and is read for its issuer and expiry. Where the target has public names (hcloud), the
+certificate a client gets through the name's DNS answer is checked too: for a domain
+Cloudflare proxies, that is the edge's, not the origin's. Caddy renews its certificates by itself two thirds into their
 lifetime; a certificate found within RENEW_WITHIN_DAYS anyway is renewed here: its files
 are removed from Caddy's storage and Caddy is restarted (a reload keeps certificates in
 its memory), so it issues anew. The restart interrupts serving for about a second, which
@@ -18,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from atl_pipeline.runtime.caddy import LoadBalancer
 from atl_pipeline.runtime.http import Frontend
@@ -54,6 +57,23 @@ def served_certificate(frontend: Frontend, domain: str, timeout: float = 5.0) ->
     issuer = dict(pair for entry in certificate["issuer"] for pair in entry).get("commonName", "")
     not_after = datetime.fromtimestamp(ssl.cert_time_to_seconds(certificate["notAfter"]), UTC)
     return ServedCertificate(domain, True, issuer, certificate["serialNumber"], not_after)
+
+
+def public_certificate(domain: str, resolve: Callable[[str], str] | None = None, port: int = 443,
+                       ca: Path | None = None) -> ServedCertificate:
+    """What a client gets through the public name: the address DNS gives for it (Cloudflare's
+    edge for a proxied domain), TLS with the name as SNI, verified against the CAs this machine
+    trusts (or `ca`)."""
+    try:
+        address = (resolve or resolve_name)(domain)
+    except OSError as error:
+        return ServedCertificate(domain, False, error=f"{domain} does not resolve: {error}")
+    return served_certificate(Frontend(address, 80, port, ca), domain)
+
+
+def resolve_name(domain: str) -> str:
+    """The first address the system's resolver gives for `domain`."""
+    return socket.getaddrinfo(domain, 443, type=socket.SOCK_STREAM)[0][4][0]
 
 
 def due_for_renewal(served: Iterable[ServedCertificate], within_days: float = RENEW_WITHIN_DAYS) -> list[str]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import socket
 from pathlib import Path
 
 import certifi
 
 import atl_pipeline.orchestration.assets as assets
-from atl_pipeline.certificates import renew, served_certificate
+from atl_pipeline.certificates import public_certificate, renew, served_certificate
 from atl_pipeline.orchestration.runner import run_deploy
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
@@ -56,3 +57,19 @@ def test_a_certificate_that_does_not_verify_is_invalid(project: Project, monkeyp
     assert "CERTIFICATE_VERIFY_FAILED" in served_certificate(public_only, API).error
     monkeypatch.setenv("SSL_CERT_FILE", str(frontend.ca_cert))  # now this machine trusts Caddy's CA
     assert served_certificate(dataclasses.replace(frontend, ca_cert=None), API).valid
+
+
+def test_what_clients_get_through_the_public_name(project: Project):
+    """A stand-in resolver sends the name where the serving Caddy is, as DNS sends it to Cloudflare's edge."""
+    assert run_deploy(project).success
+    frontend = deployed_runtime(project).lb.frontend
+    at_the_edge = public_certificate(API, resolve=lambda name: "127.0.0.1", port=frontend.https_port,
+                                     ca=frontend.ca_cert)
+    assert at_the_edge.valid and at_the_edge.serial == served_certificate(frontend, API).serial
+
+    def nowhere(name: str) -> str:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    unresolved = public_certificate(API, resolve=nowhere)
+    assert not unresolved.valid and unresolved.error == f"{API} does not resolve: [Errno -2] Name or service not known"
+    assert not public_certificate(API, resolve=lambda name: "127.0.0.1", port=frontend.https_port).valid  # no CA

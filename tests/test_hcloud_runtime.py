@@ -5,10 +5,13 @@ router, and the deployment stage on this target."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -24,19 +27,21 @@ from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.rolling import DeployError
 from atl_pipeline.runtime.ssh import RemoteError, Unreachable
 from atl_pipeline.targets import target_of
-from atl_pipeline.targets.outputs import DomainOutput, OutputError, Outputs, ServiceOutput
+from atl_pipeline.targets.outputs import DomainOutput, OutputError, Outputs, ServerOutput, ServiceOutput
 from atl_pipeline.terraform.render import render
 from atl_pipeline.terraform.stages import TerraformApply
 from atl_pipeline.validation import validate
 from tests.conftest import REPO
+from tests.ports import free_port
 from tests.sshd import Sshd, new_key
 
 EXAMPLE = REPO / "examples" / "hcloud" / "domains.yml"
 RAW_SERVERS = {"node-1": {"private_ip": "10.0.1.2", "ipv4": "127.0.0.1"},  # as Terraform's `servers` output
                "node-2": {"private_ip": "10.0.1.3", "ipv4": "127.0.0.2"}}
-LOAD_BALANCER = {"ipv4": "192.0.2.10", "ipv6": "2001:db8::10"}
+LOAD_BALANCER = {"ipv4": "192.0.2.10", "ipv6": "2001:db8::10", "private_ip": "10.0.1.5"}
 RAW = {"servers": RAW_SERVERS, "load_balancer": LOAD_BALANCER}
 OUTPUTS = Outputs.parse(RAW)
+WWW, MAIL = "www.example.org", "mail.example.org"  # a proxied and an unproxied domain of the router test
 SERVERS = OUTPUTS.servers
 
 
@@ -52,7 +57,9 @@ def raw_outputs(path: Path = EXAMPLE) -> dict:
     services = {name: {**spec, "ports": [spec["port"] + r for r in range(spec["replicas"])],
                        "standby_ports": [spec["standby_port"] + r for r in range(spec["replicas"])]}
                 for name, spec in inputs["services"].items()}
-    return {**RAW, "services": services, "domains": inputs["domains"]}
+    domains = {name: {**domain, "proxied": inputs["hcloud"]["records"][name]["proxied"]}
+               for name, domain in inputs["domains"].items()}
+    return {**RAW, "services": services, "domains": domains}
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +122,7 @@ def test_replicas_are_spread_over_the_servers_in_order():
 
 def test_a_servers_compose_file_and_router():
     services, domains = outputs()
-    router = router_config(services, domains, SERVERS, "10.0.1.2")
+    router = router_config(services, domains, SERVERS, "10.0.1.2", "10.0.1.5", ("203.0.113.0/24",))
     api = services["backend-api"]
     compose = yaml.safe_load(compose_file("atl", "node-1", SERVERS, [("backend-api", api, 0)], json.dumps(router)))
 
@@ -129,8 +136,10 @@ def test_a_servers_compose_file_and_router():
 
     server = router["apps"]["http"]["servers"]["router"]
     assert server["listen"] == ["10.0.1.2:80"]
-    ready, redirect, proxy = server["routes"][:3]
+    ready, guard, redirect, proxy = server["routes"][:4]
     assert ready["match"] == [{"path": ["/.atl/ready"]}]
+    assert guard["match"][0]["host"] == sorted(name for name, domain in domains.items() if domain.proxied)
+    assert server["trusted_proxies"]["ranges"] == ["10.0.1.5/32"] and server["trusted_proxies_strict"] == 1
     assert redirect["match"][0]["header"] == {"X-Forwarded-Proto": ["http"]}
     upstreams = {u["dial"] for u in proxy["handle"][0]["upstreams"]}
     assert upstreams == {"10.0.1.2:8100", "10.0.1.2:8102", "10.0.1.3:8101",  # ports, then the standby slot
@@ -392,3 +401,61 @@ def test_status_down_and_doctor_on_the_servers(project: Project, config: Config,
     assert checks["ssh key"].ok and checks["server node-1"].ok and checks["server node-2"].ok
     sshd.stop()
     assert not {check.name: check for check in target.doctor(project)}["server node-1"].ok
+
+
+@pytest.mark.parametrize(("peer", "forwarded", "host", "status"), [
+    ("127.0.0.2", "203.0.113.9, 172.70.1.2", WWW, 200),  # the visitor, then the Cloudflare edge the LB saw
+    ("127.0.0.2", "172.70.1.2, 203.0.113.9", WWW, 403),  # a Cloudflare address the client wrote itself
+    ("127.0.0.2", "203.0.113.9", WWW, 403),  # straight to the load balancer's address
+    ("127.0.0.2", None, WWW, 403),
+    ("127.0.0.2", "198.51.100.7", WWW, 200),  # the machines that deploy (target.ssh_from)
+    ("127.0.0.1", "172.70.1.2", WWW, 403),  # a header from anyone but the load balancer counts for nothing
+    ("127.0.0.2", "203.0.113.9", MAIL, 200),  # never proxied: open to all
+], ids=["through cloudflare", "forged cloudflare", "direct", "no header", "operator", "untrusted peer", "unproxied"])
+def test_the_router_serves_proxied_domains_to_cloudflare_only(router: int, peer, forwarded, host, status):
+    headers = {"Host": host, **({"X-Forwarded-For": forwarded} if forwarded else {})}
+    connection = http.client.HTTPConnection("127.0.0.1", router, timeout=10, source_address=(peer, 0))
+    connection.request("GET", "/", headers=headers)
+    assert connection.getresponse().status == status
+
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory):
+    """A real Caddy running the router's configuration in front of a sample service, with
+    127.0.0.2 as the load balancer."""
+    root = tmp_path_factory.mktemp("router")
+    port, backend = free_port(), free_port()
+    service = ServiceOutput(cpu_millicores=100, health_path="/healthz", memory_bytes=2**20, port=backend,
+                            release="r1", replicas=1, standby_port=backend + 50, ports=[backend],
+                            standby_ports=[backend + 50])
+    domains = {name: DomainOutput(cpu_millicores=100, memory_bytes=2**20, monitoring=False, replicas=1,
+                                  service="web", ssl=False, url=f"http://{name}/", proxied=name == WWW)
+               for name in (WWW, MAIL)}
+    servers = {"node-1": ServerOutput(ipv4="127.0.0.1", private_ip="127.0.0.1")}
+    config = router_config({"web": service}, domains, servers, "127.0.0.1", "127.0.0.2", ("198.51.100.0/24",))
+    config["apps"]["http"]["servers"]["router"]["listen"] = [f"127.0.0.1:{port}"]
+    (root / "router.json").write_text(json.dumps(config))
+    processes = [subprocess.Popen([sys.executable, "-m", "atl_pipeline.sample_service", "--port", str(backend)]),
+                 subprocess.Popen([str(Path(sys.executable).parent / "caddy"), "run", "--config",
+                                   str(root / "router.json")], cwd=root, env={"HOME": str(root)},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 30
+        while not through(port, MAIL):  # the health check has found the replica
+            assert time.monotonic() < deadline, "the router did not serve"
+            time.sleep(0.2)
+        yield port
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def through(port: int, host: str) -> bool:
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2, source_address=("127.0.0.2", 0))
+        connection.request("GET", "/", headers={"Host": host})
+        return connection.getresponse().status == 200
+    except OSError:
+        return False

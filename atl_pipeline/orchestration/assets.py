@@ -23,7 +23,13 @@ from dagster import (
 )
 
 from atl_pipeline import drift, processes
-from atl_pipeline.certificates import RENEW_WITHIN_DAYS, ServedCertificate, due_for_renewal, served_certificate
+from atl_pipeline.certificates import (
+    RENEW_WITHIN_DAYS,
+    ServedCertificate,
+    due_for_renewal,
+    public_certificate,
+    served_certificate,
+)
 from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.gitops import GitError, GitSource, Mirror
@@ -283,10 +289,12 @@ def certificates(validated_config: ValidatedConfig, service_deployment: Deployme
             renewed = target.runtime(project.get()).renew_certificates(due)
         served.update({cert.domain: cert for cert in renewed})
     inventory = [served[name] for name in names]
-    rows = [(c.domain, c.issuer or "-", c.not_after.isoformat(timespec="seconds") if c.not_after else "-",
-             f"{c.days_left:.1f}" if c.valid else f"INVALID: {c.error}") for c in inventory]
-    bad = [c for c in inventory if not c.valid or c.days_left < RENEW_WITHIN_DAYS]
-    table = MetadataValue.md(markdown_table(("domain", "issuer", "not after", "days left"), rows)
+    public = [public_certificate(name) for name in names] if target.public_names else []
+    rows = [(c.domain, seen, c.issuer or "-", c.not_after.isoformat(timespec="seconds") if c.not_after else "-",
+             f"{c.days_left:.1f}" if c.valid else f"INVALID: {c.error}")
+            for seen, certs in (("origin", inventory), ("public name", public)) for c in certs]
+    bad = [c for c in [*inventory, *public] if not c.valid or c.days_left < RENEW_WITHIN_DAYS]
+    table = MetadataValue.md(markdown_table(("domain", "seen at", "issuer", "not after", "days left"), rows)
                              if rows else "No ssl domains.")
     yield Output(inventory, metadata={
         "summary": f"{len(inventory) - len(bad)}/{len(inventory)} certificates valid"

@@ -19,6 +19,7 @@ import hashlib
 import yaml
 
 from atl_pipeline.runtime.caddy import Route, hosts_by_route, proxy, unknown_host
+from atl_pipeline.runtime.cloudflare import CLOUDFLARE_RANGES
 from atl_pipeline.runtime.rolling import Domains, Services
 from atl_pipeline.targets.outputs import ServerOutput, ServiceOutput
 
@@ -81,9 +82,21 @@ def _replica(service: str, spec: ServiceOutput, replica: int, port: int, private
     return entry
 
 
-def router_config(services: Services, domains: Domains, servers: Servers, listen: str) -> dict:
-    """Caddy's configuration for one server's router (the same on every server but `listen`)."""
+def router_config(services: Services, domains: Domains, servers: Servers, listen: str, load_balancer: str,
+                  operators: tuple[str, ...]) -> dict:
+    """Caddy's configuration for one server's router (the same on every server but `listen`).
+
+    A domain proxied by Cloudflare is served only to Cloudflare's edge and to the `operators`
+    (the ranges the pipeline probes from); anyone else who reaches the load balancer's own
+    addresses gets 403. The client is the address that connected to the load balancer, which
+    the load balancer (`load_balancer`, its private address) appends to X-Forwarded-For: read
+    from the right (`trusted_proxies_strict`), so an address a client puts there itself is never
+    taken for its own.
+    """
     routes = [_ready()]
+    proxied = sorted(name for name, domain in domains.items() if domain.proxied)
+    if proxied:
+        routes.append(_only_through_cloudflare(proxied, operators))
     for (service, ssl), names in hosts_by_route(domains).items():
         spec = services[service]
         upstreams = tuple(f"{servers[server].private_ip}:{port}"
@@ -96,7 +109,16 @@ def router_config(services: Services, domains: Domains, servers: Servers, listen
     routes.append(unknown_host())
     return {"admin": {"disabled": True},
             "apps": {"http": {"servers": {"router": {
-                "listen": [f"{listen}:80"], "routes": routes, "automatic_https": {"disable": True}}}}}}
+                "listen": [f"{listen}:80"], "routes": routes, "automatic_https": {"disable": True},
+                "trusted_proxies": {"source": "static", "ranges": [f"{load_balancer}/32"]},
+                "client_ip_headers": ["X-Forwarded-For"], "trusted_proxies_strict": 1}}}}}
+
+
+def _only_through_cloudflare(hosts: list[str], operators: tuple[str, ...]) -> dict:
+    return {"match": [{"host": hosts, "not": [{"client_ip": {"ranges": [*CLOUDFLARE_RANGES, *operators]}}]}],
+            "terminal": True, "handle": [{
+                "handler": "static_response", "status_code": 403,
+                "body": "This site is reached through Cloudflare, not at this address.\n"}]}
 
 
 def _ports_on(ports: list[int], replicas: int, server: str, servers: list[str]) -> list[int]:

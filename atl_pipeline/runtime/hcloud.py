@@ -55,8 +55,10 @@ Release = tuple[str, ServiceOutput, int]  # service, its Terraform output, slot
 
 
 class HcloudRuntime(Runtime):
-    def __init__(self, project: Project, name: str, hosts: dict[str, RemoteHost], outputs: Outputs):
+    def __init__(self, project: Project, name: str, hosts: dict[str, RemoteHost], outputs: Outputs,
+                 operators: tuple[str, ...] = ()):
         self.project, self.name, self.hosts = project, name, hosts
+        self.operators = operators  # the ranges the pipeline reaches the load balancer from
         self.servers: dict[str, ServerOutput] = outputs.servers
         self.load_balancer = outputs.load_balancer
         self.deployed_file = project.state_dir / RECORD
@@ -86,7 +88,7 @@ class HcloudRuntime(Runtime):
         hosts = {name: RemoteHost(str(spec.ipv4), f"{target.remote_dir}/{name}", identity,
                                   project.state_dir / KNOWN_HOSTS, port=target.ssh_port)
                  for name, spec in outputs.servers.items()}
-        return cls(project, resource_name(config), hosts, outputs)
+        return cls(project, resource_name(config), hosts, outputs, tuple(str(net) for net in target.ssh_from))
 
     @property
     def frontend(self) -> Frontend:
@@ -180,8 +182,10 @@ class HcloudRuntime(Runtime):
 
     def _router(self, services: Services, domains: Domains) -> dict[str, str]:
         """Each server's router.json."""
-        return {server: json.dumps(router_config(services, domains, self.servers, str(spec.private_ip)),
-                                   indent=2, sort_keys=True) for server, spec in self.servers.items()}
+        load_balancer = str(self.load_balancer.private_ip)
+        return {server: json.dumps(router_config(services, domains, self.servers, str(spec.private_ip), load_balancer,
+                                                 self.operators), indent=2, sort_keys=True)
+                for server, spec in self.servers.items()}
 
     def _up(self, server: str, groups: list[Release], routers: dict[str, str]) -> None:
         host = self.hosts[server]

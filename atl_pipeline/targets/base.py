@@ -23,6 +23,7 @@ class Target(ABC):
 
     kind: ClassVar[str]  # as `target.kind` in domains.yml, and the folder of its templates
     renews_certificates: ClassVar[bool]  # False where the provider renews them (it is only verified then)
+    public_names: ClassVar[bool]  # its domains resolve to it in public DNS: clients' certificates are checked too
 
     def __init__(self, config: Config):
         self.config = config

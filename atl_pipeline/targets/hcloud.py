@@ -52,6 +52,7 @@ PROXIED_RESOURCES = {("cloudflare_zone_setting", "ssl")}  # while some record is
 class Hcloud(Target):
     kind = "hcloud"
     renews_certificates = False  # Hetzner renews its managed certificate; the stage verifies it
+    public_names = True
 
     def rules(self, loaded: LoadedConfig) -> Iterator[Finding]:
         """Each service has an image, the domains are in the Cloudflare zone, the subnet is in the

@@ -30,6 +30,7 @@ RESOURCES = {("terraform_data", "service"), ("terraform_data", "domain")}
 class Local(Target):
     kind = "local"
     renews_certificates = True  # Caddy's internal CA: the certificates stage renews them near expiry
+    public_names = False  # the domains are served on loopback, whatever the public DNS says of them
 
     def rules(self, loaded: LoadedConfig) -> Iterator[Finding]:
         yield from self._commands(loaded)

@@ -51,6 +51,7 @@ class DomainOutput(_Output):
     service: str
     ssl: bool
     url: str
+    proxied: bool = False  # through Cloudflare's proxy (hcloud)
 
 
 class ServerOutput(_Output):
@@ -61,6 +62,7 @@ class ServerOutput(_Output):
 class LoadBalancerOutput(_Output):
     ipv4: IPv4Address
     ipv6: IPv6Address | None = None
+    private_ip: IPv4Address | None = None  # on the servers' network: the routers trust its X-Forwarded-For
 
 
 class Outputs(_Output):

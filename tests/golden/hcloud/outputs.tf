@@ -9,8 +9,8 @@ output "services" {
 }
 
 output "domains" {
-  description = "Each domain: its service, URL, TLS and monitoring."
-  value       = local.domains
+  description = "Each domain: its service, URL, TLS, monitoring, and whether Cloudflare proxies it."
+  value       = { for name, domain in local.domains : name => merge(domain, { proxied = local.records[name].proxied }) }
 }
 
 output "servers" {
@@ -22,9 +22,10 @@ output "servers" {
 }
 
 output "load_balancer" {
-  description = "The load balancer's public addresses, where the DNS records point."
+  description = "The load balancer's public addresses, where the DNS records point, and its private one."
   value = {
-    ipv4 = hcloud_load_balancer.main.ipv4
-    ipv6 = hcloud_load_balancer.main.ipv6
+    ipv4       = hcloud_load_balancer.main.ipv4
+    ipv6       = hcloud_load_balancer.main.ipv6
+    private_ip = hcloud_load_balancer_network.main.ip
   }
 }
