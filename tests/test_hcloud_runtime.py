@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from atl_pipeline.cli import main
 from atl_pipeline.config import Config, LoadedConfig, load_config
 from atl_pipeline.orchestration.assets import service_deployment
 from atl_pipeline.orchestration.resources import ProjectResource
@@ -374,10 +375,15 @@ def test_drift_sees_a_router_edited_by_hand_and_a_server_gone(runtime: HcloudRun
         "server node-1: cannot be reached", "server node-2: cannot be reached"]
 
 
-def test_status_down_and_doctor_on_the_servers(project: Project, config: Config, runtime: HcloudRuntime,
-                                               sshd: Sshd, monkeypatch):
-    target = target_of(config)
+def test_status_down_and_doctor_on_the_servers(project: Project, loaded: LoadedConfig, runtime: HcloudRuntime,
+                                               sshd: Sshd, monkeypatch, capsys):
+    target = target_of(loaded.config)
     runtime.deploy(*outputs())
+    project.domains_file.write_text(loaded.source.text)
+    assert main(["infra", "status"]) == 1  # the load balancer's documentation address answers no one
+    printed = capsys.readouterr().out
+    assert re.search(r"^node-1 +127\.0\.0\.1 +yes$", printed, re.M), printed
+    assert re.search(r"^backend-api +\w+ +node-1/\S+:running \(healthy\) node-1/", printed, re.M), printed
 
     report = target.status(project)
     assert report["servers"] == [{"name": "node-1", "address": "127.0.0.1", "reachable": True},
