@@ -57,7 +57,8 @@ def unique_domain_names(loaded: LoadedConfig) -> Iterator[Finding]:
 
 def services_defined(loaded: LoadedConfig) -> Iterator[Finding]:
     services = loaded.config.services
-    undefined = (index for index, domain in enumerate(loaded.config.domains) if domain.service not in services)
+    undefined = (index for index, domain in enumerate(loaded.config.domains)
+                 if not domain.external and domain.service not in services)
     for count, index in enumerate(undefined):
         name = loaded.config.domains[index].service
         # a hint costs a comparison with every service: only for the findings that are shown
@@ -70,6 +71,8 @@ def shared_services_agree(loaded: LoadedConfig) -> Iterator[Finding]:
     """Domains routed to one service run the same replicas: they must ask for the same."""
     first: dict[str, tuple[int, Domain]] = {}
     for index, domain in enumerate(loaded.config.domains):
+        if domain.external:
+            continue
         if domain.service not in first:
             first[domain.service] = (index, domain)
             continue
@@ -82,9 +85,29 @@ def shared_services_agree(loaded: LoadedConfig) -> Iterator[Finding]:
                                      f"{domain.service!r} but ask for different {field}; make them equal")
 
 
+def required_domains_enabled(loaded: LoadedConfig) -> Iterator[Finding]:
+    for index, domain in enumerate(loaded.config.domains):
+        if domain.required and not domain.enabled:
+            yield loaded.finding(("domains", index, "enabled"), f"{domain.name} is required: it may not be disabled; "
+                                 "remove `required: true` first if it really must go")
+
+
+def internal_services_stand_alone(loaded: LoadedConfig) -> Iterator[Finding]:
+    """Replicas and resources are a routed service's domains' to say; an internal one says its own."""
+    routed = {domain.service for domain in loaded.config.domains if not domain.external}
+    for name, service in loaded.config.services.items():
+        if service.internal and name in routed:
+            yield loaded.finding(("services", name, "internal"), f"service {name!r} is internal but a domain routes "
+                                 "to it: remove `internal: true`, or the domain")
+        for field in ("replicas", "resources"):
+            if getattr(service, field) is not None and not service.internal:
+                yield loaded.finding(("services", name, field), f"service {name!r} takes its {field} from its "
+                                     f"domains: set {field} there, or make it `internal: true`")
+
+
 def commands_run_no_shell(loaded: LoadedConfig) -> Iterator[Finding]:
     """A service's command is its program's own arguments: no shell reads a value of the file."""
-    for name in loaded.config.services_in_use():
+    for name in loaded.config.workloads():
         command = loaded.config.services[name].command
         if command and (shell := shell_in([argument.format(port="1", replica="0", service=name)
                                            for argument in command])):
@@ -122,7 +145,7 @@ def ports_disjoint(loaded: LoadedConfig) -> Iterator[Finding]:
         yield loaded.finding(("target",), f"the target's ports must all differ: {target.ports}")
     beside = target_of(loaded.config).reserved_ports()
     blocks: list[tuple[range, str]] = []
-    for name in loaded.config.services_in_use():
+    for name in loaded.config.workloads():
         port = loaded.config.services[name].port
         ports = range(port, port + PORT_BLOCK)
         where = ("services", name, "port")
@@ -164,6 +187,6 @@ def target_rules(loaded: LoadedConfig) -> Iterator[Finding]:
 
 
 RULES: list[Callable[[LoadedConfig], Iterator[Finding]]] = [
-    unique_domain_names, services_defined, shared_services_agree, commands_run_no_shell, ports_disjoint,
-    target_rules,
+    unique_domain_names, services_defined, shared_services_agree, required_domains_enabled,
+    internal_services_stand_alone, commands_run_no_shell, ports_disjoint, target_rules,
 ]

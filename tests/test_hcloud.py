@@ -14,7 +14,7 @@ import pytest
 
 from atl_pipeline.config import load_config
 from atl_pipeline.targets import target_of
-from atl_pipeline.targets.hcloud import fitting_server_type, server_share
+from atl_pipeline.targets.hcloud import fitting_server_type, group_share
 from atl_pipeline.terraform.cli import Terraform, TerraformError
 from atl_pipeline.terraform.hcl_check import check_rendered
 from atl_pipeline.terraform.render import Rendered, render
@@ -41,11 +41,11 @@ def test_the_example_renders_to_exactly_the_expected_resources(tmp_path: Path):
         ("hcloud_load_balancer_service", "http"), ("hcloud_load_balancer_service", "https"),
         ("hcloud_managed_certificate", "tls"), ("hcloud_zone", "acme"), ("cloudflare_dns_record", "a"),
         ("cloudflare_dns_record", "aaaa"), ("cloudflare_dns_record", "acme_delegation"),
-        ("cloudflare_zone_setting", "ssl")}
+        ("cloudflare_zone_setting", "ssl"), ("hcloud_load_balancer_service", "tcp")}
     main = parse(rendered.files["main.tf"])
     locals_ = main["locals"][0]
-    assert (locals_["server_type"], locals_["servers"]) == (
-        "cx23", ["allthingslinux-production-1", "allthingslinux-production-2"])
+    assert locals_["servers"] == {f"allthingslinux-production-{n}": {"group": "default", "type": "cx23",
+                                                                      "location": "fsn1", "ip": None} for n in (1, 2)}
     assert locals_["records"]["api.allthingslinux.org"] == {"proxied": True, "ttl": 1}
     assert locals_["ssh_port"] == 22
     assert unformatted(rendered, tmp_path) == []
@@ -148,7 +148,7 @@ def test_a_server_is_the_smallest_type_that_holds_its_share(write):
     text = EXAMPLE.read_text()
     config = load_config(write(text)).config
     # api: ceil(3/2) x (500m, 512Mi); website: ceil(2/2) x (100m, 128Mi); the system: 500m, 1Gi
-    assert server_share(config) == (1600, 2 * 512 * 2**20 + 128 * 2**20 + GiB)
+    assert group_share(config, "default") == (1600, 2 * 512 * 2**20 + 128 * 2**20 + GiB)
     assert fitting_server_type(config) == "cx23"
     bigger = load_config(write(text.replace("servers: 2 ", "servers: 1 ").replace('memory: "512Mi"', 'memory: "2Gi"'))
                          ).config
@@ -166,7 +166,8 @@ def test_a_server_is_the_smallest_type_that_holds_its_share(write):
      "each of 2 servers needs 1.6 cpu and 65.1Gi memory; the largest known type, cx53"),
     ("    image: ghcr.io/allthingslinux/website:1.0.0\n", "", "service 'website' has no image"),
     ("location: fsn1", "location: ash", "set target.server_type: the types sized automatically"),
-    ("project: allthingslinux", "project: " + "a" * 50, "keep project and environment within 56 characters"),
+    ("project: allthingslinux", "project: " + "a" * 55,
+     "keep project, environment and server group names within 63 characters together"),
     ("ssh_from: [203.0.113.0/24]", "ssh_from: []", "the firewall closes to every address not in target.ssh_from"),
     ("kind: hcloud", "kind: hcloud\n  ssh_port: 80", "target.ssh_port 80 is the routers' port"),
     ("kind: hcloud", "kind: hcloud\n  ssh_port: 8101", "target.ssh_port 8101 is in the ports of service 'backend-api'"),

@@ -22,6 +22,7 @@ from atl_pipeline.config import Config, LoadedConfig, load_config
 from atl_pipeline.orchestration.assets import service_deployment
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.project import Project
+from atl_pipeline.runtime.compose import Project as ComposeProject
 from atl_pipeline.runtime.compose import compose_file, placement, router_config
 from atl_pipeline.runtime.hcloud import HcloudRuntime
 from atl_pipeline.runtime.http import Frontend
@@ -125,7 +126,8 @@ def test_a_servers_compose_file_and_router():
     services, domains = outputs()
     router = router_config(services, domains, SERVERS, "10.0.1.2", "10.0.1.5", ("203.0.113.0/24",))
     api = services["backend-api"]
-    compose = yaml.safe_load(compose_file("atl", "node-1", SERVERS, [("backend-api", api, 0)], json.dumps(router)))
+    compose = yaml.safe_load(compose_file(ComposeProject("atl"), "node-1", SERVERS, [("backend-api", api, 0)],
+                                          json.dumps(router)))
 
     assert list(compose["services"]) == ["router", f"backend-api-{api.release}-s0-0", f"backend-api-{api.release}-s0-2"]
     replica = compose["services"][f"backend-api-{api.release}-s0-2"]

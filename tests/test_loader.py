@@ -203,7 +203,8 @@ def test_a_few_aliases_are_fine(write):
     with pytest.raises(ConfigError) as raised:  # `small` is no field of the schema
         load_config(path)
     assert [f.message for f in raised.value.findings] == [
-        "unknown field 'small'; the fields here are version, project, environment, target, state, services, domains"]
+        "unknown field 'small'; the fields here are version, project, environment, target, state, services, domains, "
+        "prometheus"]
 
 
 def test_a_utf8_byte_order_mark_is_accepted(write):
@@ -240,5 +241,6 @@ def test_values_from_the_file_are_printed_escaped(write):
     lines = str(raised.value).split("\n")
     assert len(lines) == 3 and not any(line.startswith("forged.yml") for line in lines), lines
     assert lines[1].endswith(":1:84: services.web\\nforged.yml:1:1: everything is fine: unknown field 'colour'; "
-                             "the fields here are command, image, port, health"), lines[1]
+                             "the fields here are command, image, port, health, metrics, tcp_ports, volumes, servers, "
+                             "internal, replicas, resources"), lines[1]
     assert "\x1b" not in str(raised.value) and "'\\x1b[31mred' is not a valid name" in lines[2]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import string
-from ipaddress import IPv4Network
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -46,6 +47,7 @@ Quantity = Annotated[str, AfterValidator(_check_quantity)]
 Port = Annotated[StrictInt, Field(ge=1024, le=65535)]
 SecretRef = Annotated[str, AfterValidator(check_secret_ref)]
 SqlName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+VolumePath = Annotated[str, Field(pattern=r"^(/[A-Za-z0-9._-]+)+$")]
 
 _HEALTH_PATH = re.compile(r"/[A-Za-z0-9._~/-]*(\?[A-Za-z0-9._~=&-]*)?")
 _IMAGE = re.compile(
@@ -75,6 +77,12 @@ class Resources(_Model):
         return memory_bytes(self.memory)
 
 
+def _plain_path(path: str) -> str:
+    if not _HEALTH_PATH.fullmatch(path):
+        raise ValueError(f"{path[:80]!r} is not a plain URL path such as /healthz")
+    return path
+
+
 class Health(_Model):
     path: str = "/healthz"
     """The URL path that answers 2xx when a replica is healthy: letters, digits, `. _ ~ / -`, a plain query."""
@@ -82,9 +90,17 @@ class Health(_Model):
     @field_validator("path")
     @classmethod
     def _plain_path(cls, path: str) -> str:
-        if not _HEALTH_PATH.fullmatch(path):
-            raise ValueError(f"{path[:80]!r} is not a plain URL path such as /healthz")
-        return path
+        return _plain_path(path)
+
+
+class Metrics(_Model):
+    path: str = "/metrics"
+    """The URL path of the replica's Prometheus metrics."""
+
+    @field_validator("path")
+    @classmethod
+    def _plain_path(cls, path: str) -> str:
+        return _plain_path(path)
 
 
 class Service(_Model):
@@ -97,6 +113,22 @@ class Service(_Model):
     takes the half the serving one does not use."""
     health: Health = Health()
     """How the load balancer and the health check tell a replica is up."""
+    metrics: Metrics | None = Metrics()
+    """Where Prometheus scrapes each replica; `null`: the service exposes no metrics and is only probed."""
+    tcp_ports: list[Port] = Field([], max_length=20)
+    """hcloud: ports of a protocol other than HTTP (XMPP, IRC) that the load balancer passes to the service as
+    they are. One replica per server listens on each."""
+    volumes: dict[Identifier, VolumePath] = Field({}, max_length=20)
+    """Named data directories that outlive a release: name -> the path inside the container (hcloud: a Docker
+    volume; local: a folder under `.atl/volumes/`, given to each replica as `ATL_VOLUME_<NAME>`)."""
+    servers: Identifier | None = None
+    """hcloud: the server group (`target.server_groups`) that runs it; default: the group `default`."""
+    internal: StrictBool = False
+    """`true`: runs with no domain routed to it (a database, a queue), on its servers' private network only."""
+    replicas: StrictInt | None = Field(None, ge=1, le=MAX_REPLICAS)
+    """An internal service's replicas (a routed service takes its domains'); default 1."""
+    resources: Resources | None = None
+    """An internal service's resources per replica (a routed service takes its domains')."""
 
     @field_validator("command", mode="before")
     @classmethod
@@ -145,8 +177,8 @@ def _check_argument(argument: str) -> None:
 class Domain(_Model):
     name: Hostname
     """The domain: an RFC 1123 hostname; non-ASCII names are converted with IDNA 2008."""
-    service: Identifier
-    """The service that answers it, defined under `services:`."""
+    service: Identifier | None = None
+    """The service that answers it, defined under `services:` (none for an external domain)."""
     ssl: StrictBool = True
     """HTTPS with a certificate, and HTTP redirected to it."""
     monitoring: StrictBool = True
@@ -160,6 +192,24 @@ class Domain(_Model):
     proxied: StrictBool | None = None
     """hcloud: its DNS records go through Cloudflare's proxy. Default: `target.cloudflare.proxied`, except for
     names that must not be proxied (mail, smtp, imap...), which never are."""
+    group: Identifier | None = None
+    """A label for people and tables (`core`, `apps`); it changes nothing that is deployed."""
+    required: StrictBool = False
+    """`true`: the domain may not be disabled."""
+    external: StrictBool = False
+    """`true`: served elsewhere (`provider`); declared and checked, never deployed, its DNS left alone."""
+    provider: Identifier | None = None
+    """Where an external domain is served (`cloudflare-workers`, say): for people; only with `external: true`."""
+
+    @model_validator(mode="after")
+    def _service_unless_external(self) -> Domain:
+        if self.external and self.service is not None:
+            raise ValueError("an external domain is served elsewhere: it names no service")
+        if not self.external and self.service is None:
+            raise ValueError("missing required field 'service' (the service that answers it)")
+        if self.provider is not None and not self.external:
+            raise ValueError("provider says where an external domain runs: set external: true, or remove it")
+        return self
 
 
 class Capacity(_Model):
@@ -220,17 +270,62 @@ class Cloudflare(_Model):
         return zone_id
 
 
+Location = Literal[tuple(HCLOUD_LOCATIONS)]
+
+
+class ServerGroup(_Model):
+    """Servers that run the services placed on them (`services.<name>.servers`)."""
+
+    count: StrictInt = Field(1, ge=1, le=10)
+    """How many servers; each service's replicas are spread over them."""
+    type: str | None = Field(None, pattern=r"^[a-z]{2,4}[0-9]{2,3}$")
+    """The Hetzner server type (`cx33`); default: the smallest that fits each server's share."""
+    location: Location | None = None
+    """The Hetzner location; default: `target.location`."""
+    private_ip: IPv4Address | None = None
+    """A fixed address in `target.subnet` (a group of one server only)."""
+    docker_subnet: IPv4Network | None = None
+    """The subnet of the Docker network the group's containers are on; default: Docker's choice."""
+
+
+class Sshd(_Model):
+    """How the servers' sshd is hardened (a drop-in under /etc/ssh/sshd_config.d, written by cloud-init)."""
+
+    password_auth: Literal[False] = False
+    """Always `false`: keys only."""
+    root_login: Literal["prohibit-password"] = "prohibit-password"
+    """`prohibit-password`: root logs in with its key only, which is how the pipeline deploys."""
+    max_auth_tries: StrictInt = Field(3, ge=1, le=10)
+    """Attempts per connection before sshd closes it."""
+
+
+class DockerLogs(_Model):
+    """The json-file log driver's rotation, for every container on the servers."""
+
+    max_size: str = Field("10m", pattern=r"^[1-9][0-9]{0,5}[kmg]$")
+    """Each log file's size before it rotates (`10m`)."""
+    max_file: StrictInt = Field(5, ge=1, le=100)
+    """How many rotated files are kept."""
+
+
 class HcloudTarget(_Model):
     """Hetzner Cloud: servers on a private network behind a load balancer, DNS at Cloudflare."""
 
     kind: Literal["hcloud"]
     """`hcloud`: Hetzner Cloud servers running the services as containers."""
-    location: Literal[tuple(HCLOUD_LOCATIONS)] = "fsn1"
-    """The Hetzner location of the servers and the load balancer."""
+    location: Location = "fsn1"
+    """The Hetzner location of the load balancer, and of each server group that names none."""
     servers: StrictInt = Field(2, ge=1, le=10)
-    """How many servers; each service's replicas are spread over them."""
+    """Without `server_groups`: how many servers the one group `default` has."""
     server_type: str | None = Field(None, pattern=r"^[a-z]{2,4}[0-9]{2,3}$")
-    """An explicit Hetzner server type (`cx33`); default: the smallest that fits each server's share."""
+    """Without `server_groups`: the `default` group's server type; default: the smallest that fits."""
+    server_groups: dict[Identifier, ServerGroup] = Field({}, max_length=20)
+    """Named groups of servers, each running the services placed on it; none: one group `default` of
+    `servers` servers."""
+    sshd: Sshd = Sshd()
+    """The servers' sshd hardening."""
+    docker_logs: DockerLogs = DockerLogs()
+    """The containers' log rotation."""
     image: str = Field("debian-13", pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")
     """The servers' operating system image: one whose `docker-compose` package is Compose v2 (`docker
     compose up --wait`), as Debian 13's is; Debian 12's is version 1."""
@@ -266,6 +361,11 @@ class HcloudTarget(_Model):
         if not _SSH_PUBLIC_KEY.fullmatch(key.strip()):
             raise ValueError("not an SSH public key such as `ssh-ed25519 AAAA... comment`; never a private key")
         return key.strip()
+
+    @property
+    def groups(self) -> dict[str, ServerGroup]:
+        """The server groups: those declared, or the one group `default`."""
+        return self.server_groups or {"default": ServerGroup(count=self.servers, type=self.server_type)}
 
     @property
     def network_zone(self) -> str:
@@ -305,6 +405,23 @@ def _target_kind(target: object) -> str | None:
     return kind if isinstance(kind, str) and kind in TARGETS else None
 
 
+class PrometheusSettings(_Model):
+    """Prometheus on the machine that deploys."""
+
+    retention: str = Field("15d", pattern=r"^[1-9][0-9]{0,4}(h|d|w|y)$")
+    """How long samples are kept (`15d`)."""
+    scrape_interval: str = Field("2s", pattern=r"^[1-9][0-9]{0,3}s$")
+    """How often every target is scraped and probed (`15s`); the SLO alerts' windows stay as they are."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a service in use runs: its replicas and each one's resources."""
+
+    replicas: int
+    resources: Resources
+
+
 class Config(_Model):
     version: Literal[1] = 1
     """The schema's version."""
@@ -322,19 +439,22 @@ class Config(_Model):
     """The services, by name (`[a-z0-9-]`, 1-63 characters)."""
     domains: list[Domain]
     """The domains, each answered by a service."""
+    prometheus: PrometheusSettings = PrometheusSettings()
+    """Prometheus's retention and scrape interval."""
 
     @property
     def serving(self) -> list[Domain]:
-        """The domains that are deployed: every one but those with `enabled: false`."""
-        return [domain for domain in self.domains if domain.enabled]
+        """The domains that are deployed: every one but those disabled and those served elsewhere."""
+        return [domain for domain in self.domains if domain.enabled and not domain.external]
 
-    def services_in_use(self) -> dict[str, Domain]:
-        """Each defined service an enabled domain routes to, with the first such domain."""
-        return {name: domain for name, domain in self.first_domains().items() if name in self.services}
-
-    def first_domains(self) -> dict[str, Domain]:
-        """Each service an enabled domain routes to, with the first such domain: its replicas and resources."""
-        first: dict[str, Domain] = {}
+    def workloads(self) -> dict[str, Workload]:
+        """Each defined service that runs, with its replicas and resources: those an enabled domain routes
+        to (the first such domain's), then the internal ones (their own)."""
+        found: dict[str, Workload] = {}
         for domain in self.serving:
-            first.setdefault(domain.service, domain)
-        return first
+            if domain.service in self.services and domain.service not in found:
+                found[domain.service] = Workload(domain.replicas, domain.resources)
+        for name, service in self.services.items():
+            if service.internal and name not in found:
+                found[name] = Workload(service.replicas or 1, service.resources or Resources())
+        return found

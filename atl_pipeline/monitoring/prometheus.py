@@ -25,6 +25,7 @@ import requests
 import yaml
 
 from atl_pipeline import processes
+from atl_pipeline.config.model import PrometheusSettings
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.rolling import Domains, Services, TargetError
 from atl_pipeline.runtime.supervisor import Supervisor
@@ -32,7 +33,6 @@ from atl_pipeline.targets.outputs import DomainOutput
 
 BINARIES = {"prometheus": "prometheus", "promtool": "prometheus", "prometheus-blackbox-exporter":
             "prometheus-blackbox-exporter"}  # binary -> Debian package
-SCRAPE_SECONDS = 2
 BLACKBOX_USER = "prometheus"
 READY_TIMEOUT = 60.0
 RELOAD_TIMEOUT = 10.0
@@ -54,9 +54,9 @@ class MonitoringReport:
 
 class Monitoring:
     def __init__(self, supervisor: Supervisor, frontend: Frontend, prometheus_port: int, blackbox_port: int,
-                 scraped: dict[str, list[dict]]):
+                 scraped: dict[str, list[dict]], settings: PrometheusSettings):
         """`scraped`: the static configs of each job Prometheus scrapes besides the probes."""
-        self.supervisor, self.frontend, self.scraped = supervisor, frontend, scraped
+        self.supervisor, self.frontend, self.scraped, self.settings = supervisor, frontend, scraped, settings
         self.root = supervisor.root / "monitoring"
         self.prometheus_port, self.blackbox_port = prometheus_port, blackbox_port
         self.url = f"http://127.0.0.1:{prometheus_port}"
@@ -91,7 +91,7 @@ class Monitoring:
                 f"--storage.tsdb.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
                 # its API is for its own UI: no other web page may read it (the default allows any origin)
                 f"--web.cors.origin=http://127\\.0\\.0\\.1:{self.prometheus_port}",
-                "--storage.tsdb.retention.time=15d"]),
+                f"--storage.tsdb.retention.time={self.settings.retention}"]),
         }
         # a program (re)started just now read its new configuration; one that kept running reloads it
         stale = [program for program in ("blackbox", "prometheus") if changed[program] and not started[program]]
@@ -112,7 +112,8 @@ class Monitoring:
         for name, domain in sorted(domains.items()):
             if domain.monitoring:
                 jobs.append(self._probe_job(name, domain, services[domain.service].health_path))
-        return {"global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": f"{SCRAPE_SECONDS}s"},
+        interval = self.settings.scrape_interval
+        return {"global": {"scrape_interval": interval, "evaluation_interval": interval},
                 "rule_files": [str(rules)], "scrape_configs": jobs}
 
     def _probe_job(self, name: str, domain: DomainOutput, path: str) -> dict:

@@ -15,6 +15,8 @@ for `ssl: true` domains (the load balancer says which in X-Forwarded-Proto).
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
 
 import yaml
 
@@ -28,54 +30,81 @@ Group = tuple[str, ServiceOutput, int]  # a service, its output, the slot its re
 
 ROUTER_IMAGE = "caddy:2.11"
 READY_PATH = "/.atl/ready"
-LOGGING = {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}
+
+
+@dataclass(frozen=True)
+class Project:
+    """What a server's Compose project takes from the target's settings."""
+
+    name: str  # the Compose project's name, on every server
+    log_size: str = "10m"  # the json-file driver's rotation (target.docker_logs)
+    log_files: int = 5
+    subnets: dict[str, str] = field(default_factory=dict)  # server group -> its Docker network's subnet
+
+    @property
+    def logging(self) -> dict:
+        return {"driver": "json-file", "options": {"max-size": self.log_size, "max-file": str(self.log_files)}}
 
 
 def placement(replicas: int, servers: list[str]) -> dict[str, list[int]]:
-    """The replica indexes each server runs."""
+    """The replica indexes each of `servers` runs (none on any other server)."""
     ordered = sorted(servers)
-    return {server: [r for r in range(replicas) if r % len(ordered) == index] for index, server in enumerate(ordered)}
+    placed = {server: [r for r in range(replicas) if r % len(ordered) == index] for index, server in enumerate(ordered)}
+    return defaultdict(list, placed)
 
 
-def compose_file(name: str, server: str, servers: Servers, groups: list[Group],
-                 router_json: str) -> str:
+def compose_file(project: Project, server: str, servers: Servers, groups: list[Group], router_json: str) -> str:
     """The Compose file of `server`: its replicas of each (service, spec, slot) group (an old and a
-    new one while a release rolls in), and the router with `router_json` (its router.json)."""
+    new one while a release rolls in), their volumes, and the router with `router_json`."""
     entries = {"router": {
         "image": ROUTER_IMAGE, "command": ["caddy", "run", "--config", "/etc/atl/router.json"],
         "network_mode": "host", "volumes": ["./router.json:/etc/atl/router.json:ro"],
         # a new router.json recreates the router: Caddy reads it only when it starts
         "labels": {"atl.router": hashlib.sha256(router_json.encode()).hexdigest()[:12]},
-        "restart": "unless-stopped", "logging": LOGGING,
+        "restart": "unless-stopped", "logging": project.logging,
     }}
+    volumes = {}
     for entry, service, spec, replica, port in replicas_on(server, servers, groups):
-        entries[entry] = _replica(service, spec, replica, port, str(servers[server].private_ip))
-    return yaml.safe_dump({"name": name, "services": entries}, sort_keys=False)
+        entries[entry] = _replica(service, spec, replica, port, str(servers[server].private_ip), project.logging)
+        volumes.update({f"{service}-{name}": {} for name in spec.volumes})
+    document = {"name": project.name, "services": entries, **({"volumes": volumes} if volumes else {})}
+    if subnet := project.subnets.get(servers[server].group):
+        document["networks"] = {"default": {"ipam": {"config": [{"subnet": subnet}]}}}
+    return yaml.safe_dump(document, sort_keys=False)
 
 
 def replicas_on(server: str, servers: Servers, groups: list[Group]) -> list[tuple]:
-    """(Compose service name, service, spec, replica, port) of each replica of the groups on `server`."""
+    """(Compose service name, service, spec, replica, port) of each replica of the groups on `server`:
+    a service's replicas are spread over the servers of its group."""
     found = []
     for service, spec, slot in sorted(groups, key=lambda group: (group[0], group[2])):
         port_of = spec.slot_ports(slot)
-        for replica in placement(spec.replicas, list(servers))[server]:
+        for replica in placement(spec.replicas, group_servers(servers, spec))[server]:
             found.append((f"{service}-{spec.release}-s{slot}-{replica}", service, spec, replica, port_of[replica]))
     return found
 
 
-def _replica(service: str, spec: ServiceOutput, replica: int, port: int, private_ip: str) -> dict:
+def group_servers(servers: Servers, spec: ServiceOutput) -> list[str]:
+    """The servers of the service's group."""
+    return [name for name, server in servers.items() if server.group == (spec.servers or "default")]
+
+
+def _replica(service: str, spec: ServiceOutput, replica: int, port: int, private_ip: str, logging: dict) -> dict:
     entry = {
         "image": spec.image,
         "environment": {"PORT": str(port), "ATL_SERVICE": service, "ATL_RELEASE": spec.release,
                         "ATL_REPLICA": str(replica)},
-        "ports": [f"{private_ip}:{port}:{port}"],
+        # the TCP ports as they are (one replica per server): the load balancer passes them on
+        "ports": [f"{private_ip}:{number}:{number}" for number in (port, *spec.tcp_ports)],
         "deploy": {"resources": {"limits": {"cpus": f"{spec.cpu_millicores / 1000:g}",
                                             "memory": str(spec.memory_bytes)}}},
         "healthcheck": {"test": ["CMD", "curl", "-fsS", f"http://127.0.0.1:{port}{spec.health_path}"],
                         "interval": "5s", "timeout": "3s", "retries": 3, "start_period": "10s"},
         "restart": "unless-stopped",
-        "logging": LOGGING,
+        "logging": logging,
     }
+    if spec.volumes:
+        entry["volumes"] = [f"{service}-{name}:{path}" for name, path in spec.volumes.items()]
     if spec.command:  # `$` doubled: Compose would read `$NAME` in a value as one of its variables
         entry["command"] = [argument.format(port=port, replica=replica, service=service).replace("$", "$$")
                             for argument in spec.command]
@@ -100,8 +129,9 @@ def router_config(services: Services, domains: Domains, servers: Servers, listen
     for (service, ssl), names in hosts_by_route(domains).items():
         spec = services[service]
         upstreams = tuple(f"{servers[server].private_ip}:{port}"
-                          for slot in (0, 1) for server in sorted(servers)
-                          for port in _ports_on(spec.slot_ports(slot), spec.replicas, server, list(servers)))
+                          for slot in (0, 1) for server in sorted(group_servers(servers, spec))
+                          for port in _ports_on(spec.slot_ports(slot), spec.replicas, server,
+                                                group_servers(servers, spec)))
         route = Route(tuple(names), ssl, upstreams, spec.health_path)
         if ssl:
             routes.append(_to_https(route))

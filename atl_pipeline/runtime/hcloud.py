@@ -24,7 +24,8 @@ from atl_pipeline.config import Config
 from atl_pipeline.files import replace_file
 from atl_pipeline.project import Project
 from atl_pipeline.runtime import http
-from atl_pipeline.runtime.compose import compose_file, placement, replicas_on, router_config
+from atl_pipeline.runtime.compose import Project as ComposeProject
+from atl_pipeline.runtime.compose import compose_file, group_servers, placement, replicas_on, router_config
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.rolling import (
     DRAIN_SECONDS,
@@ -55,9 +56,9 @@ Release = tuple[str, ServiceOutput, int]  # service, its Terraform output, slot
 
 
 class HcloudRuntime(Runtime):
-    def __init__(self, project: Project, name: str, hosts: dict[str, RemoteHost], outputs: Outputs,
+    def __init__(self, project: Project, compose: ComposeProject, hosts: dict[str, RemoteHost], outputs: Outputs,
                  operators: tuple[str, ...] = ()):
-        self.project, self.name, self.hosts = project, name, hosts
+        self.project, self.compose, self.hosts = project, compose, hosts
         self.operators = operators  # the ranges the pipeline reaches the load balancer from
         self.servers: dict[str, ServerOutput] = outputs.servers
         self.load_balancer = outputs.load_balancer
@@ -88,7 +89,10 @@ class HcloudRuntime(Runtime):
         hosts = {name: RemoteHost(str(spec.ipv4), f"{target.remote_dir}/{name}", identity,
                                   project.state_dir / KNOWN_HOSTS, port=target.ssh_port)
                  for name, spec in outputs.servers.items()}
-        return cls(project, resource_name(config), hosts, outputs, tuple(str(net) for net in target.ssh_from))
+        compose = ComposeProject(resource_name(config), target.docker_logs.max_size, target.docker_logs.max_file,
+                                 {name: str(group.docker_subnet) for name, group in target.groups.items()
+                                  if group.docker_subnet})
+        return cls(project, compose, hosts, outputs, tuple(str(net) for net in target.ssh_from))
 
     @property
     def frontend(self) -> Frontend:
@@ -108,7 +112,8 @@ class HcloudRuntime(Runtime):
         old = [(name, spec.output(), spec.slot) for name, spec in recorded.items()]
         new, actions = self._next_groups(services, recorded)
         kept = {(service, slot) for service, _, slot in new}
-        rolling = new + [group for group in old if (group[0], group[2]) not in kept]
+        # an exclusive service's old release goes as its new one starts: they cannot run side by side
+        rolling = new + [group for group in old if (group[0], group[2]) not in kept and not group[1].exclusive]
         router = self._router(services, domains)
         changed = [group for group in new if actions[group[0]] != "unchanged"]
         fresh = self._await_new_servers(self.deployed().get("servers", {}))
@@ -190,7 +195,7 @@ class HcloudRuntime(Runtime):
     def _up(self, server: str, groups: list[Release], routers: dict[str, str]) -> None:
         host = self.hosts[server]
         host.put("router.json", routers[server])
-        host.put("compose.yml", compose_file(self.name, server, self.servers, groups, routers[server]))
+        host.put("compose.yml", compose_file(self.compose, server, self.servers, groups, routers[server]))
         host.run([*self._compose(host), "up", "--detach", "--remove-orphans"])
 
     def _gate(self, server: str, changed: list[Release]) -> None:
@@ -218,7 +223,7 @@ class HcloudRuntime(Runtime):
         return "\\n".join(failed) or "Every server is back on what it ran before, which still serves."
 
     def _replicas(self, spec: ServiceOutput, slot: int) -> tuple[Replica, ...]:
-        on = placement(spec.replicas, list(self.servers))
+        on = placement(spec.replicas, group_servers(self.servers, spec))
         return tuple(Replica(spec.slot_ports(slot)[r], server=server) for server in sorted(on) for r in on[server])
 
     def _record(self, domains: Domains, new: list[Release]) -> None:
@@ -261,7 +266,7 @@ class HcloudRuntime(Runtime):
         expected = {"router"} | {entry[0] for entry in replicas_on(server, self.servers,
                                                                       [g for g in groups if g[2] >= 0])}
         ours = {_labels(c).get("com.docker.compose.service", ""): c for c in containers
-                if _labels(c).get(PROJECT_LABEL) == self.name}
+                if _labels(c).get(PROJECT_LABEL) == self.compose.name}
         found = [f"server {server}: release {name.split('-s')[0]} is not running" for name, _, slot in groups
                  if slot < 0]
         found += [f"server {server}: {name} is not running" for name in sorted(expected - set(ours))]
@@ -270,7 +275,7 @@ class HcloudRuntime(Runtime):
         found += [f"server {server}: {name} runs, but is not declared" for name in sorted(set(ours) - expected)]
         found += [f"server {server}: container {c.get('Names', '?')} of project "
                   f"{_labels(c).get(PROJECT_LABEL) or '(none)'} is not the pipeline's" for c in containers
-                  if _labels(c).get(PROJECT_LABEL) != self.name]
+                  if _labels(c).get(PROJECT_LABEL) != self.compose.name]
         if served.strip() != router.strip():
             found.append(f"server {server}: the router's configuration differs from the declared domains")
         return found
@@ -283,7 +288,7 @@ class HcloudRuntime(Runtime):
         services = [{"name": name, "release": spec.release, "replicas": [
             {"server": server, "container": c.get("Names", ""), "state": _state(c)}
             for server, (_, containers) in sorted(looks.items()) for c in containers
-            if _labels(c).get(PROJECT_LABEL) == self.name
+            if _labels(c).get(PROJECT_LABEL) == self.compose.name
             and _labels(c).get("com.docker.compose.service", "").startswith(f"{name}-{spec.release}-")]}
             for name, spec in sorted(self.deployed_services().items())]
         domains = sorted(self.deployed_domains().items())

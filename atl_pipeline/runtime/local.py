@@ -204,11 +204,20 @@ class LocalRuntime(Runtime):
             argv=[argument.format(port=port, replica=index, service=name) for argument in spec.command],
             # one malloc arena: each further one reserves 64 MiB of the address space the limit counts
             env={"PORT": str(port), "ATL_SERVICE": name, "ATL_RELEASE": spec.release,
-                 "ATL_REPLICA": str(index), "MALLOC_ARENA_MAX": "1"},
+                 "ATL_REPLICA": str(index), "MALLOC_ARENA_MAX": "1", **self._volumes(name, spec)},
             memory_bytes=spec.memory_bytes, nice=cpu_nice(spec.cpu_millicores),
         ) for index, port in enumerate(spec.slot_ports(slot))]
         self.supervisor.add_group(group.name, replicas)
         return group
+
+    def _volumes(self, name: str, spec: ServiceOutput) -> dict[str, str]:
+        """Each volume's folder under .atl/volumes/<service>/, as ATL_VOLUME_<NAME> (it outlives releases)."""
+        found = {}
+        for volume in spec.volumes:
+            folder = self.project.state_dir / "volumes" / name / volume
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            found[f"ATL_VOLUME_{volume.upper().replace('-', '_')}"] = str(folder)
+        return found
 
     def _wait_healthy(self, group: Group, spec: ServiceOutput) -> None:
         deadline = time.monotonic() + HEALTH_TIMEOUT

@@ -8,6 +8,7 @@ holds ceil(replicas / servers) replicas of every service, plus what the system t
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from collections.abc import Iterator
@@ -36,14 +37,14 @@ SERVER_TYPES = (("cx23", 2000, 4 * GiB), ("cx33", 4000, 8 * GiB), ("cx43", 8000,
                 ("cx53", 16000, 32 * GiB))
 SYSTEM = (500, 1 * GiB)  # per server: the OS, Docker and the router
 SIZED_LOCATIONS = ("fsn1", "nbg1", "hel1")  # where SERVER_TYPES are offered
-MAX_NAME = 56  # `<project>-<environment>-<n>` must fit Hetzner's 63-character labels
+MAX_SERVER_NAME = 63  # Hetzner's labels and server names
 NEVER_PROXIED = {"mail", "smtp", "imap", "pop", "pop3", "mx", "autoconfig", "autodiscover", "ftp", "ssh", "sftp"}
 UNPROXIED_TTL = 300  # a proxied record's TTL is Cloudflare's automatic one, 1
 RESOURCES = {("hcloud_ssh_key", "operator"), ("hcloud_network", "private"), ("hcloud_network_subnet", "servers"),
              ("hcloud_firewall", "servers"), ("hcloud_server", "node"), ("hcloud_load_balancer", "main"),
              ("hcloud_load_balancer_network", "main"), ("hcloud_load_balancer_target", "servers"),
-             ("hcloud_load_balancer_service", "http"), ("cloudflare_dns_record", "a"),
-             ("cloudflare_dns_record", "aaaa")}
+             ("hcloud_load_balancer_service", "http"), ("hcloud_load_balancer_service", "tcp"),
+             ("cloudflare_dns_record", "a"), ("cloudflare_dns_record", "aaaa")}
 TLS_RESOURCES = {("hcloud_managed_certificate", "tls"), ("hcloud_load_balancer_service", "https"),
                  ("hcloud_zone", "acme"), ("cloudflare_dns_record", "acme_delegation")}
 PROXIED_RESOURCES = {("cloudflare_zone_setting", "ssl")}  # while some record is proxied: SSL mode Full (strict)
@@ -59,10 +60,12 @@ class Hcloud(Target):
         network, SSH is open to someone on a port of its own, mail-like names are not proxied, a
         proxied domain has a certificate, and a server type holds a server's share."""
         config, target = self.config, self.config.target
-        for name in config.services_in_use():
+        for name in config.workloads():
             if config.services[name].image is None:
                 yield loaded.finding(("services", name), f"service {name!r} has no image; the hcloud target "
                                      "runs services as containers")
+        yield from self._placed(loaded)
+        yield from self._groups(loaded)
         yield from self._domains(loaded)
         if not target.network.is_private or not target.subnet.subnet_of(target.network):
             yield loaded.finding(("target", "subnet"), f"the subnet {target.subnet} must lie in the private "
@@ -72,10 +75,40 @@ class Hcloud(Target):
                                  "firewall closes to every address not in target.ssh_from: list the ranges of the "
                                  "machines that deploy")
         yield from self._ssh_port_free(loaded)
-        if len(name := resource_name(config)) > MAX_NAME:
-            yield loaded.finding(("project",), f"`{name}` names the servers and labels on hcloud: keep project "
-                                 f"and environment within {MAX_NAME} characters together")
+        if len(name := max(server_names(config), key=len)) > MAX_SERVER_NAME:
+            yield loaded.finding(("project",), f"`{name}` names a server on hcloud: keep project, environment and "
+                                 f"server group names within {MAX_SERVER_NAME} characters together")
         yield from self._sized(loaded)
+
+    def _placed(self, loaded: LoadedConfig) -> Iterator[Finding]:
+        """Each service runs on a group that exists, and a TCP service has a server for each replica
+        (a port is published once per server)."""
+        groups = self.config.target.groups
+        for name, workload in self.config.workloads().items():
+            service = self.config.services[name]
+            group = service.servers or "default"
+            if group not in groups:
+                close = difflib.get_close_matches(group, groups, n=1)
+                yield loaded.finding(("services", name, "servers") if service.servers else ("services", name),
+                                     f"service {name!r} runs on the server group {group!r}, which target."
+                                     f"server_groups does not declare" + (f"; did you mean {close[0]!r}?" if close
+                                                                          else ""))
+            elif service.tcp_ports and workload.replicas > groups[group].count:
+                yield loaded.finding(("services", name, "tcp_ports"), f"service {name!r} publishes TCP ports "
+                                     f"once per server: {workload.replicas} replicas need as many servers in "
+                                     f"group {group!r}, which has {groups[group].count}")
+
+    def _groups(self, loaded: LoadedConfig) -> Iterator[Finding]:
+        target = self.config.target
+        for name, group in target.server_groups.items():
+            where = ("target", "server_groups", name)
+            if group.private_ip is not None and (group.count != 1 or group.private_ip not in target.subnet):
+                yield loaded.finding((*where, "private_ip"), f"server group {name!r}: a fixed private_ip needs a "
+                                     f"group of one server, and an address in target.subnet {target.subnet}")
+            if group.docker_subnet is not None and group.docker_subnet.overlaps(target.network):
+                yield loaded.finding((*where, "docker_subnet"), f"server group {name!r}: docker_subnet "
+                                     f"{group.docker_subnet} overlaps target.network {target.network}, which the "
+                                     "servers must reach: choose another range")
 
     def _domains(self, loaded: LoadedConfig) -> Iterator[Finding]:
         zone = self.config.target.cloudflare.zone
@@ -86,6 +119,10 @@ class Hcloud(Target):
             if domain.proxied and never_proxied(domain.name):
                 yield loaded.finding(("domains", index, "proxied"), f"{domain.name} must not go through "
                                      "Cloudflare's HTTP proxy (mail and the like): remove `proxied: true`")
+            tcp = domain.service in self.config.services and self.config.services[domain.service].tcp_ports
+            if tcp and proxied(domain, self.config) and not domain.external:
+                yield loaded.finding(("domains", index, "proxied"), f"{domain.name}: its service takes TCP ports, "
+                                     "which Cloudflare's HTTP proxy does not pass: set `proxied: false`")
             if not domain.ssl and proxied(domain, self.config):
                 yield loaded.finding(("domains", index, "ssl"), f"{domain.name} goes through Cloudflare's proxy, "
                                      "which reaches the load balancer over HTTPS and verifies its certificate (SSL "
@@ -97,27 +134,32 @@ class Hcloud(Target):
         port = self.config.target.ssh_port
         if port == 80:
             yield loaded.finding(("target", "ssh_port"), "target.ssh_port 80 is the routers' port: choose another")
-        for name in self.config.services_in_use():
+        for name in self.config.workloads():
             first = self.config.services[name].port
             if first <= port < first + PORT_BLOCK:
                 yield loaded.finding(("target", "ssh_port"), f"target.ssh_port {port} is in the ports of service "
                                      f"{name!r} ({first}-{first + PORT_BLOCK - 1}): choose another")
 
     def _sized(self, loaded: LoadedConfig) -> Iterator[Finding]:
+        """Each group without a type is in a location the known types are offered in, and one fits."""
         target = self.config.target
-        if target.server_type is not None:
-            return
-        if target.location not in SIZED_LOCATIONS:
-            yield loaded.finding(("target", "location"), f"set target.server_type: the types sized automatically "
-                                 f"({', '.join(name for name, _, _ in SERVER_TYPES)}) are offered in "
-                                 f"{', '.join(SIZED_LOCATIONS)} only")
-        elif fitting_server_type(self.config) is None:
-            millicores, bytes_ = server_share(self.config)
-            largest, cores, memory = SERVER_TYPES[-1]
-            yield loaded.finding(("target", "servers"), f"each of {target.servers} servers needs "
-                                 f"{millicores / 1000:g} cpu and {format_bytes(bytes_)} memory; the largest known "
-                                 f"type, {largest}, has {cores / 1000:g} cpu and {format_bytes(memory)}: add "
-                                 "servers, or set target.server_type", key=True)
+        for name, group in target.groups.items():
+            if group.type is not None:
+                continue
+            named = bool(target.server_groups)  # else the one group `default`, set by servers and server_type
+            where = ("target", "server_groups", name) if named else ("target",)
+            set_type = f"set the type of server group {name!r}" if named else "set target.server_type"
+            if (group.location or target.location) not in SIZED_LOCATIONS:
+                yield loaded.finding(where, f"{set_type}: the types sized automatically "
+                                     f"({', '.join(t for t, _, _ in SERVER_TYPES)}) are offered in "
+                                     f"{', '.join(SIZED_LOCATIONS)} only")
+            elif fitting_server_type(self.config, name) is None:
+                millicores, bytes_ = group_share(self.config, name)
+                largest, cores, memory = SERVER_TYPES[-1]
+                yield loaded.finding(where, f"each of {group.count} servers{f' of group {name!r}' if named else ''} "
+                                     f"needs {millicores / 1000:g} cpu and {format_bytes(bytes_)} memory; the "
+                                     f"largest known type, {largest}, has {cores / 1000:g} cpu and "
+                                     f"{format_bytes(memory)}: add servers, or {set_type}", key=True)
 
     def template_inputs(self) -> dict:
         return {"hcloud": hcloud_inputs(self.config)}
@@ -150,7 +192,7 @@ class Hcloud(Target):
         supervisor = Supervisor(project.state_dir / "runtime")
         supervisor.ensure_running("")  # the local runtime's supervisord, here without Caddy
         return Monitoring(supervisor, frontend, self.config.target.prometheus_port, self.config.target.blackbox_port,
-                          {})
+                          {}, self.config.prometheus)
 
     def stop(self, project: Project) -> bool:
         """The servers' Compose projects down (the servers keep running), and monitoring on this machine."""
@@ -205,25 +247,42 @@ class Hcloud(Target):
 
 
 def resource_name(config: Config) -> str:
-    """What names the servers (`<name>-<n>`) and labels every resource on hcloud."""
+    """What names the servers and labels every resource on hcloud."""
     return f"{config.project}-{config.environment}"
 
 
-def server_share(config: Config) -> tuple[int, int]:
-    """The millicores and bytes one server needs for its share of the replicas, the system included."""
-    servers = config.target.servers
+def server_names(config: Config) -> dict[str, str]:
+    """Each server's name, and its group: `<name>-<n>` in the group `default` (as before groups
+    existed), `<name>-<group>-<n>` in the others."""
+    prefix = resource_name(config)
+    return {f"{prefix}-{'' if group == 'default' else f'{group}-'}{index}": group
+            for group, spec in config.target.groups.items() for index in range(1, spec.count + 1)}
+
+
+def group_share(config: Config, group: str) -> tuple[int, int]:
+    """The millicores and bytes one server of `group` needs for its share of the replicas placed on
+    it, the system included."""
+    count = config.target.groups[group].count
     millicores, bytes_ = SYSTEM
-    for domain in config.first_domains().values():
-        on_one = math.ceil(domain.replicas / servers)
-        millicores += on_one * domain.resources.millicores
-        bytes_ += on_one * domain.resources.bytes
+    for name, workload in config.workloads().items():
+        if (config.services[name].servers or "default") == group:
+            on_one = math.ceil(workload.replicas / count)
+            millicores += on_one * workload.resources.millicores
+            bytes_ += on_one * workload.resources.bytes
     return millicores, bytes_
 
 
-def fitting_server_type(config: Config) -> str | None:
-    """The smallest known server type that holds a server's share; None when none does."""
-    millicores, bytes_ = server_share(config)
+def fitting_server_type(config: Config, group: str = "default") -> str | None:
+    """The smallest known server type that holds a server's share of `group`; None when none does."""
+    millicores, bytes_ = group_share(config, group)
     return next((name for name, cores, memory in SERVER_TYPES if cores >= millicores and memory >= bytes_), None)
+
+
+def _server(config: Config, group: str, name: str) -> dict:
+    spec = config.target.groups[group]
+    return {"group": group, "type": spec.type or fitting_server_type(config, group),
+            "location": spec.location or config.target.location,
+            "ip": str(spec.private_ip) if spec.private_ip else None}
 
 
 def never_proxied(name: str) -> bool:
@@ -251,8 +310,9 @@ def hcloud_inputs(config: Config) -> dict:
         "network_zone": target.network_zone,
         "network": str(target.network),
         "subnet": str(target.subnet),
-        "server_type": target.server_type or fitting_server_type(config),
-        "servers": [f"{prefix}-{index}" for index in range(1, target.servers + 1)],
+        "servers": {name: _server(config, group, name) for name, group in server_names(config).items()},
+        "tcp_ports": sorted({port for name in config.workloads() for port in config.services[name].tcp_ports}),
+        "sshd": target.sshd.model_dump(),
         "image": target.image,
         "load_balancer_type": target.load_balancer_type,
         "ssh_public_key": target.ssh_public_key,

@@ -38,17 +38,22 @@ class Local(Target):
 
     @staticmethod
     def _commands(loaded: LoadedConfig) -> Iterator[Finding]:
-        """Each service in use runs as processes of its own argv."""
+        """Each service in use runs as processes of its own argv, reached over HTTP."""
+        workloads = loaded.config.workloads()
         for name, service in loaded.config.services.items():
-            if name in loaded.config.services_in_use() and service.command is None:
+            if name in workloads and service.command is None:
                 yield loaded.finding(("services", name), f"service {name!r} has no command; the local target "
                                      "runs services as processes")
+            if name in workloads and service.tcp_ports:
+                yield loaded.finding(("services", name, "tcp_ports"), f"service {name!r}: TCP ports are not "
+                                     "supported on the local target (Caddy from PyPI proxies HTTP only; its TCP "
+                                     "proxy is a plugin it is built without): deploy it to hcloud")
 
     def _within_capacity(self, loaded: LoadedConfig) -> Iterator[Finding]:
         millicores = bytes_ = 0
-        for domain in loaded.config.first_domains().values():
-            millicores += domain.replicas * domain.resources.millicores
-            bytes_ += domain.replicas * domain.resources.bytes
+        for workload in loaded.config.workloads().values():
+            millicores += workload.replicas * workload.resources.millicores
+            bytes_ += workload.replicas * workload.resources.bytes
         capacity_millicores, capacity_bytes, origin = self._capacity()
         if millicores > capacity_millicores or bytes_ > capacity_bytes:
             yield loaded.finding(("domains",), f"the domains request {millicores / 1000:g} cpu and "
@@ -79,16 +84,17 @@ class Local(Target):
         return LocalRuntime(project, self.config.target) if outputs is not None else deployed_runtime(project)
 
     def monitoring(self, project: Project, frontend: Frontend) -> Monitoring:
-        """Every replica and Caddy scraped, beside the probes of each domain through Caddy."""
+        """Every replica that exposes metrics and Caddy scraped, beside the probes of each domain through Caddy."""
         from atl_pipeline.monitoring.prometheus import Monitoring
         from atl_pipeline.runtime.local import LocalRuntime
 
         runtime = LocalRuntime(project, self.config.target)
         replicas = [{"targets": [f"127.0.0.1:{port}" for port in spec.slot_ports(spec.slot)],
-                     "labels": {"service": name}} for name, spec in sorted(runtime.deployed_services().items())]
+                     "labels": {"service": name, "__metrics_path__": spec.metrics_path}}
+                    for name, spec in sorted(runtime.deployed_services().items()) if spec.metrics_path]
         scraped = {"services": replicas, "caddy": [{"targets": [f"127.0.0.1:{runtime.lb.admin_port}"]}]}
         return Monitoring(runtime.supervisor, frontend, self.config.target.prometheus_port,
-                          self.config.target.blackbox_port, scraped)
+                          self.config.target.blackbox_port, scraped, self.config.prometheus)
 
     def doctor(self, project: Project) -> list[Check]:
         from atl_pipeline.doctor import port_checks

@@ -37,6 +37,16 @@ class ServiceOutput(_Output):
     standby_port: int
     ports: list[int]
     standby_ports: list[int]
+    metrics_path: str | None = "/metrics"  # None: the service exposes no metrics
+    servers: str | None = None  # hcloud: its server group (None: `default`)
+    tcp_ports: list[int] = Field(default_factory=list)
+    volumes: dict[str, str] = Field(default_factory=dict)  # name -> path in the container
+
+    @property
+    def exclusive(self) -> bool:
+        """Two releases cannot run side by side: a TCP port is published once per server, and data
+        in a volume has one writer. Such a service's roll stops the old release first."""
+        return bool(self.tcp_ports or self.volumes)
 
     def slot_ports(self, slot: int) -> list[int]:
         """The replicas' ports in slot 0 (`ports`) or slot 1 (`standby_ports`)."""
@@ -57,6 +67,7 @@ class DomainOutput(_Output):
 class ServerOutput(_Output):
     ipv4: IPv4Address
     private_ip: IPv4Address
+    group: str = "default"
 
 
 class LoadBalancerOutput(_Output):

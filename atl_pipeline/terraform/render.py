@@ -74,18 +74,22 @@ class Rendered:
 def terraform_inputs(config: Config) -> dict:
     """What the templates declare: each service in use and each domain, plus the state backend."""
     services: dict[str, dict] = {}
-    for name, domain in config.first_domains().items():
+    for name, workload in config.workloads().items():
         service = config.services[name]
         spec = {
             "command": service.command,
-            "cpu_millicores": domain.resources.millicores,
+            "cpu_millicores": workload.resources.millicores,
             "health_path": service.health.path,
             "image": service.image,
-            "memory_bytes": domain.resources.bytes,
+            "memory_bytes": workload.resources.bytes,
+            "metrics_path": service.metrics.path if service.metrics else None,
             "port": service.port,
+            "servers": service.servers,
+            "tcp_ports": service.tcp_ports,
+            "volumes": service.volumes,
         }
         release = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-        services[name] = {**spec, "release": release, "replicas": domain.replicas,
+        services[name] = {**spec, "release": release, "replicas": workload.replicas,
                           "standby_port": service.port + MAX_REPLICAS}
     domains = {
         d.name: {

@@ -49,6 +49,24 @@ resource "hcloud_load_balancer_service" "http" {
   }
 }
 
+# Each service's TCP ports (XMPP, IRC), passed as they are to the servers: only the servers
+# whose replica listens on the port pass the health check, so only they get its traffic.
+resource "hcloud_load_balancer_service" "tcp" {
+  for_each         = toset([for port in local.tcp_ports : tostring(port)])
+  load_balancer_id = hcloud_load_balancer.main.id
+  protocol         = "tcp"
+  listen_port      = tonumber(each.value)
+  destination_port = tonumber(each.value)
+
+  health_check {
+    protocol = "tcp"
+    port     = tonumber(each.value)
+    interval = 10
+    timeout  = 5
+    retries  = 3
+  }
+}
+
 # Let's Encrypt through Hetzner, which answers the DNS challenge in its own zone: the
 # Cloudflare zone delegates each domain's `_acme-challenge` to it (dns.tf). Its domains cannot change in place: a new set makes a new certificate (named after the
 # set, so it can exist before the old one is deleted).

@@ -10,8 +10,9 @@ locals {
   network_zone        = "eu-central"
   network             = "10.0.0.0/16"
   subnet              = "10.0.1.0/24"
-  server_type         = "cx23"
-  servers             = ["allthingslinux-production-1", "allthingslinux-production-2"]
+  servers             = { "allthingslinux-production-1" = { "group" = "default", "type" = "cx23", "location" = "fsn1", "ip" = null }, "allthingslinux-production-2" = { "group" = "default", "type" = "cx23", "location" = "fsn1", "ip" = null } }
+  tcp_ports           = []
+  sshd                = { "password_auth" = false, "root_login" = "prohibit-password", "max_auth_tries" = 3 }
   image               = "debian-13"
   load_balancer_type  = "lb11"
   ssh_public_key      = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyReplaceWithTheOperatorsOwn00000 ops@allthingslinux.org"
@@ -44,10 +45,14 @@ locals {
       health_path    = "/healthz"
       image          = "ghcr.io/allthingslinux/backend-api:1.0.0"
       memory_bytes   = 536870912
+      metrics_path   = "/metrics"
       port           = 8100
-      release        = "47aca327bdcd"
+      release        = "92bdeb54849d"
       replicas       = 3
+      servers        = null
       standby_port   = 8150
+      tcp_ports      = []
+      volumes        = {}
     }
     "website" = {
       command        = ["python3", "-m", "atl_pipeline.sample_service", "--port", "{port}"]
@@ -55,10 +60,14 @@ locals {
       health_path    = "/healthz"
       image          = "ghcr.io/allthingslinux/website:1.0.0"
       memory_bytes   = 134217728
+      metrics_path   = "/metrics"
       port           = 8200
-      release        = "adac1cf9aa33"
+      release        = "e93586fc06cd"
       replicas       = 2
+      servers        = null
       standby_port   = 8250
+      tcp_ports      = []
+      volumes        = {}
     }
   }
 
@@ -135,23 +144,29 @@ resource "hcloud_firewall" "servers" {
 
 # Docker runs the services (Compose v2: Debian 13's docker-compose package); the pipeline
 # ships each server's Compose file over SSH, on the configured port.
+# Each server of each group (`<name>-<n>` in the group `default`, `<name>-<group>-<n>` in the
+# others), its sshd hardened by a drop-in that cloud-init writes.
 resource "hcloud_server" "node" {
-  for_each     = toset(local.servers)
-  name         = each.value
-  server_type  = local.server_type
+  for_each     = local.servers
+  name         = each.key
+  server_type  = each.value.type
   image        = local.image
-  location     = local.location
+  location     = each.value.location
   ssh_keys     = [hcloud_ssh_key.operator.id]
   firewall_ids = [hcloud_firewall.servers.id]
-  labels       = merge(local.labels, { role = "node" })
+  labels       = merge(local.labels, { role = "node", group = each.value.group })
   user_data = "#cloud-config\n${yamlencode({
-    packages    = ["docker.io", "docker-compose"]
-    write_files = [{ path = "/etc/ssh/sshd_config.d/atl.conf", content = "Port ${local.ssh_port}\n" }]
-    runcmd      = [["sh", "-c", "if systemctl is-active --quiet ssh.socket; then systemctl daemon-reload && systemctl restart ssh.socket; else systemctl restart ssh; fi"]]
+    packages = ["docker.io", "docker-compose"]
+    write_files = [{
+      path    = "/etc/ssh/sshd_config.d/atl.conf"
+      content = "Port ${local.ssh_port}\nPubkeyAuthentication yes\nPasswordAuthentication ${local.sshd.password_auth ? "yes" : "no"}\nPermitRootLogin ${local.sshd.root_login}\nMaxAuthTries ${local.sshd.max_auth_tries}\n"
+    }]
+    runcmd = [["sh", "-c", "if systemctl is-active --quiet ssh.socket; then systemctl daemon-reload && systemctl restart ssh.socket; else systemctl restart ssh; fi"]]
   })}"
 
   network {
     subnet_id = hcloud_network_subnet.servers.id
+    ip        = each.value.ip
     alias_ips = []
   }
 

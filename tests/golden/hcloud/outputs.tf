@@ -18,6 +18,7 @@ output "servers" {
   value = { for name, server in hcloud_server.node : name => {
     ipv4       = server.ipv4_address
     private_ip = one(server.network[*].ip)
+    group      = server.labels.group
   } }
 }
 
