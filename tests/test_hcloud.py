@@ -12,7 +12,7 @@ from pathlib import Path
 import hcl2
 import pytest
 
-from atl_pipeline.config import load_config
+from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.targets import target_of
 from atl_pipeline.targets.hcloud import fitting_server_type, group_share
 from atl_pipeline.terraform.cli import Terraform, TerraformError
@@ -243,3 +243,97 @@ def test_one_domain_is_planned_through_the_resources_of_its_own_target():
                          'cloudflare_dns_record.aaaa["api.allthingslinux.org"]')
     assert {address.split("[")[0] for address in addresses} <= {f"{kind}.{name}" for kind, name in declared(rendered)}
     assert "api.allthingslinux.org" in rendered.inputs["hcloud"]["records"]  # the for_each key
+
+
+GROUPS = """\
+  server_groups:
+    web: {count: 2}
+    chat: {count: 1, type: cx33, location: hel1, private_ip: 10.0.1.10, docker_subnet: 172.23.0.0/16}
+    db: {count: 1}
+"""
+CHAT = """\
+  chat:
+    image: ghcr.io/example/prosody:0.12.4
+    port: 8300
+    servers: chat
+    tcp_ports: [5222, 5269]
+    volumes: {data: /var/lib/prosody}
+    metrics: null
+  postgres:
+    image: postgres:16.3
+    port: 8400
+    servers: db
+    internal: true
+    volumes: {data: /var/lib/postgresql/data}
+    resources: {cpu: "1", memory: 2Gi}
+"""
+CHAT_DOMAIN = """\
+  - name: chat.allthingslinux.org
+    service: chat
+    proxied: false
+  - name: allthingslinux.org
+    external: true
+    provider: cloudflare-workers
+    enabled: false
+"""
+
+
+def grouped(write) -> LoadedConfig:
+    """The example with server groups, a chat service on TCP ports, a database and an external domain."""
+    return load_config(write(grouped_text(EXAMPLE.read_text())))
+
+
+def grouped_text(text: str, groups: str = GROUPS, chat: str = CHAT) -> str:
+    text = text.replace("  cloudflare:\n", groups + "  cloudflare:\n", 1)
+    text = text.replace("services:\n", "services:\n" + chat, 1)
+    for port in ("8100", "8200"):
+        text = text.replace(f"    port: {port}", f"    port: {port}\n    servers: web")
+    return text + CHAT_DOMAIN
+
+
+def test_server_groups_tcp_ports_internal_and_external_services_render(write, tmp_path: Path):
+    loaded = grouped(write)
+    assert validate(loaded).findings == ()
+    rendered = render(loaded.config, TEMPLATES)
+    check_rendered(rendered)
+    servers = rendered.inputs["hcloud"]["servers"]
+    assert servers == {
+        "allthingslinux-production-web-1": {"group": "web", "type": "cx23", "location": "fsn1", "ip": None},
+        "allthingslinux-production-web-2": {"group": "web", "type": "cx23", "location": "fsn1", "ip": None},
+        "allthingslinux-production-chat-1": {"group": "chat", "type": "cx33", "location": "hel1", "ip": "10.0.1.10"},
+        "allthingslinux-production-db-1": {"group": "db", "type": "cx23", "location": "fsn1", "ip": None}}
+    assert rendered.inputs["hcloud"]["tcp_ports"] == [5222, 5269]
+    assert set(rendered.inputs["services"]) == {"backend-api", "website", "chat", "postgres"}  # postgres: internal
+    assert "allthingslinux.org" not in rendered.inputs["domains"]  # external: served elsewhere, no DNS
+    assert "allthingslinux.org" not in rendered.inputs["hcloud"]["records"]
+    main = parse(rendered.files["main.tf"])
+    user_data = main["resource"][-1]["hcloud_server"]["node"]["user_data"]
+    assert "MaxAuthTries ${local.sshd.max_auth_tries}" in user_data and "PubkeyAuthentication yes" in user_data
+    assert unformatted(rendered, tmp_path) == []
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("    servers: chat\n", "    servers: chta\n"),
+     "server group 'chta', which target.server_groups does not declare; did you mean 'chat'?"),
+    (("    proxied: false\n", ""),
+     "chat.allthingslinux.org: its service takes TCP ports, which Cloudflare's HTTP proxy does not pass"),
+    (("name: chat.allthingslinux.org\n    service: chat\n", "name: chat.allthingslinux.org\n    service: chat\n"
+      "    replicas: 2\n"), "service 'chat' publishes TCP ports once per server: 2 replicas need as many servers"),
+    (("chat: {count: 1,", "chat: {count: 2,"), "a fixed private_ip needs a group of one server"),
+    (("docker_subnet: 172.23.0.0/16", "docker_subnet: 10.0.9.0/24"), "overlaps target.network 10.0.0.0/16"),
+    (("    internal: true\n", ""), "service 'postgres' takes its resources from its domains"),
+])
+def test_the_rules_of_groups_and_tcp_services(write, change, message):
+    old, new = change
+    text = grouped(write).source.text
+    assert old in text
+    validated = validate(load_config(write(text.replace(old, new, 1), "changed.yml")))
+    assert any(message in finding.message for finding in validated.findings), validated.findings
+
+
+def test_the_local_target_refuses_tcp_ports_and_honours_the_rest(write):
+    text = (REPO / "domains.yml").read_text().replace(
+        '    health: {path: /healthz}\n', '    health: {path: /healthz}\n    tcp_ports: [5222]\n', 1)
+    messages = [f.message for f in validate(load_config(write(text))).findings]
+    assert messages == ["service 'backend-api': TCP ports are not supported on the local target (Caddy from PyPI "
+                        "proxies HTTP only; its TCP proxy is a plugin it is built without): deploy it to hcloud"]

@@ -36,6 +36,7 @@ from atl_pipeline.validation import validate
 from tests.conftest import REPO
 from tests.ports import free_port
 from tests.sshd import Sshd, new_key
+from tests.test_hcloud import CHAT, GROUPS, grouped_text
 
 EXAMPLE = REPO / "examples" / "hcloud" / "domains.yml"
 RAW_SERVERS = {"node-1": {"private_ip": "10.0.1.2", "ipv4": "127.0.0.1"},  # as Terraform's `servers` output
@@ -467,3 +468,48 @@ def through(port: int, host: str) -> bool:
         return connection.getresponse().status == 200
     except OSError:
         return False
+
+
+GROUPED_SERVERS = {"allthingslinux-production-web-1": {"ipv4": "127.0.0.1", "private_ip": "10.0.1.2", "group": "web"},
+                   "allthingslinux-production-web-2": {"ipv4": "127.0.0.2", "private_ip": "10.0.1.3", "group": "web"},
+                   "allthingslinux-production-chat-1": {"ipv4": "127.0.0.3", "private_ip": "10.0.1.10",
+                                                        "group": "chat"}}
+
+
+def test_server_groups_tcp_ports_and_volumes_on_the_servers(project: Project, loaded: LoadedConfig, sshd: Sshd,
+                                                             tmp_path: Path, write):
+    """Each group's servers run its services only; a TCP service publishes its ports and keeps its data
+    in a volume, and rolls by stopping its old release first."""
+    groups = GROUPS.replace("    db: {count: 1}\n", "")
+    text = grouped_text(loaded.source.text, groups, CHAT.replace("servers: db", "servers: chat"))
+    config = load_config(write(text, "grouped.yml")).config
+    assert validate(LoadedConfig(config, loaded.source)).findings == ()
+    raw = {**raw_outputs(write(text, "grouped.yml")), "servers": GROUPED_SERVERS}
+    runtime = HcloudRuntime.of(project, config, Outputs.parse(raw))
+    services, domains = runtime_outputs(raw)
+
+    runtime.deploy(services, domains)
+
+    chat = on_server(tmp_path, "allthingslinux-production-chat-1")
+    release = services["chat"].release
+    assert {name.rsplit("-", 3)[0] for name in chat["services"]} == {"router", "chat", "postgres"}
+    assert chat["services"][f"chat-{release}-s0-0"]["ports"] == [
+        "10.0.1.10:8300:8300", "10.0.1.10:5222:5222", "10.0.1.10:5269:5269"]
+    assert chat["services"][f"chat-{release}-s0-0"]["volumes"] == ["chat-data:/var/lib/prosody"]
+    assert chat["volumes"] == {"chat-data": {}, "postgres-data": {}}
+    assert chat["networks"] == {"default": {"ipam": {"config": [{"subnet": "172.23.0.0/16"}]}}}
+    web = on_server(tmp_path, "allthingslinux-production-web-1")
+    assert {name.rsplit("-", 3)[0] for name in web["services"]} == {"router", "backend-api", "website"}
+    assert "networks" not in web and web["services"]["router"]["logging"]["options"] == {"max-size": "10m",
+                                                                                         "max-file": "5"}
+
+    rolled = raw_outputs(write(text.replace("prosody:0.12.4", "prosody:0.12.5"), "grouped.yml"))
+    calls = len(sshd.calls())
+    runtime.deploy(*runtime_outputs({**rolled, "servers": GROUPED_SERVERS}))
+    first_on_chat = next(c for c in sshd.calls()[calls:] if server_of(c) == "allthingslinux-production-chat-1")
+    assert f"chat-{release}-s0-0" not in first_on_chat["compose"]  # stopped as the new release starts
+
+
+def runtime_outputs(raw: dict) -> tuple[dict[str, ServiceOutput], dict[str, DomainOutput]]:
+    parsed = Outputs.parse(raw)
+    return parsed.services, parsed.domains

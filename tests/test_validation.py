@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from atl_pipeline.config import load_config
-from atl_pipeline.findings import MAX_FINDINGS
+from atl_pipeline.findings import MAX_FINDINGS, ConfigError
 from atl_pipeline.targets.local import machine_capacity
 from atl_pipeline.validation import validate
 
@@ -192,3 +193,47 @@ def test_a_long_list_of_findings_is_cut_and_counted(write):
     result = findings(write, f"services: {{}}\ndomains:\n{domains}")
     assert len(result) == MAX_FINDINGS + 1
     assert result[-1] == (4 + MAX_FINDINGS, 39, "and 150 more findings; correct these first")
+
+
+def test_external_required_and_internal_entries(write):
+    assert findings(write, """\
+services:
+  web: {command: [web], port: 9000}
+  db: {command: [db], port: 9100, internal: true, replicas: 2}
+  cache: {command: [cache], port: 9200, replicas: 2}
+domains:
+  - {name: a.example.org, service: web, required: true, enabled: false}
+  - {name: example.org, external: true, provider: cloudflare-workers}
+  - {name: b.example.org, service: db}
+""") == [
+        (4, 45, "service 'db' is internal but a domain routes to it: remove `internal: true`, or the domain"),
+        (5, 51, "service 'cache' takes its replicas from its domains: set replicas there, or make it `internal: "
+                "true`"),
+        (7, 66, "a.example.org is required: it may not be disabled; remove `required: true` first if it really "
+                "must go"),
+    ]
+
+
+@pytest.mark.parametrize(("domain", "message"), [
+    ("{name: example.org, external: true, service: web}", "an external domain is served elsewhere: it names no "
+                                                           "service"),
+    ("{name: example.org, provider: cloudflare-workers, service: web}", "provider says where an external domain "
+                                                                        "runs: set external: true"),
+    ("{name: example.org}", "missing required field 'service'"),
+])
+def test_a_domain_is_served_here_by_a_service_or_elsewhere(write, domain, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(write(f"services: {{web: {{command: [web], port: 9000}}}}\ndomains: [{domain}]\n"))
+
+
+def test_an_internal_service_runs_with_no_domain_and_a_disabled_or_external_domain_does_not(write):
+    config = load_config(write("""\
+services:
+  web: {command: [web], port: 9000}
+  db: {command: [db], port: 9100, internal: true, replicas: 2, resources: {cpu: 200m, memory: 64Mi}}
+domains:
+  - {name: a.example.org, service: web, enabled: false}
+  - {name: example.org, external: true}
+""")).config
+    assert [d.name for d in config.serving] == []
+    assert {name: (w.replicas, w.resources.cpu) for name, w in config.workloads().items()} == {"db": (2, "200m")}
