@@ -119,3 +119,25 @@ def test_missing_binaries_name_the_package(project: Project, monkeypatch, tmp_pa
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(MonitoringError, match=re.escape("install the Debian package prometheus")):
         Monitoring(runtime.supervisor, runtime.frontend, 1, 2, {}, PrometheusSettings()).apply({}, {})
+
+
+def test_a_service_without_metrics_is_probed_only_and_prometheus_keeps_its_settings(project: Project):
+    """`metrics: null`: a plain web server that serves no /metrics passes the stage; retention and
+    the scrape interval reach Prometheus."""
+    text = project.domains_file.read_text()
+    website = re.search(r"  website:\n(    .*\n)+", text).group()
+    plain = ("  website:\n    command: [python3, -m, http.server, --bind, 127.0.0.1, \"{port}\"]\n"
+             f"    port: {WEB_PORT}\n    health: {{path: /}}\n    metrics: null\n")
+    text = text.replace(website, plain).replace("\ndomains:", "\nprometheus: {retention: 2h, scrape_interval: 3s}\n"
+                                                               "\ndomains:", 1)
+    project.domains_file.write_text(text)
+
+    stages = []
+    assert run_deploy(project, on_stage=stages.append).success, stages
+    assert next(s.detail for s in stages if s.stage == "monitoring") == "7/7 targets up, 5 rules loaded"
+    scraped = {t["labels"].get("service") for t in prometheus_api(project, "targets")["activeTargets"]}
+    assert "backend-api" in scraped and "website" not in scraped
+    probes = {r["metric"]["domain"] for r in prometheus(project, "probe_success")}
+    assert probes == {"api.allthingslinux.org", "www.allthingslinux.org", "docs.allthingslinux.org"}
+    assert prometheus_api(project, "status/flags")["storage.tsdb.retention.time"] == "2h"
+    assert "scrape_interval: 3s" in prometheus_api(project, "status/config")["yaml"]
