@@ -80,6 +80,17 @@ def test_cloudflare_verifies_the_load_balancers_certificate_while_a_record_is_pr
     assert ("cloudflare_zone_setting", "ssl") not in declared(rendered)
 
 
+def test_the_lowest_tls_version_is_the_zones_when_set(write):
+    assert ("cloudflare_zone_setting", "min_tls_version") not in declared(
+        render(load_config(EXAMPLE).config, TEMPLATES))  # the zone's own, unless the file says
+    text = EXAMPLE.read_text().replace("    zone_id: 0123", '    min_tls_version: "1.2"\n    zone_id: 0123', 1)
+    rendered = render(load_config(write(text)).config, TEMPLATES)
+    check_rendered(rendered)
+    setting = resource(parse(rendered.files["dns.tf"]), "cloudflare_zone_setting", "min_tls_version")
+    assert (setting["setting_id"], setting["value"]) == ("min_tls_version", "${local.min_tls_version}")
+    assert parse(rendered.files["main.tf"])["locals"][0]["min_tls_version"] == "1.2"
+
+
 def test_the_acme_delegation_names_hetzners_nameservers_without_their_trailing_dot(tmp_path: Path):
     """Hetzner's API gives `authoritative_nameservers.assigned` fully qualified (the provider's own
     fixture: "hydrogen.ns.hetzner.com."); Cloudflare stores an NS record's content without the dot,

@@ -261,6 +261,9 @@ class Cloudflare(_Model):
     """`env:NAME`, NAME holding an API token that may edit the zone's DNS."""
     proxied: StrictBool = True
     """Records go through Cloudflare's proxy (DDoS and WAF protection) unless a domain says otherwise."""
+    min_tls_version: Literal["1.0", "1.1", "1.2", "1.3"] | None = None
+    """The lowest TLS version Cloudflare's edge accepts from visitors of the zone's proxied names (a setting
+    of the whole zone); default: the zone's own. The load balancer's TLS versions are Hetzner's."""
 
     @field_validator("zone_id")
     @classmethod

@@ -176,7 +176,8 @@ class Hcloud(Target):
         hcloud = inputs["hcloud"]
         tls = TLS_RESOURCES if hcloud["certificate_domains"] else set()
         proxied_ = PROXIED_RESOURCES if any(record["proxied"] for record in hcloud["records"].values()) else set()
-        return RESOURCES | tls | proxied_, {"services", "domains", "servers", "load_balancer"}
+        tls_version = {("cloudflare_zone_setting", "min_tls_version")} if hcloud["min_tls_version"] else set()
+        return RESOURCES | tls | proxied_ | tls_version, {"services", "domains", "servers", "load_balancer"}
 
     def runtime(self, project: Project, outputs: Outputs | None = None) -> HcloudRuntime:
         """Over the servers of `outputs`, or without them, over those the last deployment reached."""
@@ -321,6 +322,7 @@ def hcloud_inputs(config: Config) -> dict:
         "zone": target.cloudflare.zone,
         "zone_id": target.cloudflare.zone_id,
         "records": records,
+        "min_tls_version": target.cloudflare.min_tls_version,
         "certificate_domains": [domain.name for domain in config.serving if domain.ssl],
         "labels": {"atl-project": prefix},
     }

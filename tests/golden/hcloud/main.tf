@@ -20,6 +20,7 @@ locals {
   ssh_port            = 22
   zone                = "allthingslinux.org"
   zone_id             = "0123456789abcdef0123456789abcdef"
+  min_tls_version     = null
   certificate_domains = ["api.allthingslinux.org", "www.allthingslinux.org", "docs.allthingslinux.org"]
   labels              = { "atl-project" = "allthingslinux-production" }
 
