@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from pathlib import Path
 
 from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError
 from atl_pipeline.config.edit import EditError, set_enabled
+from atl_pipeline.config.importer import Options, import_file, option_problems
 from atl_pipeline.console import DEFAULT_PORT, Console, ConsoleError
 from atl_pipeline.doctor import as_json, examine
+from atl_pipeline.files import replace_file
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.project import Project
 from atl_pipeline.report import text_table
@@ -42,6 +45,23 @@ def register(parser: argparse.ArgumentParser) -> None:
         command.add_argument("domain")
         command.add_argument("-f", "--file", type=Path, help="default: the project's domains.yml")
         command.set_defaults(run=_set_enabled, enabled=enabled)
+    importer = commands.add_parser("import", help="turn a domains.yml in the All Things Linux format "
+                                   "(allthingslinux/infra) into this schema, for the hcloud target, listing each "
+                                   "decision (docs/importing.md)")
+    importer.add_argument("file", type=Path, help="the file to import")
+    importer.add_argument("-o", "--output", type=Path, help="where to write the result (default: standard output)")
+    importer.add_argument("--force", action="store_true", help="overwrite OUTPUT when it exists")
+    importer.add_argument("--ssh-public-key", metavar="KEY", help="target.ssh_public_key (default: a placeholder)")
+    importer.add_argument("--ssh-from", metavar="CIDR", action="append", default=[],
+                          help="target.ssh_from, repeatable (default: a placeholder)")
+    importer.add_argument("--zone", help="target.cloudflare.zone (default: the first domain's)")
+    importer.add_argument("--zone-id", help="target.cloudflare.zone_id (default: a placeholder)")
+    importer.add_argument("--json", action="store_true", help="print one JSON document: the decisions, the "
+                          "findings and, without --output, the result")
+    importer.description = ("Exit 0 with the decisions on standard error (what was mapped how, what was dropped "
+                            "and why, what to review); 1 with the findings that stop the import, located in FILE; "
+                            "2 when FILE cannot be read or OUTPUT exists without --force.")
+    importer.set_defaults(run=_import)
 
 
 def _instance(args: argparse.Namespace) -> int:
@@ -106,3 +126,41 @@ def _set_enabled(args: argparse.Namespace) -> int:
         print(f"{args.domain} {verb} in {path.name}:{line}; the next deploy applies it"
               + ("" if args.enabled else " (removing it from Terraform needs --approve-destroy)"))
     return EXIT_OK
+
+
+def _import(args: argparse.Namespace) -> int:
+    if args.output is not None and args.output.exists() and not args.force:
+        raise UsageError(f"{args.output} exists; --force overwrites it")
+    options = Options(zone=args.zone, zone_id=args.zone_id, ssh_public_key=args.ssh_public_key,
+                      ssh_from=tuple(args.ssh_from), output_name=str(args.output or "domains.yml"))
+    if problems := option_problems(options):
+        raise UsageError("; ".join(problems))
+    try:
+        result = import_file(args.file, options)
+    except OSError as error:
+        raise UsageError(f"cannot read {args.file}: {error.strerror}") from None
+    except ConfigError as error:  # the file is too large, or not UTF-8
+        result = None
+        findings = error.findings
+    else:
+        findings = result.findings
+    if result is not None and result.ok and args.output is not None:
+        replace_file(args.output, result.text)
+    if args.json:
+        print(json.dumps({"ok": not findings, "output": str(args.output) if args.output else None,
+                          "decisions": [decision.as_json() for decision in result.decisions] if result else [],
+                          "findings": [{"file": f.file, "line": f.line, "column": f.column, "message": f.message}
+                                       for f in findings],
+                          **({"text": result.text} if result and result.ok and args.output is None else {})},
+                         indent=2))
+    else:
+        for decision in result.decisions if result else []:
+            print(decision, file=sys.stderr)
+        for finding in findings:
+            print(finding, file=sys.stderr)
+        if result is not None and result.ok:
+            if args.output is None:
+                sys.stdout.write(result.text)
+            print(f"{args.file.name}: imported ({len(result.decisions)} decisions)"
+                  + (f" into {args.output}" if args.output else ""), file=sys.stderr)
+    return EXIT_OK if not findings else EXIT_FAILED
