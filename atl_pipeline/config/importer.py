@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ PLACEHOLDER_FROM = "203.0.113.0/24"  # TEST-NET-3: documentation only, reaches n
 PLACEHOLDER_ZONE_ID = "0" * 32
 RETIRED_TYPES = {"cx11", "cx21", "cx31", "cx41", "cx51"}
 EU_ONLY_PREFIX = "cx"  # the cx types are offered in the EU locations only
+MAX_LINE = 120  # what `atl quality lint` allows
 APEX = "@"  # `subdomains: [{"@": service}]`: the service that answers the bare domain
 
 DOMAIN_KEYS = {"enabled", "group", "required", "domain", "port", "server", "services", "subdomains", "ports",
@@ -85,7 +86,7 @@ class Options:
 
 @dataclass
 class ImportResult:
-    text: str | None  # the domains.yml written; None when findings stopped the import
+    text: str | None  # the domains.yml; None when findings in the source stopped the import
     decisions: list[Decision]
     findings: list[Finding]
 
@@ -142,10 +143,10 @@ def _validated(text: str, name: str) -> list[Finding]:
     from atl_pipeline.validation import validate
 
     try:
-        loaded = load_source(decode_source(text.encode(), name))
+        findings = list(validate(load_source(decode_source(text.encode(), name))).findings)
     except ConfigError as error:
-        return error.findings
-    return list(validate(loaded).findings)
+        findings = error.findings
+    return [replace(finding, message=f"the result would not validate: {finding.message}") for finding in findings]
 
 
 # --- the source -------------------------------------------------------------------------------
@@ -318,14 +319,14 @@ class _Importer:
 
     def _header(self) -> list[str]:
         """The comment lines that open the source, before its first key."""
-        found = []
+        found: list[str] = []
         for line in self.lines:
             text = line.strip()
-            if text in ("---", "") and not found:
+            if text == "---" or (not text and not found):
                 continue
-            if not text.startswith("#"):
+            if text and not text.startswith("#"):
                 break
-            found.append(_comment(text[1:]))
+            found.append(_comment(text[1:]) if text else "")
         while found and not found[-1]:
             found.pop()
         return found
@@ -506,7 +507,7 @@ class _Importer:
             else:
                 found["type"] = kind
         if location is not None:
-            if location not in HCLOUD_LOCATIONS:
+            if not isinstance(location, str) or location not in HCLOUD_LOCATIONS:
                 self.find((*path, "location"), f"{dotted((*path, 'location'))}: a Hetzner location, one of "
                           f"{', '.join(HCLOUD_LOCATIONS)}")
             else:
@@ -767,12 +768,13 @@ class _Importer:
             elif entry is not None and entry.tcp_ports and not placed.tcp_ports:
                 self.decide(placed.path, "review", f"{name}: its TCP ports ({', '.join(map(str, entry.tcp_ports))}) "
                             f"are not published: {dotted((*unit.path, 'ports'))} lists none of them")
+            if placed.names:
+                self._routed(placed)
             if not unit.enabled:
                 self.decide(placed.path, "review", f"services.{name}: defined, but runs nowhere while "
                             f"{dotted(unit.path)} is disabled")
                 continue
             if placed.names:
-                self._routed(placed)
                 continue
             placed.fields["internal"] = True
             if entry is not None and entry.resources is not None:
@@ -975,6 +977,9 @@ def _organization(walker: _GlobalWalker, where: YamlPath, value: Any) -> None:
 def _allowed_ports(walker: _GlobalWalker, where: YamlPath, value: Any) -> None:
     ports = walker.importer.mapping(value, where, {"tcp", "udp"}, "allowed_ports")
     tcp, udp = ports.get("tcp") or [], ports.get("udp") or []
+    if not isinstance(tcp, list) or not isinstance(udp, list):
+        walker.importer.find(where, f"{dotted(where)}: lists of ports under tcp and udp")
+        return
     other = [port for port in tcp if port not in (80, 443)]
     walker.decide(where, "dropped" if not other and not udp else "review",
                   f"tcp {tcp}: 80 and 443 reach the servers through the load balancer, over the private network "
@@ -1092,7 +1097,9 @@ class _Writer:
         if settings["prometheus"]:
             add(_Item("prometheus", _flow(settings["prometheus"]), above=importer.setting_comments.get("prometheus",
                                                                                                        [])))
-        add(_Item("services", _Map([self.service(placed) for placed in importer.placed.values()])))
+        # by port: the catalog's order, which no move or addition in the file changes, so a diff shows only that
+        services = sorted(importer.placed.values(), key=lambda placed: placed.fields["port"])
+        add(_Item("services", _Map([self.service(placed) for placed in services])))
         add(_Item("domains", _Seq([item for domain in importer.domains for item in self.domain(domain)])))
         lines = _emit(document, 0)
         text = "\n".join(lines) + "\n"
@@ -1176,27 +1183,37 @@ def _flow(value: Any) -> Any:
 
 
 def _emit(node: _Map | _Seq, indent: int) -> list[str]:
+    """Block-style YAML of `node` at `indent`, its comments where they belong. A line past MAX_LINE (what
+    `atl quality lint` allows) has its end-of-line comment moved above it, then its flow value written as a block."""
     pad = " " * indent
     lines: list[str] = []
     for item in node.items:
         lines += [f"{pad}#{' ' + text if text else ''}" for text in item.above]
         if item.value is None and item.key is None:  # a comment only
             continue
-        end = f"  # {item.trailing}" if item.trailing else ""
-        block = isinstance(item.value, _Map | _Seq) and not item.value.flow and item.value.items
-        if isinstance(node, _Map):
-            if block:
-                lines.append(f"{pad}{_scalar(item.key)}:{end}")
-                lines += _emit(item.value, indent + 2)
-            else:
-                lines.append(f"{pad}{_scalar(item.key)}: {_block(item.value)}{end}")
-        elif block and isinstance(item.value, _Map):
-            inner = _emit(item.value, indent + 2)
+        lead = f"{pad}{_scalar(item.key)}:" if isinstance(node, _Map) else f"{pad}-"
+        trailing, value = item.trailing, item.value
+        flow = isinstance(value, _Map | _Seq) and (value.flow or not value.items)
+        if not isinstance(value, _Map | _Seq) or flow:
+            if len(f"{lead} {_block(value)}  # {trailing}") > MAX_LINE and trailing:
+                lines.append(f"{pad}# {trailing}")
+                trailing = None
+            if len(f"{lead} {_block(value)}") > MAX_LINE and flow and value.items:
+                value = type(value)(value.items, flow=False)
+        end = f"  # {trailing}" if trailing else ""
+        if not isinstance(value, _Map | _Seq) or value.flow or not value.items:
+            lines.append(f"{lead} {_block(value)}{end}")
+        elif isinstance(node, _Map):
+            lines.append(f"{lead}{end}")
+            lines += _emit(value, indent + 2)
+        elif isinstance(value, _Map):
+            inner = _emit(value, indent + 2)
             first = next(index for index, line in enumerate(inner) if not line.lstrip().startswith("#"))
             inner[first] = f"{pad}- {inner[first][indent + 2:]}{end}"
             lines += inner
         else:
-            lines.append(f"{pad}- {_block(item.value)}{end}")
+            lines.append(f"{lead}{end}")
+            lines += _emit(value, indent + 2)
     return lines
 
 
