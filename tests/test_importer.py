@@ -397,3 +397,19 @@ def test_the_catalogs_services_are_pinned_and_own_their_ports():
     labels = [entry.subdomain for entry in catalog().values() if entry.subdomain]
     assert len(labels) == len(set(labels))
     assert all(entry.reason for entry in catalog().values() if not entry.is_service)
+
+
+def test_the_docs_quote_the_import_as_it_is():
+    """docs/importing.md: its decisions are printed as quoted, their count is right, and its catalog table
+    gives each service's image and port block."""
+    doc = (REPO / "docs" / "importing.md").read_text()
+    decisions = import_file(REAL, name=REAL.name).decisions
+    quoted = re.search(r"^```text\n(.*?)^```$", doc, re.M | re.S).group(1).splitlines()
+    assert quoted and set(quoted) <= {str(decision) for decision in decisions}
+    assert f"with its {len(decisions)} decisions" in doc
+    for name, entry in catalog().items():
+        if entry.is_service:
+            assert re.search(rf"^\| `{name}` \| service[^|]* \| `{re.escape(entry.image)}` \| {entry.port} \|", doc,
+                             re.M), name
+        else:
+            assert re.search(rf"^\|[^|]*`{name}`[^|]*\| {entry.kind}", doc, re.M), name
