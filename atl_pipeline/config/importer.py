@@ -434,7 +434,7 @@ class _Importer:
         unit.group = self.identifier(key, path, "domain id")
         self._placement(unit, spec)
         names = self._names(unit, spec, apex)
-        self._domain_entries(unit, spec, names, common, comments, apex)
+        self._domain_entries(unit, names, common, comments)
         return unit
 
     def _monitoring(self, spec: dict, path: YamlPath) -> bool:
@@ -688,8 +688,9 @@ class _Importer:
         self.decide((*unit.path, "domain"), "mapped", f"{apex} -> {front}, the first of its services that answers a "
                     "bare domain (the catalog's `apex`)")
 
-    def _domain_entries(self, unit: _Unit, spec: dict, names: list[tuple[str, str, YamlPath]], common: dict,
-                        comments: list[str], apex: str) -> None:
+    def _domain_entries(self, unit: _Unit, names: list[tuple[str, str, YamlPath]], common: dict,
+                        comments: list[str]) -> None:
+        """A domain entry per name; the comments above the domain id go above the first."""
         first = True
         for name, service, path in names:
             placed = self.placed[service]
