@@ -281,6 +281,20 @@ def test_any_line_removed_or_retyped_gives_a_result_or_findings_never_an_error()
         assert result.ok == (not result.findings) and (result.text is not None or not result.ok)
 
 
+@pytest.mark.parametrize(("services", "where", "message"), [
+    ("  hedgedoc: {health: {path: /status}}\n", (259, 3),
+     "services.hedgedoc: needs an image: the hcloud target runs each service as a container"),
+    ("  hedgedoc: {image: quay.io/hedgedoc/hedgedoc:1.10.0, port: 8650}\n", (259, 61),
+     "services.hedgedoc.port 8650: its 100 ports meet those of nextcloud (from 8600); give it a port of its own"),
+    ("  hedgedoc: {image: quay.io/hedgedoc/hedgedoc:1.10.0, replicas: two}\n", (259, 65),
+     "services.hedgedoc.replicas: Input should be a valid integer"),
+])
+def test_a_service_the_file_declares_is_checked_where_it_is_written(real, services, where, message):
+    text = real.replace("      - pastebin\n", "      - pastebin\n      - hedgedoc\n", 1) + "services:\n" + services
+    result = import_text(text, name="allthingslinux-domains.yml")
+    assert [(f.line, f.column, f.message) for f in result.findings] == [(*where, message)]
+
+
 def test_a_file_already_in_this_schema_is_not_imported():
     result = import_text((REPO / "domains.yml").read_text())
     assert [f.message for f in result.findings] == [

@@ -189,6 +189,7 @@ class _Importer:
         self.findings: list[Finding] = []
         self.catalog = catalog()
         self.declared: dict[str, dict] = {}  # the file's own services.<name>
+        self.refused: set[str] = set()  # services.<name> with findings: not reported again where they are listed
         self.placed: dict[str, _Placed] = {}
         self.groups: dict[str, tuple[dict, _Unit]] = {}
         self.domains: list[dict] = []  # {"fields", "above", "trailing", "outside"}
@@ -310,6 +311,7 @@ class _Importer:
         units += [self._shared(key, spec) for key, spec in shared.items()]
         units = [unit for unit in units if unit is not None]
         self._ports(units)
+        self._blocks_apart()
         self._route()
         self._create_groups(units)
         location = self._location()
@@ -353,6 +355,12 @@ class _Importer:
                 for problem in error.errors(include_url=False):
                     where = (*path, *problem["loc"]) if problem["loc"] else path
                     self.find(where, f"{dotted(where)}: {problem['msg'].removeprefix('Value error, ')}")
+                self.refused.add(name)
+                continue
+            if not merged.get("image"):
+                self.find(path, f"services.{name}: needs an image: the hcloud target runs each service as a "
+                          "container", key=True)
+                self.refused.add(name)
                 continue
             self.declared[name] = merged
             kind = self.catalog[name].kind if name in self.catalog else None
@@ -585,6 +593,8 @@ class _Importer:
         if not isinstance(item, str):
             self.find(path, f"{dotted(path)}: a service's name")
             return
+        if item in self.refused:
+            return
         entry = self.catalog.get(item)
         if item in self.placed or item in unit.services:
             first = self.placed[item].path if item in self.placed else path
@@ -609,6 +619,19 @@ class _Importer:
         unit.services.append(item)
         self.placed[item] = _Placed(item, unit, path, entry if entry is not None and entry.is_service else None,
                                     fields)
+
+    def _blocks_apart(self) -> None:
+        """A port the file gives a service keeps its block apart from the others' (the catalog's are apart, and
+        a free block is free)."""
+        for name, placed in self.placed.items():
+            if not self.declared.get(name, {}).get("port"):
+                continue
+            port = placed.fields["port"]
+            clash = next((other for other in self.placed.values() if other is not placed
+                          and abs(port - other.fields["port"]) < PORT_BLOCK), None)
+            if clash is not None:
+                self.find(("services", name, "port"), f"services.{name}.port {port}: its {PORT_BLOCK} ports meet "
+                          f"those of {clash.name} (from {clash.fields['port']}); give it a port of its own")
 
     def _free_port(self) -> int:
         used = [placed.fields.get("port") or 0 for placed in self.placed.values()]
