@@ -608,8 +608,7 @@ class _Importer:
                           "atl_pipeline/config/catalog.yml")
                 return
             if not entry.is_service:
-                self.decide(path, "dropped", f"{item}: {KINDS[entry.kind]}: {entry.reason}"
-                            + (f" ({entry.part_of})" if entry.kind == "bundled" else ""))
+                self.decide(path, "dropped", f"{item}: {KINDS[entry.kind]}: {entry.reason}")
                 return
         fields = dict(self.declared.get(item) or entry.service())
         if not fields.get("port"):
