@@ -68,6 +68,7 @@ def test_the_real_file_imports_validates_and_renders(write):
     assert (config.project, config.environment, config.target.location) == ("allthingslinux", "production", "ash")
     assert (config.prometheus.retention, config.prometheus.scrape_interval) == ("15d", "15s")
     assert (config.target.docker_logs.max_size, config.target.docker_logs.max_file) == ("10m", 3)
+    assert config.target.cloudflare.min_tls_version == "1.2"
     assert config.target.sshd.max_auth_tries == 3
     assert main(["quality", "lint", str(write(result.text, "linted.yml"))]) == 0  # no line past 120 either
 
@@ -122,11 +123,11 @@ def test_every_global_setting_is_accounted_for():
     messages = "\n".join(decisions)
     for dropped in ("global.default_user", "global.backup_enabled", "global.organization", "global.system.timezone",
                     "global.system.locale", "global.system.ntp_servers", "global.security.firewall.logging",
-                    "global.security.firewall.allowed_ports", "global.ssl.email", "global.ssl.protocols",
+                    "global.security.firewall.allowed_ports", "global.ssl.email",
                     "global.monitoring.grafana", "global.monitoring.logging", "global.backup"):
         assert re.search(rf"^{re.escape(dropped)}: ", messages, re.M), dropped
     assert "global.security.ssh.root_login: false cannot be kept" in messages
-    assert "TLS 1.2 and 1.3" in messages
+    assert "global.ssl.protocols: target.cloudflare.min_tls_version: 1.2, the lowest listed" in messages
 
 
 def test_the_decisions_say_how_each_name_was_mapped_or_why_not():

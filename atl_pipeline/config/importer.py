@@ -194,7 +194,8 @@ class _Importer:
         self.groups: dict[str, tuple[dict, _Unit]] = {}
         self.domains: list[dict] = []  # {"fields", "above", "trailing", "outside"}
         self.settings: dict[str, Any] = {"project": None, "environment": None, "ssl": True, "monitoring": True,
-                                         "proxied": True, "sshd": {}, "docker_logs": {}, "prometheus": {}}
+                                         "proxied": True, "min_tls_version": None, "sshd": {}, "docker_logs": {},
+                                         "prometheus": {}}
         self.setting_comments: dict[str, list[str]] = {}
         self.header: list[str] = []
         self.zone: str | None = None
@@ -997,6 +998,21 @@ def _organization(walker: _GlobalWalker, where: YamlPath, value: Any) -> None:
                   "comment at the top")
 
 
+def _tls_versions(walker: _GlobalWalker, where: YamlPath, value: Any) -> None:
+    """The lowest version listed becomes the Cloudflare zone's: the load balancer's are Hetzner's."""
+    versions = [re.fullmatch(r"TLSv?(1\.[0-3])", item) if isinstance(item, str) else None
+                for item in (value if isinstance(value, list) else [None])]
+    if not versions or None in versions:
+        walker.importer.find(where, f"{dotted(where)}: a list of TLS versions such as TLSv1.2")
+        return
+    lowest = min(match.group(1) for match in versions)
+    walker.settings["min_tls_version"] = lowest
+    walker.comment("min_tls_version", where)
+    walker.decide(where, "mapped", f"target.cloudflare.min_tls_version: {lowest}, the lowest listed, for visitors "
+                  "of the proxied names at Cloudflare's edge; the load balancer, which unproxied names meet, offers "
+                  "TLS 1.2 and 1.3 and has no setting for it")
+
+
 def _allowed_ports(walker: _GlobalWalker, where: YamlPath, value: Any) -> None:
     ports = walker.importer.mapping(value, where, {"tcp", "udp"}, "allowed_ports")
     tcp, udp = ports.get("tcp") or [], ports.get("udp") or []
@@ -1052,7 +1068,7 @@ HANDLERS: dict[str, Any] = {
                               "Encrypt's, requested and renewed by Hetzner", "the certificate is Hetzner's managed "
                               "Let's Encrypt certificate"),
     "ssl.email": _dropped("Hetzner requests the certificate: there is no ACME account to give an email to"),
-    "ssl.protocols": _dropped("Hetzner's load balancer terminates TLS 1.2 and 1.3, and has no setting for it"),
+    "ssl.protocols": _tls_versions,
     "monitoring.prometheus.retention_time": _setting("prometheus", "retention", r"[1-9][0-9]{0,4}(h|d|w|y)"),
     "monitoring.prometheus.scrape_interval": _setting("prometheus", "scrape_interval", r"[1-9][0-9]{0,3}s"),
     "monitoring.grafana": _dropped("Grafana's own settings are the grafana service's to configure; the schema "
@@ -1148,6 +1164,9 @@ class _Writer:
                             trailing=None if options.zone_id else "placeholder: --zone-id")]
         if not settings["proxied"]:
             cloudflare.append(_Item("proxied", False))
+        if settings["min_tls_version"]:
+            cloudflare.append(_Item("min_tls_version", settings["min_tls_version"],
+                                    above=importer.setting_comments.get("min_tls_version", [])))
         items.append(_Item("cloudflare", _Map(cloudflare)))
         if settings["sshd"]:
             items.append(_Item("sshd", _flow(settings["sshd"]), above=importer.setting_comments.get("sshd", [])))
