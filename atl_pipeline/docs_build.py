@@ -94,8 +94,8 @@ def _nested(annotation) -> list[tuple[type[BaseModel], str, str]]:
         return [(args[1], ".<name>", "")]
     if origin in (typing.Union, types.UnionType):
         tagged = [typing.get_args(arg) for arg in args if typing.get_origin(arg) is typing.Annotated]
-        if tagged and all(isinstance(tag, Tag) for _, tag in tagged):
-            return [(model, "", tag.tag) for model, tag in tagged]
+        if tagged and all(isinstance(parts[-1], Tag) for parts in tagged):
+            return [(parts[0], "", parts[-1].tag) for parts in tagged]
         return [(arg, "", "") for arg in args if _is_model(arg)][:1]
     return []
 

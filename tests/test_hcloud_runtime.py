@@ -150,6 +150,19 @@ def test_a_servers_compose_file_and_router():
                          "10.0.1.2:8150", "10.0.1.2:8152", "10.0.1.3:8151"}
 
 
+def test_an_image_on_its_own_port_is_published_to_it_and_checked_by_its_own_program():
+    """`container_port`: every replica listens on the image's port inside its container and is published
+    at its own; `health.command` runs instead of curl (an image without it, a database)."""
+    api = outputs()[0]["backend-api"].model_copy(update={
+        "container_port": 80, "health_command": ["pg_isready", "-p", "{port}"], "command": ["serve", "{port}"]})
+    compose = yaml.safe_load(compose_file(ComposeProject("atl"), "node-1", SERVERS, [("backend-api", api, 1)], "{}"))
+
+    replica = compose["services"][f"backend-api-{api.release}-s1-2"]
+    assert replica["ports"] == ["10.0.1.2:8152:80"]
+    assert replica["environment"]["PORT"] == "80" and replica["command"] == ["serve", "80"]
+    assert replica["healthcheck"]["test"] == ["CMD", "pg_isready", "-p", "80"]
+
+
 def test_a_first_deploy_ships_each_server_its_files_and_gates_it(runtime: HcloudRuntime, sshd: Sshd,
                                                                 tmp_path: Path):
     services, domains = outputs()

@@ -119,7 +119,7 @@ HOSTILE = {
     "a name ending in two dots": (SERVICE + "domains: [{name: a.org.., service: web}]\n",
                                   "is not a valid hostname", 2, 18),
     "a NUL in a command argument": ('services: {web: {command: [app, "a\\0b"], port: 9000}}\ndomains: []\n',
-                                    "holds a NUL character", 1, 27),
+                                    "holds a NUL character", 1, 33),  # at the argument itself
     # files that are not UTF-8 text
     "UTF-16 without a byte order mark": ("domains: []\n".encode("utf-16-le"),
                                          "UTF-16 or UTF-32 without a byte order mark", 1, 1),
@@ -241,6 +241,6 @@ def test_values_from_the_file_are_printed_escaped(write):
     lines = str(raised.value).split("\n")
     assert len(lines) == 3 and not any(line.startswith("forged.yml") for line in lines), lines
     assert lines[1].endswith(":1:84: services.web\\nforged.yml:1:1: everything is fine: unknown field 'colour'; "
-                             "the fields here are command, image, port, health, metrics, tcp_ports, volumes, servers, "
-                             "internal, replicas, resources"), lines[1]
+                             "the fields here are command, image, port, container_port, health, metrics, tcp_ports, "
+                             "volumes, servers, internal, replicas, resources"), lines[1]
     assert "\x1b" not in str(raised.value) and "'\\x1b[31mred' is not a valid name" in lines[2]

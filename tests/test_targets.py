@@ -32,7 +32,9 @@ def kind_branches(source: str) -> list[tuple[int, str]]:
         operands = [node.left, *node.comparators]
         names = {value for operand in operands for value in _constants(operand)}
         on_target = names & KIND_NAMES and "target" in ast.unparse(node)
-        if on_target or any(isinstance(o, ast.Attribute) and o.attr == "kind" for o in operands):
+        # another `.kind` compared with other names only (a catalog entry's) is no target's
+        on_kind = any(isinstance(o, ast.Attribute) and o.attr == "kind" for o in operands)
+        if on_target or on_kind and (not names or names & KIND_NAMES):
             found.append((node.lineno, ast.unparse(node)))
     return found
 
@@ -46,7 +48,8 @@ def _constants(node: ast.AST) -> set:
 
 
 @pytest.mark.parametrize("branch", ['if config.target.kind == "hcloud": pass', 'x = target_kind in ("local", "y")',
-                                    "y = target.kind != other", "z = self.kind in KINDS"])
+                                    "y = target.kind != other", "z = self.kind in KINDS",
+                                    'if spec.kind == "local": pass'])
 def test_the_check_sees_a_branch_on_the_kind(branch):
     assert kind_branches(branch)
 

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -48,6 +49,38 @@ Port = Annotated[StrictInt, Field(ge=1024, le=65535)]
 SecretRef = Annotated[str, AfterValidator(check_secret_ref)]
 SqlName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 VolumePath = Annotated[str, Field(pattern=r"^(/[A-Za-z0-9._-]+)+$")]
+
+def _argv_only(command: object) -> object:
+    if isinstance(command, str):
+        raise ValueError("a command is a list of arguments, never a shell string: write it as [program, arg, ...]")
+    return command
+
+
+def _check_argument(argument: str) -> str:
+    """An argument a program can be given, whose placeholders are known bare names."""
+    if "\x00" in argument:
+        raise ValueError(f"argument {argument[:80]!r} holds a NUL character, which no program can be given")
+    if "{" not in argument and "}" not in argument:
+        return argument
+    try:
+        parts = [(field, spec, conversion) for _, field, spec, conversion in string.Formatter().parse(argument)
+                 if field is not None]
+    except ValueError as error:
+        raise ValueError(f"argument {argument[:80]!r}: {error}; write a literal brace as {{{{ or }}}}") from None
+    if any(spec or conversion for _, spec, conversion in parts):
+        raise ValueError(f"argument {argument[:80]!r}: a placeholder is a bare name such as {{port}}, "
+                         "with no format or conversion")
+    unknown = [field for field, _, _ in parts if field not in COMMAND_PLACEHOLDERS]
+    if unknown:
+        raise ValueError(f"argument {argument[:80]!r} uses {{{unknown[0][:40]}}}; "
+                         f"the placeholders are {', '.join(f'{{{p}}}' for p in COMMAND_PLACEHOLDERS)}")
+    return argument
+
+
+# the program and its arguments, never a shell string
+Argv = Annotated[list[Annotated[str, AfterValidator(_check_argument)]], BeforeValidator(_argv_only),
+                 Field(min_length=1)]
+
 
 _HEALTH_PATH = re.compile(r"/[A-Za-z0-9._~/-]*(\?[A-Za-z0-9._~=&-]*)?")
 _IMAGE = re.compile(
@@ -86,6 +119,10 @@ def _plain_path(path: str) -> str:
 class Health(_Model):
     path: str = "/healthz"
     """The URL path that answers 2xx when a replica is healthy: letters, digits, `. _ ~ / -`, a plain query."""
+    command: Argv | None = None
+    """Container targets: a program inside the container whose success means healthy (`[pg_isready]`), run
+    instead of `curl` on `path`: for an image without curl, or a service that speaks no HTTP. The
+    routers still check `path`."""
 
     @field_validator("path")
     @classmethod
@@ -104,13 +141,16 @@ class Metrics(_Model):
 
 
 class Service(_Model):
-    command: list[str] | None = Field(None, min_length=1)
+    command: Argv | None = None
     """The program and its arguments, never a shell string. Placeholders `{port}`, `{replica}`, `{service}`."""
     image: str | None = None
     """The container image (`registry/name:tag` or `name@sha256:...`), for container targets."""
     port: Port
     """The first of the service's 100 ports: replica r listens on port + r or on port + 50 + r; each new release
     takes the half the serving one does not use."""
+    container_port: StrictInt | None = Field(None, ge=1, le=65535)
+    """Container targets: the port the image listens on inside its container (`80`); each replica's own port is
+    published to it, and `PORT` and `{port}` are this one. Default: the replica's own port."""
     health: Health = Health()
     """How the load balancer and the health check tell a replica is up."""
     metrics: Metrics | None = Metrics()
@@ -130,21 +170,6 @@ class Service(_Model):
     resources: Resources | None = None
     """An internal service's resources per replica (a routed service takes its domains')."""
 
-    @field_validator("command", mode="before")
-    @classmethod
-    def _argv_only(cls, command: object) -> object:
-        if isinstance(command, str):
-            raise ValueError("a command is a list of arguments, never a shell string: "
-                             "write it as [program, arg, ...]")
-        return command
-
-    @field_validator("command")
-    @classmethod
-    def _arguments(cls, command: list[str] | None) -> list[str] | None:
-        for argument in command or ():
-            _check_argument(argument)
-        return command
-
     @field_validator("image")
     @classmethod
     def _image_reference(cls, image: str | None) -> str | None:
@@ -152,26 +177,6 @@ class Service(_Model):
             raise ValueError(f"{image[:80]!r} is not a container image reference such as "
                              "ghcr.io/allthingslinux/app:1.2.3")
         return image
-
-
-def _check_argument(argument: str) -> None:
-    """An argument a program can be given, whose placeholders are known bare names."""
-    if "\x00" in argument:
-        raise ValueError(f"argument {argument[:80]!r} holds a NUL character, which no program can be given")
-    if "{" not in argument and "}" not in argument:
-        return
-    try:
-        parts = [(field, spec, conversion) for _, field, spec, conversion in string.Formatter().parse(argument)
-                 if field is not None]
-    except ValueError as error:
-        raise ValueError(f"argument {argument[:80]!r}: {error}; write a literal brace as {{{{ or }}}}") from None
-    if any(spec or conversion for _, spec, conversion in parts):
-        raise ValueError(f"argument {argument[:80]!r}: a placeholder is a bare name such as {{port}}, "
-                         "with no format or conversion")
-    unknown = [field for field, _, _ in parts if field not in COMMAND_PLACEHOLDERS]
-    if unknown:
-        raise ValueError(f"argument {argument[:80]!r} uses {{{unknown[0][:40]}}}; "
-                         f"the placeholders are {', '.join(f'{{{p}}}' for p in COMMAND_PLACEHOLDERS)}")
 
 
 class Domain(_Model):

@@ -14,6 +14,7 @@ for `ssl: true` domains (the load balancer says which in X-Forwarded-Proto).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -90,25 +91,34 @@ def group_servers(servers: Servers, spec: ServiceOutput) -> list[str]:
 
 
 def _replica(service: str, spec: ServiceOutput, replica: int, port: int, private_ip: str, logging: dict) -> dict:
+    inner = spec.container_port or port  # where the container listens; `port` is where it is published
+    filled = functools.partial(_filled, port=inner, replica=replica, service=service)
+    probe = filled(spec.health_command) if spec.health_command else [
+        "curl", "-fsS", f"http://127.0.0.1:{inner}{spec.health_path}"]
     entry = {
         "image": spec.image,
-        "environment": {"PORT": str(port), "ATL_SERVICE": service, "ATL_RELEASE": spec.release,
+        "environment": {"PORT": str(inner), "ATL_SERVICE": service, "ATL_RELEASE": spec.release,
                         "ATL_REPLICA": str(replica)},
         # the TCP ports as they are (one replica per server): the load balancer passes them on
-        "ports": [f"{private_ip}:{number}:{number}" for number in (port, *spec.tcp_ports)],
+        "ports": [f"{private_ip}:{port}:{inner}", *(f"{private_ip}:{n}:{n}" for n in spec.tcp_ports)],
         "deploy": {"resources": {"limits": {"cpus": f"{spec.cpu_millicores / 1000:g}",
                                             "memory": str(spec.memory_bytes)}}},
-        "healthcheck": {"test": ["CMD", "curl", "-fsS", f"http://127.0.0.1:{port}{spec.health_path}"],
-                        "interval": "5s", "timeout": "3s", "retries": 3, "start_period": "10s"},
+        "healthcheck": {"test": ["CMD", *probe], "interval": "5s", "timeout": "3s", "retries": 3,
+                        "start_period": "10s"},
         "restart": "unless-stopped",
         "logging": logging,
     }
     if spec.volumes:
         entry["volumes"] = [f"{service}-{name}:{path}" for name, path in spec.volumes.items()]
-    if spec.command:  # `$` doubled: Compose would read `$NAME` in a value as one of its variables
-        entry["command"] = [argument.format(port=port, replica=replica, service=service).replace("$", "$$")
-                            for argument in spec.command]
+    if spec.command:
+        entry["command"] = filled(spec.command)
     return entry
+
+
+def _filled(argv: list[str], **placeholders: object) -> list[str]:
+    """The arguments with their placeholders filled in, `$` doubled: Compose would read `$NAME` in a
+    value as one of its own variables."""
+    return [argument.format(**placeholders).replace("$", "$$") for argument in argv]
 
 
 def router_config(services: Services, domains: Domains, servers: Servers, listen: str, load_balancer: str,

@@ -27,7 +27,9 @@ class ServiceOutput(_Output):
     """A service in use: what runs, and where each replica listens in each of the two slots."""
 
     command: list[str] | None = None
+    container_port: int | None = None  # where the container listens inside (container targets)
     cpu_millicores: int
+    health_command: list[str] | None = None  # run inside the container instead of curl on health_path
     health_path: str
     image: str | None = None
     memory_bytes: int

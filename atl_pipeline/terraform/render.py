@@ -78,7 +78,9 @@ def terraform_inputs(config: Config) -> dict:
         service = config.services[name]
         spec = {
             "command": service.command,
+            "container_port": service.container_port,
             "cpu_millicores": workload.resources.millicores,
+            "health_command": service.health.command,
             "health_path": service.health.path,
             "image": service.image,
             "memory_bytes": workload.resources.bytes,

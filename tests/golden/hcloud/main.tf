@@ -42,13 +42,15 @@ locals {
   services = {
     "backend-api" = {
       command        = ["python3", "-m", "atl_pipeline.sample_service", "--port", "{port}"]
+      container_port = null
       cpu_millicores = 500
+      health_command = null
       health_path    = "/healthz"
       image          = "ghcr.io/allthingslinux/backend-api:1.0.0"
       memory_bytes   = 536870912
       metrics_path   = "/metrics"
       port           = 8100
-      release        = "92bdeb54849d"
+      release        = "5cf66dc8430a"
       replicas       = 3
       servers        = null
       standby_port   = 8150
@@ -57,13 +59,15 @@ locals {
     }
     "website" = {
       command        = ["python3", "-m", "atl_pipeline.sample_service", "--port", "{port}"]
+      container_port = null
       cpu_millicores = 100
+      health_command = null
       health_path    = "/healthz"
       image          = "ghcr.io/allthingslinux/website:1.0.0"
       memory_bytes   = 134217728
       metrics_path   = "/metrics"
       port           = 8200
-      release        = "e93586fc06cd"
+      release        = "d2801e8b073f"
       replicas       = 2
       servers        = null
       standby_port   = 8250
