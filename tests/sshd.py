@@ -20,10 +20,11 @@ from tests.ports import free_port
 
 SSHD = Path("/usr/sbin/sshd")
 STAND_IN = Path(__file__).parent / "stand_in" / "docker"
+ADDRESSES = 8  # the servers are at 127.0.0.1 to 127.0.0.8
 
 
 class Sshd:
-    """sshd -D on 127.0.0.1 to 127.0.0.3 (the servers' addresses) with its own host key, one
+    """sshd -D on 127.0.0.1 to 127.0.0.8 (the servers' addresses) with its own host key, one
     authorized client key, and `bin/` (holding the stand-in docker) first on the PATH of every
     session."""
 
@@ -43,10 +44,9 @@ class Sshd:
             new_key(key)
         shutil.copy(self.identity.with_suffix(".pub"), self.root / "authorized_keys")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # its privilege-separation folder
+        listen = "\n".join(f"ListenAddress 127.0.0.{n}" for n in range(1, ADDRESSES + 1))
         (self.root / "sshd_config").write_text(f"""\
-ListenAddress 127.0.0.1
-ListenAddress 127.0.0.2
-ListenAddress 127.0.0.3
+{listen}
 Port {self.port}
 HostKey {self.root / 'host_key'}
 PidFile {self.root / 'sshd.pid'}

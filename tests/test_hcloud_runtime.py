@@ -29,6 +29,7 @@ from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.rolling import DeployError
 from atl_pipeline.runtime.ssh import RemoteError, Unreachable
 from atl_pipeline.targets import target_of
+from atl_pipeline.targets.hcloud import server_names
 from atl_pipeline.targets.outputs import DomainOutput, OutputError, Outputs, ServerOutput, ServiceOutput
 from atl_pipeline.terraform.render import render
 from atl_pipeline.terraform.stages import TerraformApply
@@ -526,3 +527,34 @@ def test_server_groups_tcp_ports_and_volumes_on_the_servers(project: Project, lo
 def runtime_outputs(raw: dict) -> tuple[dict[str, ServiceOutput], dict[str, DomainOutput]]:
     parsed = Outputs.parse(raw)
     return parsed.services, parsed.domains
+
+
+def test_an_imported_configuration_deploys_to_each_server_group(project: Project, sshd: Sshd, tmp_path: Path,
+                                                                 write):
+    """All Things Linux's own file, imported (tests/golden/imported/domains.yml): every server of every
+    group gets the services placed on its group and no other, behind its router, and passes its gate."""
+    settings = (f"  ssh_port: {sshd.port}\n  ssh_identity: {sshd.identity}\n"
+                f"  remote_dir: {tmp_path / 'servers'}\n")
+    text = (REPO / "tests" / "golden" / "imported" / "domains.yml").read_text()
+    path = write(text.replace("  kind: hcloud\n", "  kind: hcloud\n" + settings), "imported.yml")
+    loaded = load_config(path)
+    assert validate(loaded).findings == ()
+    config = loaded.config
+    names = sorted(server_names(config).items())
+    servers = {name: {"ipv4": f"127.0.0.{n}", "group": group,
+                      "private_ip": str(config.target.groups[group].private_ip or f"10.0.1.{100 + n}")}
+               for n, (name, group) in enumerate(names, start=1)}
+    raw = {**raw_outputs(path), "servers": servers}
+    runtime = HcloudRuntime.of(project, config, Outputs.parse(raw))
+
+    outcomes = runtime.deploy(*runtime_outputs(raw))
+
+    workloads = config.workloads()
+    assert {(outcome.name, outcome.action) for outcome in outcomes} == {(name, "started") for name in workloads}
+    for name, group in names:
+        running = {entry.rsplit("-", 3)[0] for entry in on_server(tmp_path, name)["services"]} - {"router"}
+        group_servers = [server for server, of in names if of == group]
+        placed = {service for service, workload in workloads.items() if config.services[service].servers == group
+                  and placement(workload.replicas, group_servers)[name]}
+        assert running == placed, name
+    assert all((sshd.bin / f"containers-127.0.0.{n}.json").exists() for n in range(1, len(names) + 1))
