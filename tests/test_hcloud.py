@@ -505,6 +505,7 @@ def test_adding_zones_moves_nothing_of_the_first_and_all_under_zones_is_keyed(wr
      "the zone AllThingsLinux.org is listed already, as target.cloudflare.zone"),
     ((f"atl.wiki: {WIKI_ID}", f"atl.wiki: {CHAT_ID}"), "the zone atl.wiki has the ID of atl.chat"),
     ((f"atl.wiki: {WIKI_ID}", "atl.wiki: 3"), "target.cloudflare.zones.atl.wiki: a Cloudflare zone ID is 32 hex"),
+    ((f"atl.wiki: {WIKI_ID}", "atl.wiki: [3]"), "target.cloudflare.zones.atl.wiki: input should be a valid string"),
     ((f"    zone_id: {PRIMARY_ID}\n", ""), "zone and zone_id go together"),
 ])
 def test_the_zones_are_checked(write, change, message):

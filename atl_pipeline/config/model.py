@@ -296,9 +296,12 @@ class Cloudflare(_Model):
                 continue  # reported by the key's own check
             if name in names:
                 raise ValueError(f"the zone {written} is listed already, as {names[name]}: write each zone once")
+            names[name] = written
+            if not isinstance(written_id, str):
+                continue  # reported by the ID's own check
             if written_id in ids:
                 raise ValueError(f"the zone {written} has the ID of {ids[written_id]}: each zone has its own")
-            names[name], ids[written_id] = written, written
+            ids[written_id] = written
         return zones
 
     @model_validator(mode="after")
