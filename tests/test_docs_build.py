@@ -19,7 +19,7 @@ def test_the_committed_pages_are_current():
 def test_every_field_is_in_the_reference_with_its_description():
     reference = configuration_reference()
     rows = fields(Config)
-    assert len(rows) == 88
+    assert len(rows) == 89
     lines = reference.splitlines()
     for path, _, _, description in rows:  # a field of each target kind has a row of its own
         row = f"| `{path}` |"
@@ -27,7 +27,7 @@ def test_every_field_is_in_the_reference_with_its_description():
     assert "| `domains[].replicas` | integer | `1` | How many replicas" in reference
     assert "| `services.<name>.health.path` | string | `/healthz` |" in reference
     assert "| `state.backend` | `local` or `pg` | `local` |" in reference
-    assert "| `target.cloudflare.zone` | string | required | *hcloud:* The zone" in reference  # a tagged union
+    assert "| `target.cloudflare.zones` | mapping of string | `{}` | *hcloud:* More" in reference  # a tagged union
     assert "| `target.http_port` | integer | `8000` | *local:* " in reference
 
 

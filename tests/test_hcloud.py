@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import hcl2
 import pytest
 
 from atl_pipeline.config import LoadedConfig, load_config
+from atl_pipeline.findings import ConfigError
 from atl_pipeline.targets import target_of
 from atl_pipeline.targets.hcloud import fitting_server_type, group_share
 from atl_pipeline.terraform.cli import Terraform, TerraformError
 from atl_pipeline.terraform.hcl_check import check_rendered
-from atl_pipeline.terraform.render import Rendered, render
+from atl_pipeline.terraform.render import Rendered, hcl, render
 from atl_pipeline.terraform.render import write as write_files
 from atl_pipeline.terraform.stages import make_plan
 from atl_pipeline.validation import validate
@@ -348,3 +350,179 @@ def test_the_local_target_refuses_tcp_ports_and_honours_the_rest(write):
     messages = [f.message for f in validate(load_config(write(text))).findings]
     assert messages == ["service 'backend-api': TCP ports are not supported on the local target (Caddy from PyPI "
                         "proxies HTTP only; its TCP proxy is a plugin it is built without): deploy it to hcloud"]
+
+
+# several Cloudflare zones
+
+ZONES = """\
+    min_tls_version: "1.2"
+    zones:
+      atl.chat: 11111111111111111111111111111111
+      docs.allthingslinux.org: 22222222222222222222222222222222
+      atl.wiki: 33333333333333333333333333333333
+"""
+ZONE_DOMAINS = """\
+  - name: atl.chat
+    service: website
+    proxied: false
+    replicas: 2
+    resources: {cpu: 100m, memory: 128Mi}
+  - name: atl.wiki
+    external: true
+"""
+PRIMARY_ID = "0123456789abcdef0123456789abcdef"
+CHAT_ID, DOCS_ID, WIKI_ID = "1" * 32, "2" * 32, "3" * 32
+
+
+def zoned_text(text: str = EXAMPLE.read_text()) -> str:
+    """The example with more zones: docs.allthingslinux.org a zone of its own inside allthingslinux.org, atl.chat
+    unproxied, atl.wiki holding only an external domain; and a lowest TLS version."""
+    return text.replace(f"    zone_id: {PRIMARY_ID}\n", f"    zone_id: {PRIMARY_ID}\n" + ZONES, 1) + ZONE_DOMAINS
+
+
+def zones_only_text() -> str:
+    """The same zones, all under `zones`."""
+    return zoned_text().replace(f"    zone: allthingslinux.org\n    zone_id: {PRIMARY_ID}\n", "", 1).replace(
+        "    zones:\n", f"    zones:\n      allthingslinux.org: {PRIMARY_ID}\n", 1)
+
+
+def instances(rendered: Rendered, tmp_path: Path) -> dict[str, object]:
+    """Each resource of dns.tf as Terraform evaluates it offline, from the rendered locals: its zone_id, name,
+    content and value (by for_each key when it has one). Hetzner's zones are stand-ins whose nameservers name
+    their zone (`ns0.atl.chat.`); the load balancer's addresses are left out."""
+    main = rendered.files["main.tf"]
+    start = main.index("locals {")
+    hcloud = rendered.inputs["hcloud"]
+    hetzner = {name: {"authoritative_nameservers": {"assigned": [f"ns{n}.{name}." for n in range(3)]}}
+               for name in [hcloud["zone"], *hcloud.get("zones", {})] if name}
+    resources = "".join(f'    "{address}" = {value}\n' for address, value in _evaluable(rendered.files["dns.tf"],
+                                                                                           hcloud["zone"]))
+    work = tmp_path / "evaluate"
+    work.mkdir(parents=True)
+    (work / "main.tf").write_text(f"{main[start:main.index(chr(10) + '}' + chr(10), start) + 3]}\n"
+                                  f"locals {{\n  hetzner = {hcl(hetzner)}\n}}\n\n"
+                                  f'output "resources" {{\n  value = {{\n{resources}  }}\n}}\n')
+    terraform = Terraform(work, tmp_path / "home")
+    terraform.init()
+    terraform.run("apply", "-auto-approve", "-input=false", "-no-color")
+    return terraform.outputs()["resources"]
+
+
+def _evaluable(dns: str, zone: str | None) -> Iterator[tuple[str, str]]:
+    """Each resource's address, and an expression of its attributes that needs locals only (`local.hetzner` for
+    the Hetzner zones)."""
+    options = hcl2.SerializationOptions(strip_string_quotes=False, with_comments=False)
+    for entry in hcl2.loads(dns, serialization_options=options)["resource"]:
+        for kind, named in entry.items():
+            for name, block in named.items():
+                attributes = ", ".join(f"{key} = {_expression(block[key])}" for key in ("zone_id", "name", "content",
+                                                                                          "value")
+                                       if key in block and "hcloud_load_balancer" not in block[key])
+                value = f"{{ {attributes} }}"
+                if "for_each" in block:
+                    value = f"{{ for key, item in {_expression(block['for_each'])} : key => {value} }}"
+                value = re.sub(r"\beach\.key\b", "key", re.sub(r"\beach\.value\b", "item", value))
+                value = value.replace("hcloud_zone.acme.", f"local.hetzner[{hcl(zone)}].")
+                yield f"{kind.strip(chr(34))}.{name.strip(chr(34))}", value.replace("hcloud_zone.acme_zones[",
+                                                                                    "local.hetzner[")
+
+
+def _expression(parsed: str) -> str:
+    """A parsed attribute as HCL again: `${...}` is an expression, anything else a quoted template."""
+    return parsed[2:-1] if parsed.startswith("${") else parsed
+
+
+def test_each_record_and_zone_setting_is_in_its_own_zone(write, tmp_path: Path):
+    """The longest zone wins (docs.allthingslinux.org); SSL strict only where a record of that zone is proxied;
+    the lowest TLS version in each zone holding a record; a zone with only an external name is left alone."""
+    rendered = render(load_config(write(zoned_text())).config, TEMPLATES)
+    check_rendered(rendered)
+    found = instances(rendered, tmp_path)
+    for kind in ("a", "aaaa"):
+        assert {name: record["zone_id"] for name, record in found[f"cloudflare_dns_record.{kind}"].items()} == {
+            "api.allthingslinux.org": PRIMARY_ID, "www.allthingslinux.org": PRIMARY_ID,
+            "docs.allthingslinux.org": DOCS_ID, "atl.chat": CHAT_ID}
+    assert found["cloudflare_zone_setting.ssl"] == {"zone_id": PRIMARY_ID, "value": "strict"}
+    assert found["cloudflare_zone_setting.ssl_zones"] == {"docs.allthingslinux.org": {"zone_id": DOCS_ID,
+                                                                                      "value": "strict"}}
+    assert found["cloudflare_zone_setting.min_tls_version"] == {"zone_id": PRIMARY_ID, "value": "1.2"}
+    assert found["cloudflare_zone_setting.min_tls_version_zones"] == {
+        "docs.allthingslinux.org": {"zone_id": DOCS_ID, "value": "1.2"},
+        "atl.chat": {"zone_id": CHAT_ID, "value": "1.2"}}  # atl.wiki: no record there
+
+
+def test_each_certificate_domain_is_delegated_to_a_hetzner_zone_of_its_own_zone(write, tmp_path: Path):
+    """The challenge of each certificate domain is answered in a Hetzner zone named like the Cloudflare zone the
+    domain is in, and delegated there from that zone; the certificate holds every zone's domains."""
+    rendered = render(load_config(write(zoned_text())).config, TEMPLATES)
+    found = instances(rendered, tmp_path)
+    assert found["hcloud_zone.acme"] == {"name": "allthingslinux.org"}
+    assert found["hcloud_zone.acme_zones"] == {zone: {"name": zone} for zone in ("atl.chat", "docs.allthingslinux.org")}
+
+    def delegations(domains: dict[str, tuple[str, str]]) -> dict:
+        return {f"{domain} {n}": {"zone_id": zone_id, "name": f"_acme-challenge.{domain}", "content": f"ns{n}.{zone}"}
+                for domain, (zone, zone_id) in domains.items() for n in range(3)}
+
+    primary = ("allthingslinux.org", PRIMARY_ID)
+    assert found["cloudflare_dns_record.acme_delegation"] == delegations(
+        {"api.allthingslinux.org": primary, "www.allthingslinux.org": primary})
+    assert found["cloudflare_dns_record.acme_delegation_zones"] == delegations(
+        {"docs.allthingslinux.org": ("docs.allthingslinux.org", DOCS_ID), "atl.chat": ("atl.chat", CHAT_ID)})
+    assert rendered.inputs["hcloud"]["certificate_domains"] == [
+        "api.allthingslinux.org", "www.allthingslinux.org", "docs.allthingslinux.org", "atl.chat"]
+    certificate = resource(parse(rendered.files["load_balancer.tf"]), "hcloud_managed_certificate", "tls")
+    assert certificate["depends_on"] == ["${cloudflare_dns_record.acme_delegation}",
+                                         "${cloudflare_dns_record.acme_delegation_zones}"]
+
+
+def test_adding_zones_moves_nothing_of_the_first_and_all_under_zones_is_keyed(write, tmp_path: Path):
+    """A file of one zone declares exactly what it always did (the golden files, and the set in the first test);
+    with `zones` added, the resources of `zone` keep their addresses and the others are keyed by zone; with every
+    zone under `zones`, all are keyed."""
+    one = declared(render(load_config(EXAMPLE).config, TEMPLATES))
+    zoned = render(load_config(write(zoned_text())).config, TEMPLATES)
+    keyed = {("cloudflare_zone_setting", "ssl_zones"), ("cloudflare_zone_setting", "min_tls_version_zones"),
+             ("hcloud_zone", "acme_zones"), ("cloudflare_dns_record", "acme_delegation_zones")}
+    assert declared(zoned) == one | keyed | {("cloudflare_zone_setting", "min_tls_version")}
+    assert unformatted(zoned, tmp_path) == []
+
+    only = render(load_config(write(zones_only_text(), "only.yml")).config, TEMPLATES)
+    check_rendered(only)
+    unkeyed = {("cloudflare_zone_setting", "ssl"), ("hcloud_zone", "acme"),
+               ("cloudflare_dns_record", "acme_delegation")}
+    assert declared(only) == (one - unkeyed) | keyed
+    found = instances(only, tmp_path / "only")
+    assert found["cloudflare_dns_record.a"]["www.allthingslinux.org"]["zone_id"] == PRIMARY_ID
+    assert set(found["hcloud_zone.acme_zones"]) == {"allthingslinux.org", "atl.chat", "docs.allthingslinux.org"}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("  - name: atl.wiki\n", "  - name: atl.wiki.example\n"), "atl.wiki.example is not in any of the Cloudflare "
+     "zones allthingslinux.org, atl.chat, docs.allthingslinux.org, atl.wiki (target.cloudflare.zone and zones)"),
+    (("  - name: atl.chat\n", "  - name: xatl.chat\n"), "xatl.chat is not in any of the Cloudflare zones"),
+    (("      atl.wiki: 3", "      ATL.Chat.: 3"), "the zone ATL.Chat. is listed already, as atl.chat"),
+    (("      atl.wiki: 3", "      AllThingsLinux.org: 3"),
+     "the zone AllThingsLinux.org is listed already, as target.cloudflare.zone"),
+    ((f"atl.wiki: {WIKI_ID}", f"atl.wiki: {CHAT_ID}"), "the zone atl.wiki has the ID of atl.chat"),
+    ((f"atl.wiki: {WIKI_ID}", "atl.wiki: 3"), "target.cloudflare.zones.atl.wiki: a Cloudflare zone ID is 32 hex"),
+    ((f"atl.wiki: {WIKI_ID}", "atl.wiki: [3]"), "target.cloudflare.zones.atl.wiki: input should be a valid string"),
+    ((f"    zone_id: {PRIMARY_ID}\n", ""), "zone and zone_id go together"),
+])
+def test_the_zones_are_checked(write, change, message):
+    old, new = change
+    text = zoned_text()
+    assert old in text
+    path = write(text.replace(old, new, 1))
+    try:
+        findings = validate(load_config(path)).findings
+    except ConfigError as error:
+        findings = error.findings
+    assert any(message in finding.message for finding in findings), findings
+
+
+def test_a_zone_is_the_longest_suffix_on_label_boundaries(write):
+    cloudflare = load_config(write(zoned_text())).config.target.cloudflare
+    assert [cloudflare.zone_of(name) for name in ("docs.allthingslinux.org", "a.docs.allthingslinux.org",
+                                                  "mydocs.allthingslinux.org", "allthingslinux.org", "xatl.chat",
+                                                  "chat")] == [
+        "docs.allthingslinux.org", "docs.allthingslinux.org", "allthingslinux.org", "allthingslinux.org", None, None]

@@ -23,9 +23,12 @@ from atl_pipeline.terraform.hcl_check import check_rendered
 from atl_pipeline.terraform.render import render
 from atl_pipeline.validation import validate
 from tests.conftest import REPO
+from tests.test_hcloud import parse as parse_hcl
+from tests.test_hcloud import unformatted
 
 REAL = Path(__file__).parent / "fixtures" / "allthingslinux-domains.yml"
 GOLDEN = Path(__file__).parent / "golden" / "imported" / "domains.yml"
+GOLDEN_TERRAFORM = GOLDEN.parent / "terraform"
 TEMPLATES = REPO / "terraform_templates"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOperatorKeyForTheImportTests00000000000000 ops@example.org"
 
@@ -60,11 +63,13 @@ def test_the_real_file_imports_validates_and_renders(write):
                                                  "database-cluster"]
     assert config.target.server_groups["atl-services"].private_ip is not None
     assert config.target.server_groups["database-cluster"].count == 2
-    assert [(d.name, d.service) for d in config.domains] == [("auth.atl.services", "authentik"),
-                                                             ("metrics.atl.services", "grafana")]
+    assert [(d.name, d.service) for d in config.domains] == [
+        ("auth.atl.services", "authentik"), ("metrics.atl.services", "grafana"), ("atl.chat", "element-web"),
+        ("atl.wiki", "mediawiki"), ("allthingslinux.org", None)]
     assert config.services["prosody"].tcp_ports == [5222, 5269]
     assert config.services["ergo-irc"].tcp_ports == [6667, 6697]
-    assert {name for name, service in config.services.items() if not service.internal} == {"authentik", "grafana"}
+    assert {name for name, service in config.services.items() if not service.internal} == {
+        "authentik", "grafana", "element-web", "mediawiki"}
     assert (config.project, config.environment, config.target.location) == ("allthingslinux", "production", "ash")
     assert (config.prometheus.retention, config.prometheus.scrape_interval) == ("15d", "15s")
     assert (config.target.docker_logs.max_size, config.target.docker_logs.max_file) == ("10m", 3)
@@ -82,21 +87,77 @@ def test_the_real_file_matches_its_golden_import():
     assert GOLDEN.read_text() == text
 
 
-def test_each_zone_of_the_real_file_imports_with_its_names(write):
-    """The schema holds one Cloudflare zone: the names of the others are comments, their services internal."""
-    options = Options(zone="atl.wiki", zone_id="0123456789abcdef0123456789abcdef", ssh_public_key=KEY,
-                      ssh_from=("198.51.100.0/24",))
+def test_the_golden_import_renders_to_its_golden_terraform(tmp_path: Path):
+    """The imported file's Terraform for hcloud: a server group per domain id and per piece of shared
+    infrastructure, the names routed to their services, the TCP ports on the load balancer, and each record in its
+    own zone. After a deliberate change: ATL_UPDATE_GOLDEN=1 pytest tests/test_importer.py"""
+    rendered = render(load_config(GOLDEN).config, TEMPLATES)
+    check_rendered(rendered)
+    assert unformatted(rendered, tmp_path) == []
+    assert not (os.environ.get("ATL_UPDATE_GOLDEN") and os.environ.get("CI")), "CI never rewrites golden files"
+    if os.environ.get("ATL_UPDATE_GOLDEN"):
+        GOLDEN_TERRAFORM.mkdir(exist_ok=True)
+        for name, text in rendered.files.items():
+            (GOLDEN_TERRAFORM / name).write_text(text)
+    assert {path.name: path.read_text() for path in GOLDEN_TERRAFORM.glob("*.tf")} == rendered.files
+
+    locals_ = parse_hcl(rendered.files["main.tf"])["locals"][0]
+    assert {name: server["group"] for name, server in locals_["servers"].items()} == {
+        **{f"allthingslinux-production-{group}-1": group for group in ("atl-services", "atl-dev", "atl-tools",
+                                                                        "atl-chat", "atl-wiki", "database-cluster")},
+        "allthingslinux-production-database-cluster-2": "database-cluster"}  # the primary's and the replica's
+    assert {name: domain["service"] for name, domain in locals_["domains"].items()} == {
+        "auth.atl.services": "authentik", "metrics.atl.services": "grafana", "atl.chat": "element-web",
+        "atl.wiki": "mediawiki"}
+    assert locals_["tcp_ports"] == [5222, 5269, 6667, 6697]
+    assert 'resource "hcloud_load_balancer_service" "tcp"' in rendered.files["load_balancer.tf"]
+    zone_ids = {zone: f"{number:032x}" for number, zone in enumerate(["atl.services", "atl.dev", "atl.tools",
+                                                                      "atl.chat", "atl.wiki"], 1)}
+    assert {name: record["zone_id"] for name, record in locals_["records"].items()} == {
+        "auth.atl.services": zone_ids["atl.services"], "metrics.atl.services": zone_ids["atl.services"],
+        "atl.chat": zone_ids["atl.chat"], "atl.wiki": zone_ids["atl.wiki"]}
+    assert set(locals_["zones"]) == {"atl.services", "atl.chat", "atl.wiki"}  # those that hold a record
+
+
+def test_every_zone_of_the_real_file_is_declared_with_its_names(write):
+    """Each domain id's name is a zone of target.cloudflare.zones (the external one's too: every domain must be
+    in a zone), each with a placeholder ID of its own unless --zone-id gives it; every name is a domain."""
+    zones = ["atl.services", "atl.dev", "atl.tools", "atl.chat", "atl.wiki", "allthingslinux.org"]
+    config = load_config(write(imported(REAL.read_text()).text, "imported.yml")).config
+    assert config.target.cloudflare.zone is None
+    assert config.target.cloudflare.zones == {zone: f"{number:032x}" for number, zone in enumerate(zones, 1)}
+    assert [config.target.cloudflare.zone_of(d.name) for d in config.domains] == [
+        "atl.services", "atl.services", "atl.chat", "atl.wiki", "allthingslinux.org"]
+    chat = next(domain for domain in config.domains if domain.name == "atl.chat")
+    assert (chat.service, chat.proxied) == ("element-web", False)  # its TCP ports
+
+    wiki_id = "0123456789abcdef0123456789abcdef"
+    options = Options(zone_ids=(f"atl.wiki={wiki_id}",), ssh_public_key=KEY, ssh_from=("198.51.100.0/24",))
     text = imported(REAL.read_text(), options).text
     valid(text, write)
-    config = load_config(write(text, "wiki.yml")).config
-    assert [(d.name, d.service) for d in config.domains] == [("atl.wiki", "mediawiki")]
-    assert config.services["authentik"].internal and config.services["grafana"].internal
-    assert "  # - name: auth.atl.services\n" in text and "  # - name: atl.chat\n" in text
-    assert config.target.ssh_public_key == KEY and config.target.cloudflare.zone_id.startswith("0123")
-    chat = imported(REAL.read_text(), Options(zone="atl.chat")).text
-    valid(chat, write)
-    [domain] = load_config(write(chat, "chat.yml")).config.domains
-    assert (domain.name, domain.service, domain.proxied) == ("atl.chat", "element-web", False)  # its TCP ports
+    given = load_config(write(text, "wiki.yml")).config.target
+    assert given.cloudflare.zones["atl.wiki"] == wiki_id and given.ssh_public_key == KEY
+    assert f"      atl.wiki: {wiki_id}\n" in text and "atl.chat=ID" in text  # the others stay placeholders
+
+
+@pytest.mark.parametrize(("zone_ids", "message"), [
+    (("f" * 32,), "--zone-id ffffffffffffffffffffffffffffffff: an ID alone is for a file of one zone, and this one "
+                  "has 6 (atl.services, atl.dev, atl.tools, atl.chat, atl.wiki, allthingslinux.org): write --zone-id "
+                  "ZONE=ID for each"),
+    ((f"atl.nope={'f' * 32}",), "--zone-id atl.nope=...: atl.nope is not a zone of this file; its zones are "
+                                "atl.services, atl.dev, atl.tools, atl.chat, atl.wiki, allthingslinux.org"),
+])
+def test_a_zone_id_for_no_zone_of_the_file_stops_the_import(zone_ids, message):
+    result = import_file(REAL, Options(zone_ids=zone_ids))
+    assert [finding.message for finding in result.findings] == [message]
+
+
+def test_an_id_alone_is_the_zone_of_a_file_of_one_zone(write):
+    text = "domains:\n  atl_wiki:\n    domain: atl.wiki\n    server: {type: cx33}\n    services: [mediawiki]\n"
+    result = imported(text, Options(zone_ids=("e" * 32,)), name="wiki.yml")
+    valid(result.text, write)
+    assert load_config(write(result.text, "imported.yml")).config.target.cloudflare.zones == {"atl.wiki": "e" * 32}
+    assert "placeholder: --zone-id" not in result.text
 
 
 def test_the_older_variant_imports_too(write):
@@ -140,8 +201,11 @@ def test_the_decisions_say_how_each_name_was_mapped_or_why_not():
         "are its containers",
         "mapped: port 5222 -> services.prosody.tcp_ports: the load balancer passes it to the servers as it is",
         "dropped: server group backup: not created: none of its services runs here (their decisions say why)",
-        "placeholder: target.cloudflare.zone_id: a placeholder, which the file cannot give: replace it, or import "
-        "again with --zone-id",
+        "placeholder: target.cloudflare.zones.atl.chat: a placeholder ID, which the file cannot give: replace it "
+        "(the zone's Overview page), or import again with --zone-id atl.chat=ID",
+        "placeholder: target.cloudflare.zones.allthingslinux.org: an external domain's zone (every domain must be in "
+        "a zone; atl changes nothing in a zone that holds none of its records); a placeholder ID, which the file "
+        "cannot give: replace it (the zone's Overview page), or import again with --zone-id allthingslinux.org=ID",
     ]
     for line in expected:
         assert any(decision.endswith(line) for decision in decisions), line
@@ -167,9 +231,8 @@ def test_a_domain_added(real, write):
 
 
 def test_a_domain_disabled(real, write):
-    options = Options(zone="atl.wiki")
-    before = imported(real, options).text
-    after = imported(real.replace("  atl_wiki:\n    enabled: true", "  atl_wiki:\n    enabled: false"), options).text
+    before = imported(real).text
+    after = imported(real.replace("  atl_wiki:\n    enabled: true", "  atl_wiki:\n    enabled: false")).text
     valid(after, write)
     assert changed(before, after) == [
         "-     # Documentation platform", "-     atl-wiki:", "-       count: 1", "-       type: cx31",
@@ -319,7 +382,7 @@ def test_comments_come_along_where_they_attach(real):
                           "allthingslinux-domains.yml\n")
     assert "# All Things Linux - Domain Configuration\n" in out
     assert "  # Runs on Cloudflare Workers, no infrastructure needed\n" in out  # its note
-    assert "  #   enabled: false  # ← This is how we disable it cleanly!\n" in out
+    assert "    enabled: false  # ← This is how we disable it cleanly!\n" in out
 
 
 def test_a_comment_holding_a_line_break_of_yaml_1_1_stays_one_comment(real):
@@ -350,10 +413,14 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_the_command_writes_the_result_and_lists_the_decisions(capsys, tmp_path: Path):
     out = tmp_path / "domains.yml"
+    zone_ids = [f"{zone}={digit * 32}" for zone, digit in (("atl.services", "a"), ("atl.dev", "b"), ("atl.tools", "c"),
+                                                           ("atl.chat", "d"), ("atl.wiki", "e"),
+                                                           ("allthingslinux.org", "f"))]
     code, printed, err = run(capsys, "utils", "import", str(REAL), "-o", str(out), "--ssh-public-key", KEY,
-                             "--ssh-from", "198.51.100.0/24", "--ssh-from", "2001:db8::/32", "--zone-id", "f" * 32)
+                             "--ssh-from", "198.51.100.0/24", "--ssh-from", "2001:db8::/32",
+                             *(argument for zone_id in zone_ids for argument in ("--zone-id", zone_id)))
     assert (code, printed) == (0, "")
-    assert out.read_text() == import_file(REAL, Options(zone_id="f" * 32, ssh_public_key=KEY,
+    assert out.read_text() == import_file(REAL, Options(zone_ids=tuple(zone_ids), ssh_public_key=KEY,
                                                         ssh_from=("198.51.100.0/24", "2001:db8::/32"))).text
     lines = err.splitlines()
     assert lines[-1] == f"allthingslinux-domains.yml: imported ({len(lines) - 1} decisions) into {out}"
@@ -385,6 +452,9 @@ def test_the_command_exits_1_with_the_findings_and_2_on_bad_arguments(capsys, wr
     assert not (tmp_path / "out.yml").exists()
     code, _, err = run(capsys, "utils", "import", str(REAL), "--zone-id", "nope")
     assert (code, err) == (2, "atl: --zone-id: a Cloudflare zone ID is 32 hex digits (the zone's Overview page)\n")
+    code, _, err = run(capsys, "utils", "import", str(REAL), "--zone-id", f"atl.chat={'e' * 32}", "--zone-id",
+                       f"Atl.Chat.={'f' * 32}")
+    assert (code, err) == (2, "atl: --zone-id: once per zone, as ZONE=ID; an ID alone is for a file of one zone\n")
     assert run(capsys, "utils", "import", str(tmp_path / "missing.yml"))[0] == 2
     code, _, err = run(capsys, "utils", "import", str(REAL), "--ssh-public-key", "-----BEGIN OPENSSH PRIVATE KEY-----")
     assert code == 2 and "never a private key" in err

@@ -54,8 +54,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     importer.add_argument("--ssh-public-key", metavar="KEY", help="target.ssh_public_key (default: a placeholder)")
     importer.add_argument("--ssh-from", metavar="CIDR", action="append", default=[],
                           help="target.ssh_from, repeatable (default: a placeholder)")
-    importer.add_argument("--zone", help="target.cloudflare.zone (default: the first domain's)")
-    importer.add_argument("--zone-id", help="target.cloudflare.zone_id (default: a placeholder)")
+    importer.add_argument("--zone-id", metavar="ZONE=ID", action="append", default=[],
+                          help="the ID of a zone of target.cloudflare.zones, repeatable; ID alone for a file of one "
+                               "zone (default: a placeholder per zone)")
     importer.add_argument("--json", action="store_true", help="print one JSON document: the decisions, the "
                           "findings and, without --output, the result")
     importer.description = ("Exit 0 with the decisions on standard error (what was mapped how, what was dropped "
@@ -131,7 +132,7 @@ def _set_enabled(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     if args.output is not None and args.output.exists() and not args.force:
         raise UsageError(f"{args.output} exists; --force overwrites it")
-    options = Options(zone=args.zone, zone_id=args.zone_id, ssh_public_key=args.ssh_public_key,
+    options = Options(zone_ids=tuple(args.zone_id), ssh_public_key=args.ssh_public_key,
                       ssh_from=tuple(args.ssh_from), output_name=str(args.output or "domains.yml"))
     if problems := option_problems(options):
         raise UsageError("; ".join(problems))

@@ -39,7 +39,6 @@ SUBNET = ipaddress.IPv4Network("10.0.1.0/24")
 FIRST_FREE_PORT = 10100  # past the catalog's blocks: where a service the file declares gets one
 PLACEHOLDER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlaceholderReplaceWithTheOperatorsOwnKey000000 replace-me"
 PLACEHOLDER_FROM = "203.0.113.0/24"  # TEST-NET-3: documentation only, reaches nobody
-PLACEHOLDER_ZONE_ID = "0" * 32
 RETIRED_TYPES = {"cx11", "cx21", "cx31", "cx41", "cx51"}
 EU_ONLY_PREFIX = "cx"  # the cx types are offered in the EU locations only
 MAX_LINE = 120  # what `atl quality lint` allows
@@ -77,8 +76,7 @@ class Decision:
 class Options:
     """What the source lacks, given on the command line; None: a placeholder and a decision."""
 
-    zone: str | None = None
-    zone_id: str | None = None
+    zone_ids: tuple[str, ...] = ()  # --zone-id as written: ZONE=ID, or an ID alone for a file of one zone
     ssh_public_key: str | None = None
     ssh_from: tuple[str, ...] = ()
     output_name: str = "domains.yml"  # how findings in the result are located
@@ -98,13 +96,17 @@ class ImportResult:
 def option_problems(options: Options) -> list[str]:
     """What is wrong with the values given on the command line (a usage error each)."""
     problems = []
-    if options.zone is not None:
+    zones: list[str] = []
+    for written in options.zone_ids:
+        zone, _, zone_id = written.rpartition("=")
+        if not re.fullmatch(r"[0-9a-f]{32}", zone_id):
+            problems.append("--zone-id: a Cloudflare zone ID is 32 hex digits (the zone's Overview page)")
         try:
-            normalize_hostname(options.zone)
+            zones.append(normalize_hostname(zone) if zone else "")
         except ValueError as error:
-            problems.append(f"--zone: {error}")
-    if options.zone_id is not None and not re.fullmatch(r"[0-9a-f]{32}", options.zone_id):
-        problems.append("--zone-id: a Cloudflare zone ID is 32 hex digits (the zone's Overview page)")
+            problems.append(f"--zone-id: {error}")
+    if len(set(zones)) < len(zones) or ("" in zones and len(zones) > 1):
+        problems.append("--zone-id: once per zone, as ZONE=ID; an ID alone is for a file of one zone")
     if options.ssh_public_key is not None and not _SSH_PUBLIC_KEY.fullmatch(options.ssh_public_key.strip()):
         problems.append("--ssh-public-key: not an SSH public key such as `ssh-ed25519 AAAA... comment`; never a "
                         "private key")
@@ -114,6 +116,15 @@ def option_problems(options: Options) -> list[str]:
         except ValueError as error:
             problems.append(f"--ssh-from: {error}")
     return problems
+
+
+def given_zone_ids(options: Options) -> dict[str, str]:
+    """--zone-id's IDs by zone; "" for an ID given alone. The options are checked (option_problems)."""
+    found = {}
+    for written in options.zone_ids:
+        zone, _, zone_id = written.rpartition("=")
+        found[normalize_hostname(zone) if zone else ""] = zone_id
+    return found
 
 
 def import_file(path: Path | str, options: Options = Options(), *, name: str | None = None) -> ImportResult:
@@ -174,8 +185,7 @@ class _Placed:
     path: YamlPath  # its item in the unit's `services`
     entry: Entry | None  # the catalog's service of that name, if any (the file's `services:` may override it)
     fields: dict  # services.<name>, in the schema's terms
-    names: list[str] = field(default_factory=list)  # domains routed to it, in the zone
-    elsewhere: list[str] = field(default_factory=list)  # its names outside the zone
+    names: list[str] = field(default_factory=list)  # domains routed to it
     tcp_ports: list[tuple[int, str | None]] = field(default_factory=list)  # (port, its comment)
 
 
@@ -192,13 +202,14 @@ class _Importer:
         self.refused: set[str] = set()  # services.<name> with findings: not reported again where they are listed
         self.placed: dict[str, _Placed] = {}
         self.groups: dict[str, tuple[dict, _Unit]] = {}
-        self.domains: list[dict] = []  # {"fields", "above", "trailing", "outside"}
+        self.domains: list[dict] = []  # {"fields", "above", "trailing", "unit", "comments"}
         self.settings: dict[str, Any] = {"project": None, "environment": None, "ssl": True, "monitoring": True,
                                          "proxied": True, "min_tls_version": None, "sshd": {}, "docker_logs": {},
                                          "prometheus": {}}
         self.setting_comments: dict[str, list[str]] = {}
         self.header: list[str] = []
-        self.zone: str | None = None
+        self.zones: dict[str, str] = {}  # each Cloudflare zone and its ID
+        self.placeholder_ids: set[str] = set()  # the zones whose ID is a placeholder
         self.data: dict = {}
 
     # locations
@@ -304,8 +315,8 @@ class _Importer:
         self._declared(self.mapping(data.get("services"), ("services",), None, "services"))
         self._global(self.mapping(data.get("global"), ("global",), None, "global"))
         domains = data["domains"]
-        self.zone = self._zone(domains)
         self._placeholders()
+        self.zones = self._zone_ids(self._zones(domains))
         units = [self._domain(key, spec) for key, spec in domains.items()]
         shared = self.mapping(data.get("shared_infrastructure"), ("shared_infrastructure",), None,
                               "shared_infrastructure")
@@ -376,33 +387,54 @@ class _Importer:
 
     # domain ids
 
-    def _zone(self, domains: dict) -> str | None:
-        """The Cloudflare zone of the output: --zone, else the first domain's."""
-        if self.options.zone:
-            return normalize_hostname(self.options.zone)  # checked by option_problems
+    def _zones(self, domains: dict) -> dict[str, tuple[YamlPath, bool]]:
+        """The Cloudflare zones: each id's domain (an external one's too: every domain must be in a zone),
+        unless it lies in another id's, whose zone holds it. Each with where it is written, and whether it is
+        external."""
+        apexes: dict[str, tuple[YamlPath, bool]] = {}
         for key, spec in domains.items():
-            if isinstance(spec, dict) and isinstance(spec.get("domain"), str) and not spec.get("external"):
+            if isinstance(spec, dict) and isinstance(spec.get("domain"), str):
                 try:
-                    zone = normalize_hostname(spec["domain"])
+                    apexes.setdefault(normalize_hostname(spec["domain"]), (("domains", key, "domain"),
+                                                                           spec.get("external") is True))
                 except ValueError:
-                    continue
-                self.decide(("domains", key, "domain"), "review", f"target.cloudflare.zone: {zone}, the first "
-                            "domain's (--zone chooses another); the schema holds one zone per file, so the names "
-                            "of other zones are written as comments, and their services run internal")
-                return zone
-        return None
+                    continue  # reported where the id is read
+        return {name: where for name, where in apexes.items()
+                if not any(name.endswith(f".{other}") for other in apexes)}
+
+    def _zone_ids(self, zones: dict[str, tuple[YamlPath, bool]]) -> dict[str, str]:
+        """Each zone's ID: from --zone-id, else a placeholder of its own (zones may not share an ID)."""
+        given = given_zone_ids(self.options)
+        for zone in given.keys() - zones.keys() - {""}:
+            self.find((), f"--zone-id {zone}=...: {zone} is not a zone of this file; its zones are "
+                      f"{', '.join(zones)}")
+        if "" in given:
+            if len(zones) == 1:
+                given = {next(iter(zones)): given[""]}
+            else:
+                self.find((), f"--zone-id {given['']}: an ID alone is for a file of one zone, and this one has "
+                          f"{len(zones)} ({', '.join(zones)}): write --zone-id ZONE=ID for each")
+        ids = {}
+        for number, (zone, (path, external)) in enumerate(zones.items(), 1):
+            why = ("an external domain's zone (every domain must be in a zone; atl changes nothing in a zone that "
+                   "holds none of its records); " if external else "")
+            ids[zone] = given.get(zone) or f"{number:032x}"
+            if zone in given:
+                self.decide(path, "mapped", f"target.cloudflare.zones.{zone}: {why}its ID from --zone-id")
+            else:
+                self.placeholder_ids.add(zone)
+                self.decide(path, "placeholder", f"target.cloudflare.zones.{zone}: {why}a placeholder ID, which the "
+                            f"file cannot give: replace it (the zone's Overview page), or import again with "
+                            f"--zone-id {zone}=ID")
+        return ids
 
     def _placeholders(self) -> None:
         options = self.options
         for missing, setting, option in ((options.ssh_public_key is None, "target.ssh_public_key", "--ssh-public-key"),
-                                         (not options.ssh_from, "target.ssh_from", "--ssh-from"),
-                                         (options.zone_id is None, "target.cloudflare.zone_id", "--zone-id")):
+                                         (not options.ssh_from, "target.ssh_from", "--ssh-from")):
             if missing:
                 self.decide((), "placeholder", f"{setting}: a placeholder, which the file cannot give: replace it, "
                             f"or import again with {option}")
-
-    def in_zone(self, name: str) -> bool:
-        return self.zone is not None and (name == self.zone or name.endswith(f".{self.zone}"))
 
     def _domain(self, key: Any, spec: Any) -> _Unit | None:
         path = ("domains", key)
@@ -720,15 +752,14 @@ class _Importer:
             entry = {"name": name, "service": service}
             above = (comments if first else []) + (self.above(path) if path[-1] != "domain" else [])
             trailing = self.trailing(path) if path[-1] != "domain" else None
-            outside = self._add_domain(path, entry, common, above, unit, trailing=trailing)
-            (placed.elsewhere if outside else placed.names).append(name)
-            if not outside and path[-1] != "domain":
+            self._add_domain(path, entry, common, above, unit, trailing=trailing)
+            placed.names.append(name)
+            if path[-1] != "domain":
                 self.decide(path, "mapped", f"{name} -> {service}")
             first = False
 
     def _add_domain(self, path: YamlPath, entry: dict, common: dict, above: list[str], unit: _Unit,
-                    trailing: str | None = None) -> bool:
-        """Add a domain entry; True when it lies outside the zone (then it is written as a comment)."""
+                    trailing: str | None = None) -> None:
         if common["group"]:
             entry["group"] = common["group"]
         if common["required"]:
@@ -739,15 +770,9 @@ class _Importer:
             entry["monitoring"] = False
         if not common["enabled"]:
             entry["enabled"] = False
-        outside = not self.in_zone(entry["name"])
-        if outside:
-            self.decide(path, "review", f"{entry['name']}: outside the zone {self.zone} (target.cloudflare.zone, one "
-                        "per file): written as a comment" + ("" if entry.get("external") else
-                                                             f"; {entry['service']} runs internal meanwhile"))
         enabled_comment = self.trailing((*unit.path, "enabled")) if "enabled" in self._spec(unit) else None
-        self.domains.append({"fields": entry, "above": above, "trailing": trailing, "outside": outside,
-                             "unit": unit, "comments": {"enabled": enabled_comment}})
-        return outside
+        self.domains.append({"fields": entry, "above": above, "trailing": trailing, "unit": unit,
+                             "comments": {"enabled": enabled_comment}})
 
     # TCP ports, then routed or internal
 
@@ -807,8 +832,6 @@ class _Importer:
                 why = "shared infrastructure"
             elif entry is not None and entry.internal:
                 why = "it answers no domain (the catalog's `internal`)"
-            elif placed.elsewhere:
-                why = f"its names ({', '.join(placed.elsewhere)}) are outside the zone {self.zone}"
             else:
                 hint = f"`{entry.subdomain}` (its catalog subdomain)" if entry and entry.subdomain else "a subdomain"
                 why = (f"no name of domains.{unit.key} routes to it; to publish it, add {hint} to its `subdomains`")
@@ -832,10 +855,9 @@ class _Importer:
             tcp = [port for service in unit.services for port, _ in self.placed[service].tcp_ports]
             if tcp:
                 domain["fields"]["proxied"] = False
-                if not domain["outside"]:
-                    self.decide((*unit.path, "ports"), "mapped", f"{domain['fields']['name']}: proxied: false, so "
-                                f"that TCP clients reach the load balancer at its address ({', '.join(map(str, tcp))};"
-                                " Cloudflare's proxy passes HTTP only)")
+                self.decide((*unit.path, "ports"), "mapped", f"{domain['fields']['name']}: proxied: false, so that "
+                            f"TCP clients reach the load balancer at its address ({', '.join(map(str, tcp))}; "
+                            "Cloudflare's proxy passes HTTP only)")
 
     def _gaps(self) -> None:
         for name, placed in self.placed.items():
@@ -1139,7 +1161,7 @@ class _Writer:
         # by port: the catalog's order, which no move or addition in the file changes, so a diff shows only that
         services = sorted(importer.placed.values(), key=lambda placed: placed.fields["port"])
         add(_Item("services", _Map([self.service(placed) for placed in services])))
-        add(_Item("domains", _Seq([item for domain in importer.domains for item in self.domain(domain)])))
+        add(_Item("domains", _Seq([self.domain(domain) for domain in importer.domains])))
         lines = _emit(document, 0)
         text = "\n".join(lines) + "\n"
         if parse(decode_source(text.encode(), "imported")) != _plain(document):
@@ -1158,10 +1180,9 @@ class _Writer:
         ssh_from = list(options.ssh_from) or [PLACEHOLDER_FROM]
         items.append(_Item("ssh_from", _Seq([_Item(None, network) for network in ssh_from], flow=True),
                            trailing=None if options.ssh_from else "placeholder: --ssh-from"))
-        cloudflare = [_Item("zone", importer.zone or "example.org",
-                            trailing=None if options.zone else "the first domain's: --zone"),
-                      _Item("zone_id", options.zone_id or PLACEHOLDER_ZONE_ID,
-                            trailing=None if options.zone_id else "placeholder: --zone-id")]
+        zones = [_Item(zone, zone_id, trailing=f"placeholder: --zone-id {zone}=ID" if zone in importer.placeholder_ids
+                       else None) for zone, zone_id in importer.zones.items()]
+        cloudflare = [_Item("zones", _Map(zones))]
         if not settings["proxied"]:
             cloudflare.append(_Item("proxied", False))
         if settings["min_tls_version"]:
@@ -1200,19 +1221,14 @@ class _Writer:
         above = self.importer.above(placed.path)
         return _Item(placed.name, _Map(items), above=above, trailing=self.importer.trailing(placed.path))
 
-    def domain(self, domain: dict) -> list[_Item]:
+    def domain(self, domain: dict) -> _Item:
         fields = domain["fields"]
         items = []
         for key in ("name", "service", "external", "provider", "proxied", "ssl", "monitoring", "enabled", "required",
                     "group", "replicas", "resources"):
             if key in fields:
                 items.append(_Item(key, _flow(fields[key]), trailing=domain["comments"].get(key)))
-        entry = _Item(None, _Map(items), above=list(domain["above"]), trailing=domain["trailing"])
-        if not domain["outside"]:
-            return [entry]
-        lines = _emit(_Seq([_Item(None, _Map(items))]), 0)
-        return [_Item(None, None, above=[*domain["above"], f"outside the zone {self.importer.zone} "
-                                         "(target.cloudflare.zone holds one zone):", *lines])]
+        return _Item(None, _Map(items), above=list(domain["above"]), trailing=domain["trailing"])
 
 
 def _flow(value: Any) -> Any:
@@ -1231,8 +1247,6 @@ def _emit(node: _Map | _Seq, indent: int) -> list[str]:
     lines: list[str] = []
     for item in node.items:
         lines += [f"{pad}#{' ' + text if text else ''}" for text in item.above]
-        if item.value is None and item.key is None:  # a comment only
-            continue
         lead = f"{pad}{_scalar(item.key)}:" if isinstance(node, _Map) else f"{pad}-"
         trailing, value = item.trailing, item.value
         flow = isinstance(value, _Map | _Seq) and (value.flow or not value.items)
@@ -1296,7 +1310,7 @@ def _scalar(value: Any, *, flow: bool = False) -> str:
 def _plain(node: Any) -> Any:
     """What the emitted YAML reads back as."""
     if isinstance(node, _Map):
-        return {item.key: _plain(item.value) for item in node.items if not (item.key is None and item.value is None)}
+        return {item.key: _plain(item.value) for item in node.items}
     if isinstance(node, _Seq):
-        return [_plain(item.value) for item in node.items if not (item.key is None and item.value is None)]
+        return [_plain(item.value) for item in node.items]
     return node

@@ -24,6 +24,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -255,27 +256,76 @@ _SSH_PUBLIC_KEY = re.compile(r"(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rs
                              r"( [ -~]{0,100})?")
 
 
-class Cloudflare(_Model):
-    """Cloudflare DNS: an A and an AAAA record per domain, to the load balancer."""
+def _check_zone_id(zone_id: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{32}", zone_id):
+        raise ValueError("a Cloudflare zone ID is 32 hex digits (the zone's Overview page in the dashboard)")
+    return zone_id
 
-    zone: Hostname
-    """The zone, such as `allthingslinux.org`: every domain is in it."""
-    zone_id: str
-    """The zone's ID (32 hex digits, on the zone's Overview page in the Cloudflare dashboard)."""
+
+ZoneId = Annotated[str, AfterValidator(_check_zone_id)]
+
+
+class Cloudflare(_Model):
+    """Cloudflare DNS: an A and an AAAA record per domain, to the load balancer, each in its own zone."""
+
+    zone: Hostname | None = None
+    """A zone, such as `allthingslinux.org`, with `zone_id`: how a file of one zone names it. Its resources keep
+    the addresses they have always had when `zones` adds more. Each domain is in the zone whose name is the
+    longest suffix of its own (after a dot, or the whole name)."""
+    zone_id: ZoneId | None = None
+    """The ID of `zone` (32 hex digits, on the zone's Overview page in the Cloudflare dashboard)."""
+    zones: dict[Hostname, ZoneId] = Field({}, max_length=50)
+    """More zones, or all of them without `zone`: each zone's name and its ID. Their resources in Terraform are
+    keyed by zone name. Each zone is listed once, with an ID of its own."""
     api_token: SecretRef = "env:CLOUDFLARE_API_TOKEN"
-    """`env:NAME`, NAME holding an API token that may edit the zone's DNS."""
+    """`env:NAME`, NAME holding an API token that may edit the DNS and settings of every zone."""
     proxied: StrictBool = True
     """Records go through Cloudflare's proxy (DDoS and WAF protection) unless a domain says otherwise."""
     min_tls_version: Literal["1.0", "1.1", "1.2", "1.3"] | None = None
-    """The lowest TLS version Cloudflare's edge accepts from visitors of the zone's proxied names (a setting
-    of the whole zone); default: the zone's own. The load balancer's TLS versions are Hetzner's."""
+    """The lowest TLS version Cloudflare's edge accepts from visitors of the proxied names (a setting of each
+    whole zone: `zone`, and each of `zones` that holds a record); default: the zone's own. The load
+    balancer's TLS versions are Hetzner's."""
 
-    @field_validator("zone_id")
+    @field_validator("zones", mode="before")
     @classmethod
-    def _zone_id(cls, zone_id: str) -> str:
-        if not re.fullmatch(r"[0-9a-f]{32}", zone_id):
-            raise ValueError("a Cloudflare zone ID is 32 hex digits (the zone's Overview page in the dashboard)")
-        return zone_id
+    def _each_zone_once(cls, zones: object, info: ValidationInfo) -> object:
+        """Two names of one zone (`Atl.Chat`, `atl.chat.`) would otherwise collapse into one, silently; one ID
+        under two names would put one zone's records into the other."""
+        zone, zone_id = info.data.get("zone"), info.data.get("zone_id")
+        names = {zone: "target.cloudflare.zone"} if zone else {}  # each zone -> how it was first written
+        ids = {zone_id: "target.cloudflare.zone"} if zone_id else {}  # each ID -> its zone
+        for written, written_id in zones.items() if isinstance(zones, dict) else ():
+            try:
+                name = normalize_hostname(str(written))
+            except ValueError:
+                continue  # reported by the key's own check
+            if name in names:
+                raise ValueError(f"the zone {written} is listed already, as {names[name]}: write each zone once")
+            names[name] = written
+            if not isinstance(written_id, str):
+                continue  # reported by the ID's own check
+            if written_id in ids:
+                raise ValueError(f"the zone {written} has the ID of {ids[written_id]}: each zone has its own")
+            ids[written_id] = written
+        return zones
+
+    @model_validator(mode="after")
+    def _some_zone(self) -> Cloudflare:
+        if (self.zone is None) != (self.zone_id is None):
+            raise ValueError("zone and zone_id go together: give both, or neither and list the zones under zones")
+        if self.zone is None and not self.zones:
+            raise ValueError("no zone: give zone and zone_id, or zones (each zone's name and ID)")
+        return self
+
+    @property
+    def all_zones(self) -> dict[str, str]:
+        """Every zone and its ID: `zone` first, then `zones`."""
+        return ({self.zone: self.zone_id} if self.zone else {}) | self.zones
+
+    def zone_of(self, name: str) -> str | None:
+        """The zone `name` is in: the longest zone that is `name` or ends it after a dot; None when none does."""
+        found = [zone for zone in self.all_zones if name == zone or name.endswith(f".{zone}")]
+        return max(found, key=len, default=None)
 
 
 Location = Literal[tuple(HCLOUD_LOCATIONS)]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from atl_pipeline.config import Config, Domain, LoadedConfig
-from atl_pipeline.config.model import PORT_BLOCK
+from atl_pipeline.config.model import PORT_BLOCK, Cloudflare
 from atl_pipeline.config.quantity import format_bytes
 from atl_pipeline.findings import Finding
 from atl_pipeline.project import Project
@@ -45,9 +45,8 @@ RESOURCES = {("hcloud_ssh_key", "operator"), ("hcloud_network", "private"), ("hc
              ("hcloud_load_balancer_network", "main"), ("hcloud_load_balancer_target", "servers"),
              ("hcloud_load_balancer_service", "http"), ("hcloud_load_balancer_service", "tcp"),
              ("cloudflare_dns_record", "a"), ("cloudflare_dns_record", "aaaa")}
-TLS_RESOURCES = {("hcloud_managed_certificate", "tls"), ("hcloud_load_balancer_service", "https"),
-                 ("hcloud_zone", "acme"), ("cloudflare_dns_record", "acme_delegation")}
-PROXIED_RESOURCES = {("cloudflare_zone_setting", "ssl")}  # while some record is proxied: SSL mode Full (strict)
+TLS_RESOURCES = {("hcloud_managed_certificate", "tls"), ("hcloud_load_balancer_service", "https")}
+MORE_ZONES = "_zones"  # the suffix of the resources of target.cloudflare.zones, keyed by zone
 
 
 class Hcloud(Target):
@@ -56,7 +55,7 @@ class Hcloud(Target):
     public_names = True
 
     def rules(self, loaded: LoadedConfig) -> Iterator[Finding]:
-        """Each service has an image, the domains are in the Cloudflare zone, the subnet is in the
+        """Each service has an image, each domain is in a Cloudflare zone, the subnet is in the
         network, SSH is open to someone on a port of its own, mail-like names are not proxied, a
         proxied domain has a certificate, and a server type holds a server's share."""
         config, target = self.config, self.config.target
@@ -111,11 +110,10 @@ class Hcloud(Target):
                                      "servers must reach: choose another range")
 
     def _domains(self, loaded: LoadedConfig) -> Iterator[Finding]:
-        zone = self.config.target.cloudflare.zone
+        cloudflare = self.config.target.cloudflare
         for index, domain in enumerate(self.config.domains):
-            if domain.name != zone and not domain.name.endswith(f".{zone}"):
-                yield loaded.finding(("domains", index, "name"), f"{domain.name} is not in the Cloudflare zone "
-                                     f"{zone} (target.cloudflare.zone)")
+            if cloudflare.zone_of(domain.name) is None:
+                yield loaded.finding(("domains", index, "name"), f"{domain.name} is not in {_zones_named(cloudflare)}")
             if domain.proxied and never_proxied(domain.name):
                 yield loaded.finding(("domains", index, "proxied"), f"{domain.name} must not go through "
                                      "Cloudflare's HTTP proxy (mail and the like): remove `proxied: true`")
@@ -162,7 +160,9 @@ class Hcloud(Target):
                                      f"{format_bytes(memory)}: add servers, or {set_type}", key=True)
 
     def template_inputs(self) -> dict:
-        return {"hcloud": hcloud_inputs(self.config)}
+        """`hcloud`, the values (every one a local); `zone_resources`, which zone resources the templates declare."""
+        return {"hcloud": hcloud_inputs(self.config),
+                "zone_resources": sorted(f"{kind}.{name}" for kind, name in zone_resources(self.config))}
 
     def provider_secrets(self) -> tuple[tuple[str, str], ...]:
         target = self.config.target
@@ -173,11 +173,9 @@ class Hcloud(Target):
         return f'cloudflare_dns_record.a["{domain.name}"]', f'cloudflare_dns_record.aaaa["{domain.name}"]'
 
     def declared(self, inputs: dict) -> tuple[set[tuple[str, str]], set[str]]:
-        hcloud = inputs["hcloud"]
-        tls = TLS_RESOURCES if hcloud["certificate_domains"] else set()
-        proxied_ = PROXIED_RESOURCES if any(record["proxied"] for record in hcloud["records"].values()) else set()
-        tls_version = {("cloudflare_zone_setting", "min_tls_version")} if hcloud["min_tls_version"] else set()
-        return RESOURCES | tls | proxied_ | tls_version, {"services", "domains", "servers", "load_balancer"}
+        tls = TLS_RESOURCES if inputs["hcloud"]["certificate_domains"] else set()
+        zoned = {tuple(address.split(".")) for address in inputs["zone_resources"]}
+        return RESOURCES | tls | zoned, {"services", "domains", "servers", "load_balancer"}
 
     def runtime(self, project: Project, outputs: Outputs | None = None) -> HcloudRuntime:
         """Over the servers of `outputs`, or without them, over those the last deployment reached."""
@@ -297,14 +295,68 @@ def proxied(domain: Domain, config: Config) -> bool:
     return config.target.cloudflare.proxied if domain.proxied is None else domain.proxied
 
 
-def hcloud_inputs(config: Config) -> dict:
-    """The hcloud templates' data (each value is rendered through the `hcl` filter)."""
-    target = config.target
-    prefix = resource_name(config)
+def _zones_named(cloudflare: Cloudflare) -> str:
+    zones = list(cloudflare.all_zones)
+    if len(zones) == 1:
+        return f"the Cloudflare zone {zones[0]} (target.cloudflare.{'zone' if cloudflare.zone else 'zones'})"
+    return f"any of the Cloudflare zones {', '.join(zones)} (target.cloudflare.zone and zones)"
+
+
+def zone_facts(config: Config) -> dict[str, dict]:
+    """Each zone that holds a record of the file: its ID, whether one of its records is proxied (then its SSL
+    mode is atl's), and its certificate domains (then Hetzner needs a zone of that name for the challenge)."""
+    cloudflare = config.target.cloudflare
+    facts: dict[str, dict] = {}
+    for domain in config.serving:
+        zone = cloudflare.zone_of(domain.name)
+        fact = facts.setdefault(zone, {"zone_id": cloudflare.all_zones.get(zone), "proxied": False,
+                                       "certificate_domains": []})
+        fact["proxied"] |= proxied(domain, config)
+        if domain.ssl:
+            fact["certificate_domains"].append(domain.name)
+    return facts
+
+
+def zone_resources(config: Config) -> set[tuple[str, str]]:
+    """The zones' settings, Hetzner zones and delegations: those of `zone` at the addresses a file of one zone
+    has always had, those of `zones` in resources keyed by zone (MORE_ZONES). The lowest TLS version is set
+    on `zone` whenever it is given, as before `zones` existed; a zone of `zones` only while it holds a record."""
+    cloudflare = config.target.cloudflare
+    found = set()
+    if cloudflare.zone and cloudflare.min_tls_version:
+        found.add(("cloudflare_zone_setting", "min_tls_version"))
+    for zone, fact in zone_facts(config).items():
+        suffix = "" if zone == cloudflare.zone else MORE_ZONES
+        if fact["proxied"]:
+            found.add(("cloudflare_zone_setting", f"ssl{suffix}"))
+        if cloudflare.min_tls_version and suffix:
+            found.add(("cloudflare_zone_setting", f"min_tls_version{suffix}"))
+        if fact["certificate_domains"]:
+            found |= {("hcloud_zone", f"acme{suffix}"), ("cloudflare_dns_record", f"acme_delegation{suffix}")}
+    return found
+
+
+def _dns_inputs(config: Config) -> dict:
+    """The records and zones. A file of one zone gets exactly what it always got, so its Terraform is unchanged;
+    with `zones`, each record names its zone's ID, and `zones` the facts of those zones that hold a record."""
+    cloudflare = config.target.cloudflare
+    several = bool(cloudflare.zones)
     records = {}
     for domain in config.serving:
         on = proxied(domain, config)
         records[domain.name] = {"proxied": on, "ttl": 1 if on else UNPROXIED_TTL}
+        if several:
+            records[domain.name]["zone_id"] = cloudflare.all_zones.get(cloudflare.zone_of(domain.name))
+    dns = {"zone": cloudflare.zone, "zone_id": cloudflare.zone_id, "records": records}
+    if several:
+        dns["zones"] = {zone: fact for zone, fact in zone_facts(config).items() if zone in cloudflare.zones}
+    return dns
+
+
+def hcloud_inputs(config: Config) -> dict:
+    """The hcloud templates' data (each value is rendered through the `hcl` filter)."""
+    target = config.target
+    prefix = resource_name(config)
     return {
         "name": prefix,
         "location": target.location,
@@ -319,9 +371,7 @@ def hcloud_inputs(config: Config) -> dict:
         "ssh_public_key": target.ssh_public_key,
         "ssh_from": [str(network) for network in target.ssh_from],
         "ssh_port": target.ssh_port,
-        "zone": target.cloudflare.zone,
-        "zone_id": target.cloudflare.zone_id,
-        "records": records,
+        **_dns_inputs(config),
         "min_tls_version": target.cloudflare.min_tls_version,
         "certificate_domains": [domain.name for domain in config.serving if domain.ssl],
         "labels": {"atl-project": prefix},
