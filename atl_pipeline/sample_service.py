@@ -7,8 +7,14 @@ which the local runtime sets); `/slow?ms=N` answers the same after N millisecond
 MAX_SLOW_MS: a request held open across a roll), to a GET or a POST (a form, which no proxy
 may send twice); `/healthz` answers 200, or 503 to requests
 for HOST (a release broken for one site, for tests: 127.0.0.1 is the runtime's own health
-gate); `/metrics` is in Prometheus text format. On SIGTERM it stops accepting connections,
-finishes the requests in flight, and exits.
+gate); `/metrics` is in Prometheus text format.
+
+On SIGTERM it drains: for LINGER_SECONDS it goes on serving, answering `/healthz` with 503
+and closing each connection after its response, so that the load balancer's health checks
+stop choosing it while no connection it holds open is cut; then it stops accepting
+connections, finishes the requests in flight, and exits. Closing an idle keep-alive
+connection at once would race a request the proxy is just sending on it, which a POST
+cannot survive (no proxy sends one twice).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DRAIN_SECONDS = 10.0
+LINGER_SECONDS = 2.0  # two of Caddy's health-check intervals: it has stopped choosing this replica
 MAX_SLOW_MS = 5000
 MAX_BODY = 64 * 1024
 
@@ -39,7 +46,7 @@ class Service:
         self.draining = False
 
     def healthy_for(self, host: str) -> bool:
-        return host.rsplit(":", 1)[0] != self.unhealthy_for_host
+        return not self.draining and host.rsplit(":", 1)[0] != self.unhealthy_for_host
 
     def record(self, path: str, status: int, seconds: float) -> None:
         with self.lock:
@@ -124,7 +131,7 @@ def serve(port: int, unhealthy_for_host: str | None) -> None:
 
     def stop(signum, frame) -> None:
         service.draining = True
-        threading.Thread(target=server.shutdown).start()
+        threading.Timer(LINGER_SECONDS, server.shutdown).start()
 
     signal.signal(signal.SIGTERM, stop)
     server.serve_forever()
