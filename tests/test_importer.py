@@ -297,6 +297,16 @@ services:
            "yourself)" in messages
 
 
+@pytest.mark.parametrize(("override", "gap"), [
+    ("{volumes: {config: /srv/matterbridge}}", True),  # the catalog's health check still cannot pass
+    ("{container_port: 4242, health: {command: [wget, -q, -O-, 'http://127.0.0.1:{port}/api/health']}}", False),
+    ("{image: 42wim/matterbridge:1.26.0-custom}", False),  # another image: the file vouches for it
+])
+def test_the_files_own_image_or_health_check_answers_the_health_gap(real, override, gap):
+    messages = [decision.message for decision in imported(f"{real}\nservices:\n  matterbridge: {override}\n").decisions]
+    assert any(message.startswith("matterbridge (") for message in messages) == gap
+
+
 def test_a_subdomain_can_name_its_service_and_the_apex(write):
     text = """\
 domains:

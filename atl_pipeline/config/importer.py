@@ -863,8 +863,9 @@ class _Importer:
         for name, placed in self.placed.items():
             if placed.entry is None or not placed.unit.enabled:
                 continue
-            overrides = self.declared.get(name, {})
-            gap = None if {"image", "command"} & set(overrides) else placed.entry.gap()
+            ours = placed.entry.service()  # a file that gives its own image or health vouches for it
+            vouched = any(placed.fields.get(key) != ours.get(key) for key in ("image", "health"))
+            gap = None if vouched else placed.entry.gap()
             if gap:
                 self.decide(placed.path, "review", f"{name} ({placed.entry.image}) {gap}")
             if placed.entry.note:
