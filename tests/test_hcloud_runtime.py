@@ -532,7 +532,8 @@ def runtime_outputs(raw: dict) -> tuple[dict[str, ServiceOutput], dict[str, Doma
 def test_an_imported_configuration_deploys_to_each_server_group(project: Project, sshd: Sshd, tmp_path: Path,
                                                                  write):
     """All Things Linux's own file, imported (tests/golden/imported/domains.yml): every server of every
-    group gets the services placed on its group and no other, behind its router, and passes its gate."""
+    group gets the services placed on its group and no other, behind its router, and passes its gate. An image
+    with a fixed port is published to it, and an image without curl is checked by its own program."""
     settings = (f"  ssh_port: {sshd.port}\n  ssh_identity: {sshd.identity}\n"
                 f"  remote_dir: {tmp_path / 'servers'}\n")
     text = (REPO / "tests" / "golden" / "imported" / "domains.yml").read_text()
@@ -558,3 +559,11 @@ def test_an_imported_configuration_deploys_to_each_server_group(project: Project
                   and placement(workload.replicas, group_servers)[name]}
         assert running == placed, name
     assert all((sshd.bin / f"containers-127.0.0.{n}.json").exists() for n in range(1, len(names) + 1))
+
+    deployed = {key.rsplit("-", 3)[0]: (server, entry) for server, _ in names
+                for key, entry in on_server(tmp_path, server)["services"].items()}
+    server, vaultwarden = deployed["vaultwarden"]
+    assert vaultwarden["ports"] == [f"{servers[server]['private_ip']}:8800:80"]  # Vaultwarden's own port, 80
+    assert vaultwarden["healthcheck"]["test"] == ["CMD", "curl", "-fsS", "http://127.0.0.1:80/alive"]
+    assert deployed["postgresql"][1]["healthcheck"]["test"] == [
+        "CMD", "pg_isready", "-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]

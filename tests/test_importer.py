@@ -119,6 +119,25 @@ def test_the_golden_import_renders_to_its_golden_terraform(tmp_path: Path):
     assert set(locals_["zones"]) == {"atl.services", "atl.chat", "atl.wiki"}  # those that hold a record
 
 
+def test_each_image_listens_on_its_own_port_and_is_checked_by_a_program_it_has(write):
+    """Every service takes the catalog's container port and health command, so that no command moves a port;
+    the only health-gate review left is matterbridge's, which listens on nothing its image could check."""
+    result = import_file(REAL)
+    config = load_config(write(result.text, "imported.yml")).config
+    for name, entry in catalog().items():
+        if entry.is_service:
+            service = config.services[name]
+            assert (service.container_port, service.health.command) == (entry.container_port,
+                                                                          entry.health_command), name
+    vaultwarden, postgresql = config.services["vaultwarden"], config.services["postgresql"]
+    assert (vaultwarden.container_port, vaultwarden.command) == (80, None)
+    assert postgresql.health.command == ["pg_isready", "-h", "127.0.0.1", "-p", "{port}", "-U", "postgres"]
+    gaps = [decision.message for decision in result.decisions if "health gate" in decision.message]
+    assert gaps == ["matterbridge (42wim/matterbridge:1.26.0) speaks no HTTP, and the catalog gives it no "
+                    "health.command: its replicas fail the health gate (curl on the health path inside the "
+                    "container) until the file gives one"]
+
+
 def test_every_zone_of_the_real_file_is_declared_with_its_names(write):
     """Each domain id's name is a zone of target.cloudflare.zones (the external one's too: every domain must be
     in a zone), each with a placeholder ID of its own unless --zone-id gives it; every name is a domain."""
@@ -271,11 +290,21 @@ services:
     assert config.services["hedgedoc"].port == 10100  # the first free block past the catalog's
     assert config.services["vaultwarden"].image == "vaultwarden/server:1.34.1-alpine"
     assert config.services["vaultwarden"].volumes == {"data": "/data"}  # the rest is the catalog's
+    assert config.services["vaultwarden"].container_port == 80
     assert config.services["pgbouncer"].internal and config.services["pgbouncer"].servers == "database-cluster"
     messages = [decision.message for decision in result.decisions]
-    assert not any(message.startswith("vaultwarden (") for message in messages)  # its own command: no port gap
     assert "services.pgbouncer: declared in this file, over the catalog's entry (no single image: declare it " \
            "yourself)" in messages
+
+
+@pytest.mark.parametrize(("override", "gap"), [
+    ("{volumes: {config: /srv/matterbridge}}", True),  # the catalog's health check still cannot pass
+    ("{container_port: 4242, health: {command: [wget, -q, -O-, 'http://127.0.0.1:{port}/api/health']}}", False),
+    ("{image: 42wim/matterbridge:1.26.0-custom}", False),  # another image: the file vouches for it
+])
+def test_the_files_own_image_or_health_check_answers_the_health_gap(real, override, gap):
+    messages = [decision.message for decision in imported(f"{real}\nservices:\n  matterbridge: {override}\n").decisions]
+    assert any(message.startswith("matterbridge (") for message in messages) == gap
 
 
 def test_a_subdomain_can_name_its_service_and_the_apex(write):
@@ -477,6 +506,7 @@ def test_the_catalogs_services_are_pinned_and_own_their_ports():
         assert tag != "latest" and re.search(r"[0-9]", tag), name
         assert entry.port % PORT_BLOCK == 0 and not {9090, 9115} & set(range(entry.port, entry.port + PORT_BLOCK))
         assert entry.http or entry.health is None, name
+        assert not any("{port}" in argument for argument in entry.command or []), name  # container_port does
     blocks = sorted(entry.port for entry in services.values())
     assert all(later - earlier >= PORT_BLOCK for earlier, later in zip(blocks, blocks[1:], strict=False))
     labels = [entry.subdomain for entry in catalog().values() if entry.subdomain]
@@ -486,7 +516,7 @@ def test_the_catalogs_services_are_pinned_and_own_their_ports():
 
 def test_the_docs_quote_the_import_as_it_is():
     """docs/importing.md: its decisions are printed as quoted, their count is right, and its catalog table
-    gives each service's image and port block."""
+    gives each service's image, port block and container port."""
     doc = (REPO / "docs" / "importing.md").read_text()
     decisions = import_file(REAL, name=REAL.name).decisions
     quoted = re.search(r"^```text\n(.*?)^```$", doc, re.M | re.S).group(1).splitlines()
@@ -494,7 +524,7 @@ def test_the_docs_quote_the_import_as_it_is():
     assert f"with its {len(decisions)} decisions" in doc
     for name, entry in catalog().items():
         if entry.is_service:
-            assert re.search(rf"^\| `{name}` \| service[^|]* \| `{re.escape(entry.image)}` \| {entry.port} \|", doc,
-                             re.M), name
+            assert re.search(rf"^\| `{name}` \| service[^|]* \| `{re.escape(entry.image)}` \| {entry.port} \| "
+                             rf"{entry.container_port or 'none'} \|", doc, re.M), name
         else:
             assert re.search(rf"^\|[^|]*`{name}`[^|]*\| {entry.kind}", doc, re.M), name

@@ -45,10 +45,10 @@ class Entry(BaseModel):
     part_of: str | None = None
     image: str | None = None
     port: Port | None = None
-    image_port: int | None = Field(None, ge=1, le=65535)
-    listen: Literal["PORT", "command", "fixed"] | None = None
+    container_port: int | None = Field(None, ge=1, le=65535)
     command: list[str] | None = None
     health: str | None = None
+    health_command: list[str] | None = None
     metrics: str | None = None
     http: bool = True
     curl: bool = True
@@ -64,9 +64,10 @@ class Entry(BaseModel):
     def _complete(self) -> Entry:
         check_identifier(self.name)
         if self.kind == "service":
-            missing = [field for field in ("image", "port", "listen") if getattr(self, field) is None]
-            if missing or (self.http and self.health is None):
-                raise ValueError(f"a service needs {', '.join(missing or ['health'])}")
+            needed = ("image", "port", *(("health", "container_port") if self.http else ()))
+            missing = [field for field in needed if getattr(self, field) is None]
+            if missing:
+                raise ValueError(f"a service needs {', '.join(missing)}")
             if self.image.endswith(":latest") or ":" not in self.image.rsplit("/", 1)[-1]:
                 raise ValueError("a service's image is pinned to a release tag, never `latest`")
             Service.model_validate(self.service())  # the schema accepts what the importer will write
@@ -84,30 +85,28 @@ class Entry(BaseModel):
         """`services.<name>` in the schema's terms, as the importer writes it: the catalog's values
         explicitly, so that the imported file says everything it runs."""
         entry: dict = {"image": self.image, "port": self.port}
+        if self.container_port:
+            entry["container_port"] = self.container_port
         if self.command:
             entry["command"] = list(self.command)
-        if self.http:
-            entry["health"] = {"path": self.health}
+        health = {"path": self.health} if self.http else {}
+        if self.health_command:
+            health["command"] = list(self.health_command)
+        if health:
+            entry["health"] = health
         entry["metrics"] = {"path": self.metrics} if self.metrics else None
         if self.volumes:
             entry["volumes"] = dict(self.volumes)
         return entry
 
-    def gaps(self) -> list[str]:
-        """Why a replica of this image cannot pass the runtime's health gate as the schema stands:
-        empty when it can."""
-        if not self.http:
-            return ["speaks no HTTP, and the runtime's health check is an HTTP request (curl on the health path): "
-                    "the schema has no other kind of check"]
-        found = []
-        if self.listen == "fixed":
-            found.append(f"listens on its own port{f' {self.image_port}' if self.image_port else ''} only: the "
-                         "runtime publishes each replica at the port the pipeline gives it (port + r, or "
-                         "port + 50 + r for the next release) and tells it in PORT, which this image ignores, "
-                         "and the schema cannot say which port the container listens on")
-        if not self.curl:
-            found.append("has no curl, which the runtime's health check runs inside the container")
-        return found
+    def gap(self) -> str | None:
+        """Why a replica of this image cannot pass the runtime's health gate as the catalog runs it: None when
+        it can (curl on its health path inside the container, or its own `health_command`)."""
+        if self.health_command or (self.http and self.curl):
+            return None
+        lacks = "speaks no HTTP" if not self.http else "has no curl"
+        return (f"{lacks}, and the catalog gives it no health.command: its replicas fail the health gate (curl "
+                "on the health path inside the container) until the file gives one")
 
 
 @cache

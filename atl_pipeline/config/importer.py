@@ -863,8 +863,10 @@ class _Importer:
         for name, placed in self.placed.items():
             if placed.entry is None or not placed.unit.enabled:
                 continue
-            overrides = self.declared.get(name, {})
-            for gap in [] if {"image", "command"} & set(overrides) else placed.entry.gaps():
+            ours = placed.entry.service()  # a file that gives its own image or health vouches for it
+            vouched = any(placed.fields.get(key) != ours.get(key) for key in ("image", "health"))
+            gap = None if vouched else placed.entry.gap()
+            if gap:
                 self.decide(placed.path, "review", f"{name} ({placed.entry.image}) {gap}")
             if placed.entry.note:
                 self.decide(placed.path, "review", f"{name}: {placed.entry.note}")
@@ -1206,8 +1208,8 @@ class _Writer:
     def service(self, placed: _Placed) -> _Item:
         fields = dict(placed.fields)
         items = []
-        for key in ("image", "port", "command", "health", "metrics", "volumes", "tcp_ports", "servers", "internal",
-                    "replicas", "resources"):
+        for key in ("image", "port", "container_port", "command", "health", "metrics", "volumes", "tcp_ports",
+                    "servers", "internal", "replicas", "resources"):
             if key not in fields:
                 continue
             value = fields[key]

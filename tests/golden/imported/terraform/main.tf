@@ -68,15 +68,15 @@ locals {
   services = {
     "authentik" = {
       command        = ["server"]
-      container_port = null
+      container_port = 9000
       cpu_millicores = 500
-      health_command = null
+      health_command = ["ak", "healthcheck"]
       health_path    = "/-/health/live/"
       image          = "ghcr.io/goauthentik/server:2024.12.3"
       memory_bytes   = 1073741824
       metrics_path   = null
       port           = 8000
-      release        = "7dd231f7f21b"
+      release        = "f48175b42910"
       replicas       = 1
       servers        = "atl-services"
       standby_port   = 8050
@@ -84,8 +84,8 @@ locals {
       volumes        = { "media" = "/media", "templates" = "/templates" }
     }
     "grafana" = {
-      command        = ["cfg:server.http_port={port}"]
-      container_port = null
+      command        = null
+      container_port = 3000
       cpu_millicores = 250
       health_command = null
       health_path    = "/api/health"
@@ -93,7 +93,7 @@ locals {
       memory_bytes   = 536870912
       metrics_path   = "/metrics"
       port           = 8100
-      release        = "04c957d77d5d"
+      release        = "b9bb9ea509b8"
       replicas       = 1
       servers        = "atl-services"
       standby_port   = 8150
@@ -102,15 +102,15 @@ locals {
     }
     "element-web" = {
       command        = null
-      container_port = null
+      container_port = 80
       cpu_millicores = 250
-      health_command = null
+      health_command = ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:{port}/"]
       health_path    = "/"
       image          = "vectorim/element-web:v1.11.73"
       memory_bytes   = 268435456
       metrics_path   = null
       port           = 9600
-      release        = "26429d423c39"
+      release        = "f87432ec82ee"
       replicas       = 1
       servers        = "atl-chat"
       standby_port   = 9650
@@ -118,8 +118,8 @@ locals {
       volumes        = {}
     }
     "mediawiki" = {
-      command        = ["apache2-foreground", "-c", "Listen {port}", "-c", "DocumentRoot /var/www/html"]
-      container_port = null
+      command        = null
+      container_port = 80
       cpu_millicores = 500
       health_command = null
       health_path    = "/api.php"
@@ -127,7 +127,7 @@ locals {
       memory_bytes   = 536870912
       metrics_path   = null
       port           = 9700
-      release        = "a3f6f8a6e67c"
+      release        = "578e7d676a26"
       replicas       = 1
       servers        = "atl-wiki"
       standby_port   = 9750
@@ -135,16 +135,16 @@ locals {
       volumes        = { "images" = "/var/www/html/images" }
     }
     "prometheus" = {
-      command        = ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus", "--web.listen-address=:{port}"]
-      container_port = null
+      command        = null
+      container_port = 9090
       cpu_millicores = 500
-      health_command = null
+      health_command = ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:{port}/-/healthy"]
       health_path    = "/-/healthy"
       image          = "prom/prometheus:v2.53.0"
       memory_bytes   = 1073741824
       metrics_path   = "/metrics"
       port           = 8200
-      release        = "3d608f45226f"
+      release        = "fe71a8184dfc"
       replicas       = 1
       servers        = "atl-services"
       standby_port   = 8250
@@ -152,16 +152,16 @@ locals {
       volumes        = { "data" = "/prometheus" }
     }
     "alertmanager" = {
-      command        = ["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager", "--web.listen-address=:{port}"]
-      container_port = null
+      command        = null
+      container_port = 9093
       cpu_millicores = 250
-      health_command = null
+      health_command = ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:{port}/-/healthy"]
       health_path    = "/-/healthy"
       image          = "prom/alertmanager:v0.27.0"
       memory_bytes   = 268435456
       metrics_path   = "/metrics"
       port           = 8300
-      release        = "a95b25eddb4b"
+      release        = "0ed410cfad2f"
       replicas       = 1
       servers        = "atl-services"
       standby_port   = 8350
@@ -169,16 +169,16 @@ locals {
       volumes        = { "data" = "/alertmanager" }
     }
     "loki" = {
-      command        = ["-config.file=/etc/loki/local-config.yaml", "-server.http-listen-port={port}"]
-      container_port = null
+      command        = null
+      container_port = 3100
       cpu_millicores = 250
-      health_command = null
+      health_command = ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:{port}/ready"]
       health_path    = "/ready"
       image          = "grafana/loki:3.1.0"
       memory_bytes   = 536870912
       metrics_path   = "/metrics"
       port           = 8400
-      release        = "43f8fd4f0f32"
+      release        = "ac6879aaf872"
       replicas       = 1
       servers        = "atl-services"
       standby_port   = 8450
@@ -187,7 +187,7 @@ locals {
     }
     "code-server" = {
       command        = null
-      container_port = null
+      container_port = 8080
       cpu_millicores = 500
       health_command = null
       health_path    = "/healthz"
@@ -195,7 +195,7 @@ locals {
       memory_bytes   = 1073741824
       metrics_path   = null
       port           = 8500
-      release        = "7a587d904777"
+      release        = "6471901ea42c"
       replicas       = 1
       servers        = "atl-dev"
       standby_port   = 8550
@@ -203,8 +203,8 @@ locals {
       volumes        = { "home" = "/home/coder" }
     }
     "nextcloud" = {
-      command        = ["apache2-foreground", "-c", "Listen {port}", "-c", "DocumentRoot /var/www/html"]
-      container_port = null
+      command        = null
+      container_port = 80
       cpu_millicores = 500
       health_command = null
       health_path    = "/status.php"
@@ -212,7 +212,7 @@ locals {
       memory_bytes   = 1073741824
       metrics_path   = null
       port           = 8600
-      release        = "872ed916d0be"
+      release        = "4f8cd150d8d1"
       replicas       = 1
       servers        = "atl-tools"
       standby_port   = 8650
@@ -220,8 +220,8 @@ locals {
       volumes        = { "html" = "/var/www/html" }
     }
     "gitea" = {
-      command        = ["/usr/local/bin/gitea", "-c", "/etc/gitea/app.ini", "web", "--port", "{port}"]
-      container_port = null
+      command        = null
+      container_port = 3000
       cpu_millicores = 250
       health_command = null
       health_path    = "/api/healthz"
@@ -229,7 +229,7 @@ locals {
       memory_bytes   = 536870912
       metrics_path   = null
       port           = 8700
-      release        = "cdb846956deb"
+      release        = "50467b5192c8"
       replicas       = 1
       servers        = "atl-tools"
       standby_port   = 8750
@@ -238,7 +238,7 @@ locals {
     }
     "vaultwarden" = {
       command        = null
-      container_port = null
+      container_port = 80
       cpu_millicores = 250
       health_command = null
       health_path    = "/alive"
@@ -246,7 +246,7 @@ locals {
       memory_bytes   = 268435456
       metrics_path   = null
       port           = 8800
-      release        = "1380dfddad58"
+      release        = "1c967c24cb3d"
       replicas       = 1
       servers        = "atl-tools"
       standby_port   = 8850
@@ -255,7 +255,7 @@ locals {
     }
     "uptime-kuma" = {
       command        = null
-      container_port = null
+      container_port = 3001
       cpu_millicores = 250
       health_command = null
       health_path    = "/api/entry-page"
@@ -263,7 +263,7 @@ locals {
       memory_bytes   = 268435456
       metrics_path   = null
       port           = 8900
-      release        = "f6781589fdd7"
+      release        = "fefda660ea35"
       replicas       = 1
       servers        = "atl-tools"
       standby_port   = 8950
@@ -272,15 +272,15 @@ locals {
     }
     "pastebin" = {
       command        = null
-      container_port = null
+      container_port = 8080
       cpu_millicores = 250
-      health_command = null
+      health_command = ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:{port}/"]
       health_path    = "/"
       image          = "privatebin/nginx-fpm-alpine:1.7.4"
       memory_bytes   = 268435456
       metrics_path   = null
       port           = 9200
-      release        = "48ff8c7f4a8f"
+      release        = "9b2a2b877dc1"
       replicas       = 1
       servers        = "atl-tools"
       standby_port   = 9250
@@ -289,15 +289,15 @@ locals {
     }
     "prosody" = {
       command        = null
-      container_port = null
+      container_port = 5280
       cpu_millicores = 250
-      health_command = null
+      health_command = ["prosodyctl", "shell", "server", "version"]
       health_path    = "/"
       image          = "prosodyim/prosody:13.0"
       memory_bytes   = 268435456
       metrics_path   = null
       port           = 9300
-      release        = "3d3c950dfbb5"
+      release        = "d56ba4c109be"
       replicas       = 1
       servers        = "atl-chat"
       standby_port   = 9350
@@ -306,15 +306,15 @@ locals {
     }
     "ergo-irc" = {
       command        = null
-      container_port = null
+      container_port = 6667
       cpu_millicores = 250
-      health_command = null
+      health_command = ["nc", "-z", "127.0.0.1", "{port}"]
       health_path    = "/healthz"
       image          = "ghcr.io/ergochat/ergo:v2.13.1"
       memory_bytes   = 268435456
       metrics_path   = null
       port           = 9400
-      release        = "efc381e3c664"
+      release        = "d7074bd5aada"
       replicas       = 1
       servers        = "atl-chat"
       standby_port   = 9450
@@ -339,8 +339,8 @@ locals {
       volumes        = { "config" = "/etc/matterbridge" }
     }
     "elasticsearch" = {
-      command        = ["elasticsearch", "-Ehttp.port={port}", "-Ediscovery.type=single-node"]
-      container_port = null
+      command        = ["elasticsearch", "-Ediscovery.type=single-node"]
+      container_port = 9200
       cpu_millicores = 1000
       health_command = null
       health_path    = "/_cluster/health"
@@ -348,7 +348,7 @@ locals {
       memory_bytes   = 2147483648
       metrics_path   = null
       port           = 9800
-      release        = "fe65b18ce348"
+      release        = "0160c1e143af"
       replicas       = 1
       servers        = "atl-wiki"
       standby_port   = 9850
@@ -356,16 +356,16 @@ locals {
       volumes        = { "data" = "/usr/share/elasticsearch/data" }
     }
     "postgresql" = {
-      command        = ["postgres", "-p", "{port}"]
-      container_port = null
+      command        = null
+      container_port = 5432
       cpu_millicores = 500
-      health_command = null
+      health_command = ["pg_isready", "-h", "127.0.0.1", "-p", "{port}", "-U", "postgres"]
       health_path    = "/healthz"
       image          = "postgres:16.3"
       memory_bytes   = 1073741824
       metrics_path   = null
       port           = 9900
-      release        = "2cda3f38e767"
+      release        = "419957f7cb58"
       replicas       = 1
       servers        = "database-cluster"
       standby_port   = 9950
@@ -373,16 +373,16 @@ locals {
       volumes        = { "data" = "/var/lib/postgresql/data" }
     }
     "redis" = {
-      command        = ["redis-server", "--port", "{port}"]
-      container_port = null
+      command        = null
+      container_port = 6379
       cpu_millicores = 250
-      health_command = null
+      health_command = ["redis-cli", "-p", "{port}", "ping"]
       health_path    = "/healthz"
       image          = "redis:7.2.5"
       memory_bytes   = 268435456
       metrics_path   = null
       port           = 10000
-      release        = "7a7a91bd7b5d"
+      release        = "e9c979dccf98"
       replicas       = 1
       servers        = "database-cluster"
       standby_port   = 10050
