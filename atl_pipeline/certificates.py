@@ -5,7 +5,7 @@ origin's certificate); the certificate must verify against the CA that issued it
 name) and is read for its issuer and expiry. Where the target has public names (hcloud), the
 certificate a client gets through the name's DNS answer is checked too: for a domain
 Cloudflare proxies, that is the edge's, not the origin's. Caddy renews its certificates by itself two thirds into their
-lifetime; a certificate found within RENEW_WITHIN_DAYS anyway is renewed here: its files
+lifetime; a certificate found within `Timings.renew_within_days` anyway is renewed here: its files
 are removed from Caddy's storage and Caddy is restarted (a reload keeps certificates in
 its memory), so it issues anew. The restart interrupts serving for about a second, which
 is why it is kept for this case.
@@ -25,7 +25,6 @@ from pathlib import Path
 from atl_pipeline.runtime.caddy import LoadBalancer
 from atl_pipeline.runtime.http import Frontend
 
-RENEW_WITHIN_DAYS = 14.0
 RENEW_TIMEOUT = 30.0
 
 
@@ -76,7 +75,36 @@ def resolve_name(domain: str) -> str:
     return socket.getaddrinfo(domain, 443, type=socket.SOCK_STREAM)[0][4][0]
 
 
-def due_for_renewal(served: Iterable[ServedCertificate], within_days: float = RENEW_WITHIN_DAYS) -> list[str]:
+@dataclass(frozen=True)
+class CertificateCheck:
+    """The certificates of the ssl domains: as served at the origin (after any renewal), as seen
+    through the public names, and which were renewed."""
+
+    origin: list[ServedCertificate]
+    public: list[ServedCertificate]
+    renewed: list[str]
+    within_days: float
+
+    @property
+    def bad(self) -> list[ServedCertificate]:
+        """Those that do not verify, or expire within `within_days`."""
+        return [c for c in [*self.origin, *self.public] if not c.valid or c.days_left < self.within_days]
+
+
+def check_certificates(frontend: Frontend, names: list[str], within_days: float,
+                       renew: Callable[[list[str]], list[ServedCertificate]] | None = None,
+                       public: bool = False) -> CertificateCheck:
+    """Each name's certificate at the origin, renewed with `renew` when due (where the target renews
+    its certificates), and, with `public`, as a client gets it through the name."""
+    served = {name: served_certificate(frontend, name) for name in names}
+    due = due_for_renewal(served.values(), within_days) if renew else []
+    if due:
+        served.update({cert.domain: cert for cert in renew(due)})
+    seen = [public_certificate(name) for name in names] if public else []
+    return CertificateCheck([served[name] for name in names], seen, due, within_days)
+
+
+def due_for_renewal(served: Iterable[ServedCertificate], within_days: float) -> list[str]:
     """The domains whose valid certificate expires within `within_days`."""
     return [cert.domain for cert in served if cert.valid and cert.days_left < within_days]
 

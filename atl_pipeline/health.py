@@ -20,9 +20,9 @@ from atl_pipeline.runtime import http
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.rolling import Domains, Services
 from atl_pipeline.targets.outputs import DomainOutput
+from atl_pipeline.timings import Timings
 
 PROBES = 20
-SETTLE_SECONDS = 15.0
 TIMEOUT_SECONDS = 5.0
 SLO_AVERAGE_MS = 100.0  # the seed's key metrics: average response under 100 ms,
 SLO_ERROR_RATE = 0.001  # and an error rate under 0.1%
@@ -48,9 +48,8 @@ class DomainHealth:
 
 
 def probe_domain(frontend: Frontend, domain: str, ssl: bool, service: str, path: str, *,
-                 probes: int = PROBES, settle: float | None = None) -> DomainHealth:
+                 probes: int = PROBES, settle: float = Timings.settle_seconds) -> DomainHealth:
     address = (frontend.address, frontend.https_port if ssl else frontend.http_port)
-    settle = SETTLE_SECONDS if settle is None else settle
     with http.Session(address, domain, tls=ssl, ca=frontend.ca_cert, timeout=TIMEOUT_SECONDS) as session:
         deadline = time.monotonic() + settle
         first, sent = session.get(path), 1

@@ -1,12 +1,29 @@
-"""Tables of a configuration, for the terminal and for Dagster's Markdown metadata."""
+"""What each stage reports: tables for the terminal, and each stage's metadata for the UI.
+
+The metadata is plain data (`Markdown` and `Link` mark how a string is shown); the Dagster
+layer turns it into Dagster's metadata values.
+"""
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from atl_pipeline.config import Config
 from atl_pipeline.findings import Finding
+
+if TYPE_CHECKING:
+    from atl_pipeline.certificates import CertificateCheck
+    from atl_pipeline.config import LoadedConfig
+    from atl_pipeline.drift import DriftReport
+    from atl_pipeline.health import DomainHealth
+    from atl_pipeline.monitoring.prometheus import MonitoringReport
+    from atl_pipeline.runtime.http import Frontend
+    from atl_pipeline.runtime.rolling import ServiceOutcome
+    from atl_pipeline.terraform.stages import TerraformApply, TerraformPlan
+    from atl_pipeline.validation import ValidatedConfig
 
 DOMAIN_HEADERS = ("domain", "service", "replicas", "cpu", "memory", "ssl", "monitoring")
 
@@ -50,3 +67,91 @@ def escape_markdown(text: str) -> str:
 
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
+
+
+class Markdown(str):
+    """Metadata shown as Markdown."""
+
+
+class Link(str):
+    """Metadata shown as a link."""
+
+
+def config_metadata(loaded: LoadedConfig, source: str, revision: dict) -> dict:
+    config = loaded.config
+    return {"summary": f"{len(config.domains)} domains, {len(config.services)} services", "source": source,
+            "sha256": loaded.source.sha256, **revision, "domains": len(config.domains),
+            "services": len(config.services),
+            "domain_table": Markdown(markdown_table(DOMAIN_HEADERS, domain_rows(config)))}
+
+
+def validation_metadata(validated: ValidatedConfig) -> dict:
+    return {"summary": "no findings" if validated.ok else f"{len(validated.findings)} findings",
+            "findings": len(validated.findings), "report": Markdown(markdown_findings(validated.findings))}
+
+
+def plan_metadata(plan: TerraformPlan) -> dict:
+    rows = [(change.address, change.action) for change in plan.summary.changes]
+    return {"summary": plan.summary.describe(), **plan.summary.counts,
+            "changes": Markdown(markdown_table(("address", "action"), rows) if rows else "No changes."),
+            "change_list": [{"address": address, "action": action} for address, action in rows],
+            "plan_file": str(plan.plan_file)}
+
+
+def apply_metadata(applied: TerraformApply, plan: TerraformPlan) -> dict:
+    rows = [(name, spec.release, str(spec.replicas), ", ".join(map(str, spec.ports)))
+            for name, spec in applied.outputs.services.items()]
+    done = f"applied {plan.summary.describe()}" if applied.applied else "no changes; apply skipped"
+    return {"summary": f"{done}; state serial {applied.serial}", "state_serial": applied.serial,
+            "services": Markdown(markdown_table(("service", "release", "replicas", "ports"), rows))}
+
+
+def deployment_metadata(outcomes: Sequence[ServiceOutcome], frontend: Frontend) -> dict:
+    counts = Counter(outcome.action for outcome in outcomes)
+    rows = [(o.name, o.release, o.action, str(len(o.replicas)), ", ".join(r.where for r in o.replicas))
+            for o in outcomes]
+    return {"summary": ", ".join(f"{count} {action}" for action, count in sorted(counts.items())) or "nothing runs",
+            **{action: counts[action] for action in ("started", "rolled", "unchanged", "stopped")},
+            "services": Markdown(markdown_table(("service", "release", "action", "replicas", "where"), rows)
+                                 if rows else "No services."),
+            "load_balancer": f"http://{frontend.address}:{frontend.http_port}, "
+                             f"https://{frontend.address}:{frontend.https_port}"}
+
+
+def health_metadata(results: Sequence[DomainHealth]) -> dict:
+    from atl_pipeline.health import SloReport
+
+    slo = SloReport.of(list(results))
+    healthy = sum(result.ok for result in results)
+    rows = [(r.domain, r.service, "ok" if r.ok else f"FAIL: {r.error}", f"{r.percentile(0.5):.1f}",
+             f"{r.percentile(0.95):.1f}", f"{max(r.latencies_ms, default=float('nan')):.1f}") for r in results]
+    return {"summary": f"{healthy}/{len(results)} domains healthy; average {slo.average_ms:.1f} ms, "
+                       f"error rate {slo.error_rate:.2%}",
+            "domains": Markdown(markdown_table(("domain", "service", "status", "p50 ms", "p95 ms", "max ms"), rows)),
+            "slo": Markdown(markdown_table(("key metric", "objective", "measured", "met"), slo.rows()))}
+
+
+def monitoring_metadata(report: MonitoringReport) -> dict:
+    return {"summary": f"{report.targets_up}/{report.targets_total} targets up, {report.rules_loaded} rules loaded"
+                       + ("; configuration reloaded" if report.reloaded else ""),
+            "targets_up": report.targets_up, "targets_total": report.targets_total,
+            "rules_loaded": report.rules_loaded, "prometheus": Link(report.prometheus_url)}
+
+
+def certificate_metadata(check: CertificateCheck) -> dict:
+    rows = [(c.domain, seen, c.issuer or "-", c.not_after.isoformat(timespec="seconds") if c.not_after else "-",
+             f"{c.days_left:.1f}" if c.valid else f"INVALID: {c.error}")
+            for seen, certs in (("origin", check.origin), ("public name", check.public)) for c in certs]
+    valid = sum(c.valid and c.days_left >= check.within_days for c in check.origin)
+    return {"summary": f"{valid}/{len(check.origin)} certificates valid"
+                       + (f"; renewed {', '.join(check.renewed)}" if check.renewed else ""),
+            "certificates": Markdown(markdown_table(("domain", "seen at", "issuer", "not after", "days left"), rows)
+                                     if rows else "No ssl domains."),
+            "renewed": len(check.renewed),
+            "min_days_left": min((c.days_left for c in check.origin if c.valid), default=0.0)}
+
+
+def drift_metadata(report: DriftReport) -> dict:
+    lines = report.lines()
+    return {"terraform": len(report.terraform), "runtime": len(report.runtime), "healed": len(report.healed),
+            "drift": Markdown("\n".join(f"- {line}" for line in lines) or "No drift.")}

@@ -34,7 +34,6 @@ from atl_pipeline.targets.outputs import DomainOutput
 BINARIES = {"prometheus": "prometheus", "promtool": "prometheus", "prometheus-blackbox-exporter":
             "prometheus-blackbox-exporter"}  # binary -> Debian package
 BLACKBOX_USER = "prometheus"
-READY_TIMEOUT = 60.0
 RELOAD_TIMEOUT = 10.0
 
 
@@ -54,9 +53,11 @@ class MonitoringReport:
 
 class Monitoring:
     def __init__(self, supervisor: Supervisor, frontend: Frontend, prometheus_port: int, blackbox_port: int,
-                 scraped: dict[str, list[dict]], settings: PrometheusSettings):
-        """`scraped`: the static configs of each job Prometheus scrapes besides the probes."""
+                 scraped: dict[str, list[dict]], settings: PrometheusSettings, timeout: float = 60.0):
+        """`scraped`: the static configs of each job Prometheus scrapes besides the probes; `timeout`:
+        how long its targets have to be up."""
         self.supervisor, self.frontend, self.scraped, self.settings = supervisor, frontend, scraped, settings
+        self.timeout = timeout
         self.root = supervisor.root / "monitoring"
         self.prometheus_port, self.blackbox_port = prometheus_port, blackbox_port
         self.url = f"http://127.0.0.1:{prometheus_port}"
@@ -205,7 +206,7 @@ class Monitoring:
     def _wait_for_targets(self, reloaded: bool, expected: set[tuple[str, str]]) -> MonitoringReport:
         """Until Prometheus scrapes exactly the configured targets (it applies a new configuration's
         within seconds), all up, with the rules loaded; the report counts what Prometheus has."""
-        deadline = time.monotonic() + READY_TIMEOUT
+        deadline = time.monotonic() + self.timeout
         while True:
             try:
                 targets = requests.get(f"{self.url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]

@@ -24,7 +24,6 @@ from dagster import (
 
 from atl_pipeline import drift, processes
 from atl_pipeline.certificates import (
-    RENEW_WITHIN_DAYS,
     ServedCertificate,
     due_for_renewal,
     public_certificate,
@@ -34,7 +33,7 @@ from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.gitops import GitError, GitSource, Mirror
 from atl_pipeline.health import DomainHealth, SloReport, probe_domains
-from atl_pipeline.monitoring.prometheus import READY_TIMEOUT, MonitoringReport
+from atl_pipeline.monitoring.prometheus import MonitoringReport
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.project import Project
 from atl_pipeline.report import DOMAIN_HEADERS, domain_rows, markdown_findings, markdown_table
@@ -54,6 +53,7 @@ from atl_pipeline.terraform.stages import (
     apply_plan,
     make_plan,
 )
+from atl_pipeline.timings import DEFAULT_TIMINGS
 from atl_pipeline.validation import ValidatedConfig, validate
 
 GROUP = "deploy"
@@ -263,7 +263,7 @@ def monitoring(validated_config: ValidatedConfig, service_deployment: Deployment
             project.get(), service_deployment.frontend).apply(service_deployment.services, service_deployment.domains)
     if report.down:
         raise Failure(f"{len(report.down)} of {report.targets_total} Prometheus targets are down after "
-                      f"{READY_TIMEOUT:.0f} s: {', '.join(report.down)}", allow_retries=False)
+                      f"{DEFAULT_TIMINGS.monitoring_timeout:.0f} s: {', '.join(report.down)}", allow_retries=False)
     return Output(report, metadata={
         "summary": f"{report.targets_up}/{report.targets_total} targets up, {report.rules_loaded} rules loaded"
                    + ("; configuration reloaded" if report.reloaded else ""),
@@ -283,7 +283,7 @@ def certificates(validated_config: ValidatedConfig, service_deployment: Deployme
     target = target_of(validated_config.loaded.config)
     names = sorted(name for name, domain in service_deployment.domains.items() if domain.ssl)
     served = {name: served_certificate(service_deployment.frontend, name) for name in names}
-    due = due_for_renewal(served.values(), RENEW_WITHIN_DAYS) if target.renews_certificates else []
+    due = due_for_renewal(served.values(), DEFAULT_TIMINGS.renew_within_days) if target.renews_certificates else []
     if due:
         with _clear_failure():
             renewed = target.runtime(project.get()).renew_certificates(due)
@@ -293,7 +293,7 @@ def certificates(validated_config: ValidatedConfig, service_deployment: Deployme
     rows = [(c.domain, seen, c.issuer or "-", c.not_after.isoformat(timespec="seconds") if c.not_after else "-",
              f"{c.days_left:.1f}" if c.valid else f"INVALID: {c.error}")
             for seen, certs in (("origin", inventory), ("public name", public)) for c in certs]
-    bad = [c for c in [*inventory, *public] if not c.valid or c.days_left < RENEW_WITHIN_DAYS]
+    bad = [c for c in [*inventory, *public] if not c.valid or c.days_left < DEFAULT_TIMINGS.renew_within_days]
     table = MetadataValue.md(markdown_table(("domain", "seen at", "issuer", "not after", "days left"), rows)
                              if rows else "No ssl domains.")
     yield Output(inventory, metadata={

@@ -28,7 +28,6 @@ from atl_pipeline.runtime.compose import Project as ComposeProject
 from atl_pipeline.runtime.compose import compose_file, group_servers, placement, replicas_on, router_config
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.rolling import (
-    DRAIN_SECONDS,
     DeployError,
     Domains,
     Replica,
@@ -41,8 +40,8 @@ from atl_pipeline.runtime.rolling import (
 from atl_pipeline.runtime.ssh import RemoteError, RemoteHost, Unreachable
 from atl_pipeline.targets.hcloud import resource_name
 from atl_pipeline.targets.outputs import OutputError, Outputs, ServerOutput, ServiceOutput
+from atl_pipeline.timings import DEFAULT_TIMINGS, Timings
 
-WAIT_SECONDS = 120  # for each server's new replicas to pass their health checks
 BOOT_SECONDS = 600  # for a new server's sshd, then for cloud-init to install Docker
 LOOK_SECONDS = 30  # for a look at a server (status, drift): it is up, or it is reported
 # cloud-init's exit status 1 is a failure, 2 a warning; a server without cloud-init has nothing to wait for
@@ -57,15 +56,16 @@ Release = tuple[str, ServiceOutput, int]  # service, its Terraform output, slot
 
 class HcloudRuntime(Runtime):
     def __init__(self, project: Project, compose: ComposeProject, hosts: dict[str, RemoteHost], outputs: Outputs,
-                 operators: tuple[str, ...] = ()):
-        self.project, self.compose, self.hosts = project, compose, hosts
+                 operators: tuple[str, ...] = (), timings: Timings = DEFAULT_TIMINGS):
+        self.project, self.compose, self.hosts, self.timings = project, compose, hosts, timings
         self.operators = operators  # the ranges the pipeline reaches the load balancer from
         self.servers: dict[str, ServerOutput] = outputs.servers
         self.load_balancer = outputs.load_balancer
         self.deployed_file = project.state_dir / RECORD
 
     @classmethod
-    def of(cls, project: Project, config: Config, outputs: Outputs | None = None) -> HcloudRuntime:
+    def of(cls, project: Project, config: Config, outputs: Outputs | None = None,
+           timings: Timings = DEFAULT_TIMINGS) -> HcloudRuntime:
         """The runtime over the servers and load balancer of Terraform's outputs; without outputs, those
         the last deployment reached. Each server keeps its files in `<remote_dir>/<server name>`."""
         target = config.target
@@ -92,7 +92,7 @@ class HcloudRuntime(Runtime):
         compose = ComposeProject(resource_name(config), target.docker_logs.max_size, target.docker_logs.max_file,
                                  {name: str(group.docker_subnet) for name, group in target.groups.items()
                                   if group.docker_subnet})
-        return cls(project, compose, hosts, outputs, tuple(str(net) for net in target.ssh_from))
+        return cls(project, compose, hosts, outputs, tuple(str(net) for net in target.ssh_from), timings)
 
     @property
     def frontend(self) -> Frontend:
@@ -154,7 +154,7 @@ class HcloudRuntime(Runtime):
         return fresh
 
     def _retire_old(self, new: list[Release], router: dict[str, str]) -> None:
-        time.sleep(DRAIN_SECONDS)  # the routers' health checks see the new replicas before the old ones go
+        time.sleep(self.timings.drain_seconds)  # the routers' health checks see the new replicas before the old ones go
         try:
             for server in sorted(self.servers):
                 self._up(server, new, router)
@@ -204,8 +204,8 @@ class HcloudRuntime(Runtime):
         names = [entry[0] for entry in replicas_on(server, self.servers, changed)]
         if names:
             host = self.hosts[server]
-            host.run([*self._compose(host), "up", "--detach", "--wait", "--wait-timeout", str(WAIT_SECONDS),
-                      *names])
+            host.run([*self._compose(host), "up", "--detach", "--wait",
+                      "--wait-timeout", f"{self.timings.rollout_timeout:g}", *names])
 
     @staticmethod
     def _compose(host: RemoteHost) -> list[str]:

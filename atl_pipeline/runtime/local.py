@@ -36,7 +36,6 @@ from atl_pipeline.runtime.caddy import (
 )
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.rolling import (
-    DRAIN_SECONDS,
     DeployError,
     Domains,
     Replica,
@@ -48,8 +47,8 @@ from atl_pipeline.runtime.rolling import (
 )
 from atl_pipeline.runtime.supervisor import GIVEN_UP, ReplicaSpec, Supervisor, ini_value
 from atl_pipeline.targets.outputs import ServiceOutput
+from atl_pipeline.timings import DEFAULT_TIMINGS, Timings
 
-HEALTH_TIMEOUT = 30.0
 CRASHED = ("BACKOFF", "EXITED", "FATAL")
 
 
@@ -75,17 +74,18 @@ class Group:
         return cls(f"svc_{service}_{release}_s{slot}", service, release, slot)
 
 
-def deployed_runtime(project: Project) -> LocalRuntime:
+def deployed_runtime(project: Project, timings: Timings = DEFAULT_TIMINGS) -> LocalRuntime:
     """The runtime as the last deployment left it (default ports when nothing was deployed)."""
     record = project.state_dir / "runtime" / "deployed.json"
     ports = json.loads(record.read_text()).get("ports", {}) if record.exists() else {}
-    return LocalRuntime(project, LocalTarget(**ports))
+    return LocalRuntime(project, LocalTarget(**ports), timings)
 
 
 class LocalRuntime(Runtime):
-    def __init__(self, project: Project, target: LocalTarget):
+    def __init__(self, project: Project, target: LocalTarget, timings: Timings = DEFAULT_TIMINGS):
         self.project = project
         self.target = target
+        self.timings = timings
         self.lb = LoadBalancer("127.0.0.1", target.http_port, target.https_port, target.admin_port,
                                project.state_dir / "runtime" / "caddy")
         self.supervisor = Supervisor(project.state_dir / "runtime")
@@ -181,7 +181,7 @@ class LocalRuntime(Runtime):
                 self.supervisor.remove_group(group.name)
             raise
         if retired:
-            time.sleep(DRAIN_SECONDS)  # Caddy's health checks see the new replicas before the old ones go
+            time.sleep(self.timings.drain_seconds)  # Caddy's health checks see the new replicas before the old ones go
         for group in retired:
             self.supervisor.remove_group(group.name)
         stopped = [ServiceOutcome(g.service, g.release, "stopped") for g in retired if g.service not in services]
@@ -220,7 +220,7 @@ class LocalRuntime(Runtime):
         return found
 
     def _wait_healthy(self, group: Group, spec: ServiceOutput) -> None:
-        deadline = time.monotonic() + HEALTH_TIMEOUT
+        deadline = time.monotonic() + self.timings.health_timeout
         for port in spec.slot_ports(group.slot):
             while not (answer := http.get(("127.0.0.1", port), "127.0.0.1", spec.health_path,
                                           tls=False, timeout=2)).ok:
@@ -228,7 +228,7 @@ class LocalRuntime(Runtime):
                 if time.monotonic() > deadline:
                     raise DeployError(
                         f"{group.service} release {group.release}: the replica on port {port} did not answer "
-                        f"{spec.health_path} with 2xx within {HEALTH_TIMEOUT:.0f} s "
+                        f"{spec.health_path} with 2xx within {self.timings.health_timeout:.0f} s "
                         f"({answer.error or f'HTTP {answer.status}'}); its log is in {self.supervisor.logs}. "
                         "What ran before still serves.")
                 time.sleep(0.1)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.targets.outputs import DomainOutput, ServiceOutput
-
-DRAIN_SECONDS = 2.5  # > Caddy's health-check interval and failure memory: it trusts the new replicas
+from atl_pipeline.timings import Timings
 
 Services = dict[str, ServiceOutput]
 Domains = dict[str, DomainOutput]
@@ -71,6 +71,7 @@ class Deployment:
 
 class Runtime(ABC):
     deployed_file: Path
+    timings: Timings
 
     @property
     @abstractmethod
@@ -118,6 +119,12 @@ class Runtime(ABC):
         services = {name: spec.output() for name, spec in running.items()}
         services.update({name: previous[name].output() for name in names})
         return self.deploy(services, self.deployed_domains())
+
+
+def to_roll_back(outcomes: Sequence[ServiceOutcome], failing: set[str]) -> dict[str, str]:
+    """Of the services this deployment rolled to a new release, those whose domains now fail their
+    health check, with that release: what the health check rolls back."""
+    return {o.name: o.release for o in outcomes if o.action == "rolled" and o.name in failing}
 
 
 def domains_record(domains: Domains) -> dict:

@@ -10,6 +10,7 @@ from atl_pipeline.config import Config, Domain, LoadedConfig
 from atl_pipeline.findings import Finding
 from atl_pipeline.project import Project
 from atl_pipeline.targets.outputs import Outputs
+from atl_pipeline.timings import DEFAULT_TIMINGS, Timings
 
 if TYPE_CHECKING:  # the runtimes are imported only by what runs: `atl infra validate` stays light
     from atl_pipeline.doctor import Check
@@ -25,8 +26,8 @@ class Target(ABC):
     renews_certificates: ClassVar[bool]  # False where the provider renews them (it is only verified then)
     public_names: ClassVar[bool]  # its domains resolve to it in public DNS: clients' certificates are checked too
 
-    def __init__(self, config: Config):
-        self.config = config
+    def __init__(self, config: Config, timings: Timings = DEFAULT_TIMINGS):
+        self.config, self.timings = config, timings
 
     # checking a configuration
 

@@ -181,7 +181,7 @@ class Hcloud(Target):
         """Over the servers of `outputs`, or without them, over those the last deployment reached."""
         from atl_pipeline.runtime.hcloud import HcloudRuntime
 
-        return HcloudRuntime.of(project, self.config, outputs)
+        return HcloudRuntime.of(project, self.config, outputs, self.timings)
 
     def monitoring(self, project: Project, frontend: Frontend) -> Monitoring:
         """Probes of each domain through the load balancer, from this machine: the servers expose no metrics."""
@@ -191,7 +191,7 @@ class Hcloud(Target):
         supervisor = Supervisor(project.state_dir / "runtime")
         supervisor.ensure_running("")  # the local runtime's supervisord, here without Caddy
         return Monitoring(supervisor, frontend, self.config.target.prometheus_port, self.config.target.blackbox_port,
-                          {}, self.config.prometheus)
+                          {}, self.config.prometheus, self.timings.monitoring_timeout)
 
     def stop(self, project: Project) -> bool:
         """The servers' Compose projects down (the servers keep running), and monitoring on this machine."""

@@ -81,7 +81,9 @@ class Local(Target):
         """With outputs, on the configuration's ports; without, on those the last deployment used."""
         from atl_pipeline.runtime.local import LocalRuntime, deployed_runtime
 
-        return LocalRuntime(project, self.config.target) if outputs is not None else deployed_runtime(project)
+        if outputs is None:
+            return deployed_runtime(project, self.timings)
+        return LocalRuntime(project, self.config.target, self.timings)
 
     def monitoring(self, project: Project, frontend: Frontend) -> Monitoring:
         """Every replica that exposes metrics and Caddy scraped, beside the probes of each domain through Caddy."""
@@ -94,7 +96,8 @@ class Local(Target):
                     for name, spec in sorted(runtime.deployed_services().items()) if spec.metrics_path]
         scraped = {"services": replicas, "caddy": [{"targets": [f"127.0.0.1:{runtime.lb.admin_port}"]}]}
         return Monitoring(runtime.supervisor, frontend, self.config.target.prometheus_port,
-                          self.config.target.blackbox_port, scraped, self.config.prometheus)
+                          self.config.target.blackbox_port, scraped, self.config.prometheus,
+                          self.timings.monitoring_timeout)
 
     def doctor(self, project: Project) -> list[Check]:
         from atl_pipeline.doctor import port_checks
