@@ -32,6 +32,7 @@ from pathlib import Path
 import requests
 
 from atl_pipeline import processes
+from atl_pipeline.errors import AtlError
 from atl_pipeline.project import Project
 
 DEFAULT_PORT = 3000
@@ -42,7 +43,7 @@ JSON_TYPES = ["application/json", "application/json;*"]  # the parameters, such 
 ANY_ADDRESS = {"0.0.0.0", "::", ""}
 
 
-class ConsoleError(Exception):
+class ConsoleError(AtlError):
     """The console could not start, or a part of it stopped."""
 
 

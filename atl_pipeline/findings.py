@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from atl_pipeline.errors import AtlError
+
 MAX_FINDINGS = 100  # a list of findings shows this many, then says how many more there are
 F = TypeVar("F")  # a Finding, or a dataclass like it with a message (a lint finding)
 
@@ -43,7 +45,7 @@ def capped(findings: Iterable[F], more: int = 0) -> list[F]:
                                                          "correct these first")]
 
 
-class ConfigError(Exception):
+class ConfigError(AtlError):
     """The configuration could not be loaded; `findings` lists every reason found (at most
     MAX_FINDINGS of them, then how many more)."""
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atl_pipeline import processes
+from atl_pipeline.errors import AtlError
 from atl_pipeline.project import Project
 
 WATCHED = ("domains.yml", "terraform_templates")
@@ -23,7 +24,7 @@ EXPORTS_KEPT = 10
 _SEP = "\x1f"
 
 
-class GitError(Exception):
+class GitError(AtlError):
     """A git command failed; the message says which and why."""
 
 

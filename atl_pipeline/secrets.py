@@ -11,11 +11,13 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
+from atl_pipeline.errors import AtlError
+
 SECRET_REF = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]{0,127})")
 MASK = "***"
 
 
-class SecretError(Exception):
+class SecretError(AtlError):
     """A secret reference cannot be resolved."""
 
 

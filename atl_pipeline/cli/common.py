@@ -8,12 +8,13 @@ import time
 import traceback
 from pathlib import Path
 
+from atl_pipeline.errors import AtlError
 from atl_pipeline.project import Project
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
-class UsageError(Exception):
+class UsageError(AtlError):
     """The command could not start: a missing file, a bad argument."""
 
 

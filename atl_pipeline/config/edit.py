@@ -12,12 +12,13 @@ from pathlib import Path
 
 from atl_pipeline.config.loader import LoadedConfig, load_config, load_source
 from atl_pipeline.config.yaml_reader import Positions, decode_source, parse
+from atl_pipeline.errors import AtlError
 from atl_pipeline.files import replace_file
 
 _SCALAR = re.compile(r"[^\s#,}\]]+")
 
 
-class EditError(Exception):
+class EditError(AtlError):
     """The edit cannot be made safely; the file is unchanged."""
 
 

@@ -27,6 +27,7 @@ from dagster import (
 from dagster._core.definitions.reconstruct import ReconstructableJob
 
 from atl_pipeline.definitions import deploy_job, drift_job
+from atl_pipeline.errors import AtlError
 from atl_pipeline.orchestration.assets import APPROVAL_CHECK, POOL
 from atl_pipeline.project import Project, lock_timeout
 
@@ -87,7 +88,7 @@ def run_deploy(project: Project, domains_file: Path | None = None,
                       needs_approval=watcher.held and not result.success)
 
 
-class DriftNotChecked(Exception):
+class DriftNotChecked(AtlError):
     """The drift job could not evaluate its check (nothing deployed yet, say)."""
 
 

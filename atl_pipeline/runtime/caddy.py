@@ -22,6 +22,7 @@ from pathlib import Path
 
 import requests
 
+from atl_pipeline.errors import AtlError
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.rolling import Domains
 
@@ -32,7 +33,7 @@ INTERMEDIATE_LIFETIME = 90 * DAY  # a certificate cannot outlive the intermediat
 READY_TIMEOUT = 30.0
 
 
-class CaddyError(Exception):
+class CaddyError(AtlError):
     """Caddy refused a configuration, or did not answer."""
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from atl_pipeline.errors import AtlError
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.targets.outputs import DomainOutput, ServiceOutput
 from atl_pipeline.timings import Timings
@@ -18,7 +19,7 @@ Services = dict[str, ServiceOutput]
 Domains = dict[str, DomainOutput]
 
 
-class TargetError(Exception):
+class TargetError(AtlError):
     """A target's runtime could not do what was asked; the message says why."""
 
 

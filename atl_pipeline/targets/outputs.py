@@ -12,10 +12,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from atl_pipeline.errors import AtlError
+
 ServerName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 
 
-class OutputError(Exception):
+class OutputError(AtlError):
     """Terraform's outputs are not of the shape the templates promise."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atl_pipeline import processes
+from atl_pipeline.errors import AtlError
 from atl_pipeline.terraform.render import hcl
 
 COMMAND_TIMEOUT = 600.0
@@ -26,7 +27,7 @@ GRACE = 30.0  # after SIGINT, the time Terraform has to release its lock and sto
 POSTGRES_GONE = r"the database system is (?:starting up|shutting down)|terminating connection due to"
 
 
-class TerraformError(Exception):
+class TerraformError(AtlError):
     """A Terraform command failed; the message says what to do."""
 
 

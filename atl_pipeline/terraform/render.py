@@ -18,13 +18,14 @@ import jinja2
 
 from atl_pipeline.config import Config
 from atl_pipeline.config.model import MAX_REPLICAS
+from atl_pipeline.errors import AtlError
 from atl_pipeline.targets import Target, target_of
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
 
-class RenderError(Exception):
+class RenderError(AtlError):
     """The templates could not render this configuration, or rendered something unexpected."""
 
 

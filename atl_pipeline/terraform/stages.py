@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from atl_pipeline import secrets
 from atl_pipeline.config.model import Config, State
+from atl_pipeline.errors import AtlError
 from atl_pipeline.project import Project, lock_timeout
 from atl_pipeline.targets import Target, target_of
 from atl_pipeline.targets.outputs import Outputs
@@ -45,11 +46,11 @@ class TerraformApply:
     applied: bool  # False when the plan changed nothing and apply was skipped
 
 
-class InvalidConfig(Exception):
+class InvalidConfig(AtlError):
     """The configuration has findings; nothing may be planned from it."""
 
 
-class DestroyNotApproved(Exception):
+class DestroyNotApproved(AtlError):
     """The plan deletes or replaces resources and was not approved."""
 
 
