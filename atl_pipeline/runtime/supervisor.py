@@ -8,6 +8,7 @@ reads, so no configuration value is ever written into supervisord's ini files.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import shlex
@@ -16,6 +17,7 @@ import signal
 import sys
 import time
 import xmlrpc.client
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +32,16 @@ STOP_GRACE = 15.0  # as stopwaitsecs: what a process has to stop on SIGTERM
 
 
 GIVEN_UP = ("STOPPED", "FATAL")  # states supervisord does not leave on its own
+
+
+class SupervisorError(TargetError):
+    """supervisord refused a call (a fault: an unknown name, a program that cannot start), or could not start."""
+
+
+class SupervisorUnavailable(SupervisorError):
+    """supervisord's socket does not answer (not started yet, restarting, or stopped)."""
+
+    transient = True
 
 
 @dataclass(frozen=True)
@@ -52,14 +64,13 @@ class Supervisor:
         self.logs = root / "logs"
 
     @property
-    def rpc(self):
-        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
-        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+    def rpc(self) -> Rpc:
+        return Rpc(self)
 
     def is_running(self) -> bool:
         try:
             return self.rpc.getState()["statename"] == "RUNNING"
-        except (OSError, xmlrpc.client.Error):
+        except SupervisorError:
             return False
 
     def ensure_running(self, always: str) -> None:
@@ -74,12 +85,20 @@ class Supervisor:
         if self.is_running():
             self._restart_changed_programs()
             return
-        processes.run([sys.executable, "-m", "supervisor.supervisord", "-c", self.config],
-                      check=True, env=runtime_environment(), cwd=self.root, timeout=START_TIMEOUT)
+        log = self.root / "supervisord.log"
+        try:
+            started = processes.run([sys.executable, "-m", "supervisor.supervisord", "-c", self.config],
+                                    capture_output=True, text=True, env=runtime_environment(), cwd=self.root,
+                                    timeout=START_TIMEOUT)
+        except processes.TimeoutExpired:
+            raise SupervisorError(f"supervisord did not start within {START_TIMEOUT:.0f} s; see {log}") from None
+        if started.returncode != 0:
+            raise SupervisorError(f"supervisord could not start: {(started.stderr or started.stdout).strip()[-2000:]}"
+                                  f"; see {log}")
         deadline = time.monotonic() + START_TIMEOUT
         while not self.is_running():
             if time.monotonic() > deadline:
-                raise TargetError(f"supervisord did not start; see {self.root / 'supervisord.log'}")
+                raise SupervisorError(f"supervisord did not start; see {log}")
             time.sleep(0.05)
 
     def _restart_changed_programs(self) -> None:
@@ -125,11 +144,7 @@ redirect_stderr=true
             (specs / f"{index}.json").write_text(json.dumps(asdict(replica)))
         (self.programs / f"{group}.conf").write_text(self._program(group, len(replicas)))
         self.rpc.reloadConfig()
-        try:
-            self.rpc.addProcessGroup(group)
-        except xmlrpc.client.Fault as fault:
-            raise TargetError(f"supervisord could not start {group}: {fault.faultString}; "
-                              f"see {self.logs}") from None
+        self.rpc.addProcessGroup(group)
 
     def start(self, group: str, names: list[str]) -> None:
         """Start these processes of the group again (stopped by hand, or given up on: GIVEN_UP)."""
@@ -141,8 +156,8 @@ redirect_stderr=true
         try:
             self.rpc.stopProcessGroup(group, True)
             self.rpc.removeProcessGroup(group)
-        except xmlrpc.client.Fault as fault:
-            if "BAD_NAME" not in fault.faultString:
+        except SupervisorError as error:
+            if "BAD_NAME" not in str(error):
                 raise
         (self.programs / f"{group}.conf").unlink(missing_ok=True)
         shutil.rmtree(self.specs / group, ignore_errors=True)
@@ -223,6 +238,32 @@ stopwaitsecs=15
 stdout_logfile={ini_value(self.logs)}/%(program_name)s_%(process_num)d.log
 redirect_stderr=true
 """
+
+
+class Rpc:
+    """supervisord's XML-RPC methods (`rpc.getState()`...) over its unix socket. A fault it answers
+    raises SupervisorError; a socket that does not answer, SupervisorUnavailable."""
+
+    def __init__(self, supervisor: Supervisor):
+        self.supervisor = supervisor
+        transport = SupervisorTransport(None, None, f"unix://{supervisor.socket}")
+        self.proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+    def __getattr__(self, method: str) -> Callable:
+        def call(*args):
+            try:
+                return getattr(self.proxy, method)(*args)
+            except xmlrpc.client.Error as error:  # a Fault, or an HTTP status other than 200
+                detail = error.faultString if isinstance(error, xmlrpc.client.Fault) else str(error)
+                raise SupervisorError(f"supervisord refused {method}({', '.join(map(repr, args))}): {detail}; "
+                                      f"see the logs in "
+                                      f"{self.supervisor.logs}") from None
+            except (OSError, http.client.HTTPException) as error:
+                raise SupervisorUnavailable(
+                    f"supervisord does not answer on {self.supervisor.socket} ({type(error).__name__}: {error}): "
+                    "it is not running, or is restarting. `atl infra up` starts it and what it runs; see "
+                    f"{self.supervisor.root / 'supervisord.log'}") from None
+        return call
 
 
 INHERITED = ("HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER")
