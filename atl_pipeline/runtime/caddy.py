@@ -154,7 +154,9 @@ class CaddyAdmin:
 
     def config(self) -> dict | None:
         response = self._request("GET", "/config/", timeout=10)
-        response.raise_for_status()
+        if response.status_code != 200:
+            raise CaddyError(f"Caddy's admin API answered GET /config/ with {response.status_code}: "
+                             f"{response.text.strip()[:2000]}")
         return response.json()
 
     def load(self, config: dict) -> None:
@@ -176,7 +178,7 @@ class CaddyAdmin:
             try:
                 self.config()
                 return
-            except (CaddyUnavailable, requests.HTTPError) as error:
+            except CaddyError as error:
                 if cause := crashed():
                     raise CaddyError(f"Caddy exits as it starts: {cause}") from None
                 if time.monotonic() > deadline:

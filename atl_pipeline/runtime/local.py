@@ -17,8 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 from atl_pipeline.certificates import ServedCertificate, renew
 from atl_pipeline.config.model import PORT_BLOCK, LocalTarget
 from atl_pipeline.files import replace_file
@@ -268,7 +266,7 @@ class LocalRuntime(Runtime):
         try:
             if self.caddy.config() != self._caddy_config(services, domains):
                 found.append("load balancer: its routes differ from the declared domains")
-        except (CaddyError, requests.RequestException) as error:
+        except CaddyError as error:
             found.append(f"load balancer: Caddy's admin API does not answer ({type(error).__name__})")
         return found
 
