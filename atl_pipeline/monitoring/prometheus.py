@@ -17,6 +17,7 @@ import secrets
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -35,10 +36,17 @@ BINARIES = {"prometheus": "prometheus", "promtool": "prometheus", "prometheus-bl
             "prometheus-blackbox-exporter"}  # binary -> Debian package
 BLACKBOX_USER = "prometheus"
 RELOAD_TIMEOUT = 10.0
+TOOL_TIMEOUT = 60.0  # for promtool, the exporter's check and caddy hash-password
 
 
 class MonitoringError(TargetError):
     """Monitoring could not be set up; what monitored before keeps running."""
+
+
+class MonitoringUnavailable(MonitoringError):
+    """Prometheus or the exporter did not answer over HTTP (restarting, say): another attempt may succeed."""
+
+    transient = True
 
 
 @dataclass(frozen=True)
@@ -144,7 +152,7 @@ class Monitoring:
 
     @staticmethod
     def _check(*argv: object) -> None:
-        result = processes.run([str(arg) for arg in argv], capture_output=True, text=True, timeout=60)
+        result = _run(argv)
         if result.returncode != 0:
             raise MonitoringError(f"{Path(str(argv[0])).name} refused the generated configuration, so the running "
                                   f"one was kept: {(result.stderr or result.stdout).strip()[:2000]}")
@@ -170,12 +178,13 @@ class Monitoring:
         if not (self._blackbox_password_file.exists() and self._blackbox_web.exists()):
             password = secrets.token_urlsafe(32)
             # Caddy's bcrypt; a random password needs no high cost, and the exporter caches the check
-            hashed = processes.run([Path(sys.executable).parent / "caddy", "hash-password", "--algorithm", "bcrypt",
-                                    "--bcrypt-cost", "10"], input=f"{password}\n", capture_output=True, text=True,
-                                   check=True, timeout=60).stdout.strip()
+            hashed = _run([Path(sys.executable).parent / "caddy", "hash-password", "--algorithm", "bcrypt",
+                           "--bcrypt-cost", "10"], input=f"{password}\n")
+            if hashed.returncode != 0:
+                raise MonitoringError(f"caddy hash-password failed: {hashed.stderr.strip()[:2000]}")
             self._blackbox_password_file.touch(mode=0o600)
             self._blackbox_password_file.write_text(password)
-            self._blackbox_web.write_text(yaml.safe_dump({"basic_auth_users": {BLACKBOX_USER: hashed}}))
+            self._blackbox_web.write_text(yaml.safe_dump({"basic_auth_users": {BLACKBOX_USER: hashed.stdout.strip()}}))
         return self._blackbox_password_file.read_text()
 
     def _reload(self, program: str, url: str, metric: str, auth: tuple[str, str] | None = None) -> None:
@@ -199,7 +208,11 @@ class Monitoring:
     @staticmethod
     def _gauges(url: str, prefix: str, auth: tuple[str, str] | None) -> dict[str, float]:
         """The unlabelled samples whose names start with `prefix`, from the program's /metrics."""
-        exposition = requests.get(f"{url}/metrics", auth=auth, timeout=5).text
+        try:
+            exposition = requests.get(f"{url}/metrics", auth=auth, timeout=5).text
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise MonitoringUnavailable(f"{url}/metrics did not answer ({type(error).__name__}); "
+                                        "supervisord restarts the program when it exits") from None
         samples = (line.split() for line in exposition.splitlines() if line.startswith(prefix))
         return {fields[0]: float(fields[1]) for fields in samples if len(fields) == 2}
 
@@ -222,6 +235,16 @@ class Monitoring:
                 total = len(targets) + len(missing)
                 return MonitoringReport(self.url, total - len(down), total, rules, reloaded, tuple(sorted(down)))
             time.sleep(0.5)
+
+
+def _run(argv: Sequence[object], **options) -> processes.CompletedProcess:
+    """A monitoring tool run to its end; MonitoringError when it takes longer than TOOL_TIMEOUT."""
+    try:
+        return processes.run([str(arg) for arg in argv], capture_output=True, text=True, timeout=TOOL_TIMEOUT,
+                             **options)
+    except processes.TimeoutExpired:
+        raise MonitoringError(f"{Path(str(argv[0])).name} took longer than {TOOL_TIMEOUT:.0f} s; the running "
+                              "monitoring configuration was kept") from None
 
 
 def scrape_targets(config: dict) -> set[tuple[str, str]]:
