@@ -104,22 +104,24 @@ class Mirror:
         """The commit's watched files under `.atl/git/commits/<sha>/`; returns the project's folder there."""
         destination = self.exports / sha
         if not destination.exists():
+            archive = _run("--git-dir", str(self.dir), "archive", "--format=tar", sha, "--", *source.paths(),
+                           text=False)
+            if archive.returncode != 0:
+                raise GitError(f"cannot export {sha[:12]}: {archive.stderr.decode(errors='replace').strip()}")
             partial = self.exports / f".{sha}.partial"
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
-            archive = processes.run(["git", "--git-dir", str(self.dir), "archive", "--format=tar", sha, "--",
-                                      *source.paths()], capture_output=True, timeout=GIT_TIMEOUT, env=_env())
-            if archive.returncode != 0:
-                raise GitError(f"cannot export {sha[:12]}: {archive.stderr.decode(errors='replace').strip()}")
             with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-                tar.extractall(partial, filter="data")
+                try:
+                    tar.extractall(partial, filter="data")
+                except tarfile.FilterError as error:  # a link out of the tree, say
+                    raise GitError(f"cannot export {sha[:12]}: {error}") from None
             partial.rename(destination)
             self._prune()
         return destination / source.subdir if source.subdir else destination
 
     def _is_ancestor(self, older: str, newer: str) -> bool:
-        return processes.run(["git", "--git-dir", str(self.dir), "merge-base", "--is-ancestor", older, newer],
-                              capture_output=True, timeout=GIT_TIMEOUT, env=_env()).returncode == 0
+        return _run("--git-dir", str(self.dir), "merge-base", "--is-ancestor", older, newer).returncode == 0
 
     def _prune(self) -> None:
         exports = sorted((p for p in self.exports.iterdir() if not p.name.startswith(".")),
@@ -132,14 +134,21 @@ class Mirror:
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
-    try:
-        done = processes.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=GIT_TIMEOUT,
-                              env=_env())
-    except processes.TimeoutExpired:
-        raise GitError(f"git {args[0]} took longer than {GIT_TIMEOUT:.0f} s") from None
+    """git's output; GitError when it fails."""
+    done = _run(*args, cwd=cwd)
     if done.returncode != 0:
         raise GitError(redact_credentials(f"git {' '.join(args)}: {done.stderr.strip()}"))
     return done.stdout
+
+
+def _run(*args: str, cwd: Path | None = None, text: bool = True) -> processes.CompletedProcess:
+    """git run to its end; GitError when it is not installed or takes longer than GIT_TIMEOUT."""
+    if shutil.which("git") is None:
+        raise GitError("git is not installed: install it (apt-get install -y git)")
+    try:
+        return processes.run(["git", *args], cwd=cwd, capture_output=True, text=text, timeout=GIT_TIMEOUT, env=_env())
+    except processes.TimeoutExpired:
+        raise GitError(redact_credentials(f"git {' '.join(args)} took longer than {GIT_TIMEOUT:.0f} s")) from None
 
 
 def redact_credentials(text: str) -> str:

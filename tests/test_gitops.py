@@ -3,11 +3,13 @@ watched files, keyed by commit, deploying that commit's files read from git."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance, build_sensor_context, execute_job
 
+from atl_pipeline import gitops
 from atl_pipeline.definitions import defs
 from atl_pipeline.gitops import GitError, GitSource, Mirror
 from atl_pipeline.orchestration.runner import deploy_subset, stages_until
@@ -153,3 +155,23 @@ def test_a_remote_that_fails_keeps_its_credentials_out_of_the_message(project: P
     with pytest.raises(GitError) as raised:
         Mirror(project).head(source)
     assert "s3cr3t-token" not in str(raised.value) and "http://***@127.0.0.1:9/atl/infra.git" in str(raised.value)
+
+
+def test_a_remote_that_never_answers_is_a_git_error_after_the_time_limit(project: Project,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(gitops, "GIT_TIMEOUT", 1.0)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # connections wait in its backlog, never answered
+        source = GitSource(f"http://deploy:s3cr3t-token@127.0.0.1:{silent.getsockname()[1]}/atl.git", "main")
+        with pytest.raises(GitError, match=r"git ls-remote http://\*\*\*@127\.0\.0\.1:\d+/atl\.git refs/heads/main "
+                                           r"took longer than 1 s"):
+            Mirror(project).head(source)
+
+
+def test_a_commit_with_a_link_out_of_its_tree_is_not_exported(project: Project, remote: Remote):
+    (project.root / "terraform_templates" / "local" / "passwd.tf.j2").symlink_to("/etc/passwd")
+    sha = remote.commit("a link to another file of the machine", "terraform_templates")
+    source, mirror = GitSource.of(project), Mirror(project)
+    mirror.fetch(source)
+    with pytest.raises(GitError, match=f"cannot export {sha[:12]}: .*passwd.tf.j2' is a link to an absolute path"):
+        mirror.export(sha, source)
+    assert not (project.state_dir / "git" / "commits" / sha).exists()
