@@ -26,6 +26,7 @@ CONNECTIONS = Path.home() / ".cache" / "atl-ssh"  # the shared connections' sock
 # what ssh says when no connection opens at all; a refused key or host key is not among them
 NO_CONNECTION = re.compile(r"Connection refused|Connection timed out|No route to host|Network is unreachable|"
                            r"Connection reset|Connection closed by|kex_exchange_identification")
+NO_CLIENT = "OpenSSH's client is not installed: apt-get install -y openssh-client"
 
 
 class RemoteError(TargetError):
@@ -34,6 +35,8 @@ class RemoteError(TargetError):
 
 class Unreachable(RemoteError):
     """No SSH session could be opened (the server down, or still booting)."""
+
+    transient = True
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class RemoteHost:
                    "-p", str(self.port), "-l", self.user, self.address, "--", shlex.join(argv)]
         try:
             result = processes.run(command, input=stdin, capture_output=True, text=True, timeout=timeout)
+        except FileNotFoundError:
+            raise RemoteError(NO_CLIENT) from None
         except processes.TimeoutExpired:
             raise RemoteError(f"{self.address}: `{argv[0]}` took longer than {timeout:.0f} s") from None
         if result.returncode == 0:
@@ -75,8 +80,13 @@ class RemoteHost:
     def forget_host_key(self) -> None:
         """Drop the key pinned for this address (a new server there is trusted on first use)."""
         if self.known_hosts.exists():
-            processes.run(["ssh-keygen", "-R", self._known_as, "-f", str(self.known_hosts)], capture_output=True,
-                          timeout=30, check=False)
+            try:
+                processes.run(["ssh-keygen", "-R", self._known_as, "-f", str(self.known_hosts)], capture_output=True,
+                              timeout=30, check=False)
+            except FileNotFoundError:
+                raise RemoteError(NO_CLIENT) from None
+            except processes.TimeoutExpired:
+                raise RemoteError(f"ssh-keygen -R took longer than 30 s on {self.known_hosts}") from None
 
     def wait_until_reachable(self, seconds: float) -> None:
         """Until an SSH session opens, for at most `seconds` (a new server boots)."""
