@@ -16,7 +16,7 @@ from pathlib import Path
 
 from atl_pipeline import processes
 from atl_pipeline.errors import AtlError
-from atl_pipeline.project import Project
+from atl_pipeline.project import Project, state_files
 
 WATCHED = ("domains.yml", "terraform_templates")
 GIT_TIMEOUT = 120.0
@@ -67,6 +67,7 @@ class Mirror:
     """A bare mirror of the watched branch under `.atl/git/`, and the commits exported from it."""
 
     def __init__(self, project: Project):
+        self.state = project.state_dir
         self.dir = project.state_dir / "git" / "mirror.git"
         self.exports = project.state_dir / "git" / "commits"
 
@@ -83,7 +84,8 @@ class Mirror:
     def fetch(self, source: GitSource) -> None:
         _refuse_option(source.remote)
         if not self.dir.exists():
-            self.dir.parent.mkdir(parents=True, exist_ok=True)
+            with state_files(self.state):
+                self.dir.parent.mkdir(parents=True, exist_ok=True)
             _git("init", "--quiet", "--bare", str(self.dir))
         self._git("fetch", "--quiet", "--no-tags", "--force", source.remote,
                   f"refs/heads/{source.branch}:refs/heads/{source.branch}")
@@ -110,14 +112,14 @@ class Mirror:
                 raise GitError(f"cannot export {sha[:12]}: {archive.stderr.decode(errors='replace').strip()}")
             partial = self.exports / f".{sha}.partial"
             shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir(parents=True)
-            with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            with state_files(self.state), tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+                partial.mkdir(parents=True)
                 try:
                     tar.extractall(partial, filter="data")
                 except tarfile.FilterError as error:  # a link out of the tree, say
                     raise GitError(f"cannot export {sha[:12]}: {error}") from None
-            partial.rename(destination)
-            self._prune()
+                partial.rename(destination)
+                self._prune()
         return destination / source.subdir if source.subdir else destination
 
     def _is_ancestor(self, older: str, newer: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -9,6 +10,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from atl_pipeline.errors import AtlError
+
+# what a file system answers when a disk is full (a write names no file), or when the project's files are not
+# this user's to write: never a bug of ours
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+class StateError(AtlError):
+    """A file of the project's state could not be written: the disk is full, or it belongs to another user."""
 
 
 def lock_timeout() -> float:
@@ -66,29 +78,47 @@ class Project:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the project's lock: one run at a time renders, plans, applies or deploys."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with (self.state_dir / "lock").open("w") as handle:
-            timeout = lock_timeout()
-            deadline = time.monotonic() + timeout
-            while True:
+        """Hold the project's lock: one run at a time renders, plans, applies or deploys, writing the
+        project's state. A file of it that cannot be written (StateError) is named."""
+        with state_files(self.state_dir):
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            with (self.state_dir / "lock").open("w") as handle:
+                timeout = lock_timeout()
+                deadline = time.monotonic() + timeout
+                while True:
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"another run held {self.state_dir / 'lock'} for "
+                                               f"{timeout:.0f} s") from None
+                        time.sleep(0.1)
                 try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"another run held {self.state_dir / 'lock'} for "
-                                           f"{timeout:.0f} s") from None
-                    time.sleep(0.1)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
 
     def ensure_instance(self) -> Path:
         """Create the Dagster instance directory and its dagster.yaml; return the directory."""
-        self.dagster_home.mkdir(parents=True, exist_ok=True)
-        settings = self.dagster_home / "dagster.yaml"
-        if not settings.exists() or settings.read_text() != DAGSTER_YAML:
-            settings.write_text(DAGSTER_YAML)
+        with state_files(self.state_dir):
+            self.dagster_home.mkdir(parents=True, exist_ok=True)
+            settings = self.dagster_home / "dagster.yaml"
+            if not settings.exists() or settings.read_text() != DAGSTER_YAML:
+                settings.write_text(DAGSTER_YAML)
         return self.dagster_home
+
+
+@contextmanager
+def state_files(folder: Path) -> Iterator[None]:
+    """A full disk, or a file under `folder` (the project's state) its permissions refuse, raises StateError
+    naming the file when the system does. Any other OSError, such as a file we expected and did not find, is
+    a bug: it propagates."""
+    try:
+        yield
+    except OSError as error:
+        path = Path(os.fsdecode(error.filename)) if error.filename else None
+        if not (error.errno in DISK_FULL or error.errno in NOT_WRITABLE and path and path.is_relative_to(folder)):
+            raise
+        raise StateError(f"cannot write {path or 'the project state'}: {error.strerror}. The project's state "
+                         f"({folder}) must be writable by the user that runs atl, on a disk with free space") from None

@@ -27,6 +27,7 @@ import yaml
 
 from atl_pipeline import processes
 from atl_pipeline.config.model import PrometheusSettings
+from atl_pipeline.project import state_files
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.rolling import Domains, Services, TargetError
 from atl_pipeline.runtime.supervisor import Supervisor
@@ -87,6 +88,11 @@ class Monitoring:
         return prometheus, blackbox
 
     def apply(self, services: Services, domains: Domains) -> MonitoringReport:
+        """Check, install and (re)load the configuration; wait until Prometheus scrapes every target."""
+        with state_files(self.supervisor.root):
+            return self._apply(services, domains)
+
+    def _apply(self, services: Services, domains: Domains) -> MonitoringReport:
         prometheus, blackbox = self.check(services, domains)
         expected = scrape_targets(yaml.safe_load(prometheus.read_text()))
         changed = {"prometheus": self._replace(prometheus), "blackbox": self._replace(blackbox)}
