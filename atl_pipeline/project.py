@@ -19,6 +19,12 @@ DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
+class LockTimeout(AtlError):
+    """Another run held the project's lock (or the deploy pool) for longer than ATL_LOCK_TIMEOUT."""
+
+    transient = True
+
+
 class StateError(AtlError):
     """A file of the project's state could not be written: the disk is full, or it belongs to another user."""
 
@@ -79,7 +85,8 @@ class Project:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the project's lock: one run at a time renders, plans, applies or deploys, writing the
-        project's state. A file of it that cannot be written (StateError) is named."""
+        project's state. A file of it that cannot be written (StateError) is named, as is a lock held
+        by another run for longer than ATL_LOCK_TIMEOUT (LockTimeout)."""
         with state_files(self.state_dir):
             self.state_dir.mkdir(parents=True, exist_ok=True)
             with (self.state_dir / "lock").open("w") as handle:
@@ -91,8 +98,8 @@ class Project:
                         break
                     except BlockingIOError:
                         if time.monotonic() > deadline:
-                            raise TimeoutError(f"another run held {self.state_dir / 'lock'} for "
-                                               f"{timeout:.0f} s") from None
+                            raise LockTimeout(f"another run held {self.state_dir / 'lock'} for "
+                                              f"{timeout:.0f} s") from None
                         time.sleep(0.1)
                 try:
                     yield

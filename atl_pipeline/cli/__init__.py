@@ -1,5 +1,5 @@
-"""`atl`: the operator's command line. Exit codes: 0 success, 1 the work failed, 2 usage, 3 an internal
-error (a bug: its traceback is saved to a file)."""
+"""`atl`: the operator's command line. Exit codes: 0 success, 1 the work failed (an AtlError says why), 2 usage,
+3 an internal error (a bug: its traceback is saved to a file)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import signal
 import sys
 
 from atl_pipeline.cli import docs, infra, quality, utils
-from atl_pipeline.cli.common import EXIT_INTERNAL, EXIT_USAGE, UsageError, save_traceback
+from atl_pipeline.cli.common import EXIT_FAILED, EXIT_INTERNAL, EXIT_USAGE, UsageError, save_traceback
+from atl_pipeline.errors import AtlError
 from atl_pipeline.findings import printable
 
 
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"atl: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except AtlError as error:  # a collaborator's failure, told as what to do
+        print(f"atl: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except Exception as error:  # a bug: one line that says where the traceback is, never the traceback
         saved = save_traceback(error)
         print(printable(f"atl: internal error ({type(error).__name__}: {str(error)[:200]}); the traceback is "

@@ -1,7 +1,6 @@
 """The pipeline's stages as Dagster assets, each a thin call into a plain module."""
 
 import dataclasses
-import xmlrpc.client
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from dagster import (
     asset_check,
 )
 
-from atl_pipeline import drift, processes
+from atl_pipeline import drift
 from atl_pipeline.certificates import (
     ServedCertificate,
     due_for_renewal,
@@ -30,6 +29,7 @@ from atl_pipeline.certificates import (
     served_certificate,
 )
 from atl_pipeline.config import LoadedConfig, load_config
+from atl_pipeline.errors import AtlError
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.gitops import GitError, GitSource, Mirror
 from atl_pipeline.health import DomainHealth, SloReport, probe_domains
@@ -37,17 +37,10 @@ from atl_pipeline.monitoring.prometheus import MonitoringReport
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.project import Project
 from atl_pipeline.report import DOMAIN_HEADERS, domain_rows, markdown_findings, markdown_table
-from atl_pipeline.runtime.caddy import CaddyError
-from atl_pipeline.runtime.rolling import Deployment, TargetError
-from atl_pipeline.secrets import SecretError
+from atl_pipeline.runtime.rolling import Deployment
 from atl_pipeline.targets import target_of
-from atl_pipeline.targets.outputs import OutputError
-from atl_pipeline.terraform.cli import BackendUnavailable, TerraformError
 from atl_pipeline.terraform.plan import PlanSummary
-from atl_pipeline.terraform.render import RenderError
 from atl_pipeline.terraform.stages import (
-    DestroyNotApproved,
-    InvalidConfig,
     TerraformApply,
     TerraformPlan,
     apply_plan,
@@ -60,12 +53,9 @@ GROUP = "deploy"
 POOL = "atl-deploy"  # limit 1, whole runs (the instance's dagster.yaml): one deploy at a time
 APPROVE_DESTROY_TAG = "atl/approve-destroy"
 APPROVAL_CHECK = "destroy_approved"
-# errors whose message tells the operator what to do: they fail the stage without a traceback
-STAGE_ERRORS = (InvalidConfig, DestroyNotApproved, RenderError, SecretError, TerraformError, TargetError, OutputError,
-                CaddyError, GitError, TimeoutError, OSError, xmlrpc.client.Error, processes.SubprocessError)
-# of those, the ones another attempt may not meet: a state backend or Caddy restarting, a process still starting.
-# Not a held state lock: Terraform has already waited ATL_LOCK_TIMEOUT for it.
-TRANSIENT_ERRORS = (BackendUnavailable, TimeoutError, ConnectionError)
+# errors whose message tells the operator what to do: they fail the stage without a traceback (any other
+# exception is a bug, and fails it with its traceback); those marked `transient` are retried
+STAGE_ERRORS = (AtlError,)
 # for the stages that converge when run again; terraform_apply too: Terraform refuses a saved
 # plan once the state changed (StalePlan, not retried), so a retry applies nothing twice
 RETRY = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL)
@@ -348,4 +338,4 @@ def _clear_failure() -> Iterator[None]:
     try:
         yield
     except STAGE_ERRORS as error:
-        raise Failure(str(error), allow_retries=isinstance(error, TRANSIENT_ERRORS)) from None
+        raise Failure(str(error), allow_retries=error.transient) from None

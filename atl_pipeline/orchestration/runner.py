@@ -29,7 +29,7 @@ from dagster._core.definitions.reconstruct import ReconstructableJob
 from atl_pipeline.definitions import deploy_job, drift_job
 from atl_pipeline.errors import AtlError
 from atl_pipeline.orchestration.assets import APPROVAL_CHECK, POOL
-from atl_pipeline.project import Project, lock_timeout
+from atl_pipeline.project import LockTimeout, Project, lock_timeout
 
 IN_PROGRESS = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED,
                DagsterRunStatus.CANCELING]
@@ -155,8 +155,8 @@ def _wait_for_pool(instance: DagsterInstance, on_wait: Callable[[str], None]) ->
                    if run.run_op_concurrency and POOL in (run.run_op_concurrency.all_pools or ())]:
         run = busy[0]
         if time.monotonic() > deadline:
-            raise TimeoutError(f"run {run.run_id} has held the pool {POOL} for {timeout:.0f} s; if its "
-                               "process is gone, terminate it in the Dagster UI (Runs, then Terminate)")
+            raise LockTimeout(f"run {run.run_id} has held the pool {POOL} for {timeout:.0f} s; if its "
+                              "process is gone, terminate it in the Dagster UI (Runs, then Terminate)")
         if run.run_id not in told:
             told.add(run.run_id)
             on_wait(f"waiting for run {run.run_id} ({run.job_name}) to finish")
@@ -229,6 +229,9 @@ class _StageWatcher(threading.Thread):
             elif data.error and data.error.cls_name == "DagsterAssetCheckFailedError":
                 detail = "waits for approval; no later stage runs" if self.held else \
                     "a blocking check failed; no later stage runs"
+            elif data.error and data.error.cause:  # not one of our errors: a bug, whose traceback the run keeps
+                detail = (f"{data.error.cause.message.strip()} (an internal error: its traceback is in the "
+                          f"logs of run {self.run_id} in the Dagster UI; please report it)")
             else:
                 detail = data.error.message if data.error else "failed"
             self.report(StageEvent(step, "needs approval" if self.held else "failed", seconds, detail.strip()))

@@ -37,8 +37,10 @@ class CaddyError(AtlError):
     """Caddy refused a configuration, or did not answer."""
 
 
-class CaddyUnavailable(CaddyError, ConnectionError):
+class CaddyUnavailable(CaddyError):
     """Caddy's admin API did not answer (Caddy restarting, say): another attempt may succeed."""
+
+    transient = True
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,13 @@ class TerraformError(AtlError):
 
 
 class StateLocked(TerraformError):
-    """Another operation holds the state lock."""
+    """Another operation holds the state lock (not transient: Terraform has waited ATL_LOCK_TIMEOUT for it)."""
 
 
 class BackendUnavailable(TerraformError):
     """Terraform could not reach its state backend (a database restarting, say)."""
+
+    transient = True
 
 
 class StateNotSaved(TerraformError):
