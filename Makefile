@@ -46,9 +46,11 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/gitops.py
 	$(BIN)/python bench/reliability.py
 
-## lint: ruff on the code, `atl quality lint` on domains.yml, and the generated docs up to date
+## lint: ruff on the code, the Dagster definitions (`dg check defs`), `atl quality lint` on domains.yml,
+## and the generated docs up to date
 lint: $(VENV)/.installed
 	$(BIN)/ruff check atl_pipeline tests bench
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg check defs
 	$(BIN)/atl quality lint
 	$(BIN)/atl docs build --check
 

@@ -1,7 +1,7 @@
-"""The operator console: the Dagster UI (`dagster dev`, webserver and daemon) behind a Caddy
+"""The operator console: the Dagster UI (`dg dev`, webserver and daemon) behind a Caddy
 front that only the console's own pages can drive.
 
-`dagster dev` listens on a loopback port picked at start that only the front is told
+`dg dev` listens on a loopback port picked at start that only the front is told
 about. The front listens where the operator opens the console and refuses, before Dagster
 sees them:
 - a `Host` that is not one of the console's own names (a page that rebinds its DNS name
@@ -37,7 +37,7 @@ from atl_pipeline.project import Project
 
 DEFAULT_PORT = 3000
 READY_TIMEOUT = 180.0
-STOP_GRACE = 20.0  # seconds for `dagster dev` to stop its webserver, daemon and runs before it is killed
+STOP_GRACE = 20.0  # seconds for `dg dev` to stop its webserver, daemon and runs before it is killed
 SECOND = 1_000_000_000  # Caddy durations in JSON are nanoseconds
 JSON_TYPES = ["application/json", "application/json;*"]  # the parameters, such as a charset, may follow
 ANY_ADDRESS = {"0.0.0.0", "::", ""}
@@ -129,7 +129,7 @@ class Part:
 
 
 class Console:
-    """`dagster dev` on a private loopback port and Caddy in front of it, under `.atl/console/`."""
+    """`dg dev` on a private loopback port and Caddy in front of it, under `.atl/console/`."""
 
     def __init__(self, project: Project, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  names: tuple[str, ...] = ()):
@@ -150,11 +150,12 @@ class Console:
         config = self.root / "caddy.json"
         config.write_text(json.dumps(front_config(self.front), indent=2))
         bin_dir = Path(sys.executable).parent
-        self._spawn("the Dagster webserver and daemon (dagster dev)", signal.SIGINT, "dagster.log",
-                    [bin_dir / "dagster", "dev", "-w", self.workspace, "-h", "127.0.0.1",
+        self._spawn("the Dagster webserver and daemon (dg dev)", signal.SIGINT, "dagster.log",
+                    [bin_dir / "dg", "dev", "-w", self.workspace, "-h", "127.0.0.1",
                      "-p", str(self.front.webserver_port)],
                     cwd=self.project.root, env={**os.environ, "ATL_PROJECT_DIR": str(self.project.root),
-                                                "DAGSTER_HOME": str(self.project.ensure_instance())})
+                                                "DAGSTER_HOME": str(self.project.ensure_instance()),
+                                                "VIRTUAL_ENV": sys.prefix})  # dg's own venv: it warns otherwise
         self._spawn("the console's front (Caddy)", signal.SIGTERM, "caddy.log",
                     [bin_dir / "caddy", "run", "--config", config], cwd=self.root,
                     # not the pipeline's environment: Caddy needs none of it

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from atl_pipeline.config import Config
 from atl_pipeline.project import Project
-from atl_pipeline.targets import target_of
+from atl_pipeline.targets import Target
 from atl_pipeline.targets.outputs import Outputs
 from atl_pipeline.terraform.stages import terraform
 
@@ -33,9 +32,9 @@ class DriftReport:
                 + [f"healed: {line}" for line in self.healed])
 
 
-def detect(project: Project, config: Config, *, heal: bool = False) -> DriftReport:
+def detect(project: Project, target: Target, *, heal: bool = False) -> DriftReport:
     """Compare; with `heal`, redeploy what Terraform declares and compare again."""
-    target = target_of(config)
+    config = target.config
     runner = terraform(project, config.state, config.environment, target.provider_secrets())
     if not (runner.workdir / ".terraform").is_dir():
         return DriftReport(["nothing was ever applied for this environment: run a deploy"], [], [])

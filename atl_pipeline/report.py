@@ -95,7 +95,7 @@ def plan_metadata(plan: TerraformPlan) -> dict:
     return {"summary": plan.summary.describe(), **plan.summary.counts,
             "changes": Markdown(markdown_table(("address", "action"), rows) if rows else "No changes."),
             "change_list": [{"address": address, "action": action} for address, action in rows],
-            "plan_file": str(plan.plan_file)}
+            "plan_file": plan.plan_file}
 
 
 def apply_metadata(applied: TerraformApply, plan: TerraformPlan) -> dict:

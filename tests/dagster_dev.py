@@ -1,4 +1,4 @@
-"""A real `dagster dev` (webserver and daemon) on loopback for one project, driven through
+"""A real `dg dev` (webserver and daemon) on loopback for one project, driven through
 its GraphQL API. Used by the end-to-end tests, the console's tests and bench/gitops.py."""
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class GraphQL:
 
 
 class DagsterDev(GraphQL):
-    """`dagster dev` in its own process group, with the project's instance as DAGSTER_HOME."""
+    """`dg dev` in its own process group, with the project's instance as DAGSTER_HOME."""
 
     def __init__(self, process: subprocess.Popen, url: str, log: Path):
         super().__init__(url, log)
@@ -133,10 +133,10 @@ class DagsterDev(GraphQL):
     def start(cls, project: Project, log: Path, **env: str) -> DagsterDev:
         port = free_port()
         environment = {**os.environ, "ATL_PROJECT_DIR": str(project.root),
-                       "DAGSTER_HOME": str(project.ensure_instance()), **env}
+                       "DAGSTER_HOME": str(project.ensure_instance()), "VIRTUAL_ENV": sys.prefix, **env}
         with log.open("w") as output:
             process = subprocess.Popen(
-                [str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"),
+                [str(Path(sys.executable).parent / "dg"), "dev", "-w", str(REPO / "workspace.yaml"),
                  "-h", "127.0.0.1", "-p", str(port)],
                 cwd=REPO, env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
         dev = cls(process, f"http://127.0.0.1:{port}", log)
@@ -153,11 +153,11 @@ class DagsterDev(GraphQL):
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"dagster dev did not answer; its log:\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError(f"dg dev did not answer; its log:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.5)
 
     def stop(self) -> None:
-        """`dagster dev` ignores SIGTERM for a long time: kill its whole process group."""
+        """`dg dev` ignores SIGTERM for a long time: kill its whole process group."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)

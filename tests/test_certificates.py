@@ -9,11 +9,11 @@ from pathlib import Path
 
 import certifi
 
-import atl_pipeline.orchestration.assets as assets
 from atl_pipeline.certificates import public_certificate, renew, served_certificate
 from atl_pipeline.orchestration.runner import run_deploy
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
+from atl_pipeline.timings import Timings
 
 API = "api.allthingslinux.org"
 
@@ -27,9 +27,8 @@ def test_served_certificates_are_inventoried_verified_and_renewed_near_expiry(pr
     assert certificate.valid and certificate.issuer.startswith("Caddy Local Authority")
     assert 59 < certificate.days_left <= 60
 
-    monkeypatch.setattr(assets, "RENEW_WITHIN_DAYS", 61.0)  # every certificate is now due
-    renewed = []
-    assert run_deploy(project, on_stage=renewed.append).success
+    renewed = []  # with every certificate due
+    assert run_deploy(project, on_stage=renewed.append, timings=Timings(renew_within_days=61.0)).success
     detail = next(s.detail for s in renewed if s.stage == "certificates")
     assert re.fullmatch(r"0/3 certificates valid; renewed api\.allthingslinux\.org, docs\.allthingslinux\.org, "
                         r"www\.allthingslinux\.org", detail)

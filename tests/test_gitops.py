@@ -10,7 +10,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, build_sensor_context, execute_job
 
 from atl_pipeline import gitops
-from atl_pipeline.definitions import defs
+from atl_pipeline.definitions import loaded
 from atl_pipeline.gitops import GitError, GitSource, Mirror
 from atl_pipeline.orchestration.runner import deploy_subset, stages_until
 from atl_pipeline.project import Project
@@ -30,12 +30,13 @@ class Ticks:
     """Evaluates the git_push sensor tick after tick, carrying its cursor as the daemon does."""
 
     def __init__(self, project: Project):
-        self.sensor = defs.resolve_sensor_def("git_push")
+        self.sensor = loaded().resolve_sensor_def("git_push")
         self.instance = DagsterInstance.from_config(str(project.ensure_instance()))
         self.cursor: str | None = None
 
     def tick(self):
-        result = self.sensor.evaluate_tick(build_sensor_context(instance=self.instance, cursor=self.cursor))
+        context = build_sensor_context(instance=self.instance, cursor=self.cursor, resources=loaded().resources)
+        result = self.sensor.evaluate_tick(context)
         self.cursor = result.cursor or self.cursor
         return result
 

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dagster import build_asset_context
 
 from atl_pipeline.cli import main
 from atl_pipeline.config import Config, LoadedConfig, load_config
-from atl_pipeline.orchestration.assets import service_deployment
-from atl_pipeline.orchestration.resources import ProjectResource
+from atl_pipeline.defs.runtime_stages import service_deployment
+from atl_pipeline.orchestration.resources import ProjectResource, TargetResource
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.compose import Project as ComposeProject
 from atl_pipeline.runtime.compose import compose_file, placement, router_config
@@ -33,6 +34,7 @@ from atl_pipeline.targets.hcloud import server_names
 from atl_pipeline.targets.outputs import DomainOutput, OutputError, Outputs, ServerOutput, ServiceOutput
 from atl_pipeline.terraform.render import render
 from atl_pipeline.terraform.stages import TerraformApply
+from atl_pipeline.timings import DEFAULT_TIMINGS, Timings
 from atl_pipeline.validation import validate
 from tests.conftest import REPO
 from tests.ports import free_port
@@ -66,12 +68,14 @@ def raw_outputs(path: Path = EXAMPLE) -> dict:
     return {**RAW, "services": services, "domains": domains}
 
 
-@pytest.fixture(autouse=True)
-def no_drain(request, monkeypatch):
+NO_DRAIN = Timings(drain_seconds=0)
+
+
+@pytest.fixture
+def timings(request) -> Timings:
     """The drain gives the routers' health checks time to find new replicas: no router runs here,
     so only the test marked `drain` waits it out."""
-    if "drain" not in request.keywords:
-        monkeypatch.setattr("atl_pipeline.runtime.hcloud.DRAIN_SECONDS", 0)
+    return DEFAULT_TIMINGS if "drain" in request.keywords else NO_DRAIN
 
 
 @pytest.fixture
@@ -97,8 +101,8 @@ def config(loaded: LoadedConfig) -> Config:
 
 
 @pytest.fixture
-def runtime(project: Project, config: Config) -> HcloudRuntime:
-    return HcloudRuntime.of(project, config, OUTPUTS)
+def runtime(project: Project, config: Config, timings: Timings) -> HcloudRuntime:
+    return HcloudRuntime.of(project, config, OUTPUTS, timings)
 
 
 def server_of(call: dict) -> str:
@@ -233,8 +237,8 @@ def test_the_deployment_stage_ships_the_servers_of_terraforms_outputs(project: P
                                                                       sshd: Sshd, tmp_path: Path):
     applied = TerraformApply(Outputs.parse(raw_outputs()), serial=3, applied=True)
 
-    result = service_deployment(validated_config=validate(loaded), terraform_apply=applied,
-                                project=ProjectResource(root=str(project.root)))
+    result = service_deployment(build_asset_context(), validated_config=validate(loaded), terraform_apply=applied,
+                                project=ProjectResource(root=str(project.root)), target=TargetResource(drain_seconds=0))
 
     assert result.value.frontend == Frontend("192.0.2.10", 80, 443)  # the CAs this machine trusts
     assert result.metadata["summary"].value == "2 started"
@@ -250,20 +254,21 @@ def test_a_roll_back_finds_the_servers_in_the_last_deployments_record(project: P
                                                                       runtime: HcloudRuntime, tmp_path: Path, write):
     """The health check rolls back from the record, with no Terraform outputs at hand."""
     with pytest.raises(DeployError, match="run a deploy"):
-        target_of(config).runtime(project)
+        target_of(config, NO_DRAIN).runtime(project)
     runtime.deploy(*outputs())
     first = on_server(tmp_path, "node-1")
     services, domains = outputs(write(EXAMPLE.read_text().replace("backend-api:1.0.0", "backend-api:1.0.1")))
     runtime.deploy(services, domains)
     bad = {"backend-api": services["backend-api"].release}
 
-    outcomes = target_of(config).runtime(project).roll_back(bad)
+    outcomes = target_of(config, NO_DRAIN).runtime(project).roll_back(bad)
 
     assert {(o.name, o.action) for o in outcomes} == {("backend-api", "rolled"), ("website", "unchanged")}
     images = {entry["image"] for entry in on_server(tmp_path, "node-1")["services"].values()}
     assert images == {entry["image"] for entry in first["services"].values()}
     assert runtime.deployed()["services"]["backend-api"]["image"].endswith(":1.0.0")
-    assert target_of(config).runtime(project).roll_back(bad) == []  # a second health check rolls nothing forward
+    # a second health check rolls nothing forward
+    assert target_of(config, NO_DRAIN).runtime(project).roll_back(bad) == []
     assert runtime.deployed()["services"]["backend-api"]["image"].endswith(":1.0.0")
 
 
@@ -279,7 +284,7 @@ def test_a_changed_host_key_is_refused_with_the_command_that_forgets_the_old_one
 def test_hcloud_is_monitored_through_its_load_balancer_from_this_machine(project: Project, config: Config,
                                                                          runtime: HcloudRuntime):
     services, domains = outputs()
-    monitoring = target_of(config).monitoring(project, runtime.frontend)
+    monitoring = target_of(config, NO_DRAIN).monitoring(project, runtime.frontend)
     prometheus = monitoring.prometheus_config(services, domains, Path("rules.yml"))
     blackbox = monitoring.blackbox_config(domains)
 
@@ -308,7 +313,8 @@ def test_a_replaced_server_is_awaited_and_every_replica_on_it_gated(project: Pro
     calls = len(sshd.calls())
     replaced = {**RAW_SERVERS, "node-2": {**RAW_SERVERS["node-2"], "ipv4": "127.0.0.3"}}  # the same name, a new one
 
-    outcomes = HcloudRuntime.of(project, config, Outputs.parse({**RAW, "servers": replaced})).deploy(services, domains)
+    outcomes = HcloudRuntime.of(project, config, Outputs.parse({**RAW, "servers": replaced}), NO_DRAIN).deploy(
+        services, domains)
 
     assert {o.action for o in outcomes} == {"unchanged"}
     gates = [(server_of(call), waited_for(call)) for call in sshd.calls()[calls:] if "--wait" in call["argv"]]
@@ -319,7 +325,7 @@ def test_a_replaced_server_is_awaited_and_every_replica_on_it_gated(project: Pro
 def test_after_a_destroy_the_record_and_the_pinned_host_keys_are_forgotten(project: Project, config: Config,
                                                                            runtime: HcloudRuntime):
     runtime.deploy(*outputs())
-    destroyed = HcloudRuntime.of(project, config, Outputs())  # Terraform's outputs after `atl infra destroy`
+    destroyed = HcloudRuntime.of(project, config, Outputs(), NO_DRAIN)  # Terraform's outputs after `atl infra destroy`
 
     outcomes = destroyed.deploy({}, {})
 
@@ -330,7 +336,7 @@ def test_after_a_destroy_the_record_and_the_pinned_host_keys_are_forgotten(proje
 
 def test_a_key_the_servers_refuse_fails_at_once(project: Project, config: Config, sshd: Sshd, tmp_path: Path):
     stranger = new_key(tmp_path / "stranger_key")
-    runtime = HcloudRuntime.of(project, with_identity(config, stranger), OUTPUTS)
+    runtime = HcloudRuntime.of(project, with_identity(config, stranger), OUTPUTS, NO_DRAIN)
     with pytest.raises(RemoteError, match="Permission denied") as raised:  # not awaited as a booting server
         runtime.deploy(*outputs())
     assert not isinstance(raised.value, Unreachable)
@@ -344,18 +350,18 @@ def test_a_key_the_servers_refuse_fails_at_once(project: Project, config: Config
 def test_outputs_of_another_shape_are_refused_before_any_connection(project: Project, config: Config, sshd: Sshd,
                                                                     outputs_: dict, message: str):
     with pytest.raises(OutputError, match=re.escape(f"Terraform's output {message}")):
-        HcloudRuntime.of(project, config, Outputs.parse(outputs_))
+        HcloudRuntime.of(project, config, Outputs.parse(outputs_), NO_DRAIN)
     assert sshd.calls() == [] and not list(project.root.rglob("pwned"))
 
 
 def test_servers_without_a_load_balancer_are_refused(project: Project, config: Config, sshd: Sshd):
     with pytest.raises(DeployError, match="no load_balancer"):
-        HcloudRuntime.of(project, config, Outputs.parse({"servers": RAW_SERVERS}))
+        HcloudRuntime.of(project, config, Outputs.parse({"servers": RAW_SERVERS}), NO_DRAIN)
 
 
 def test_a_missing_identity_file_is_named(project: Project, config: Config, tmp_path: Path):
     with pytest.raises(DeployError, match=re.escape(f"target.ssh_identity: {tmp_path / 'nowhere'} does not exist")):
-        HcloudRuntime.of(project, with_identity(config, tmp_path / "nowhere"), OUTPUTS)
+        HcloudRuntime.of(project, with_identity(config, tmp_path / "nowhere"), OUTPUTS, NO_DRAIN)
 
 
 def test_drift_on_the_servers_is_found_and_healed(runtime: HcloudRuntime, sshd: Sshd):
@@ -499,7 +505,7 @@ def test_server_groups_tcp_ports_and_volumes_on_the_servers(project: Project, lo
     config = load_config(write(text, "grouped.yml")).config
     assert validate(LoadedConfig(config, loaded.source)).findings == ()
     raw = {**raw_outputs(write(text, "grouped.yml")), "servers": GROUPED_SERVERS}
-    runtime = HcloudRuntime.of(project, config, Outputs.parse(raw))
+    runtime = HcloudRuntime.of(project, config, Outputs.parse(raw), NO_DRAIN)
     services, domains = runtime_outputs(raw)
 
     runtime.deploy(services, domains)
@@ -546,7 +552,7 @@ def test_an_imported_configuration_deploys_to_each_server_group(project: Project
                       "private_ip": str(config.target.groups[group].private_ip or f"10.0.1.{100 + n}")}
                for n, (name, group) in enumerate(names, start=1)}
     raw = {**raw_outputs(path), "servers": servers}
-    runtime = HcloudRuntime.of(project, config, Outputs.parse(raw))
+    runtime = HcloudRuntime.of(project, config, Outputs.parse(raw), NO_DRAIN)
 
     outcomes = runtime.deploy(*runtime_outputs(raw))
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 
-from dagster import AssetCheckKey, AssetKey, DagsterInstance, FilesystemIOManager, materialize
+from dagster import AssetCheckKey, AssetKey, DagsterInstance, materialize
 
-from atl_pipeline.orchestration.assets import domain_config, validated_config
-from atl_pipeline.orchestration.resources import ProjectResource
+from atl_pipeline.defs.config_stages import domain_config, validated_config
 from atl_pipeline.orchestration.runner import run_deploy
 from atl_pipeline.project import Project
+from tests.dagster_helpers import stage_resources
 from tests.runtime_helpers import clash_ports
 
 
@@ -87,4 +87,4 @@ def test_a_broken_file_fails_the_first_stage_with_located_findings(project: Proj
 
 
 def _resources(project: Project) -> dict:
-    return {"project": ProjectResource(root=str(project.root)), "io_manager": FilesystemIOManager()}
+    return stage_resources(project)

@@ -16,13 +16,16 @@ from dagster import (
     AssetKey,
     DagsterEventType,
     DagsterInstance,
+    DagsterRunStatus,
     ReexecutionOptions,
     execute_job,
     reconstructable,
 )
 
 from atl_pipeline.definitions import deploy_job, drift_job
+from atl_pipeline.orchestration.dagster_adapter import runs_holding_pool
 from atl_pipeline.orchestration.runner import deploy_subset, run_deploy, stages_until
+from atl_pipeline.orchestration.stage import POOL
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.caddy import base_config
 from atl_pipeline.runtime.local import deployed_runtime
@@ -115,7 +118,9 @@ def test_a_cli_run_waits_for_the_run_in_progress(project: Project):
     assert first.wait(timeout=120) == 0
     (earlier, later) = sorted(instance.get_runs(), key=lambda run: instance.get_run_record_by_id(run.run_id).start_time)
     assert waited == [f"waiting for run {earlier.run_id} (deploy) to finish"]
-    assert earlier.run_op_concurrency.all_pools == {"atl-deploy"}  # what the daemon's queue counts
+    # the pool marks both, as the adapter finds them (pinned here to the installed Dagster)
+    assert [run.run_id for run in runs_holding_pool(instance, POOL, [DagsterRunStatus.SUCCESS])] == [
+        later.run_id, earlier.run_id]
     assert (instance.get_run_record_by_id(earlier.run_id).end_time
             <= instance.get_run_record_by_id(later.run_id).start_time)
 

@@ -14,15 +14,17 @@ from pathlib import Path
 
 import pytest
 import requests
-from dagster import AssetKey, DagsterInstance, FilesystemIOManager, materialize
+from dagster import AssetKey, DagsterInstance, materialize
 
 from atl_pipeline.cli import main
-from atl_pipeline.definitions import defs
-from atl_pipeline.orchestration.assets import APPROVE_DESTROY_TAG, health_check
-from atl_pipeline.orchestration.resources import ProjectResource
+from atl_pipeline.definitions import loaded
+from atl_pipeline.defs.runtime_stages import health_check
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
+from atl_pipeline.orchestration.stage import APPROVE_DESTROY_TAG
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
+from atl_pipeline.timings import Timings
+from tests.dagster_helpers import stage_resources
 from tests.ports import service_ports
 from tests.runtime_helpers import (
     Load,
@@ -34,7 +36,7 @@ from tests.runtime_helpers import (
 )
 
 API, WWW, DOCS = "api.allthingslinux.org", "www.allthingslinux.org", "docs.allthingslinux.org"
-ASSETS = list(defs.assets)
+ASSETS = list(loaded().assets)
 
 
 @pytest.fixture
@@ -146,19 +148,16 @@ def test_a_killed_replica_is_restarted_while_the_load_balancer_serves(stack: Pro
     assert len(replica_pids(stack)["backend-api"]) == 3
 
 
-def test_a_release_that_never_gets_healthy_is_not_switched_to(stack: Project, monkeypatch):
-    import atl_pipeline.runtime.local as local
-
-    monkeypatch.setattr(local, "HEALTH_TIMEOUT", 3.0)
+def test_a_release_that_never_gets_healthy_is_not_switched_to(stack: Project):
     serving = json.loads(through_lb(stack, API).body)["release"]
     api = '[python3, -m, atl_pipeline.sample_service, --port, "{port}"]\n    image: ghcr.io/allthingslinux/backend-api'
     edit(stack, api, api.replace('"{port}"]', '"{port}", --unhealthy-for-host, 127.0.0.1]'))
     stages = []
 
-    assert not run_deploy(stack, on_stage=stages.append).success
+    assert not run_deploy(stack, on_stage=stages.append, timings=Timings(health_timeout=3.0)).success
 
     failed = next(s for s in stages if s.stage == "service_deployment")
-    assert failed.status == "failed" and "did not answer /healthz with 2xx" in failed.detail
+    assert failed.status == "failed" and "did not answer /healthz with 2xx within 3 s" in failed.detail
     assert "What ran before still serves" in failed.detail
     assert json.loads(through_lb(stack, API).body)["release"] == serving
     assert [g.release for g in deployed_runtime(stack).groups()["backend-api"]] == [serving]
@@ -243,17 +242,13 @@ def test_a_release_broken_for_its_site_is_rolled_back_by_the_health_check(stack:
     assert [g.release for g in deployed_runtime(stack).groups()["backend-api"]] == [serving]
 
 
-def test_a_failing_domain_whose_service_did_not_change_is_reported_not_rolled_back(stack: Project, monkeypatch):
-    import atl_pipeline.health as health
-
-    monkeypatch.setattr(health, "SETTLE_SECONDS", 1.0)
+def test_a_failing_domain_whose_service_did_not_change_is_reported_not_rolled_back(stack: Project):
     runtime = deployed_runtime(stack)
     website = next(g for g in runtime.groups()["website"])
     runtime.supervisor.rpc.stopProcessGroup(website.name, True)
 
     result = materialize(ASSETS, selection=[health_check], instance=DagsterInstance.from_config(
-        str(stack.dagster_home)), raise_on_error=False, resources={
-        "project": ProjectResource(root=str(stack.root)), "io_manager": FilesystemIOManager()})
+        str(stack.dagster_home)), raise_on_error=False, resources=stage_resources(stack, settle_seconds=1.0))
 
     (evaluation,) = result.get_asset_check_evaluations()
     assert not evaluation.passed

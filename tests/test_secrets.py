@@ -20,7 +20,7 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context, execute_job
 
 from atl_pipeline.cli import main
-from atl_pipeline.definitions import defs
+from atl_pipeline.definitions import loaded
 from atl_pipeline.orchestration.runner import deploy_subset, stages_until
 from atl_pipeline.project import Project
 from tests.conftest import REPO
@@ -81,14 +81,15 @@ def http_remote(project: Project, tmp_path: Path):
 
 def test_a_git_remotes_credentials_never_show(project: Project, http_remote: HttpRemote, monkeypatch):
     instance = DagsterInstance.from_config(str(project.ensure_instance()))
-    sensor = defs.resolve_sensor_def("git_push")
+    sensor = loaded().resolve_sensor_def("git_push")
     monkeypatch.setenv("ATL_GIT_REMOTE", http_remote.url("origin.git", f"ops:{GIT_CANARY}"))
     monkeypatch.setenv("ATL_GIT_BRANCH", "no-such-branch")
-    skipped = sensor.evaluate_tick(build_sensor_context(instance=instance)).skip_message
+    skipped = sensor.evaluate_tick(build_sensor_context(instance=instance, resources=loaded().resources)).skip_message
     assert "has no branch no-such-branch" in skipped and "http://***@127.0.0.1" in skipped, skipped
 
     monkeypatch.setenv("ATL_GIT_BRANCH", "main")
-    (request,) = sensor.evaluate_tick(build_sensor_context(instance=instance)).run_requests
+    context = build_sensor_context(instance=instance, resources=loaded().resources)
+    (request,) = sensor.evaluate_tick(context).run_requests
     run = execute_job(deploy_subset(stages_until("validated_config")), instance, run_config=request.run_config,
                       tags=request.tags)
     assert run.success

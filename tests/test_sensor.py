@@ -6,7 +6,7 @@ import hashlib
 
 from dagster import AssetKey, DagsterInstance, build_sensor_context, execute_job, reconstructable
 
-from atl_pipeline.definitions import defs, deploy_job
+from atl_pipeline.definitions import deploy_job, loaded
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
 
@@ -15,12 +15,13 @@ class Ticks:
     """Evaluates the sensor tick after tick, carrying its cursor as the daemon does."""
 
     def __init__(self, instance: DagsterInstance):
-        self.sensor = defs.resolve_sensor_def("domains_file_changed")
+        self.sensor = loaded().resolve_sensor_def("domains_file_changed")
         self.instance = instance
         self.cursor: str | None = None
 
     def tick(self):
-        result = self.sensor.evaluate_tick(build_sensor_context(instance=self.instance, cursor=self.cursor))
+        context = build_sensor_context(instance=self.instance, cursor=self.cursor, resources=loaded().resources)
+        result = self.sensor.evaluate_tick(context)
         self.cursor = result.cursor or self.cursor
         return result
 
@@ -66,6 +67,19 @@ def test_content_already_deployed_is_not_deployed_again(project: Project):
     assert ticks.tick().run_requests == []
     project.domains_file.write_text(project.domains_file.read_text() + "# edited\n")
     assert [r.run_key for r in ticks.tick().run_requests] == [f"1:{sha256(project)}"]
+
+
+def test_what_the_cli_deployed_while_the_sensor_watched_is_not_deployed_again(project: Project):
+    """The UI started after `atl infra up`: the sensor has a cursor from before, the CLI has
+    deployed a newer content since; that content counts as seen, an edit after it does not."""
+    ticks = Ticks(DagsterInstance.from_config(str(project.ensure_instance())))
+    assert len(ticks.tick().run_requests) == 1  # the sensor's first content, deployed by the daemon
+    project.domains_file.write_text(project.domains_file.read_text() + "# deployed from the terminal\n")
+    assert run_deploy(project, stages=stages_until("domain_config")).success
+
+    assert ticks.tick().run_requests == []
+    project.domains_file.write_text(project.domains_file.read_text() + "# edited\n")
+    assert [r.run_key for r in ticks.tick().run_requests] == [f"2:{sha256(project)}"]
 
 
 def test_a_missing_file_is_skipped_not_failed(project: Project):

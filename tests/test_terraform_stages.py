@@ -6,23 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, FilesystemIOManager, materialize
+from dagster import DagsterInstance, materialize
 
 from atl_pipeline.config import load_config
-from atl_pipeline.orchestration.assets import (
-    APPROVE_DESTROY_TAG,
-    domain_config,
-    terraform_apply,
-    terraform_plan,
-    validated_config,
-)
-from atl_pipeline.orchestration.resources import ProjectResource
+from atl_pipeline.defs.config_stages import domain_config, validated_config
+from atl_pipeline.defs.terraform_stages import terraform_apply, terraform_plan
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
+from atl_pipeline.orchestration.stage import APPROVE_DESTROY_TAG
 from atl_pipeline.project import Project
 from atl_pipeline.terraform.cli import StalePlan, StateLocked, Terraform, TerraformError
 from atl_pipeline.terraform.plan import Change
 from atl_pipeline.terraform.stages import DestroyNotApproved, InvalidConfig, apply_plan, make_plan, terraform
 from atl_pipeline.validation import validate
+from tests.dagster_helpers import stage_resources
 from tests.ports import reserve_block, service_ports
 from tests.runtime_helpers import clash_ports
 from tests.terraform_helpers import held_lock
@@ -122,7 +118,7 @@ def test_removing_a_domain_stops_at_the_destroy_gate_until_approved(project: Pro
     rematerialized = materialize(  # the operator re-materializes terraform_apply alone: still gated
         [domain_config, validated_config, terraform_plan, terraform_apply], selection=[terraform_apply],
         instance=DagsterInstance.from_config(str(project.dagster_home)), raise_on_error=False,
-        resources={"project": ProjectResource(root=str(project.root)), "io_manager": FilesystemIOManager()})
+        resources=stage_resources(project))
     assert not rematerialized.success
     with pytest.raises(DestroyNotApproved, match="approve-destroy"):
         apply_plan(project, make_plan(project, validated(project), "unapproved"))

@@ -147,7 +147,7 @@ def _runner():
 def _run(args: argparse.Namespace, progress: Progress, stages: list[str] | None, *, approve: bool = False,
          destroy: bool = False):
     """One Dagster run of the deploy job (or of `stages`), shown stage by stage."""
-    from atl_pipeline.orchestration.assets import APPROVE_DESTROY_TAG
+    from atl_pipeline.orchestration.stage import APPROVE_DESTROY_TAG
 
     file = getattr(args, "file", None)
     if file is not None:

@@ -7,6 +7,7 @@ instance's event log while the run executes in this process.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import time
@@ -24,12 +25,14 @@ from dagster import (
     execute_job,
     reconstructable,
 )
-from dagster._core.definitions.reconstruct import ReconstructableJob
 
 from atl_pipeline.definitions import deploy_job, drift_job
 from atl_pipeline.errors import AtlError
-from atl_pipeline.orchestration.assets import APPROVAL_CHECK, POOL
+from atl_pipeline.orchestration.dagster_adapter import runs_holding_pool
+from atl_pipeline.orchestration.stage import APPROVAL_CHECK, POOL
+from atl_pipeline.orchestration.triggers import TRIGGER_TAG
 from atl_pipeline.project import LockTimeout, Project, lock_timeout
+from atl_pipeline.timings import Timings
 
 IN_PROGRESS = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED,
                DagsterRunStatus.CANCELING]
@@ -64,14 +67,16 @@ def run_deploy(project: Project, domains_file: Path | None = None,
                on_wait: Callable[[str], None] = lambda message: None,
                stages: Sequence[str] | None = None,
                options: dict[str, dict] | None = None,
-               on_start: Callable[[str], None] = lambda stage: None) -> RunOutcome:
+               on_start: Callable[[str], None] = lambda stage: None,
+               timings: Timings | None = None) -> RunOutcome:
     """Run the deploy job in the project's instance: every stage, or `stages` (the others load
-    from storage). `options` are stage configurations, such as {"terraform_plan": {"domain": ...}}."""
+    from storage). `options` are stage configurations, such as {"terraform_plan": {"domain": ...}};
+    `timings`, how long the stages wait (the `target` resource's fields)."""
     instance = DagsterInstance.from_config(str(project.ensure_instance()))
     ops = {stage: {"config": value} for stage, value in (options or {}).items()}
     if domains_file is not None:
         ops["domain_config"] = {"config": {"path": str(domains_file.resolve())}}
-    run_config = _run_config(project, ops)
+    run_config = _run_config(project, ops, timings)
     _wait_for_pool(instance, on_wait)
     marker = uuid.uuid4().hex
     selected = list(stages or stages_until())
@@ -80,7 +85,7 @@ def run_deploy(project: Project, domains_file: Path | None = None,
     try:
         result = execute_job(deploy_subset(selected) if stages else reconstructable(deploy_job), instance,
                              run_config=run_config,
-                             tags={"atl/trigger": "cli", "atl/invocation": marker, **(tags or {})})
+                             tags={TRIGGER_TAG: "cli", "atl/invocation": marker, **(tags or {})})
     finally:
         watcher.finish()
     run = instance.get_run_by_id(result.run_id)
@@ -104,7 +109,7 @@ def run_drift(project: Project, *, heal: bool = False) -> DriftOutcome:
     instance = DagsterInstance.from_config(str(project.ensure_instance()))
     run_config = _run_config(project, {"service_deployment_no_drift": {"config": {"heal": heal}}})
     with execute_job(reconstructable(drift_job), instance, run_config=run_config,
-                     tags={"atl/trigger": "cli"}) as result:
+                     tags={TRIGGER_TAG: "cli"}) as result:
         checks = [event.event_specific_data for event in result.all_events
                   if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
         if not checks:
@@ -116,18 +121,21 @@ def run_drift(project: Project, *, heal: bool = False) -> DriftOutcome:
     return DriftOutcome(result.run_id, evaluation.passed, [line[2:] for line in listed if line.startswith("- ")])
 
 
-def deploy_subset(stages: Sequence[str]) -> ReconstructableJob:
-    """The deploy job for these stages and their own checks only (a plain asset selection would
-    also take in the drift check, which targets `service_deployment`)."""
+def deploy_subset(stages: Sequence[str]):
+    """The deploy job (reconstructable) for these stages and their own checks only (a plain asset
+    selection would also take in the drift check, which targets `service_deployment`)."""
     keys = {AssetKey(stage) for stage in stages}
     checks = {key for key in deploy_job().asset_layer.asset_graph.asset_check_keys if key.asset_key in keys}
     return reconstructable(deploy_job).get_subset(asset_selection=keys, asset_check_selection=checks)
 
 
-def _run_config(project: Project, ops: dict) -> dict:
-    """The project the run works on; the terminal shows stages itself, so Dagster's console stays quiet."""
-    return {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-            "resources": {"project": {"config": {"root": str(project.root)}}}, "ops": ops}
+def _run_config(project: Project, ops: dict, timings: Timings | None = None) -> dict:
+    """The project the run works on (and how long its stages wait, when not the defaults); the
+    terminal shows stages itself, so Dagster's console stays quiet."""
+    resources = {"project": {"config": {"root": str(project.root)}}}
+    if timings is not None:
+        resources["target"] = {"config": dataclasses.asdict(timings)}
+    return {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}, "resources": resources, "ops": ops}
 
 
 @functools.cache
@@ -151,8 +159,7 @@ def _wait_for_pool(instance: DagsterInstance, on_wait: Callable[[str], None]) ->
     timeout = lock_timeout()
     deadline = time.monotonic() + timeout
     told: set[str] = set()
-    while busy := [run for run in instance.get_runs(RunsFilter(statuses=IN_PROGRESS))
-                   if run.run_op_concurrency and POOL in (run.run_op_concurrency.all_pools or ())]:
+    while busy := runs_holding_pool(instance, POOL, IN_PROGRESS):
         run = busy[0]
         if time.monotonic() > deadline:
             raise LockTimeout(f"run {run.run_id} has held the pool {POOL} for {timeout:.0f} s; if its "
@@ -178,6 +185,7 @@ class _StageWatcher(threading.Thread):
         self.started: dict[str, float] = {}
         self.metadata: dict[str, dict] = {}
         self.held = False  # the destroy check stopped the run: it waits for approval
+        self.blocked: set[str] = set()  # steps whose blocking check failed
 
     def run(self) -> None:
         while not self.done.wait(0.1):
@@ -218,6 +226,8 @@ class _StageWatcher(threading.Thread):
             self.metadata[step] = {key: value.value for key, value in data.materialization.metadata.items()}
         elif kind == DagsterEventType.ASSET_CHECK_EVALUATION and not data.passed:
             self.held = data.check_name == APPROVAL_CHECK
+            if data.blocking:
+                self.blocked.add(step)
             self.on_stage(StageEvent(f"{step}:{data.check_name}", "needs approval" if self.held else "check failed",
                                      detail=data.description or ""))
         elif kind == DagsterEventType.STEP_SUCCESS:
@@ -226,7 +236,7 @@ class _StageWatcher(threading.Thread):
             failure = data.user_failure_data
             if failure and failure.description:
                 detail = failure.description
-            elif data.error and data.error.cls_name == "DagsterAssetCheckFailedError":
+            elif step in self.blocked:
                 detail = "waits for approval; no later stage runs" if self.held else \
                     "a blocking check failed; no later stage runs"
             elif data.error and data.error.cause:  # not one of our errors: a bug, whose traceback the run keeps

@@ -1,21 +1,26 @@
-"""Sensors that start a deploy when domains.yml changes: pushed to git, or edited in place.
-
-With ATL_GIT_REMOTE set, the git sensor runs by default and the file sensor is off;
-without it, the other way round. Either can be switched in the UI.
-"""
+"""Sensors that start a deploy when domains.yml changes: pushed to git, or edited in place
+(atl_pipeline/defs/sensors.py says which runs by default)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 
-from dagster import AssetKey, DefaultSensorStatus, RunRequest, SensorEvaluationContext, SkipReason, sensor
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster import (
+    AssetKey,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SkipReason,
+    sensor,
+)
 
 from atl_pipeline.config.yaml_reader import read_bounded
 from atl_pipeline.gitops import GitError, GitSource, Mirror, redact_credentials
-from atl_pipeline.project import Project
+from atl_pipeline.orchestration.resources import ProjectResource
+from atl_pipeline.orchestration.stage import DEPLOY_JOB
+from atl_pipeline.orchestration.triggers import TRIGGER_TAG
 
 TAG_LIMIT = 200  # a commit message in a run tag: its subject, cut to this many characters
 
@@ -24,7 +29,7 @@ def _default(on: bool) -> DefaultSensorStatus:
     return DefaultSensorStatus.RUNNING if on else DefaultSensorStatus.STOPPED
 
 
-def git_push_sensor(job: UnresolvedAssetJobDefinition):
+def git_push(running: bool) -> SensorDefinition:
     """Deploy each new commit of the watched branch that touches domains.yml or terraform_templates/.
 
     The cursor is the branch head last seen. Commits that arrived since the last tick
@@ -33,13 +38,13 @@ def git_push_sensor(job: UnresolvedAssetJobDefinition):
     has moved past it, so the next commit deploys as usual.
     """
 
-    @sensor(job=job, minimum_interval_seconds=5, default_status=_default(bool(os.environ.get("ATL_GIT_REMOTE"))))
-    def git_push(context: SensorEvaluationContext):
-        project = Project.from_env()
-        source = GitSource.of(project)
+    @sensor(job_name=DEPLOY_JOB, minimum_interval_seconds=5, default_status=_default(running))
+    def git_push(context: SensorEvaluationContext, project: ProjectResource):
+        watched = project.as_project()
+        source = GitSource.of(watched)
         if source is None:
-            return SkipReason(f"{project.root} is not in a git repository and ATL_GIT_REMOTE is not set")
-        mirror = Mirror(project)
+            return SkipReason(f"{watched.root} is not in a git repository and ATL_GIT_REMOTE is not set")
+        mirror = Mirror(watched)
         try:
             head = mirror.head(source)
             seen = context.cursor or _last_deployed(context, "commit")
@@ -57,39 +62,39 @@ def git_push_sensor(job: UnresolvedAssetJobDefinition):
         return RunRequest(
             run_key=newest.sha,
             run_config={"ops": {"domain_config": {"config": {"commit": newest.sha}}}},
-            tags={"atl/trigger": "git", "atl/commit": newest.sha, "atl/author": newest.author[:TAG_LIMIT],
+            tags={TRIGGER_TAG: "git", "atl/commit": newest.sha, "atl/author": newest.author[:TAG_LIMIT],
                   "atl/message": newest.message[:TAG_LIMIT], "atl/commits": str(len(changes))},
         )
 
     return git_push
 
 
-def domains_file_sensor(job: UnresolvedAssetJobDefinition):
+def domains_file_changed(running: bool) -> SensorDefinition:
     """A dev box without git: deploy whenever the file's content changes.
 
     The run key is `<change number>:<sha256>`: a bare content hash would never deploy a
     file reverted to an earlier content, because Dagster launches a run key only once.
-    Before its first run the sensor takes the content last materialized (by `atl infra up`,
-    say) as already seen, so it does not deploy the same file twice.
+    A content that was last materialized (by `atl infra up`, say) counts as seen, so the
+    sensor never deploys again what the CLI has just deployed.
     """
 
-    @sensor(job=job, minimum_interval_seconds=5, default_status=_default(not os.environ.get("ATL_GIT_REMOTE")))
-    def domains_file_changed(context: SensorEvaluationContext):
-        path = Project.from_env().domains_file
+    @sensor(job_name=DEPLOY_JOB, minimum_interval_seconds=5, default_status=_default(running))
+    def domains_file_changed(context: SensorEvaluationContext, project: ProjectResource):
+        path = project.as_project().domains_file
         try:
             digest = hashlib.sha256(read_bounded(path)).hexdigest()
         except OSError as error:
             return SkipReason(f"cannot read {path}: {error.strerror}")
-        last = (json.loads(context.cursor) if context.cursor
-                else {"sha256": _last_deployed(context, "sha256"), "change": 0})
-        if digest == last["sha256"]:
-            return SkipReason(f"{path.name} unchanged (sha256 {digest[:12]})")
+        last = json.loads(context.cursor) if context.cursor else {"sha256": None, "change": 0}
+        if digest in (last["sha256"], _last_deployed(context, "sha256")):
+            context.update_cursor(json.dumps({**last, "sha256": digest}))
+            return SkipReason(f"{path.name} unchanged since it was last deployed (sha256 {digest[:12]})")
         change = last["change"] + 1
         context.update_cursor(json.dumps({"sha256": digest, "change": change}))
         return RunRequest(
             run_key=f"{change}:{digest}",
             run_config={"ops": {"domain_config": {"config": {"path": str(path)}}}},
-            tags={"atl/trigger": "file", "atl/sha256": digest},
+            tags={TRIGGER_TAG: "file", "atl/sha256": digest},
         )
 
     return domains_file_changed

@@ -80,7 +80,7 @@ def postgres_address(connection: str) -> str:
 
 
 def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destroy_approved: bool = False,
-              domain: str = "", destroy: bool = False) -> TerraformPlan:
+              domain: str | None = None, destroy: bool = False) -> TerraformPlan:
     """Render, check, init and plan; the plan is saved as `plans/<name>.tfplan`. With `domain`,
     the plan changes only that domain and its service; with `destroy`, it removes everything."""
     if not validated.ok:

@@ -1,0 +1,88 @@
+"""The first stages: domains.yml read and checked (atl_pipeline.config, atl_pipeline.validation)."""
+
+import dataclasses
+from collections.abc import Iterator
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from atl_pipeline.config import LoadedConfig, load_config
+from atl_pipeline.findings import ConfigError
+from atl_pipeline.gitops import GitError, GitSource, Mirror
+from atl_pipeline.orchestration.resources import ProjectResource
+from atl_pipeline.orchestration.stage import GROUP, POOL, metadata, stage_errors
+from atl_pipeline.project import Project
+from atl_pipeline.report import config_metadata, markdown_findings, validation_metadata
+from atl_pipeline.validation import ValidatedConfig, validate
+
+
+class DomainsFile(Config):
+    path: str | None = None
+    """The domains.yml to deploy; none: the project's own."""
+    commit: str | None = None
+    """A commit of the watched git repository (fetched into `.atl/git/` by the git_push sensor):
+    deploy its domains.yml and terraform_templates/ instead of a file."""
+
+
+@asset(group_name=GROUP, kinds={"yaml"}, pool=POOL)
+def domain_config(context: AssetExecutionContext, config: DomainsFile,
+                  project: ProjectResource) -> Output[LoadedConfig]:
+    """domains.yml parsed safely and checked against the schema."""
+    revision: dict = {}
+    if config.commit:
+        with stage_errors():
+            loaded, revision = _load_commit(project.as_project(), config.commit)
+        source = loaded.source.name
+    else:
+        source = config.path or str(project.as_project().domains_file)
+        loaded = _load_file(source)
+    context.log.info(f"{source}: sha256 {loaded.source.sha256}")
+    return Output(loaded, metadata=metadata(context, config_metadata(loaded, source, revision)))
+
+
+def _load_file(path: str, name: str | None = None) -> LoadedConfig:
+    try:
+        return load_config(path, name=name)
+    except ConfigError as error:
+        raise Failure(f"{name or path} is not a valid configuration:\n{error}",
+                      metadata={"findings": MetadataValue.md(markdown_findings(error.findings))},
+                      allow_retries=False) from None
+    except OSError as error:
+        raise Failure(f"cannot read {name or path}: {error.strerror}", allow_retries=False) from None
+
+
+def _load_commit(project: Project, sha: str) -> tuple[LoadedConfig, dict]:
+    """The commit's domains.yml, with its templates beside it, exported from the git mirror."""
+    source = GitSource.of(project)
+    if source is None:
+        raise GitError("no git repository to read the commit from: set ATL_GIT_REMOTE")
+    mirror = Mirror(project)
+    tree = mirror.export(sha, source)
+    commit = mirror.commit(sha)
+    loaded = _load_file(str(tree / "domains.yml"), name=f"{sha[:12]}:{source.paths()[0]}")
+    if (tree / "terraform_templates").is_dir():
+        loaded = dataclasses.replace(loaded, templates_dir=tree / "terraform_templates")
+    return loaded, {"commit": commit.sha, "author": commit.author, "message": commit.message}
+
+
+@asset(group_name=GROUP, pool=POOL, check_specs=[AssetCheckSpec(
+    "valid", asset="validated_config", blocking=True,
+    description="No semantic rule has a finding; a failure stops every later stage of the run.")])
+def validated_config(context: AssetExecutionContext,
+                     domain_config: LoadedConfig) -> Iterator[Output[ValidatedConfig] | AssetCheckResult]:
+    """The configuration under the semantic rules: unique names, references, ports, capacity."""
+    validated = validate(domain_config)
+    values = validation_metadata(validated)
+    yield Output(validated, metadata=metadata(context, values))
+    yield AssetCheckResult(check_name="valid", passed=validated.ok, severity=AssetCheckSeverity.ERROR,
+                           description=None if validated.ok else "\n".join(map(str, validated.findings[:20])),
+                           metadata={"findings": MetadataValue.md(values["report"])})

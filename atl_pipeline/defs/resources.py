@@ -1,0 +1,15 @@
+"""The resources every stage and sensor is given, and the executor: one process per run."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from atl_pipeline.orchestration.resources import ProjectResource, TargetResource, TerraformResource
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(
+        resources={"project": ProjectResource(), "terraform": TerraformResource(), "target": TargetResource(),
+                   "io_manager": dg.FilesystemIOManager()},
+        executor=dg.in_process_executor)

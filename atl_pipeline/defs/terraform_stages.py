@@ -1,0 +1,66 @@
+"""Terraform: the templates rendered and planned, then exactly that plan applied (atl_pipeline.terraform)."""
+
+from collections.abc import Iterator
+
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Config, Output, asset
+
+from atl_pipeline.orchestration.resources import ProjectResource, TerraformResource
+from atl_pipeline.orchestration.stage import (
+    APPROVAL_CHECK,
+    APPROVE_DESTROY_TAG,
+    GROUP,
+    POOL,
+    RETRY,
+    metadata,
+    stage_errors,
+)
+from atl_pipeline.report import apply_metadata, plan_metadata
+from atl_pipeline.terraform.plan import PlanSummary
+from atl_pipeline.terraform.stages import TerraformApply, TerraformPlan
+from atl_pipeline.validation import ValidatedConfig
+
+
+class PlanOptions(Config):
+    domain: str | None = None
+    """Plan only this domain and its service (`atl infra up --domain NAME`)."""
+    destroy: bool = False
+    """Plan the removal of everything (`atl infra destroy`)."""
+
+
+@asset(group_name=GROUP, kinds={"terraform"}, pool=POOL, retry_policy=RETRY, check_specs=[AssetCheckSpec(
+    APPROVAL_CHECK, asset="terraform_plan", blocking=True,
+    description=f"A plan that deletes or replaces anything runs only with the run tag {APPROVE_DESTROY_TAG}=true "
+                "(`atl infra up --approve-destroy`).")])
+def terraform_plan(context: AssetExecutionContext, config: PlanOptions, validated_config: ValidatedConfig,
+                   project: ProjectResource,
+                   terraform: TerraformResource) -> Iterator[Output[TerraformPlan] | AssetCheckResult]:
+    """The Terraform templates rendered from the configuration, checked, and planned."""
+    approved = context.run.tags.get(APPROVE_DESTROY_TAG) == "true"
+    with stage_errors():
+        plan = terraform.plan(project.as_project(), validated_config, context.run.run_id, destroy_approved=approved,
+                              domain=config.domain, destroy=config.destroy)
+    yield Output(plan, metadata=metadata(context, plan_metadata(plan)))
+    yield _destroy_check(plan.summary, approved)
+
+
+@asset(group_name=GROUP, kinds={"terraform"}, pool=POOL, retry_policy=RETRY)
+def terraform_apply(context: AssetExecutionContext, terraform_plan: TerraformPlan, project: ProjectResource,
+                    terraform: TerraformResource) -> Output[TerraformApply]:
+    """Exactly the saved plan, applied; the outputs that drive the deployment."""
+    with stage_errors():
+        applied = terraform.apply(project.as_project(), terraform_plan)
+    return Output(applied, metadata=metadata(context, apply_metadata(applied, terraform_plan)))
+
+
+def _destroy_check(summary: PlanSummary, approved: bool) -> AssetCheckResult:
+    doomed = ", ".join(f"{change.address} ({change.action})" for change in summary.destructive)
+    if not doomed:
+        description = "nothing is deleted or replaced"
+    elif approved:
+        description = f"approved by the run tag {APPROVE_DESTROY_TAG}: {doomed}"
+    else:
+        description = (f"the plan deletes or replaces {len(summary.destructive)} resources: {doomed}. "
+                       f"Nothing was applied. To approve, plan again with --approve-destroy (`atl infra apply` "
+                       f"or `up`), or launch the run with the tag {APPROVE_DESTROY_TAG}=true.")
+    return AssetCheckResult(check_name=APPROVAL_CHECK, passed=approved or not doomed,
+                            severity=AssetCheckSeverity.ERROR, description=description)

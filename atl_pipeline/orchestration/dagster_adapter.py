@@ -1,0 +1,24 @@
+"""What atl relies on in Dagster that no public API states, in one place.
+
+The tags Dagster puts on runs by how they started, and the hidden tag that marks a run
+using a pool. tests/test_dagster_adapter.py pins each to the installed Dagster version,
+so an upgrade that changes one fails there, not in a deploy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+
+PARENT_RUN_TAG = "dagster/parent_run_id"  # a re-execution: the run it re-executes (it inherits its tags)
+BACKFILL_TAG = "dagster/backfill"
+AUTOMATION_TAG = "dagster/from_automation_condition"
+SCHEDULE_TAG = "dagster/schedule_name"
+SENSOR_TAG = "dagster/sensor_name"
+FROM_UI_TAG = "dagster/from_ui"  # added by the UI to whatever it launches
+
+
+def runs_holding_pool(instance: DagsterInstance, pool: str, statuses: Sequence[DagsterRunStatus]) -> list[DagsterRun]:
+    """The runs in `statuses` whose plan has a step in `pool` (a hidden tag Dagster sets)."""
+    return list(instance.get_runs(RunsFilter(statuses=list(statuses), tags={f".dagster/pool/{pool}": "true"})))
