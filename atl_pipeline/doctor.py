@@ -10,11 +10,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from atl_pipeline import processes
+from atl_pipeline import instance, processes
 from atl_pipeline.config import load_config
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.monitoring.prometheus import BINARIES
-from atl_pipeline.project import DAGSTER_YAML, Project
+from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
 from atl_pipeline.targets import target_of
 
@@ -101,7 +101,7 @@ def _instance(project: Project) -> Check:
     settings = project.dagster_home / "dagster.yaml"
     if not settings.exists():
         return Check("dagster instance", False, f"{settings} does not exist", "run `atl utils instance`")
-    if settings.read_text() != DAGSTER_YAML:
+    if settings.read_text() != instance.storage(project).dagster_yaml():
         return Check("dagster instance", False, f"{settings} is not the one this version writes",
                      "run `atl utils instance` (it rewrites the file)")
     return Check("dagster instance", True, str(project.dagster_home))

@@ -46,15 +46,6 @@ def project_port(project: Project, setting: str) -> int:
     return load_config(project.domains_file).config.target.ports[setting]
 
 
-def test_instance_writes_the_settings_and_prints_the_folder(capsys, project: Project):
-    code, out, _ = run(capsys, "utils", "instance")
-    settings = project.dagster_home / "dagster.yaml"
-    assert (code, out) == (0, f"{project.dagster_home}\n")
-    assert "granularity: run" in settings.read_text() and "retry_on_asset_or_op_failure: false" in settings.read_text()
-    settings.write_text("telemetry: {enabled: true}\n")  # an edit is overwritten
-    assert run(capsys, "utils", "instance")[0] == 0 and "granularity: run" in settings.read_text()
-
-
 def test_status_with_nothing_deployed_exits_1(capsys, project: Project):
     code, out, _ = run(capsys, "infra", "status", "--json")
     report = json.loads(out)

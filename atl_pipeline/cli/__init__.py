@@ -10,6 +10,7 @@ import sys
 from atl_pipeline.cli import docs, infra, quality, utils
 from atl_pipeline.cli.common import EXIT_INTERNAL, EXIT_USAGE, UsageError, save_traceback
 from atl_pipeline.findings import printable
+from atl_pipeline.instance import InstanceError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except UsageError as error:
+    except (UsageError, InstanceError) as error:
         print(f"atl: {error}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as error:  # a bug: one line that says where the traceback is, never the traceback

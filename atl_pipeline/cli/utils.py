@@ -15,14 +15,24 @@ from atl_pipeline.console import DEFAULT_PORT, Console, ConsoleError
 from atl_pipeline.doctor import as_json, examine
 from atl_pipeline.files import replace_file
 from atl_pipeline.findings import ConfigError
+from atl_pipeline.instance import PG_EXAMPLE, PG_SETTING, InstanceError, set_storage, write
 from atl_pipeline.project import Project
 from atl_pipeline.report import text_table
+from atl_pipeline.secrets import masked_url
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    instance = commands.add_parser("instance", help="create the project's Dagster instance and print its "
-                                   "directory (the DAGSTER_HOME of `make dev`)")
+    instance = commands.add_parser("instance", help="create or update the project's Dagster instance; print its "
+                                   "directory (the DAGSTER_HOME of the webserver and the daemon) and its storage")
+    storage = instance.add_mutually_exclusive_group()
+    storage.add_argument("--postgres", metavar="env:NAME", help="keep runs, event logs and schedules in the "
+                         f"PostgreSQL database whose URL ({PG_EXAMPLE}) the variable NAME holds, from now on")
+    storage.add_argument("--sqlite", action="store_true", help="keep them in SQLite files in the instance's "
+                         "directory again (the default)")
+    instance.add_argument("--json", action="store_true", help="print one JSON document for scripts")
+    instance.description = (f"{PG_SETTING}=env:NAME, when set, overrides the setting these options keep. "
+                            "Exit 0 once the instance is written; 2 when the setting cannot be used.")
     instance.set_defaults(run=_instance)
     console = commands.add_parser("console", help="the Dagster UI and daemon behind the console's front, which "
                                   "refuses requests of other sites and names; runs until Ctrl-C (`make dev`)")
@@ -66,7 +76,26 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _instance(args: argparse.Namespace) -> int:
-    print(Project.from_env().ensure_instance())
+    project = Project.from_env()
+    if args.postgres or args.sqlite:
+        set_storage(project, args.postgres)
+    storage = write(project)
+    url, problem = None, None
+    if storage.postgres:
+        try:
+            url = masked_url(storage.url())
+        except InstanceError as error:
+            problem = str(error)
+    if args.json:
+        print(json.dumps({"directory": str(project.dagster_home), "storage": storage.kind,
+                          "postgres": storage.postgres, "source": storage.source, "url": url, "problem": problem},
+                         indent=2))
+        return EXIT_OK
+    print(f"directory  {project.dagster_home}")
+    if storage.postgres:
+        print(f"storage    postgres, its URL in {storage.postgres} (set by {storage.source}): {url or problem}")
+    else:
+        print("storage    sqlite, in the directory")
     return EXIT_OK
 
 
