@@ -62,7 +62,9 @@ def test_sqlite_by_default_postgres_once_set_and_back(capsys, project: Project, 
 
 
 def test_atl_dagster_pg_overrides_the_kept_setting(capsys, project: Project, monkeypatch):
-    assert run(capsys, "utils", "instance", "--postgres", "env:KEPT_URL")[0] == 0
+    code, out, _ = run(capsys, "utils", "instance", "--postgres", "env:KEPT_URL")
+    assert code == 1 and out.endswith("): the secret env:KEPT_URL is not set: export KEPT_URL in the environment "
+                                      "of the pipeline (the shell that runs `atl`, or `make run`/`dagster dev`)\n")
     monkeypatch.setenv("ATL_DAGSTER_PG", f"env:{VARIABLE}")
     monkeypatch.setenv(VARIABLE, "postgresql+psycopg2://dagster@db.internal/dagster")
     code, out, _ = run(capsys, "utils", "instance", "--json")
@@ -81,7 +83,7 @@ def test_a_url_in_place_of_its_variable_is_refused_unseen(capsys, project: Proje
 
 def test_a_run_refuses_to_start_on_an_unusable_url(capsys, project: Project, monkeypatch):
     """Said in atl's words, before Dagster's own errors (psycopg 3 missing, no such SQLAlchemy plugin)."""
-    assert run(capsys, "utils", "instance", "--postgres", f"env:{VARIABLE}")[0] == 0
+    assert run(capsys, "utils", "instance", "--postgres", f"env:{VARIABLE}")[0] == 1  # written, not usable here
     code, _, err = run(capsys, "infra", "up")
     assert code == 2 and f"the secret env:{VARIABLE} is not set" in err
     monkeypatch.setenv(VARIABLE, f"postgresql://dagster:{CANARY}@db.internal/dagster")

@@ -15,7 +15,7 @@ from atl_pipeline.console import DEFAULT_PORT, Console, ConsoleError
 from atl_pipeline.doctor import as_json, examine
 from atl_pipeline.files import replace_file
 from atl_pipeline.findings import ConfigError
-from atl_pipeline.instance import PG_EXAMPLE, PG_SETTING, InstanceError, set_storage, write
+from atl_pipeline.instance import PG_EXAMPLE, PG_SETTING, InstanceError, Storage, set_storage, write
 from atl_pipeline.project import Project
 from atl_pipeline.report import text_table
 from atl_pipeline.secrets import masked_url
@@ -32,7 +32,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                          "directory again (the default)")
     instance.add_argument("--json", action="store_true", help="print one JSON document for scripts")
     instance.description = (f"{PG_SETTING}=env:NAME, when set, overrides the setting these options keep. "
-                            "Exit 0 once the instance is written; 2 when the setting cannot be used.")
+                            "Exit 0 once the instance is written; 1 when it is written but its URL cannot be used "
+                            "here (its variable unset, or not psycopg2's); 2 when the setting is not env:NAME.")
     instance.set_defaults(run=_instance)
     console = commands.add_parser("console", help="the Dagster UI and daemon behind the console's front, which "
                                   "refuses requests of other sites and names; runs until Ctrl-C (`make dev`)")
@@ -77,26 +78,30 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def _instance(args: argparse.Namespace) -> int:
     project = Project.from_env()
-    if args.postgres or args.sqlite:
+    if args.postgres is not None or args.sqlite:
         set_storage(project, args.postgres)
     storage = write(project)
-    url, problem = None, None
-    if storage.postgres:
-        try:
-            url = masked_url(storage.url())
-        except InstanceError as error:
-            problem = str(error)
+    url, problem = _where(storage)
     if args.json:
         print(json.dumps({"directory": str(project.dagster_home), "storage": storage.kind,
                           "postgres": storage.postgres, "source": storage.source, "url": url, "problem": problem},
                          indent=2))
-        return EXIT_OK
-    print(f"directory  {project.dagster_home}")
-    if storage.postgres:
-        print(f"storage    postgres, its URL in {storage.postgres} (set by {storage.source}): {url or problem}")
+    elif storage.postgres:
+        print(f"directory  {project.dagster_home}\nstorage    postgres, its URL in {storage.postgres} "
+              f"(set by {storage.source}): {url or problem}")
     else:
-        print("storage    sqlite, in the directory")
-    return EXIT_OK
+        print(f"directory  {project.dagster_home}\nstorage    sqlite, in the directory")
+    return EXIT_FAILED if problem else EXIT_OK
+
+
+def _where(storage: Storage) -> tuple[str | None, str | None]:
+    """The database's URL, its password masked, or why it cannot be used here."""
+    if not storage.postgres:
+        return None, None
+    try:
+        return masked_url(storage.url()), None
+    except InstanceError as error:
+        return None, str(error)
 
 
 def _console(args: argparse.Namespace) -> int:
