@@ -10,12 +10,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from atl_pipeline import processes
+import sqlalchemy
+from sqlalchemy.pool import NullPool
+
+from atl_pipeline import instance, processes
 from atl_pipeline.config import load_config
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.monitoring.prometheus import BINARIES
-from atl_pipeline.project import DAGSTER_YAML, Project
+from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
+from atl_pipeline.secrets import Redactor, masked_url
 from atl_pipeline.targets import target_of
 
 VENV_BIN = Path(sys.executable).parent
@@ -40,7 +44,7 @@ class Check:
 
 
 def examine(project: Project) -> list[Check]:
-    return [*(_tool(name) for name in TOOLS), *_target(project), _instance(project)]
+    return [*(_tool(name) for name in TOOLS), *_target(project), *_instance(project)]
 
 
 def as_json(checks: list[Check]) -> str:
@@ -97,11 +101,48 @@ def _free(port: int) -> bool:
             return False
 
 
-def _instance(project: Project) -> Check:
+def _instance(project: Project) -> list[Check]:
+    """The instance's dagster.yaml as this version writes it, and, on PostgreSQL, the database answering."""
+    try:
+        storage = instance.storage(project)
+    except instance.InstanceError as error:
+        return [Check("dagster instance", False, str(error), "run `atl utils instance --postgres env:NAME` "
+                      "(or `--sqlite`)")]
     settings = project.dagster_home / "dagster.yaml"
     if not settings.exists():
-        return Check("dagster instance", False, f"{settings} does not exist", "run `atl utils instance`")
-    if settings.read_text() != DAGSTER_YAML:
-        return Check("dagster instance", False, f"{settings} is not the one this version writes",
-                     "run `atl utils instance` (it rewrites the file)")
-    return Check("dagster instance", True, str(project.dagster_home))
+        found = Check("dagster instance", True, "not yet created (created by `make run` or `atl infra up`)")
+    elif settings.read_text() != storage.dagster_yaml():
+        found = Check("dagster instance", False, f"{settings} is not the one this version writes",
+                      "run `atl utils instance` (it rewrites the file)")
+    else:
+        found = Check("dagster instance", True, f"{project.dagster_home} ({storage.kind})")
+    return [found, _database(storage)] if storage.postgres else [found]
+
+
+def _database(storage: instance.Storage) -> Check:
+    name = storage.variable
+    try:
+        url = storage.url()
+    except instance.InstanceError as error:
+        return Check("dagster database", False, str(error),
+                     f"export {name}={instance.PG_EXAMPLE} where atl and the Dagster services run")
+    problem = ping(url)
+    if problem:
+        return Check("dagster database", False, f"{masked_url(url)}: {problem}",
+                     f"start the database, or correct {name}")
+    return Check("dagster database", True, f"{masked_url(url)} answers")
+
+
+def ping(url: str, timeout: int = 3) -> str | None:
+    """None when the database answers a query, its connection made within `timeout` seconds; else why not,
+    with the URL's password masked."""
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": timeout})
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT 1"))
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        lines = str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__]
+        return Redactor([url])(lines[0])
+    finally:
+        engine.dispose()
+    return None

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from atl_pipeline import instance
 from atl_pipeline.errors import AtlError
 
 # what a file system answers when a disk is full (a write names no file), or when the project's files are not
@@ -32,27 +33,6 @@ class StateError(AtlError):
 def lock_timeout() -> float:
     """Seconds to wait for another run's lock (ours, or Terraform's state lock): ATL_LOCK_TIMEOUT, default 600."""
     return float(os.environ.get("ATL_LOCK_TIMEOUT", "600"))
-
-
-DAGSTER_YAML = """\
-# Written by atl-pipeline; edits are overwritten. The Dagster instance of this project.
-telemetry:
-  enabled: false
-# One deploy at a time: every stage is in the pool atl-deploy, and a run that needs a pool
-# waits in the queue while another run holds it.
-concurrency:
-  pools:
-    granularity: run
-    default_limit: 1
-run_queue:
-  dequeue_interval_seconds: 1
-# A run whose worker crashed is retried from its failed stage; a stage that failed on its
-# own is not (the stages' retry policies cover transient faults).
-run_retries:
-  enabled: true
-  max_retries: 2
-  retry_on_asset_or_op_failure: false
-"""
 
 
 @dataclass(frozen=True)
@@ -107,12 +87,12 @@ class Project:
                     fcntl.flock(handle, fcntl.LOCK_UN)
 
     def ensure_instance(self) -> Path:
-        """Create the Dagster instance directory and its dagster.yaml; return the directory."""
+        """Create the Dagster instance's folder and its dagster.yaml; return the folder. InstanceError when
+        its PostgreSQL setting cannot be used in this environment (the URL's variable unset, or not psycopg2's)."""
         with state_files(self.state_dir):
-            self.dagster_home.mkdir(parents=True, exist_ok=True)
-            settings = self.dagster_home / "dagster.yaml"
-            if not settings.exists() or settings.read_text() != DAGSTER_YAML:
-                settings.write_text(DAGSTER_YAML)
+            storage = instance.write(self)
+        if storage.postgres:
+            storage.url()
         return self.dagster_home
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from atl_pipeline.errors import AtlError
 
@@ -62,3 +62,16 @@ def _embedded_passwords(secret: str) -> list[str]:
     except ValueError:
         password = None
     return found + ([password] if password else [])
+
+
+def masked_url(url: str) -> str:
+    """A connection URL with its password (in its user part or a `password=` parameter) shown as ***:
+    where it points, for a log or a report."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    user, _, host = parts.netloc.rpartition("@")
+    netloc = f"{user.partition(':')[0]}:{MASK}@{host}" if ":" in user else parts.netloc
+    query = re.sub(r"(?<![^&])password=[^&]*", f"password={MASK}", parts.query)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

@@ -23,6 +23,7 @@ from atl_pipeline.cli import main
 from atl_pipeline.definitions import loaded
 from atl_pipeline.orchestration.runner import deploy_subset, stages_until
 from atl_pipeline.project import Project
+from atl_pipeline.secrets import masked_url
 from tests.conftest import REPO
 from tests.git_helpers import HttpRemote, Remote
 from tests.terraform_helpers import use_pg
@@ -32,6 +33,18 @@ TOKENS = {"HCLOUD_TOKEN": "hcloud-canary-7Rk2", "CLOUDFLARE_API_TOKEN": "cloudfl
 GIT_CANARY = "git-canary-4Tp8"
 PROVIDERS = {"hetznercloud/hcloud": ("1.68.0", "HCLOUD_TOKEN"), "cloudflare/cloudflare": ("5.22.0",
                                                                                          "CLOUDFLARE_API_TOKEN")}
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql+psycopg2://dagster:pa:ss@db:5432/dagster?sslmode=require",
+     "postgresql+psycopg2://dagster:***@db:5432/dagster?sslmode=require"),
+    ("postgres://dagster@db/dagster?sslmode=disable&password=pa%40ss",
+     "postgres://dagster@db/dagster?sslmode=disable&password=***"),
+    ("postgresql+psycopg2://db/dagster?mypassword=1", "postgresql+psycopg2://db/dagster?mypassword=1"),
+    ("postgresql+psycopg2://dagster:pass@[::1/dagster", "***"),  # unreadable: nothing of it shows
+])
+def test_a_urls_password_is_masked_where_it_points(url: str, shown: str):
+    assert masked_url(url) == shown
 
 
 def test_a_connection_string_terraform_echoes_never_shows(project: Project, capfd, monkeypatch):

@@ -11,6 +11,7 @@ from atl_pipeline.cli import docs, infra, quality, utils
 from atl_pipeline.cli.common import EXIT_FAILED, EXIT_INTERNAL, EXIT_USAGE, UsageError, save_traceback
 from atl_pipeline.errors import AtlError
 from atl_pipeline.findings import printable
+from atl_pipeline.instance import InstanceError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except UsageError as error:
+    except (UsageError, InstanceError) as error:
         print(f"atl: {error}", file=sys.stderr)
         return EXIT_USAGE
     except AtlError as error:  # a collaborator's failure, told as what to do

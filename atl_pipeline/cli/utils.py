@@ -15,14 +15,25 @@ from atl_pipeline.console import DEFAULT_PORT, Console, ConsoleError
 from atl_pipeline.doctor import as_json, examine
 from atl_pipeline.files import replace_file
 from atl_pipeline.findings import ConfigError
+from atl_pipeline.instance import PG_EXAMPLE, PG_SETTING, InstanceError, Storage, set_storage, write
 from atl_pipeline.project import Project
 from atl_pipeline.report import text_table
+from atl_pipeline.secrets import masked_url
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    instance = commands.add_parser("instance", help="create the project's Dagster instance and print its "
-                                   "directory (the DAGSTER_HOME of `make dev`)")
+    instance = commands.add_parser("instance", help="create or update the project's Dagster instance; print its "
+                                   "directory (the DAGSTER_HOME of the webserver and the daemon) and its storage")
+    storage = instance.add_mutually_exclusive_group()
+    storage.add_argument("--postgres", metavar="env:NAME", help="keep runs, event logs and schedules in the "
+                         f"PostgreSQL database whose URL ({PG_EXAMPLE}) the variable NAME holds, from now on")
+    storage.add_argument("--sqlite", action="store_true", help="keep them in SQLite files in the instance's "
+                         "directory again (the default)")
+    instance.add_argument("--json", action="store_true", help="print one JSON document for scripts")
+    instance.description = (f"{PG_SETTING}=env:NAME, when set, overrides the setting these options keep. "
+                            "Exit 0 once the instance is written; 1 when it is written but its URL cannot be used "
+                            "here (its variable unset, or not psycopg2's); 2 when the setting is not env:NAME.")
     instance.set_defaults(run=_instance)
     console = commands.add_parser("console", help="the Dagster UI and daemon behind the console's front, which "
                                   "refuses requests of other sites and names; runs until Ctrl-C (`make dev`)")
@@ -66,8 +77,31 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _instance(args: argparse.Namespace) -> int:
-    print(Project.from_env().ensure_instance())
-    return EXIT_OK
+    project = Project.from_env()
+    if args.postgres is not None or args.sqlite:
+        set_storage(project, args.postgres)
+    storage = write(project)
+    url, problem = _where(storage)
+    if args.json:
+        print(json.dumps({"directory": str(project.dagster_home), "storage": storage.kind,
+                          "postgres": storage.postgres, "source": storage.source, "url": url, "problem": problem},
+                         indent=2))
+    elif storage.postgres:
+        print(f"directory  {project.dagster_home}\nstorage    postgres, its URL in {storage.postgres} "
+              f"(set by {storage.source}): {url or problem}")
+    else:
+        print(f"directory  {project.dagster_home}\nstorage    sqlite, in the directory")
+    return EXIT_FAILED if problem else EXIT_OK
+
+
+def _where(storage: Storage) -> tuple[str | None, str | None]:
+    """The database's URL, its password masked, or why it cannot be used here."""
+    if not storage.postgres:
+        return None, None
+    try:
+        return masked_url(storage.url()), None
+    except InstanceError as error:
+        return None, str(error)
 
 
 def _console(args: argparse.Namespace) -> int:
