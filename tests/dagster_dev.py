@@ -48,7 +48,7 @@ query Messages($runId: ID!) {
 LAUNCH = """
 mutation Launch($job: String!, $tags: [ExecutionTag!]) {
   launchRun(executionParams: {
-      selector: {repositoryLocationName: "atl_pipeline.definitions", repositoryName: "__repository__", jobName: $job},
+      selector: {repositoryLocationName: "atl", repositoryName: "__repository__", jobName: $job},
       executionMetadata: {tags: $tags}}) {
     __typename
     ... on LaunchRunSuccess { run { runId } }

@@ -255,7 +255,7 @@ def test_in_a_browser_another_site_gets_nothing_and_the_console_works(console: R
         refused, frames = [], []
         page.on("response", lambda response: response.status in REFUSED and refused.append(response.url))
         page.on("websocket", lambda socket: socket.on("framereceived", lambda frame: frames.append(frame)))
-        page.goto(f"{console.url}/locations/atl_pipeline.definitions/jobs/drift/playground")
+        page.goto(f"{console.url}/locations/atl/jobs/drift/playground")
         skip_welcome(page)
         page.get_by_role("button", name="Launch Run").click()
         page.wait_for_url(re.compile(r".*/runs/[0-9a-f-]{36}$"), timeout=30_000)
@@ -314,7 +314,7 @@ def test_when_the_webserver_dies_the_console_stops_and_says_where_its_log_is(con
 
     assert console.process.wait(timeout=120) == 1
     log = console.project.state_dir / "console" / "dagster.log"
-    assert re.search(rf"^the Dagster webserver and daemon \(dagster dev\) stopped \(exit code -?\d+\); "
+    assert re.search(rf"^the Dagster webserver and daemon \(dg dev\) stopped \(exit code -?\d+\); "
                      rf"its log: {re.escape(str(log))}$", console.printed(), re.M)
     assert not [pid for pids in parts.values() for pid in pids if running(pid)]
 

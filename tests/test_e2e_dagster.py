@@ -158,7 +158,7 @@ def test_the_ui_shows_the_asset_graph_and_the_run(stack: Stack):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.goto(f"{stack.dev.url}/locations/atl_pipeline.definitions/asset-groups/deploy")
+        page.goto(f"{stack.dev.url}/locations/atl/asset-groups/deploy")
         skip_welcome(page)
         for stage in STAGES:
             expect(page.get_by_text(stage, exact=True).first).to_be_visible(timeout=20_000)

@@ -204,7 +204,7 @@ def test_a_daemon_restarted_on_another_machine_keeps_the_sensor_cursor(tmp_path:
             if t.timestamp > stopped and t.status.value != "STARTED"), None), tmp_path / "b.log")
 
     assert (tick.status.value, tick.skip_reason) == (
-        "SKIPPED", f"domains.yml unchanged (sha256 {json.loads(cursor)['sha256'][:12]})")
+        "SKIPPED", f"domains.yml unchanged since it was last deployed (sha256 {json.loads(cursor)['sha256'][:12]})")
     assert sensor_state(there).instigator_data.cursor == cursor
     assert [r.run_id for r in there.get_runs(runs)] == [run_id]
     dump = subprocess.run(["pg_dump", postgres.url.replace("/postgres?", f"/{database}?")], check=True,
