@@ -34,7 +34,7 @@ def resolve(ref: str, environ: Mapping[str, str] = os.environ) -> str:
     value = environ.get(name)
     if not value:
         raise SecretError(f"the secret {ref} is not set: export {name} in the environment of the pipeline "
-                          "(the shell that runs `atl`, or `make run`/`dagster dev`)")
+                          "(the shell that runs `atl`, or `make run`/`dg dev`)")
     return value
 
 

@@ -1,6 +1,6 @@
 """From git push to a healthy stack, through the real sensor, daemon and run worker.
 
-A 100-domain project in a bare repository, watched by `dagster dev` (webserver and daemon
+A 100-domain project in a bare repository, watched by `dg dev` (webserver and daemon
 on loopback). Three kinds of push, each repeated; for each, the seconds from `git push`
 returning to the run starting and to every stage green, and the run's own duration:
 

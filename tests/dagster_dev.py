@@ -56,6 +56,18 @@ mutation Launch($job: String!, $tags: [ExecutionTag!]) {
   }
 }"""
 
+MATERIALIZE = """
+mutation Materialize($assets: [AssetKeyInput!], $tags: [ExecutionTag!]) {
+  launchRun(executionParams: {
+      selector: {repositoryLocationName: "atl", repositoryName: "__repository__", jobName: "__ASSET_JOB",
+                 assetSelection: $assets},
+      executionMetadata: {tags: $tags}}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}"""
+
 FAILURES = """
 query Failures($runId: ID!) {
   logsForRun(runId: $runId) {
@@ -110,6 +122,13 @@ class GraphQL:
 
     def reexecute_from_failure(self, run_id: str) -> str:
         launched = self.graphql(REEXECUTE, parentRunId=run_id)["launchRunReexecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        return launched["run"]["runId"]
+
+    def materialize_selected(self, *assets: str) -> str:
+        """What the asset graph's "Materialize selected" launches (the UI tags what it launches)."""
+        launched = self.graphql(MATERIALIZE, assets=[{"path": [asset]} for asset in assets],
+                                tags=[{"key": "dagster/from_ui", "value": "true"}])["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         return launched["run"]["runId"]
 

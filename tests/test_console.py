@@ -1,6 +1,6 @@
 """The console, `atl utils console` (what `make dev` and `make run` start): the Dagster UI
 behind a Caddy front that refuses what other sites and other names send, with a real
-`dagster dev`, a real Caddy and Debian's Chromium.
+`dg dev`, a real Caddy and Debian's Chromium.
 
 One console serves the module, started as an operator starts it. Its project holds only
 workspace.yaml, so no sensor deploys anything while the tests count runs. Every run the
@@ -61,7 +61,7 @@ class RunningConsole:
         return GraphQL(self.url, self.project.state_dir / "console" / "dagster.log")
 
     def parts(self) -> dict[str, set[int]]:
-        """The pids of Caddy, and of `dagster dev` and everything it started."""
+        """The pids of Caddy, and of `dg dev` and everything it started."""
         below = descendants(self.process.pid)
         caddy = {pid for pid in below if process_name(pid) == "caddy"}
         return {"caddy": caddy, "dagster": below - caddy}

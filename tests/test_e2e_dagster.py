@@ -1,7 +1,7 @@
-"""End to end through a real `dagster dev`: a push to a bare repository starts a run through
+"""End to end through a real `dg dev`: a push to a bare repository starts a run through
 the git_push sensor and the daemon; a broken release fails its health check and is rolled
 back; a failed run is re-executed from failure through GraphQL; the UI shows it all in
-headless Chromium. One `dagster dev` serves the whole module; the tests run in order."""
+headless Chromium. One `dg dev` serves the whole module; the tests run in order."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
 from tests.browser import ARTIFACTS, CHROMIUM_FLAGS, chromium, skip_welcome
 from tests.conftest import copy_project, kill_stack
-from tests.dagster_dev import DagsterDev
+from tests.dagster_dev import TERMINAL, DagsterDev
 from tests.git_helpers import Remote
 from tests.runtime_helpers import through_lb
 
@@ -94,9 +94,33 @@ def test_a_failed_run_reexecuted_from_failure_runs_only_the_failed_stages(stack:
     child = stack.dev.wait_until_finished(stack.dev.reexecute_from_failure(failed["runId"]))
 
     assert child["status"] == "SUCCESS" and child["parentRunId"] == failed["runId"]
+    assert tag(child, "atl/trigger") == f"re-execution of {failed['runId']}"
     assert stack.steps(child) == dict.fromkeys(STAGES[4:], "SUCCESS")
     assert deployed_runtime(stack.project).deployed()["services"]["backend-api"]["release"] != record["release"]
     assert through_lb(stack.project, API, "/healthz").status == 200
+
+
+def test_a_stage_materialized_alone_is_followed_by_the_later_ones(stack: Stack):
+    """As an operator clicking "Materialize selected" on service_deployment in the asset graph: the
+    automation sensor runs health_check, monitoring and certificates after it, by themselves."""
+    alone = stack.dev.wait_until_finished(stack.dev.materialize_selected("service_deployment"))
+    assert alone["status"] == "SUCCESS" and set(stack.steps(alone)) == {"service_deployment"}
+    assert tag(alone, "atl/trigger") == "ui"
+
+    deadline = time.monotonic() + 120
+    while not (followed := [run for run in stack.dev.runs({"atl/trigger": "automation"})
+                            if run["creationTime"] > alone["endTime"] and run["status"] in TERMINAL]):
+        assert time.monotonic() < deadline, "no automation run after service_deployment materialized alone"
+        time.sleep(0.5)
+
+    (run,) = followed
+    assert run["status"] == "SUCCESS"
+    assert stack.steps(run) == dict.fromkeys(["health_check", "monitoring", "certificates"], "SUCCESS")
+    assert tag(run, "dagster/from_automation_condition") == "true"
+
+
+def tag(run: dict, key: str) -> str | None:
+    return next((item["value"] for item in run["tags"] if item["key"] == key), None)
 
 
 def test_a_run_whose_worker_is_killed_is_retried_from_failure(stack: Stack):

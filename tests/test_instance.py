@@ -64,7 +64,7 @@ def test_sqlite_by_default_postgres_once_set_and_back(capsys, project: Project, 
 def test_atl_dagster_pg_overrides_the_kept_setting(capsys, project: Project, monkeypatch):
     code, out, _ = run(capsys, "utils", "instance", "--postgres", "env:KEPT_URL")
     assert code == 1 and out.endswith("): the secret env:KEPT_URL is not set: export KEPT_URL in the environment "
-                                      "of the pipeline (the shell that runs `atl`, or `make run`/`dagster dev`)\n")
+                                      "of the pipeline (the shell that runs `atl`, or `make run`/`dg dev`)\n")
     monkeypatch.setenv("ATL_DAGSTER_PG", f"env:{VARIABLE}")
     monkeypatch.setenv(VARIABLE, "postgresql+psycopg2://dagster@db.internal/dagster")
     code, out, _ = run(capsys, "utils", "instance", "--json")

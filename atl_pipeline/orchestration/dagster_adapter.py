@@ -1,8 +1,9 @@
 """What atl relies on in Dagster that no public API states, in one place.
 
 The tags Dagster puts on runs by how they started, and the hidden tag that marks a run
-using a pool. tests/test_dagster_adapter.py pins each to the installed Dagster version,
-so an upgrade that changes one fails there, not in a deploy.
+using a pool. Tests pin each to the installed Dagster version (test_run_control.py the pool's,
+test_triggers.py a re-execution's, test_e2e_dagster.py the UI's and automation's), so an upgrade
+that changes one fails there, not in a deploy.
 """
 
 from __future__ import annotations
