@@ -168,30 +168,61 @@ def test_a_server_is_the_smallest_type_that_holds_its_share(write):
     assert fitting_server_type(bigger) == "cx33"  # 3 x 2Gi + 2 x 128Mi + 1Gi
 
 
-@pytest.mark.parametrize(("old", "new", "message"), [
+@pytest.mark.parametrize(("old", "new", "finding"), [
     ('name: "www.allthingslinux.org"', 'name: "www.example.org"',
-     "www.example.org is not in the Cloudflare zone allthingslinux.org"),
+     (38, 11, "www.example.org is not in the Cloudflare zone allthingslinux.org (target.cloudflare.zone)")),
     ('name: "docs.allthingslinux.org"', 'name: "mail.allthingslinux.org"\n    proxied: true',
-     "mail.allthingslinux.org must not go through Cloudflare's HTTP proxy"),
+     (47, 14, "mail.allthingslinux.org must not go through Cloudflare's HTTP proxy (mail and the like): remove "
+              "`proxied: true`")),
     ("zone_id: 0123456789abcdef0123456789abcdef", "zone_id: 0123456789abcdef0123456789abcdef\n  subnet: 10.9.0.0/24",
-     "the subnet 10.9.0.0/24 must lie in the private network 10.0.0.0/16"),
+     (16, 11, "the subnet 10.9.0.0/24 must lie in the private network 10.0.0.0/16 (RFC 1918)")),
+    ("kind: hcloud", "kind: hcloud\n  network: 100.64.0.0/16\n  subnet: 100.64.1.0/24",
+     (10, 11, "the subnet 100.64.1.0/24 must lie in the private network 100.64.0.0/16 (RFC 1918)")),
     ('memory: "512Mi"', 'memory: "32Gi"',
-     "each of 2 servers needs 1.6 cpu and 65.1Gi memory; the largest known type, cx53"),
-    ("    image: ghcr.io/allthingslinux/website:1.0.0\n", "", "service 'website' has no image"),
-    ("location: fsn1", "location: ash", "set target.server_type: the types sized automatically"),
-    ("project: allthingslinux", "project: " + "a" * 55,
-     "keep project, environment and server group names within 63 characters together"),
-    ("ssh_from: [203.0.113.0/24]", "ssh_from: []", "the firewall closes to every address not in target.ssh_from"),
-    ("kind: hcloud", "kind: hcloud\n  ssh_port: 80", "target.ssh_port 80 is the routers' port"),
-    ("kind: hcloud", "kind: hcloud\n  ssh_port: 8101", "target.ssh_port 8101 is in the ports of service 'backend-api'"),
+     (7, 1, "each of 2 servers needs 1.6 cpu and 65.1Gi memory; the largest known type, cx53, has 16 cpu and 32Gi: "
+             "add servers, or set target.server_type")),
+    ("    image: ghcr.io/allthingslinux/website:1.0.0\n", "",
+     (24, 5, "service 'website' has no image; the hcloud target runs services as containers")),
+    ("location: fsn1", "location: ash",
+     (8, 3, "set target.server_type: the types sized automatically (cx23, cx33, cx43, cx53) are offered in fsn1, "
+            "nbg1, hel1 only")),
+    ("project: allthingslinux", "project: " + "a" * 51,
+     (5, 10, f"`{'a' * 51}-production-1` names a server on hcloud: keep project, environment and server group names "
+             "within 63 characters together")),
+    ("ssh_from: [203.0.113.0/24]", "ssh_from: []",
+     (12, 13, "the deployment reaches the servers over SSH, which the firewall closes to every address not in "
+              "target.ssh_from: list the ranges of the machines that deploy")),
+    ("kind: hcloud", "kind: hcloud\n  ssh_port: 80",
+     (9, 13, "target.ssh_port 80 is the routers' port: choose another")),
+    ("kind: hcloud", "kind: hcloud\n  ssh_port: 8100",
+     (9, 13, "target.ssh_port 8100 is in the ports of service 'backend-api' (8100-8199): choose another")),
     ("    ssl: true\n", "    ssl: false\n",
-     "api.allthingslinux.org goes through Cloudflare's proxy, which reaches the load balancer over HTTPS"),
+     (32, 10, "api.allthingslinux.org goes through Cloudflare's proxy, which reaches the load balancer over HTTPS and "
+              "verifies its certificate (SSL mode Full (strict)); the certificate holds only `ssl: true` domains: set "
+              "`ssl: true`, or `proxied: false`")),
 ])
-def test_the_rules_of_the_target(write, old, new, message):
+def test_the_rules_of_the_target(write, old, new, finding):
     text = EXAMPLE.read_text()
     assert old in text
     validated = validate(load_config(write(text.replace(old, new, 1))))
-    assert any(message in finding.message for finding in validated.findings), validated.findings
+    assert [(f.line, f.column, f.message) for f in validated.findings] == [finding]
+
+
+@pytest.mark.parametrize("replacements", [
+    {},
+    {'name: "docs.allthingslinux.org"': 'name: "allthingslinux.org"'},  # the zone's apex is in the zone
+    {'name: "docs.allthingslinux.org"': 'name: "mail.allthingslinux.org"'},  # not proxied, since not asked to be
+    {"project: allthingslinux": "project: " + "a" * 50},  # server names of 63 characters
+    {"kind: hcloud": "kind: hcloud\n  ssh_port: 8300"},  # the port after website's block
+    {"port: 8100": "port: 9000"},  # holds the Prometheus port of the machine that deploys, not of the servers
+    {"kind: hcloud": "kind: hcloud\n  server_type: cx53", 'memory: "512Mi"': 'memory: "32Gi"'},  # taken as set
+])
+def test_what_the_target_allows(write, replacements):
+    text = EXAMPLE.read_text()
+    for old, new in replacements.items():
+        assert old in text
+        text = text.replace(old, new, 1)
+    assert validate(load_config(write(text))).findings == ()
 
 
 def test_a_domain_without_a_certificate_is_fine_unproxied(write):
