@@ -267,15 +267,10 @@ def test_what_is_wrong_with_a_name_is_said_in_full(check, name, message):
     assert str(raised.value) == message
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("0", "'0' must be greater than zero"),
-    ("1" * 33, f"'{'1' * 32}'... is longer than any quantity (32 characters at most)"),
-    ("8.1Ei", "'8.1Ei' is more than 2^63, beyond any machine; write the real amount"),
-])
-def test_what_is_wrong_with_a_quantity_is_said_in_full(text, message):
+def test_a_zero_quantity_is_refused_saying_why():
     with pytest.raises(ValueError) as raised:
-        parse_quantity(text)
-    assert str(raised.value) == message
+        parse_quantity("0")
+    assert str(raised.value) == "'0' must be greater than zero"
 
 
 def test_a_quantity_may_be_32_characters_and_up_to_2_to_the_63():
@@ -286,3 +281,13 @@ def test_a_quantity_may_be_32_characters_and_up_to_2_to_the_63():
 @pytest.mark.parametrize(("count", "shown"), [(3 * 2**30, "3Gi"), (3 * 2**19, "1.5Mi"), (2048, "2Ki"), (1000, "1000")])
 def test_byte_counts_are_shown_in_the_largest_binary_unit(count, shown):
     assert format_bytes(count) == shown
+
+
+def test_a_secret_is_a_reference_never_a_value(write):
+    assert load_config(write("state: {backend: pg, conn_str: env:ATL_PG}\ndomains: []\n")).config.state.conn_str == (
+        "env:ATL_PG")
+    with pytest.raises(ConfigError) as raised:
+        load_config(write("state: {backend: pg, conn_str: 'postgres://atl:pw@db/x'}\ndomains: []\n"))
+    assert [f.message for f in raised.value.findings] == [
+        "state.conn_str: a secret is never written in domains.yml: write env:NAME here and set NAME in the pipeline's "
+        "environment"]
