@@ -356,31 +356,68 @@ def test_server_groups_tcp_ports_internal_and_external_services_render(write, tm
     assert unformatted(rendered, tmp_path) == []
 
 
-@pytest.mark.parametrize(("change", "message"), [
+@pytest.mark.parametrize(("change", "finding"), [
     (("    servers: chat\n", "    servers: chta\n"),
-     "server group 'chta', which target.server_groups does not declare; did you mean 'chat'?"),
-    (("    proxied: false\n", ""),
-     "chat.allthingslinux.org: its service takes TCP ports, which Cloudflare's HTTP proxy does not pass"),
+     (25, 14, "service 'chat' runs on the server group 'chta', which target.server_groups does not declare; did you "
+              "mean 'chat'?")),
+    (("\n    servers: web", "\n"),  # backend-api on the group `default`, which server_groups replaces
+     (37, 5, "service 'backend-api' runs on the server group 'default', which target.server_groups does not declare")),
+    (("    proxied: false\n", ""),  # proxied as target.cloudflare.proxied says
+     (74, 5, "chat.allthingslinux.org: its service takes TCP ports, which Cloudflare's HTTP proxy does not pass: set "
+             "`proxied: false`")),
+    (("    proxied: false\n", "    proxied: true\n"),
+     (76, 14, "chat.allthingslinux.org: its service takes TCP ports, which Cloudflare's HTTP proxy does not pass: set "
+              "`proxied: false`")),
     (("name: chat.allthingslinux.org\n    service: chat\n", "name: chat.allthingslinux.org\n    service: chat\n"
-      "    replicas: 2\n"), "service 'chat' publishes TCP ports once per server: 2 replicas need as many servers"),
-    (("chat: {count: 1,", "chat: {count: 2,"), "a fixed private_ip needs a group of one server"),
-    (("docker_subnet: 172.23.0.0/16", "docker_subnet: 10.0.9.0/24"), "overlaps target.network 10.0.0.0/16"),
-    (("    internal: true\n", ""), "service 'postgres' takes its resources from its domains"),
+      "    replicas: 2\n"),
+     (26, 16, "service 'chat' publishes TCP ports once per server: 2 replicas need as many servers in group 'chat', "
+              "which has 1")),
+    (("chat: {count: 1,", "chat: {count: 2,"),
+     (15, 62, "server group 'chat': a fixed private_ip needs a group of one server, and an address in target.subnet "
+              "10.0.1.0/24")),
+    (("docker_subnet: 172.23.0.0/16", "docker_subnet: 10.0.9.0/24"),
+     (15, 88, "server group 'chat': docker_subnet 10.0.9.0/24 overlaps target.network 10.0.0.0/16, which the servers "
+              "must reach: choose another range")),
+    (("    internal: true\n", ""),
+     (34, 16, "service 'postgres' takes its resources from its domains: set resources there, or make it "
+              "`internal: true`")),
+    (("db: {count: 1}", "db: {count: 1, location: ash}"),  # after chat, whose type is set
+     (16, 9, "set the type of server group 'db': the types sized automatically (cx23, cx33, cx43, cx53) are offered "
+             "in fsn1, nbg1, hel1 only")),
+    (('memory: "512Mi"', 'memory: "32Gi"'),
+     (14, 5, "each of 2 servers of group 'web' needs 1.6 cpu and 65.1Gi memory; the largest known type, cx53, has 16 "
+             "cpu and 32Gi: add servers, or set the type of server group 'web'")),
 ])
-def test_the_rules_of_groups_and_tcp_services(write, change, message):
+def test_the_rules_of_groups_and_tcp_services(write, change, finding):
     old, new = change
     text = grouped(write).source.text
     assert old in text
     validated = validate(load_config(write(text.replace(old, new, 1), "changed.yml")))
-    assert any(message in finding.message for finding in validated.findings), validated.findings
+    assert [(f.line, f.column, f.message) for f in validated.findings] == [finding]
+
+
+def test_a_share_that_fills_a_type_exactly_fits_it(write):
+    text = EXAMPLE.read_text().replace('cpu: "500m"', 'cpu: "700m"', 1)
+    text = text.replace('memory: "512Mi"', 'memory: "1472Mi"', 1)
+    config = load_config(write(text)).config
+    assert group_share(config, "default") == (2000, 4 * GiB)  # 2 x (700m, 1472Mi) + (100m, 128Mi) + the system's
+    assert fitting_server_type(config) == "cx23"
+
+
+def test_without_a_certificate_the_tls_resources_are_neither_rendered_nor_expected(write):
+    text = EXAMPLE.read_text().replace("    ssl: true\n", "    ssl: false\n    proxied: false\n")
+    rendered = render(load_config(write(text)).config, TEMPLATES)
+    assert rendered.inputs["hcloud"]["certificate_domains"] == []
+    check_rendered(rendered)
 
 
 def test_the_local_target_refuses_tcp_ports_and_honours_the_rest(write):
     text = (REPO / "domains.yml").read_text().replace(
         '    health: {path: /healthz}\n', '    health: {path: /healthz}\n    tcp_ports: [5222]\n', 1)
-    messages = [f.message for f in validate(load_config(write(text))).findings]
-    assert messages == ["service 'backend-api': TCP ports are not supported on the local target (Caddy from PyPI "
-                        "proxies HTTP only; its TCP proxy is a plugin it is built without): deploy it to hcloud"]
+    findings = [(f.line, f.column, f.message) for f in validate(load_config(write(text))).findings]
+    assert findings == [(20, 16, "service 'backend-api': TCP ports are not supported on the local target (Caddy from "
+                                 "PyPI proxies HTTP only; its TCP proxy is a plugin it is built without): deploy it to "
+                                 "hcloud")]
 
 
 # several Cloudflare zones

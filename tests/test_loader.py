@@ -353,6 +353,15 @@ SAID_IN_FULL = {
                               (1, 42, "services.local.port: input should be greater than or equal to 1024")),
     "a missing field": (SERVICE + "domains: [{name: a.org}]\n", (2, 11, "domains[0]: missing required field "
                                                                         "'service' (the service that answers it)")),
+    "a missing port": ("services: {web: {command: [app]}}\ndomains: []\n",
+                       (1, 17, "services.web: missing required field 'port'")),
+    "a command as one string": ('services: {web: {command: "app x", port: 9000}}\ndomains: []\n',
+                                (1, 27, "services.web.command: a command is a list of arguments, never a shell string: "
+                                        "write it as [program, arg, ...]")),
+    "a long health path with a space": ("services: {web: {command: [app], port: 9000, health: {path: '/" + "a" * 90
+                                        + " '}}}\ndomains: []\n",
+                                        (1, 61, f"services.web.health.path: '/{'a' * 79}' is not a plain URL path such "
+                                                "as /healthz")),
     "a bad service name": ("services: {'../x': {command: [app], port: 9000}}\ndomains: []\n",
                            (1, 12, "services: '../x' is not a valid name: use 1-63 lowercase letters, digits and "
                                    "hyphens, starting and ending with a letter or digit")),

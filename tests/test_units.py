@@ -21,7 +21,7 @@ from atl_pipeline.config.model import State
 from atl_pipeline.health import DomainHealth, SloReport, probe_domain, probe_domains
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.http import Frontend
-from atl_pipeline.runtime.rolling import Runtime, ServiceOutcome
+from atl_pipeline.runtime.rolling import Runtime, ServiceOutcome, domains_record, record_of
 from atl_pipeline.targets import target_of
 from atl_pipeline.targets.outputs import DomainOutput, ServiceOutput
 from atl_pipeline.terraform.plan import PlanSummary
@@ -98,6 +98,13 @@ def test_the_runner_gets_the_backends_connection_and_the_tokens_and_masks_them(t
     assert runner.redact("t0ken-1234 pa55word") == "*** ***"
     local = terraform(project, State(), "production")
     assert (local.env, local.backend, local.backend_address) == ({}, "local", "")
+
+
+def test_only_the_hcloud_target_has_provider_tokens():
+    hcloud = load_config(REPO / "examples" / "hcloud" / "domains.yml").config
+    assert target_of(hcloud).provider_secrets() == (("HCLOUD_TOKEN", "env:HCLOUD_TOKEN"),
+                                                    ("CLOUDFLARE_API_TOKEN", "env:CLOUDFLARE_API_TOKEN"))
+    assert target_of(load_config(REPO / "domains.yml").config).provider_secrets() == ()
 
 
 def test_one_domain_is_planned_through_its_resource_and_its_services():
@@ -214,10 +221,21 @@ def test_nothing_is_rolled_back_that_no_longer_runs_or_has_no_previous_release(t
     assert runtime.deploys == []
 
 
-def test_without_a_deployment_there_is_nothing_to_roll_back(tmp_path):
+def test_without_a_deployment_nothing_runs_and_nothing_is_rolled_back(tmp_path):
     runtime = Recording(tmp_path / "deployed.json")
-    assert runtime.deployed() == {}
+    assert (runtime.deployed(), runtime.deployed_services(), runtime.deployed_domains()) == ({}, {}, {})
     assert runtime.roll_back({"api": "api-2"}) == []
+
+
+@pytest.mark.parametrize("groups", [{"api": "api-2"}, None])  # supervisord's groups on this machine; none on hcloud
+def test_what_a_deployment_records_is_read_back(tmp_path, groups):
+    services, domains = {"api": ServiceOutput(**output("api-2"))}, {"a.org": DomainOutput(**DOMAIN)}
+    runtime = Recording(tmp_path / "deployed.json")
+    runtime.deployed_file.write_text(json.dumps({"services": record_of(services, {"api": 1}, groups),
+                                                 "domains": domains_record(domains)}))
+    (api,) = runtime.deployed_services().values()
+    assert (api.output(), api.slot, api.group) == (services["api"], 1, "api-2" if groups else "")
+    assert runtime.deployed_domains() == domains
 
 
 # health: the SLO report, and the probes against an HTTP server in this process

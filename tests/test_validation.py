@@ -79,6 +79,17 @@ domains:
     ]
 
 
+def test_an_external_domain_is_passed_over_not_the_domains_after_it(write):
+    assert findings(write, """\
+services: {web: {command: [web], port: 9000}}
+domains:
+  - {name: x.example.org, external: true, provider: cloudflare-workers}
+  - {name: a.example.org, service: web, replicas: 2}
+  - {name: b.example.org, service: web, replicas: 3}
+""") == [(6, 51, "b.example.org and a.example.org (line 5) share service 'web' but ask for different replicas; "
+                 "make them equal")]
+
+
 def test_the_local_target_needs_a_command_and_no_shell(write):
     assert findings(write, """\
 services:
