@@ -1,5 +1,5 @@
 # atl-pipeline: `make run` brings the example stack up and opens the operator console;
-# `make test` runs the test suite. Both create .venv on first use.
+# `make test` runs the test suite. Both create .venv on first use. `make mutation`: docs/testing.md.
 
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: run dev test bench lint clean monitoring-tools
+.PHONY: run dev test mutation bench lint clean monitoring-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,17 @@ dev: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/pytest
 
+$(VENV)/.mutation: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test,mutation]'
+	touch $@
+
+## mutation: mutmut over the core modules, each mutant against the fast tests that reach it; the counts per module
+mutation: $(VENV)/.mutation
+	rm -rf mutants
+	HYPOTHESIS_PROFILE=fast $(BIN)/mutmut run
+	$(BIN)/mutmut results --all true | $(BIN)/python tests/mutation_table.py
+	@echo "the survivors: $(BIN)/mutmut results; what one changes: $(BIN)/mutmut show NAME"
+
 ## bench: print the benchmark tables
 bench: $(VENV)/.installed
 	$(BIN)/python bench/validate.py
@@ -57,4 +68,4 @@ lint: $(VENV)/.installed
 ## clean: stop what runs, then remove the virtualenv and all state
 clean:
 	-[ -x $(BIN)/atl ] && $(BIN)/atl infra down
-	rm -rf $(VENV) .atl
+	rm -rf $(VENV) .atl mutants

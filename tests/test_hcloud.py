@@ -168,30 +168,61 @@ def test_a_server_is_the_smallest_type_that_holds_its_share(write):
     assert fitting_server_type(bigger) == "cx33"  # 3 x 2Gi + 2 x 128Mi + 1Gi
 
 
-@pytest.mark.parametrize(("old", "new", "message"), [
+@pytest.mark.parametrize(("old", "new", "finding"), [
     ('name: "www.allthingslinux.org"', 'name: "www.example.org"',
-     "www.example.org is not in the Cloudflare zone allthingslinux.org"),
+     (38, 11, "www.example.org is not in the Cloudflare zone allthingslinux.org (target.cloudflare.zone)")),
     ('name: "docs.allthingslinux.org"', 'name: "mail.allthingslinux.org"\n    proxied: true',
-     "mail.allthingslinux.org must not go through Cloudflare's HTTP proxy"),
+     (47, 14, "mail.allthingslinux.org must not go through Cloudflare's HTTP proxy (mail and the like): remove "
+              "`proxied: true`")),
     ("zone_id: 0123456789abcdef0123456789abcdef", "zone_id: 0123456789abcdef0123456789abcdef\n  subnet: 10.9.0.0/24",
-     "the subnet 10.9.0.0/24 must lie in the private network 10.0.0.0/16"),
+     (16, 11, "the subnet 10.9.0.0/24 must lie in the private network 10.0.0.0/16 (RFC 1918)")),
+    ("kind: hcloud", "kind: hcloud\n  network: 100.64.0.0/16\n  subnet: 100.64.1.0/24",
+     (10, 11, "the subnet 100.64.1.0/24 must lie in the private network 100.64.0.0/16 (RFC 1918)")),
     ('memory: "512Mi"', 'memory: "32Gi"',
-     "each of 2 servers needs 1.6 cpu and 65.1Gi memory; the largest known type, cx53"),
-    ("    image: ghcr.io/allthingslinux/website:1.0.0\n", "", "service 'website' has no image"),
-    ("location: fsn1", "location: ash", "set target.server_type: the types sized automatically"),
-    ("project: allthingslinux", "project: " + "a" * 55,
-     "keep project, environment and server group names within 63 characters together"),
-    ("ssh_from: [203.0.113.0/24]", "ssh_from: []", "the firewall closes to every address not in target.ssh_from"),
-    ("kind: hcloud", "kind: hcloud\n  ssh_port: 80", "target.ssh_port 80 is the routers' port"),
-    ("kind: hcloud", "kind: hcloud\n  ssh_port: 8101", "target.ssh_port 8101 is in the ports of service 'backend-api'"),
+     (7, 1, "each of 2 servers needs 1.6 cpu and 65.1Gi memory; the largest known type, cx53, has 16 cpu and 32Gi: "
+             "add servers, or set target.server_type")),
+    ("    image: ghcr.io/allthingslinux/website:1.0.0\n", "",
+     (24, 5, "service 'website' has no image; the hcloud target runs services as containers")),
+    ("location: fsn1", "location: ash",
+     (8, 3, "set target.server_type: the types sized automatically (cx23, cx33, cx43, cx53) are offered in fsn1, "
+            "nbg1, hel1 only")),
+    ("project: allthingslinux", "project: " + "a" * 51,
+     (5, 10, f"`{'a' * 51}-production-1` names a server on hcloud: keep project, environment and server group names "
+             "within 63 characters together")),
+    ("ssh_from: [203.0.113.0/24]", "ssh_from: []",
+     (12, 13, "the deployment reaches the servers over SSH, which the firewall closes to every address not in "
+              "target.ssh_from: list the ranges of the machines that deploy")),
+    ("kind: hcloud", "kind: hcloud\n  ssh_port: 80",
+     (9, 13, "target.ssh_port 80 is the routers' port: choose another")),
+    ("kind: hcloud", "kind: hcloud\n  ssh_port: 8100",
+     (9, 13, "target.ssh_port 8100 is in the ports of service 'backend-api' (8100-8199): choose another")),
     ("    ssl: true\n", "    ssl: false\n",
-     "api.allthingslinux.org goes through Cloudflare's proxy, which reaches the load balancer over HTTPS"),
+     (32, 10, "api.allthingslinux.org goes through Cloudflare's proxy, which reaches the load balancer over HTTPS and "
+              "verifies its certificate (SSL mode Full (strict)); the certificate holds only `ssl: true` domains: set "
+              "`ssl: true`, or `proxied: false`")),
 ])
-def test_the_rules_of_the_target(write, old, new, message):
+def test_the_rules_of_the_target(write, old, new, finding):
     text = EXAMPLE.read_text()
     assert old in text
     validated = validate(load_config(write(text.replace(old, new, 1))))
-    assert any(message in finding.message for finding in validated.findings), validated.findings
+    assert [(f.line, f.column, f.message) for f in validated.findings] == [finding]
+
+
+@pytest.mark.parametrize("replacements", [
+    {},
+    {'name: "docs.allthingslinux.org"': 'name: "allthingslinux.org"'},  # the zone's apex is in the zone
+    {'name: "docs.allthingslinux.org"': 'name: "mail.allthingslinux.org"'},  # not proxied, since not asked to be
+    {"project: allthingslinux": "project: " + "a" * 50},  # server names of 63 characters
+    {"kind: hcloud": "kind: hcloud\n  ssh_port: 8300"},  # the port after website's block
+    {"port: 8100": "port: 9000"},  # holds the Prometheus port of the machine that deploys, not of the servers
+    {"kind: hcloud": "kind: hcloud\n  server_type: cx53", 'memory: "512Mi"': 'memory: "32Gi"'},  # taken as set
+])
+def test_what_the_target_allows(write, replacements):
+    text = EXAMPLE.read_text()
+    for old, new in replacements.items():
+        assert old in text
+        text = text.replace(old, new, 1)
+    assert validate(load_config(write(text))).findings == ()
 
 
 def test_a_domain_without_a_certificate_is_fine_unproxied(write):
@@ -325,31 +356,68 @@ def test_server_groups_tcp_ports_internal_and_external_services_render(write, tm
     assert unformatted(rendered, tmp_path) == []
 
 
-@pytest.mark.parametrize(("change", "message"), [
+@pytest.mark.parametrize(("change", "finding"), [
     (("    servers: chat\n", "    servers: chta\n"),
-     "server group 'chta', which target.server_groups does not declare; did you mean 'chat'?"),
-    (("    proxied: false\n", ""),
-     "chat.allthingslinux.org: its service takes TCP ports, which Cloudflare's HTTP proxy does not pass"),
+     (25, 14, "service 'chat' runs on the server group 'chta', which target.server_groups does not declare; did you "
+              "mean 'chat'?")),
+    (("\n    servers: web", "\n"),  # backend-api on the group `default`, which server_groups replaces
+     (37, 5, "service 'backend-api' runs on the server group 'default', which target.server_groups does not declare")),
+    (("    proxied: false\n", ""),  # proxied as target.cloudflare.proxied says
+     (74, 5, "chat.allthingslinux.org: its service takes TCP ports, which Cloudflare's HTTP proxy does not pass: set "
+             "`proxied: false`")),
+    (("    proxied: false\n", "    proxied: true\n"),
+     (76, 14, "chat.allthingslinux.org: its service takes TCP ports, which Cloudflare's HTTP proxy does not pass: set "
+              "`proxied: false`")),
     (("name: chat.allthingslinux.org\n    service: chat\n", "name: chat.allthingslinux.org\n    service: chat\n"
-      "    replicas: 2\n"), "service 'chat' publishes TCP ports once per server: 2 replicas need as many servers"),
-    (("chat: {count: 1,", "chat: {count: 2,"), "a fixed private_ip needs a group of one server"),
-    (("docker_subnet: 172.23.0.0/16", "docker_subnet: 10.0.9.0/24"), "overlaps target.network 10.0.0.0/16"),
-    (("    internal: true\n", ""), "service 'postgres' takes its resources from its domains"),
+      "    replicas: 2\n"),
+     (26, 16, "service 'chat' publishes TCP ports once per server: 2 replicas need as many servers in group 'chat', "
+              "which has 1")),
+    (("chat: {count: 1,", "chat: {count: 2,"),
+     (15, 62, "server group 'chat': a fixed private_ip needs a group of one server, and an address in target.subnet "
+              "10.0.1.0/24")),
+    (("docker_subnet: 172.23.0.0/16", "docker_subnet: 10.0.9.0/24"),
+     (15, 88, "server group 'chat': docker_subnet 10.0.9.0/24 overlaps target.network 10.0.0.0/16, which the servers "
+              "must reach: choose another range")),
+    (("    internal: true\n", ""),
+     (34, 16, "service 'postgres' takes its resources from its domains: set resources there, or make it "
+              "`internal: true`")),
+    (("db: {count: 1}", "db: {count: 1, location: ash}"),  # after chat, whose type is set
+     (16, 9, "set the type of server group 'db': the types sized automatically (cx23, cx33, cx43, cx53) are offered "
+             "in fsn1, nbg1, hel1 only")),
+    (('memory: "512Mi"', 'memory: "32Gi"'),
+     (14, 5, "each of 2 servers of group 'web' needs 1.6 cpu and 65.1Gi memory; the largest known type, cx53, has 16 "
+             "cpu and 32Gi: add servers, or set the type of server group 'web'")),
 ])
-def test_the_rules_of_groups_and_tcp_services(write, change, message):
+def test_the_rules_of_groups_and_tcp_services(write, change, finding):
     old, new = change
     text = grouped(write).source.text
     assert old in text
     validated = validate(load_config(write(text.replace(old, new, 1), "changed.yml")))
-    assert any(message in finding.message for finding in validated.findings), validated.findings
+    assert [(f.line, f.column, f.message) for f in validated.findings] == [finding]
+
+
+def test_a_share_that_fills_a_type_exactly_fits_it(write):
+    text = EXAMPLE.read_text().replace('cpu: "500m"', 'cpu: "700m"', 1)
+    text = text.replace('memory: "512Mi"', 'memory: "1472Mi"', 1)
+    config = load_config(write(text)).config
+    assert group_share(config, "default") == (2000, 4 * GiB)  # 2 x (700m, 1472Mi) + (100m, 128Mi) + the system's
+    assert fitting_server_type(config) == "cx23"
+
+
+def test_without_a_certificate_the_tls_resources_are_neither_rendered_nor_expected(write):
+    text = EXAMPLE.read_text().replace("    ssl: true\n", "    ssl: false\n    proxied: false\n")
+    rendered = render(load_config(write(text)).config, TEMPLATES)
+    assert rendered.inputs["hcloud"]["certificate_domains"] == []
+    check_rendered(rendered)
 
 
 def test_the_local_target_refuses_tcp_ports_and_honours_the_rest(write):
     text = (REPO / "domains.yml").read_text().replace(
         '    health: {path: /healthz}\n', '    health: {path: /healthz}\n    tcp_ports: [5222]\n', 1)
-    messages = [f.message for f in validate(load_config(write(text))).findings]
-    assert messages == ["service 'backend-api': TCP ports are not supported on the local target (Caddy from PyPI "
-                        "proxies HTTP only; its TCP proxy is a plugin it is built without): deploy it to hcloud"]
+    findings = [(f.line, f.column, f.message) for f in validate(load_config(write(text))).findings]
+    assert findings == [(20, 16, "service 'backend-api': TCP ports are not supported on the local target (Caddy from "
+                                 "PyPI proxies HTTP only; its TCP proxy is a plugin it is built without): deploy it to "
+                                 "hcloud")]
 
 
 # several Cloudflare zones

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import get_args
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, Strict
 
 from atl_pipeline.config import Config, load_config
 from atl_pipeline.config.names import check_identifier, normalize_hostname
-from atl_pipeline.config.quantity import cpu_millicores, memory_bytes, parse_quantity
+from atl_pipeline.config.quantity import cpu_millicores, format_bytes, memory_bytes, parse_quantity
 from atl_pipeline.findings import ConfigError
 from tests.conftest import REPO, SEED
 
@@ -210,3 +211,83 @@ def _scalar(annotation):
 
 def _metadata(field) -> list:
     return [*field.metadata, *[m for t in _types(field.annotation) for m in getattr(t, "__metadata__", ())]]
+
+
+LONG_ARGUMENT = "a" * 90  # a message quotes its first 80 characters
+
+
+@pytest.mark.parametrize(("argument", "message"), [
+    ("a}b", "argument 'a}b': Single '}' encountered in format string; write a literal brace as {{ or }}"),
+    (LONG_ARGUMENT + "\x00", f"argument '{'a' * 80}' holds a NUL character, which no program can be given"),
+    (LONG_ARGUMENT + "{port", f"argument '{'a' * 80}': expected '}}' before end of string; write a literal brace "
+                              "as {{ or }}"),
+    (LONG_ARGUMENT + "{port!r}", f"argument '{'a' * 80}': a placeholder is a bare name such as {{port}}, with no "
+                                 "format or conversion"),
+    (LONG_ARGUMENT + "{" + "h" * 50 + "}", f"argument '{'a' * 80}' uses {{{'h' * 40}}}; the placeholders are "
+                                           "{port}, {replica}, {service}"),
+])
+def test_what_is_wrong_with_a_command_argument_is_said_in_full(write, argument, message):
+    path = write(f"services: {{web: {{command: [app, {json.dumps(argument)}], port: 9000}}}}\ndomains: []\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert [f.message for f in raised.value.findings] == [f"services.web.command[1]: {message}"]
+
+
+def test_a_target_without_a_kind_is_the_local_one(write):
+    config = load_config(write("target: {http_port: 18000}\ndomains: []\n")).config
+    assert (config.target.kind, config.target.http_port) == ("local", 18000)
+
+
+# 253 characters as written; and once converted to IDNA (bücher is xn--bcher-kva)
+@pytest.mark.parametrize("name", [("a" * 63 + ".") * 3 + "a" * 61, "bücher." + ("a" * 63 + ".") * 3 + "a" * 47])
+def test_a_hostname_of_253_characters_is_accepted(name):
+    assert len(normalize_hostname(name)) == 253
+
+
+@pytest.mark.parametrize(("check", "name", "message"), [
+    (normalize_hostname, ".", "a domain name cannot be empty"),
+    (normalize_hostname, "a" * 254, "a domain name has at most 253 characters, this one 254"),
+    (normalize_hostname, "a_b.org", "'a_b.org' is not a valid hostname: label 'a_b' must be 1-63 letters, digits or "
+                                    "hyphens, not starting or ending with a hyphen"),
+    (normalize_hostname, "example.123", "'example.123' is not a hostname: its last label is all digits"),
+    (normalize_hostname, "ab--cd.org", "'ab--cd.org' is not a valid hostname: label 'ab--cd' has `--` in its third "
+                                       "and fourth characters, which only an IDNA label (xn--) may have"),
+    (normalize_hostname, "ex\u200bample.org", "'ex\\u200bample.org' is not a valid internationalized domain name: "
+                                              "Codepoint U+200B at position 3 of 'ex\\u200bample' not allowed"),
+    (check_identifier, "Web", "'Web' is not a valid name: use 1-63 lowercase letters, digits and hyphens, starting "
+                              "and ending with a letter or digit"),
+    (check_identifier, "-" + "a" * 79, f"'-{'a' * 79}' is not a valid name: use 1-63 lowercase letters, digits and "
+                                       "hyphens, starting and ending with a letter or digit"),
+    (check_identifier, "-" + "a" * 80, f"'-{'a' * 79}'... is not a valid name: use 1-63 lowercase letters, digits "
+                                       "and hyphens, starting and ending with a letter or digit"),
+])
+def test_what_is_wrong_with_a_name_is_said_in_full(check, name, message):
+    with pytest.raises(ValueError) as raised:
+        check(name)
+    assert str(raised.value) == message
+
+
+def test_a_zero_quantity_is_refused_saying_why():
+    with pytest.raises(ValueError) as raised:
+        parse_quantity("0")
+    assert str(raised.value) == "'0' must be greater than zero"
+
+
+def test_a_quantity_may_be_32_characters_and_up_to_2_to_the_63():
+    assert parse_quantity("0" * 31 + "1") == 1
+    assert parse_quantity("8Ei") == 2**63
+
+
+@pytest.mark.parametrize(("count", "shown"), [(3 * 2**30, "3Gi"), (3 * 2**19, "1.5Mi"), (2048, "2Ki"), (1000, "1000")])
+def test_byte_counts_are_shown_in_the_largest_binary_unit(count, shown):
+    assert format_bytes(count) == shown
+
+
+def test_a_secret_is_a_reference_never_a_value(write):
+    assert load_config(write("state: {backend: pg, conn_str: env:ATL_PG}\ndomains: []\n")).config.state.conn_str == (
+        "env:ATL_PG")
+    with pytest.raises(ConfigError) as raised:
+        load_config(write("state: {backend: pg, conn_str: 'postgres://atl:pw@db/x'}\ndomains: []\n"))
+    assert [f.message for f in raised.value.findings] == [
+        "state.conn_str: a secret is never written in domains.yml: write env:NAME here and set NAME in the pipeline's "
+        "environment"]

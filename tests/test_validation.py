@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
 
 from atl_pipeline.config import load_config
 from atl_pipeline.findings import MAX_FINDINGS, ConfigError
-from atl_pipeline.targets.local import machine_capacity
 from atl_pipeline.validation import validate
 
 CAPACITY = "target: {kind: local, capacity: {cpu: '8', memory: 16Gi}, prometheus_port: 19090, blackbox_port: 19115}\n"
@@ -23,7 +23,7 @@ def findings(write, text: str) -> list[tuple[int, int, str]]:
 def test_a_valid_configuration_has_no_findings(write):
     assert findings(write, """\
 services:
-  api: {command: [api, "{port}"], port: 8080}
+  api: {command: [api, "{port}", --id, "{replica}"], port: 8080}
   web: {command: [web, "{port}"], port: 8180}
 domains:
   - {name: api.example.org, service: api, replicas: 3}
@@ -40,6 +40,17 @@ domains:
   - {name: WWW.Example.org., service: web}
 """) == [(5, 12, "domain www.example.org is declared twice (first at line 4); remove one, or merge what they say "
                 "into the first")]
+
+
+def test_a_duplicate_points_to_the_first_of_its_name(write):
+    assert findings(write, """\
+services: {web: {command: [web], port: 9000}}
+domains:
+  - {name: www.example.org, service: web}
+  - {name: api.example.org, service: web}
+  - {name: api.example.org, service: web}
+""") == [(6, 12, "domain api.example.org is declared twice (first at line 5); remove one, or merge what they say "
+                 "into the first")]
 
 
 def test_every_domain_names_a_defined_service(write):
@@ -66,6 +77,17 @@ domains:
         (5, 65, "b.example.org and a.example.org (line 4) share service 'web' but ask for different resources; "
                 "make them equal"),
     ]
+
+
+def test_an_external_domain_is_passed_over_not_the_domains_after_it(write):
+    assert findings(write, """\
+services: {web: {command: [web], port: 9000}}
+domains:
+  - {name: x.example.org, external: true, provider: cloudflare-workers}
+  - {name: a.example.org, service: web, replicas: 2}
+  - {name: b.example.org, service: web, replicas: 3}
+""") == [(6, 51, "b.example.org and a.example.org (line 5) share service 'web' but ask for different replicas; "
+                 "make them equal")]
 
 
 def test_the_local_target_needs_a_command_and_no_shell(write):
@@ -109,9 +131,16 @@ domains:
 def test_the_load_balancer_ports_differ(write):
     path = write("target: {kind: local, http_port: 9000, https_port: 9000}\ndomains: []\n")
     validated = validate(load_config(path))
-    assert [(f.line, f.message) for f in validated.findings] == [
-        (1, "the target's ports must all differ: {'http_port': 9000, 'https_port': 9000, 'admin_port': 2019, "
-            "'prometheus_port': 9090, 'blackbox_port': 9115}")]
+    assert [str(f) for f in validated.findings] == [
+        f"{path}:1:9: the target's ports must all differ: {{'http_port': 9000, 'https_port': 9000, 'admin_port': "
+        "2019, 'prometheus_port': 9090, 'blackbox_port': 9115}"]
+
+
+@pytest.mark.parametrize(("port", "expected"), [
+    (65436, []), (65437, [(2, 40, "service 'far' needs ports 65437-65536, past 65535")])])
+def test_a_services_ports_end_at_65535(write, port, expected):
+    assert findings(write, f"services: {{far: {{command: [far], port: {port}}}}}\n"
+                           "domains: [{name: a.example.org, service: far}]\n") == expected
 
 
 def test_requests_stay_within_the_target_capacity(write):
@@ -130,8 +159,16 @@ domains:
                "lower replicas or resources, or raise target.capacity")]
 
 
+def test_requests_may_take_the_whole_capacity(write):
+    assert validate(load_config(write("""\
+target: {kind: local, capacity: {cpu: '2', memory: 1Gi}}
+services: {api: {command: [api], port: 30000}}
+domains: [{name: a.example.org, service: api, replicas: 4, resources: {cpu: 500m, memory: 256Mi}}]
+"""))).findings == ()
+
+
 def test_capacity_defaults_to_this_machine(write):
-    cores, _ = machine_capacity()
+    cores = len(os.sched_getaffinity(0)) * 1000
     path = write(f"""\
 services: {{api: {{command: [api], port: 30000}}}}
 domains:
@@ -161,6 +198,8 @@ domains:
     (["busybox", "ash", "-c", "web"], "'ash' through 'busybox'"),
     (["stdbuf", "-o", "L", "/bin/zsh5.9", "-c", "web"], "'/bin/zsh5.9' through 'stdbuf'"),
     (["setsid", "nohup", "su", "-c", "web"], "'su' through 'setsid'"),
+    (["bash{port}", "-c", "web"], "'bash1'"),  # placeholders are filled in before the program is looked at
+    (["sh{replica}", "-c", "web"], "'sh0'"),
 ])
 def test_no_shell_behind_a_placeholder_or_a_wrapper(write, command, shell):
     argv = ", ".join(json.dumps(argument) for argument in command)
@@ -171,7 +210,8 @@ def test_no_shell_behind_a_placeholder_or_a_wrapper(write, command, shell):
 
 
 @pytest.mark.parametrize("command", [["nice", "-n", "5", "web"], ["env", "PATH=/bin", "python3", "-m", "app"],
-                                     ["shellcheck"], ["busybox", "httpd", "-f"], ["bashful"]])
+                                     ["shellcheck"], ["busybox", "httpd", "-f"], ["bashful"],
+                                     ["env", "", "python3"]])
 def test_wrappers_of_other_programs_are_fine(write, command):
     argv = ", ".join(json.dumps(argument) for argument in command)
     assert findings(write, f"services: {{web: {{command: [{argv}], port: 9000}}}}\n"
