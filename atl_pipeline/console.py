@@ -15,6 +15,10 @@ sees them:
   the query in the URL of a GET, mutations included, so an `<img>` could launch a run.
 
 The UI itself only POSTs JSON to /graphql and opens a WebSocket there, from its own origin.
+
+With ATL_WEBHOOK_SECRET set, a POST to /hooks/git goes to the push receiver before any of
+these refusals (a forge calls it under the name it knows): the receiver takes only what is
+signed with that secret (atl_pipeline/webhooks.py), and deploys the branch at once.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import requests
 
 from atl_pipeline import processes
 from atl_pipeline.errors import AtlError
+from atl_pipeline.orchestration.receiver import PATH as PUSH_PATH
+from atl_pipeline.orchestration.receiver import SECRET_VARIABLE, Receiver
 from atl_pipeline.project import Project
 
 DEFAULT_PORT = 3000
@@ -55,6 +61,7 @@ class Front:
     port: int
     webserver_port: int
     names: tuple[str, ...] = ()  # further `host:port` the browser may use (an SSH tunnel's, say)
+    receiver_port: int | None = None  # the push receiver's, when push notifications are on
 
     @property
     def url(self) -> str:
@@ -80,7 +87,11 @@ def front_config(front: Front) -> dict:
     """Caddy's configuration of the front: the refusals in order, then the webserver."""
     origins = front.own_origins
     ui_websocket = {"method": ["GET"], "header": {"Upgrade": ["websocket"], "Origin": origins}}
+    # a push notification is signed (the receiver checks it), and comes from a forge under any name
+    pushes = [{"match": [{"path": [PUSH_PATH], "method": ["POST"]}], "terminal": True, "handle": [
+        {"handler": "reverse_proxy", "upstreams": [{"dial": f"127.0.0.1:{front.receiver_port}"}]}]}]
     routes = [
+        *(pushes if front.receiver_port else []),
         _refuse({"not": [{"header": {"Host": front.own_hosts}}]}, 403,
                 f"This console answers at {front.url} only: open it there.\n"),
         _refuse({"header": {"Sec-Fetch-Site": ["cross-site", "same-site"]}}, 403,
@@ -141,7 +152,10 @@ class Console:
         if not _free(host, port):
             raise ConsoleError(f"{_host_port(host, port)} is in use (another console?): stop that program, "
                                "or choose another port (--port, or PORT= for make dev)")
-        self.front = Front(host, port, _free_port(), names)
+        webserver_port = _free_port()
+        secret = os.environ.get(SECRET_VARIABLE)
+        self.receiver = Receiver(("127.0.0.1", 0), f"http://127.0.0.1:{webserver_port}", secret) if secret else None
+        self.front = Front(host, port, webserver_port, names, self.receiver and self.receiver.server_address[1])
         self.parts: list[Part] = []
 
     def start(self) -> None:
@@ -161,6 +175,8 @@ class Console:
                     # not the pipeline's environment: Caddy needs none of it
                     env={"HOME": str(self.root), "XDG_DATA_HOME": str(self.root / "data"),
                          "XDG_CONFIG_HOME": str(self.root / "config")})
+        if self.receiver:
+            self.receiver.serve_in_background()
 
     def _spawn(self, name: str, stop_signal: signal.Signals, log: str, argv: list, cwd: Path,
                env: dict[str, str]) -> None:
@@ -203,6 +219,9 @@ class Console:
 
     def stop(self) -> None:
         """Ask each part to stop, give them STOP_GRACE seconds, then kill what is left of their groups."""
+        if self.receiver:
+            self.receiver.shutdown()
+            self.receiver.server_close()
         for part in self.parts:
             part.signal_group(part.stop_signal)
         deadline = time.monotonic() + STOP_GRACE

@@ -6,8 +6,13 @@ import os
 from pathlib import Path
 
 
-def replace_file(path: Path, text: str) -> None:
-    """Write `text` beside `path`, then rename it over `path` (atomic on one filesystem)."""
+def replace_file(path: Path, text: str, mode: int | None = None) -> None:
+    """Write `text` beside `path`, then rename it over `path` (atomic on one filesystem); with `mode`,
+    the file has that mode before it has any content."""
     temporary = path.with_name(f".{path.name}.tmp")
+    temporary.unlink(missing_ok=True)
+    if mode is not None:
+        temporary.touch(mode=mode)
+        temporary.chmod(mode)  # touch's mode passes through the umask
     temporary.write_text(text)
     os.replace(temporary, path)

@@ -11,6 +11,8 @@ tests run in order; the last ones stop consoles.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import http.client
 import http.server
 import json
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,7 @@ ATTACKER = "http://attacker.example"
 TUNNEL = "localhost:8080"  # `ssh -L 8080:127.0.0.1:PORT`, say: the module's console is told this name
 ANOTHER_SITE = Path(__file__).with_name("another_site.html")
 REFUSED = {403, 405, 415}  # the front's answers to what it refuses
+WEBHOOK_SECRET = "the-forges-secret"
 
 
 @dataclass
@@ -84,7 +88,8 @@ def start_console(project: Project, output: Path, *options: str) -> RunningConso
     port = free_port()
     with output.open("w") as stream:
         process = subprocess.Popen([ATL, "utils", "console", "--port", str(port), *options], stdout=stream,
-                                   stderr=subprocess.STDOUT, env={**os.environ, "ATL_PROJECT_DIR": str(project.root)})
+                                   stderr=subprocess.STDOUT, env={**os.environ, "ATL_PROJECT_DIR": str(project.root),
+                                                                  "ATL_WEBHOOK_SECRET": WEBHOOK_SECRET})
     console = RunningConsole(project, process, output, port)
     deadline = time.monotonic() + START_TIMEOUT
     while f"Dagster UI: {console.url} " not in console.printed():
@@ -213,6 +218,30 @@ def test_other_posts_must_be_json_too(console: RunningConsole):
     """Dagster's REST endpoints record events from a POST without a body."""
     response = requests.post(f"{console.url}/report_asset_materialization/domain_config", timeout=30)
     assert response.status_code == 415
+
+
+def github(event: str, body: bytes, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"Content-Type": "application/json", "Host": "infra-console.example.org", "X-GitHub-Event": event,
+            "X-GitHub-Delivery": str(uuid.uuid4()), "X-Hub-Signature-256": signature}
+
+
+def test_a_push_notification_reaches_the_receiver_under_any_name_and_only_signed(console: RunningConsole):
+    """A forge calls the console by its public name: the front passes /hooks/git to the receiver, which
+    answers what is unsigned with 401 and asks the webserver's git sensor about what is signed."""
+    url, body = f"{console.url}/hooks/git", b'{"ref": "refs/heads/main"}'
+    assert f"push notifications: {url}" in console.printed()
+
+    forged = requests.post(url, data=body, headers=github("push", body, secret="guessed"), timeout=30)
+    ping = requests.post(url, data=body, headers=github("ping", body), timeout=30)
+    push = requests.post(url, data=body, headers=github("push", body), timeout=60)
+
+    assert (forged.status_code, forged.json()) == (401, {"refused": "the signature does not match the secret"})
+    assert (ping.status_code, ping.json()) == (200, {"ignored": "not a push event (from GitHub)"})
+    assert (push.status_code, push.json()["launched"]) == (200, [])  # no git remote here: the sensor is off
+    assert push.json()["reason"].startswith("the sensor git_push is stopped")
+    get = requests.get(url, headers={"Host": "infra-console.example.org"}, timeout=30)
+    assert get.status_code in REFUSED  # only a POST goes to the receiver
 
 
 def test_the_websocket_opens_for_the_consoles_own_pages_only(console: RunningConsole):

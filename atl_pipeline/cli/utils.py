@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
 
+from atl_pipeline import githook
 from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError
 from atl_pipeline.config.edit import EditError, set_enabled
 from atl_pipeline.config.importer import Options, import_file, option_problems
@@ -16,6 +18,8 @@ from atl_pipeline.doctor import as_json, examine
 from atl_pipeline.files import replace_file
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.instance import PG_EXAMPLE, PG_SETTING, InstanceError, Storage, set_storage, write
+from atl_pipeline.orchestration.receiver import PATH as PUSH_PATH
+from atl_pipeline.orchestration.receiver import SECRET_VARIABLE
 from atl_pipeline.project import Project
 from atl_pipeline.report import text_table
 from atl_pipeline.secrets import masked_url
@@ -74,6 +78,17 @@ def register(parser: argparse.ArgumentParser) -> None:
                             "and why, what to review); 1 with the findings that stop the import, located in FILE; "
                             "2 when FILE cannot be read or OUTPUT exists without --force.")
     importer.set_defaults(run=_import)
+    hook = commands.add_parser("git-hook", help="tell the pipeline of each push at once: a git repository's "
+                               "post-receive hook (docs/operating.md#deploying-a-push-at-once)")
+    hook.add_argument("action", choices=["install"])
+    hook.add_argument("repository", type=Path, help="the repository pushes go to (bare, or a working tree)")
+    hook.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}{PUSH_PATH}",
+                      help="the console's push receiver (default: %(default)s)")
+    hook.add_argument("--print", action="store_true", help="print the hook's script instead of installing it")
+    hook.description = (f"The hook signs each notification with {SECRET_VARIABLE}, which must be set here and for "
+                        "the console. Exit 0 once installed; 1 when the repository's hooks cannot be written or "
+                        "hold a post-receive hook of another's; 2 when the secret is not set.")
+    hook.set_defaults(run=_git_hook)
 
 
 def _instance(args: argparse.Namespace) -> int:
@@ -118,6 +133,8 @@ def _console(args: argparse.Namespace) -> int:
         print(f"starting the Dagster webserver and daemon; logs in {console.root}", flush=True)
         console.wait_ready()
         print(f"Dagster UI: {console.front.url} (Ctrl-C stops it)", flush=True)
+        if console.receiver:
+            print(f"push notifications: {console.front.url}{PUSH_PATH}", flush=True)
         print(console.wait(), file=sys.stderr)
         return EXIT_FAILED
     except ConsoleError as error:
@@ -133,6 +150,17 @@ def _console(args: argparse.Namespace) -> int:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _git_hook(args: argparse.Namespace) -> int:
+    if args.print:
+        print(githook.script(args.url), end="")
+        return EXIT_OK
+    if not (secret := os.environ.get(SECRET_VARIABLE)):
+        raise UsageError(f"set {SECRET_VARIABLE} to the secret the console checks (the same value for both), then "
+                         "install again")
+    print(f"installed {githook.install(args.repository, args.url, secret)}: each push is sent to {args.url}")
+    return EXIT_OK
 
 
 def _doctor(args: argparse.Namespace) -> int:

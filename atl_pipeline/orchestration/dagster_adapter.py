@@ -17,6 +17,8 @@ BACKFILL_TAG = "dagster/backfill"
 AUTOMATION_TAG = "dagster/from_automation_condition"
 SCHEDULE_TAG = "dagster/schedule_name"
 SENSOR_TAG = "dagster/sensor_name"
+# a sensor launches a run key once: its daemon looks for a run with both tags, whoever launched it
+RUN_KEY_TAG = "dagster/run_key"
 FROM_UI_TAG = "dagster/from_ui"  # added by the UI to whatever it launches
 
 

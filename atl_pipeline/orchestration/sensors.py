@@ -22,6 +22,7 @@ from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.orchestration.stage import DEPLOY_JOB
 from atl_pipeline.orchestration.triggers import TRIGGER_TAG
 
+DEFAULT_POLL_SECONDS = 5
 TAG_LIMIT = 200  # a commit message in a run tag: its subject, cut to this many characters
 
 
@@ -29,7 +30,7 @@ def _default(on: bool) -> DefaultSensorStatus:
     return DefaultSensorStatus.RUNNING if on else DefaultSensorStatus.STOPPED
 
 
-def git_push(running: bool) -> SensorDefinition:
+def git_push(running: bool, poll_seconds: int = DEFAULT_POLL_SECONDS) -> SensorDefinition:
     """Deploy each new commit of the watched branch that touches domains.yml or terraform_templates/.
 
     The cursor is the branch head last seen. Commits that arrived since the last tick
@@ -38,7 +39,7 @@ def git_push(running: bool) -> SensorDefinition:
     has moved past it, so the next commit deploys as usual.
     """
 
-    @sensor(job_name=DEPLOY_JOB, minimum_interval_seconds=5, default_status=_default(running))
+    @sensor(job_name=DEPLOY_JOB, minimum_interval_seconds=poll_seconds, default_status=_default(running))
     def git_push(context: SensorEvaluationContext, project: ProjectResource):
         watched = project.as_project()
         source = GitSource.of(watched)
@@ -78,7 +79,7 @@ def domains_file_changed(running: bool) -> SensorDefinition:
     sensor never deploys again what the CLI has just deployed.
     """
 
-    @sensor(job_name=DEPLOY_JOB, minimum_interval_seconds=5, default_status=_default(running))
+    @sensor(job_name=DEPLOY_JOB, minimum_interval_seconds=DEFAULT_POLL_SECONDS, default_status=_default(running))
     def domains_file_changed(context: SensorEvaluationContext, project: ProjectResource):
         path = project.as_project().domains_file
         try:
