@@ -50,7 +50,7 @@ def test_an_unset_or_empty_secret_says_what_to_export(environ):
     with pytest.raises(secrets.SecretError) as raised:
         secrets.resolve("env:ATL_TOKEN", environ)
     assert str(raised.value) == ("the secret env:ATL_TOKEN is not set: export ATL_TOKEN in the environment of the "
-                                 "pipeline (the shell that runs `atl`, or `make run`/`dagster dev`)")
+                                 "pipeline (the shell that runs `atl`, or `make run`/`dg dev`)")
 
 
 @pytest.mark.parametrize(("secret", "text", "shown"), [
