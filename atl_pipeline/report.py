@@ -132,8 +132,13 @@ def health_metadata(results: Sequence[DomainHealth]) -> dict:
 
 
 def monitoring_metadata(report: MonitoringReport) -> dict:
+    verified = ("unchanged: Prometheus's view checked" if not report.changed else
+                "by Prometheus" if report.verified_by == "prometheus" else
+                f"directly: every new target answered; in Prometheus's view {len(report.pending)} were not settled "
+                "yet (checked again by the next monitoring run)")
     return {"summary": f"{report.targets_up}/{report.targets_total} targets up, {report.rules_loaded} rules loaded"
                        + ("; configuration reloaded" if report.reloaded else ""),
+            "verified": verified,
             "targets_up": report.targets_up, "targets_total": report.targets_total,
             "rules_loaded": report.rules_loaded, "prometheus": Link(report.prometheus_url)}
 

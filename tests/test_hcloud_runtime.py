@@ -21,6 +21,7 @@ from dagster import build_asset_context
 from atl_pipeline.cli import main
 from atl_pipeline.config import Config, LoadedConfig, load_config
 from atl_pipeline.defs.runtime_stages import service_deployment
+from atl_pipeline.monitoring.prometheus import group_targets
 from atl_pipeline.orchestration.resources import ProjectResource, TargetResource
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.compose import Project as ComposeProject
@@ -285,16 +286,15 @@ def test_hcloud_is_monitored_through_its_load_balancer_from_this_machine(project
                                                                          runtime: HcloudRuntime):
     services, domains = outputs()
     monitoring = target_of(config, NO_DRAIN).monitoring(project, runtime.frontend)
-    prometheus = monitoring.prometheus_config(services, domains, Path("rules.yml"))
+    groups = monitoring.target_groups(services, domains)
     blackbox = monitoring.blackbox_config(domains)
 
-    probed = {job["job_name"]: job["static_configs"][0]["targets"] for job in prometheus["scrape_configs"]}
-    assert probed == {f"blackbox-{name}": [f"https://192.0.2.10:443{services[d.service].health_path}"]
-                      for name, d in domains.items() if d.monitoring}  # no replica: they are private
+    assert group_targets(groups) == {(f"blackbox-{name}", f"https://192.0.2.10:443{services[d.service].health_path}")
+                                     for name, d in domains.items() if d.monitoring}  # no replica: they are private
     api = blackbox["modules"]["api.allthingslinux.org"]["http"]
     assert api["headers"] == {"Host": "api.allthingslinux.org"}
     assert api["tls_config"] == {"server_name": "api.allthingslinux.org"}  # verified with the system's CAs
-    monitoring.check(services, domains)  # promtool and the blackbox exporter accept both
+    monitoring.check(domains)  # promtool and the blackbox exporter accept both configurations
 
 
 def test_a_new_server_is_awaited_until_it_answers_ssh(runtime: HcloudRuntime, sshd: Sshd):

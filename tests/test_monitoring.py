@@ -64,15 +64,28 @@ def test_the_stack_is_monitored_and_a_stopped_replica_shows_as_down(project: Pro
     assert prometheus(project, 'up{job="caddy"}')[0]["value"][1] == "1"
 
     again = []
-    assert run_deploy(project, on_stage=again.append).success
+    unchanged = run_deploy(project, on_stage=again.append)
+    assert unchanged.success
     assert next(s.detail for s in again if s.stage == "monitoring") == "8/8 targets up, 5 rules loaded"
+    assert unchanged.metadata["monitoring"]["verified"] == "unchanged: Prometheus's view checked"
 
     project.domains_file.write_text(text)  # docs monitored again: its probe is a ninth target
     third = []
-    assert run_deploy(project, on_stage=third.append).success
-    assert next(s.detail for s in third if s.stage == "monitoring").startswith("9/9 targets up, 5 rules loaded")
-    active = prometheus_api(project, "targets")["activeTargets"]  # what Prometheus had as the stage ended
-    assert len(active) == 9 and {t["health"] for t in active} == {"up"}
+    added = run_deploy(project, on_stage=third.append)
+    assert added.success
+    detail = next(s.detail for s in third if s.stage == "monitoring")
+    verified = added.metadata["monitoring"]["verified"]
+    assert "reloaded" not in detail  # a new target is a new line in a file Prometheus watches
+    if verified == "by Prometheus":
+        assert detail == "9/9 targets up, 5 rules loaded"
+        active = prometheus_api(project, "targets")["activeTargets"]  # what Prometheus had as the stage ended
+        assert len(active) == 9 and {t["health"] for t in active} == {"up"}
+    else:  # the new probe answered directly, Prometheus had not scraped it yet: it does within seconds
+        assert verified.startswith("directly: every new target answered")
+        deadline = time.monotonic() + 10
+        while len(prometheus(project, "probe_success == 1")) < 3:
+            assert time.monotonic() < deadline, "Prometheus never probed the domain the stage checked directly"
+            time.sleep(0.2)
 
     runtime = deployed_runtime(project)
     victim = next(p for p in runtime.supervisor.processes() if p["group"].startswith("svc_backend-api"))

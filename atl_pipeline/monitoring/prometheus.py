@@ -6,13 +6,22 @@ SNI, verified against the CA that issued the certificate) and, on the local targ
 serving replica's `/metrics` and Caddy's. On hcloud the replicas and routers listen on the
 servers' private network, so this machine sees the domains as their clients do, through
 the load balancer. A new configuration is checked with promtool before it replaces the
-running one, and is then reloaded, not restarted. The stage waits until every target is
-up and the rules are loaded.
+running one, and is then reloaded, not restarted. The targets themselves are not in that
+configuration: Prometheus discovers them from files under `targets/` (one per job), which it
+watches and applies within a second of their change, where a reload's static targets take up to
+5 s. So a deployment that moves replicas or adds a domain rewrites those files only.
+
+When nothing changed, the stage checks Prometheus's view once and returns. When the targets
+changed, it asks each new one directly (a replica's metrics, the exporter's probe of a domain),
+then gives Prometheus's view a moment to agree; the report says which verified them. A target
+that does not answer directly is waited for in Prometheus's view, as long as the timeout allows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import filecmp
+import json
 import secrets
 import shutil
 import sys
@@ -27,16 +36,18 @@ import yaml
 
 from atl_pipeline import processes
 from atl_pipeline.config.model import PrometheusSettings
+from atl_pipeline.files import replace_file
 from atl_pipeline.project import state_files
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.rolling import Domains, Services, TargetError
 from atl_pipeline.runtime.supervisor import Supervisor
-from atl_pipeline.targets.outputs import DomainOutput
 
 BINARIES = {"prometheus": "prometheus", "promtool": "prometheus", "prometheus-blackbox-exporter":
             "prometheus-blackbox-exporter"}  # binary -> Debian package
 BLACKBOX_USER = "prometheus"
 RELOAD_TIMEOUT = 10.0
+VIEW_WAIT = 3.0  # seconds Prometheus's view has to agree with targets that answered directly
+PROBE_JOB = "blackbox"
 TOOL_TIMEOUT = 60.0  # for promtool, the exporter's check and caddy hash-password
 
 
@@ -58,6 +69,9 @@ class MonitoringReport:
     rules_loaded: int
     reloaded: bool
     down: tuple[str, ...] = ()
+    changed: bool = True  # the targets or the configuration; False: Prometheus's view checked once
+    verified_by: str = "prometheus"  # or "direct": Prometheus had not applied the new targets yet
+    pending: tuple[str, ...] = ()  # of `down`, those Prometheus has not scraped yet
 
 
 class Monitoring:
@@ -71,43 +85,16 @@ class Monitoring:
         self.prometheus_port, self.blackbox_port = prometheus_port, blackbox_port
         self.url = f"http://127.0.0.1:{prometheus_port}"
 
-    def check(self, services: Services, domains: Domains) -> tuple[Path, Path]:
-        """The next prometheus.yml and blackbox.yml, written beside the running ones and checked by
-        promtool and the blackbox exporter; MonitoringError when either refuses them."""
-        promtool, exporter = _binary("promtool"), _binary("prometheus-blackbox-exporter")
-        (self.root / "next").mkdir(parents=True, exist_ok=True)
-        self._blackbox_password()
-        rules = self.root / "rules.yml"
-        with resources.as_file(resources.files("atl_pipeline.monitoring") / "rules.yml") as shipped:
-            shutil.copyfile(shipped, rules)
-        prometheus, blackbox = self.root / "next" / "prometheus.yml", self.root / "next" / "blackbox.yml"
-        prometheus.write_text(yaml.safe_dump(self.prometheus_config(services, domains, rules), sort_keys=False))
-        blackbox.write_text(yaml.safe_dump(self.blackbox_config(domains), sort_keys=False))
-        self._check(promtool, "check", "config", prometheus)
-        self._check(exporter, "--config.check", f"--config.file={blackbox}")
-        return prometheus, blackbox
-
     def apply(self, services: Services, domains: Domains) -> MonitoringReport:
         """Check, install and (re)load the configuration; wait until Prometheus scrapes every target."""
         with state_files(self.supervisor.root):
             return self._apply(services, domains)
 
     def _apply(self, services: Services, domains: Domains) -> MonitoringReport:
-        prometheus, blackbox = self.check(services, domains)
-        expected = scrape_targets(yaml.safe_load(prometheus.read_text()))
-        changed = {"prometheus": self._replace(prometheus), "blackbox": self._replace(blackbox)}
-        supervisor = self.supervisor
-        started = {
-            "blackbox": supervisor.ensure_program("blackbox", [
-                str(_binary("prometheus-blackbox-exporter")), f"--config.file={self.root / 'blackbox.yml'}",
-                f"--web.listen-address=127.0.0.1:{self.blackbox_port}", f"--web.config.file={self._blackbox_web}"]),
-            "prometheus": supervisor.ensure_program("prometheus", [
-                str(_binary("prometheus")), f"--config.file={self.root / 'prometheus.yml'}",
-                f"--storage.tsdb.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
-                # its API is for its own UI: no other web page may read it (the default allows any origin)
-                f"--web.cors.origin=http://127\\.0\\.0\\.1:{self.prometheus_port}",
-                f"--storage.tsdb.retention.time={self.settings.retention}"]),
-        }
+        groups = self.target_groups(services, domains)
+        changed = {name: self._replace_if_changed(candidate) for name, candidate in self._configurations(domains)}
+        new_targets = self._write_targets(groups)
+        started = self._ensure_programs()
         # a program (re)started just now read its new configuration; one that kept running reloads it
         stale = [program for program in ("blackbox", "prometheus") if changed[program] and not started[program]]
         try:
@@ -120,23 +107,74 @@ class Monitoring:
             for name in ("prometheus.yml", "blackbox.yml"):  # so the next run installs and reloads again
                 (self.root / name).unlink(missing_ok=True)
             raise
+        expected = group_targets(groups)
+        if not (new_targets or any(changed.values()) or any(started.values())):
+            return self._wait_for_targets(False, expected, changed=False)
+        if not started["prometheus"] and new_targets and all(self._answers(target) for target in new_targets):
+            report = self._wait_for_targets(bool(stale), expected, timeout=VIEW_WAIT)
+            if report.down and set(report.down) == set(report.pending):  # answered directly, not yet scraped
+                return dataclasses.replace(report, verified_by="direct", down=())
+            return report if not report.down else self._wait_for_targets(bool(stale), expected)
         return self._wait_for_targets(bool(stale), expected)
 
-    def prometheus_config(self, services: Services, domains: Domains, rules: Path) -> dict:
-        jobs = [{"job_name": job, "static_configs": configs} for job, configs in self.scraped.items()]
-        for name, domain in sorted(domains.items()):
-            if domain.monitoring:
-                jobs.append(self._probe_job(name, domain, services[domain.service].health_path))
+    def check(self, domains: Domains) -> None:
+        """The next prometheus.yml and blackbox.yml written and checked; MonitoringError when refused."""
+        self._configurations(domains, always_check=True)
+
+    def _configurations(self, domains: Domains, always_check: bool = False) -> list[tuple[str, Path]]:
+        """The next prometheus.yml and blackbox.yml, checked by promtool and the exporter when they
+        differ from the running ones (those were checked when installed)."""
+        (self.root / "next").mkdir(parents=True, exist_ok=True)
+        self._blackbox_password()
+        rules = self.root / "rules.yml"
+        with resources.as_file(resources.files("atl_pipeline.monitoring") / "rules.yml") as shipped:
+            shutil.copyfile(shipped, rules)
+        prometheus, blackbox = self.root / "next" / "prometheus.yml", self.root / "next" / "blackbox.yml"
+        prometheus.write_text(yaml.safe_dump(self.prometheus_config(rules), sort_keys=False))
+        blackbox.write_text(yaml.safe_dump(self.blackbox_config(domains), sort_keys=False))
+        if always_check or not _same(prometheus, self.root / prometheus.name):
+            self._check(_binary("promtool"), "check", "config", prometheus)
+        if always_check or not _same(blackbox, self.root / blackbox.name):
+            self._check(_binary("prometheus-blackbox-exporter"), "--config.check", f"--config.file={blackbox}")
+        return [("prometheus", prometheus), ("blackbox", blackbox)]
+
+    def _ensure_programs(self) -> dict[str, bool]:
+        """Which of the two programs supervisord (re)started now, with the running configuration."""
+        return {
+            "blackbox": self.supervisor.ensure_program("blackbox", [
+                str(_binary("prometheus-blackbox-exporter")), f"--config.file={self.root / 'blackbox.yml'}",
+                f"--web.listen-address=127.0.0.1:{self.blackbox_port}", f"--web.config.file={self._blackbox_web}"]),
+            "prometheus": self.supervisor.ensure_program("prometheus", [
+                str(_binary("prometheus")), f"--config.file={self.root / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
+                # its API is for its own UI: no other web page may read it (the default allows any origin)
+                f"--web.cors.origin=http://127\\.0\\.0\\.1:{self.prometheus_port}",
+                f"--storage.tsdb.retention.time={self.settings.retention}"]),
+        }
+
+    def prometheus_config(self, rules: Path) -> dict:
+        """Every job, its targets discovered from its file under targets/."""
+        jobs = [{"job_name": job, "file_sd_configs": [{"files": [str(self._targets_file(job))]}]}
+                for job in self.scraped]
         interval = self.settings.scrape_interval
         return {"global": {"scrape_interval": interval, "evaluation_interval": interval},
-                "rule_files": [str(rules)], "scrape_configs": jobs}
+                "rule_files": [str(rules)], "scrape_configs": [*jobs, self._probe_job()]}
 
-    def _probe_job(self, name: str, domain: DomainOutput, path: str) -> dict:
-        lb = self.frontend
-        scheme, port = ("https", lb.https_port) if domain.ssl else ("http", lb.http_port)
+    def target_groups(self, services: Services, domains: Domains) -> dict[str, list[dict]]:
+        """The targets of each job, as file-based discovery reads them: the scraped ones, and a probe
+        of each monitored domain (its job label `blackbox-<domain>`, its exporter module its own)."""
+        lb, probes = self.frontend, []
+        for name, domain in sorted(domains.items()):
+            if domain.monitoring:
+                scheme, port = ("https", lb.https_port) if domain.ssl else ("http", lb.http_port)
+                probes.append({"targets": [f"{scheme}://{lb.address}:{port}{services[domain.service].health_path}"],
+                               "labels": {"job": f"{PROBE_JOB}-{name}", "domain": name, "__param_module": name}})
+        return {**self.scraped, PROBE_JOB: probes}
+
+    def _probe_job(self) -> dict:
         return {
-            "job_name": f"blackbox-{name}", "metrics_path": "/probe", "params": {"module": [name]},
-            "static_configs": [{"targets": [f"{scheme}://{lb.address}:{port}{path}"], "labels": {"domain": name}}],
+            "job_name": PROBE_JOB, "metrics_path": "/probe",
+            "file_sd_configs": [{"files": [str(self._targets_file(PROBE_JOB))]}],
             "basic_auth": {"username": BLACKBOX_USER, "password_file": str(self._blackbox_password_file)},
             "relabel_configs": [
                 {"source_labels": ["__address__"], "target_label": "__param_target"},
@@ -144,6 +182,35 @@ class Monitoring:
                 {"target_label": "__address__", "replacement": f"127.0.0.1:{self.blackbox_port}"},
             ],
         }
+
+    def _targets_file(self, job: str) -> Path:
+        return self.root / "targets" / f"{job}.json"
+
+    def _write_targets(self, groups: dict[str, list[dict]]) -> list[tuple[str, str, dict]]:
+        """Each job's targets file, replaced when it changed; the targets that were not in it before."""
+        new = []
+        (self.root / "targets").mkdir(parents=True, exist_ok=True)
+        for job, job_groups in groups.items():
+            path = self._targets_file(job)
+            before = json.loads(path.read_text()) if path.exists() else []
+            if job_groups != before:
+                replace_file(path, json.dumps(job_groups, indent=1))  # Prometheus reads it whole, never a part
+                known = group_targets({job: before})
+                new += [target for target in _each_target(job, job_groups) if target[:2] not in known]
+        return new
+
+    def _answers(self, target: tuple[str, str, dict]) -> bool:
+        """Whether a target answers when asked directly: a replica's metrics, or the exporter's probe of a domain."""
+        job, address, labels = target
+        try:
+            if "__param_module" in labels:
+                response = requests.get(f"http://127.0.0.1:{self.blackbox_port}/probe", timeout=10,
+                                        params={"target": address, "module": labels["__param_module"]},
+                                        auth=(BLACKBOX_USER, self._blackbox_password()))
+                return response.ok and "\nprobe_success 1" in response.text
+            return requests.get(f"http://{address}{labels.get('__metrics_path__', '/metrics')}", timeout=5).ok
+        except requests.RequestException:
+            return False
 
     def blackbox_config(self, domains: Domains) -> dict:
         modules = {}
@@ -163,9 +230,9 @@ class Monitoring:
             raise MonitoringError(f"{Path(str(argv[0])).name} refused the generated configuration, so the running "
                                   f"one was kept: {(result.stderr or result.stdout).strip()[:2000]}")
 
-    def _replace(self, candidate: Path) -> bool:
+    def _replace_if_changed(self, candidate: Path) -> bool:
         current = self.root / candidate.name
-        if current.exists() and filecmp.cmp(candidate, current, shallow=False):
+        if _same(candidate, current):
             return False
         shutil.copyfile(candidate, current)
         return True
@@ -222,25 +289,31 @@ class Monitoring:
         samples = (line.split() for line in exposition.splitlines() if line.startswith(prefix))
         return {fields[0]: float(fields[1]) for fields in samples if len(fields) == 2}
 
-    def _wait_for_targets(self, reloaded: bool, expected: set[tuple[str, str]]) -> MonitoringReport:
-        """Until Prometheus scrapes exactly the configured targets (it applies a new configuration's
-        within seconds), all up, with the rules loaded; the report counts what Prometheus has."""
-        deadline = time.monotonic() + self.timeout
+    def _wait_for_targets(self, reloaded: bool, expected: set[tuple[str, str]], changed: bool = True,
+                          timeout: float | None = None) -> MonitoringReport:
+        """Until Prometheus scrapes exactly the expected targets, all up, with the rules loaded, or
+        `timeout` (the monitoring timeout) has passed; the report counts what Prometheus has."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             try:
                 targets = requests.get(f"{self.url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
                 groups = requests.get(f"{self.url}/api/v1/rules", timeout=5).json()["data"]["groups"]
             except (requests.RequestException, ValueError, KeyError):
                 targets, groups = [], []
-            down = [t["scrapeUrl"] for t in targets if t["health"] != "up"]
-            missing = expected - {(t["discoveredLabels"]["job"], t["discoveredLabels"]["__address__"])
-                                  for t in targets}
-            down += [f"{address} ({job}: not scraped yet)" for job, address in sorted(missing)]
+            present = {(t["labels"]["job"], t["labels"]["instance"]): t for t in targets}
+            missing = expected - present.keys()
+            # not settled yet: what Prometheus has not scraped, nor discovered, and what it still scrapes but
+            # the configuration no longer has (the replicas a roll stopped)
+            pending = [t["scrapeUrl"] for key, t in present.items() if t["health"] == "unknown" or key not in expected]
+            pending += [f"{address} ({job}: not scraped yet)" for job, address in sorted(missing)]
+            down = [t["scrapeUrl"] for key, t in present.items() if t["health"] == "down" and key in expected]
+            down += pending
             rules = sum(len(group["rules"]) for group in groups)
             if targets and not down and rules or time.monotonic() > deadline:
                 total = len(targets) + len(missing)
-                return MonitoringReport(self.url, total - len(down), total, rules, reloaded, tuple(sorted(down)))
-            time.sleep(0.5)
+                return MonitoringReport(self.url, total - len(down), total, rules, reloaded, tuple(sorted(down)),
+                                        changed, pending=tuple(sorted(pending)))
+            time.sleep(0.2)
 
 
 def _run(argv: Sequence[object], **options) -> processes.CompletedProcess:
@@ -253,10 +326,19 @@ def _run(argv: Sequence[object], **options) -> processes.CompletedProcess:
                               "monitoring configuration was kept") from None
 
 
-def scrape_targets(config: dict) -> set[tuple[str, str]]:
-    """(job, address) of every target a Prometheus configuration scrapes."""
-    return {(job["job_name"], address) for job in config["scrape_configs"]
-            for static in job.get("static_configs", ()) for address in static["targets"]}
+def group_targets(groups: dict[str, list[dict]]) -> set[tuple[str, str]]:
+    """(job, address) of every target of these jobs' target groups, as Prometheus labels them."""
+    return {target[:2] for job, job_groups in groups.items() for target in _each_target(job, job_groups)}
+
+
+def _each_target(job: str, groups: list[dict]) -> list[tuple[str, str, dict]]:
+    """(job label, address, labels) of each target: a group's `job` label names the job it shows under."""
+    return [(group.get("labels", {}).get("job", job), address, group.get("labels", {}))
+            for group in groups for address in group["targets"]]
+
+
+def _same(candidate: Path, current: Path) -> bool:
+    return current.exists() and filecmp.cmp(candidate, current, shallow=False)
 
 
 def _binary(name: str) -> Path:
