@@ -1,13 +1,15 @@
 # atl-pipeline: `make run` brings the example stack up and opens the operator console;
-# `make test` runs the test suite. Both create .venv on first use.
+# `make test` runs the test suite, `make test-fast` its fast tier. Each creates .venv on first use.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 3000
+# `make test`'s pytest-xdist workers: more than the 2 cores, as the tests mostly wait on processes
+WORKERS ?= 4
 
-.PHONY: run dev test bench lint clean monitoring-tools
+.PHONY: run dev test test-fast bench lint clean monitoring-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +35,13 @@ monitoring-tools:
 dev: $(VENV)/.installed
 	$(BIN)/atl utils console --host $(HOST) --port $(PORT)
 
-## test: run the test suite
+## test: run the whole test suite, in $(WORKERS) parallel workers (most tests wait on real processes)
 test: $(VENV)/.installed
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup
+
+## test-fast: the fast tier, no real process: stage logic, sensors, configuration and rules, the CLI
+test-fast: $(VENV)/.installed
+	HYPOTHESIS_PROFILE=fast $(BIN)/pytest -m "not slow" -n 2 --dist loadgroup
 
 ## bench: print the benchmark tables
 bench: $(VENV)/.installed
