@@ -1,13 +1,16 @@
 # atl-pipeline: `make run` brings the example stack up and opens the operator console;
-# `make test` runs the test suite. Both create .venv on first use. `make mutation`: docs/testing.md.
+# `make test` runs the test suite, `make test-fast` its fast tier. Each creates .venv on first use.
+# `make mutation`: docs/testing.md.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 3000
+# `make test`'s pytest-xdist workers: more than the 2 cores, as the tests mostly wait on processes
+WORKERS ?= 4
 
-.PHONY: run dev test mutation bench lint clean monitoring-tools
+.PHONY: run dev test test-fast mutation bench lint clean monitoring-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +36,13 @@ monitoring-tools:
 dev: $(VENV)/.installed
 	$(BIN)/atl utils console --host $(HOST) --port $(PORT)
 
-## test: run the test suite
+## test: run the whole test suite, in $(WORKERS) parallel workers (most tests wait on real processes)
 test: $(VENV)/.installed
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup
+
+## test-fast: the fast tier, no real process: stage logic, sensors, configuration and rules, the CLI
+test-fast: $(VENV)/.installed
+	HYPOTHESIS_PROFILE=fast $(BIN)/pytest -m "not slow" -n 2 --dist loadgroup
 
 $(VENV)/.mutation: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test,mutation]'

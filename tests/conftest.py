@@ -4,6 +4,7 @@ import contextlib
 import os
 import shutil
 import signal
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import settings
 
 from atl_pipeline.project import Project
+from tests.guard import sitecustomize as guard
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,6 +32,67 @@ domains:
       cpu: "500m"
       memory: "512Mi"
 """
+
+
+@pytest.hookimpl(tryfirst=True)  # before the tmp_path plugin reads the option
+def pytest_configure(config: pytest.Config) -> None:
+    _short_worker_basetemp(config)
+    _guard_the_fast_tier(config)
+
+
+def _short_worker_basetemp(config: pytest.Config) -> None:
+    """An xdist worker's temporary folders under `pytest-N/0`, not `pytest-N/popen-gw0`: a project's
+    supervisord socket (`<tmp_path>/project/.atl/runtime/sv.sock`, to which supervisord adds `.<pid>`
+    while it binds) must fit the 107 bytes of a unix socket path."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and config.option.basetemp:
+        given = Path(config.option.basetemp)
+        if given.name == f"popen-{worker}":
+            config.option.basetemp = str(given.with_name(worker.removeprefix("gw")))
+
+
+def _guard_the_fast_tier(config: pytest.Config) -> None:
+    """The fast tier (`-m "not slow"`, make test-fast) refuses real processes: a test that starts
+    a real tool, or whose child process does, fails and must be marked slow (tests/guard/)."""
+    if "not slow" not in (config.getoption("markexpr") or ""):
+        return
+    descriptor, log = tempfile.mkstemp(prefix="atl-real-processes-")
+    os.close(descriptor)
+    os.environ[guard.LOG] = log  # this process's own (each xdist worker is configured on its own)
+    guard_folder = str(Path(guard.__file__).parent)
+    if guard_folder not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [guard_folder, os.environ.get("PYTHONPATH")]))
+    guard.watch()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "not slow" in (config.getoption("markexpr") or "") and (log := os.environ.pop(guard.LOG, None)):
+        Path(log).unlink(missing_ok=True)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test`: -n N --dist loadgroup), a module whose tests share a
+    module-scoped fixture (a deployed stack, a console...) runs in one worker, in file order:
+    the fixture is set up once, and tests that change it come after those that look at it."""
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures and any(definition.scope == "module" for definitions in fixtures.name2fixturedefs.values()
+                            for definition in definitions):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """In the fast tier, the phase (setup, call or teardown) that started a real tool fails."""
+    report = yield
+    log = os.environ.get(guard.LOG)
+    if log and (started := Path(log).read_text().splitlines()):
+        Path(log).write_text("")
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid} ({report.when}) started {', '.join(sorted(set(started)))} under "
+                           f"-m 'not slow': mark it @pytest.mark.slow, it runs real processes\n\n{report.longrepr}")
+    return report
 
 
 @pytest.fixture

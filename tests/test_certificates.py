@@ -8,12 +8,15 @@ import socket
 from pathlib import Path
 
 import certifi
+import pytest
 
 from atl_pipeline.certificates import public_certificate, renew, served_certificate
 from atl_pipeline.orchestration.runner import run_deploy
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
 from atl_pipeline.timings import Timings
+
+pytestmark = pytest.mark.slow  # a deployed stack: Caddy, supervisord, Terraform
 
 API = "api.allthingslinux.org"
 

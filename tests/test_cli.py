@@ -80,6 +80,7 @@ def test_config_prints_the_domains_table(capsys, project: Project):
     ]
 
 
+@pytest.mark.slow
 def test_up_runs_every_stage_in_the_projects_instance(capsys, project: Project):
     code, out, _ = run(capsys, "infra", "up")
     lines = out.splitlines()

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
 from tests.test_cli import run
@@ -21,6 +23,7 @@ API_SERVICE = 'terraform_data.service["backend-api"]'
 ATL = str(Path(sys.executable).with_name("atl"))
 
 
+@pytest.mark.slow
 def test_plan_lists_the_changes_and_changes_nothing(capsys, project: Project):
     code, out, _ = run(capsys, "infra", "plan")
 
@@ -30,6 +33,7 @@ def test_plan_lists_the_changes_and_changes_nothing(capsys, project: Project):
     assert not (project.state_dir / "runtime" / "deployed.json").exists()
 
 
+@pytest.mark.slow
 def test_plan_as_json(capsys, project: Project):
     code, out, _ = run(capsys, "infra", "plan", "--json")
 
@@ -41,6 +45,7 @@ def test_plan_as_json(capsys, project: Project):
     assert len(document["changes"]) == 5
 
 
+@pytest.mark.slow
 def test_apply_without_a_terminal_needs_yes(capsys, project: Project, monkeypatch):
     monkeypatch.setattr(sys, "stdin", open(os.devnull))  # noqa: SIM115 - closed with the test
     code, _, err = run(capsys, "infra", "apply")
@@ -48,6 +53,7 @@ def test_apply_without_a_terminal_needs_yes(capsys, project: Project, monkeypatc
     assert not (project.state_dir / "runtime" / "deployed.json").exists()
 
 
+@pytest.mark.slow
 def test_apply_asks_in_a_terminal_and_a_no_applies_nothing(project: Project):
     output = in_terminal([ATL, "infra", "apply"], answer="n", cwd=project.root)
     assert "Apply these changes and deploy? [y/N]" in output
@@ -56,6 +62,7 @@ def test_apply_asks_in_a_terminal_and_a_no_applies_nothing(project: Project):
     assert not (project.state_dir / "runtime" / "deployed.json").exists()
 
 
+@pytest.mark.slow
 def test_apply_yes_then_up_for_one_domain_then_destroy(capsys, project: Project):
     code, out, _ = run(capsys, "infra", "apply", "-y", "--json")
     applied = json.loads(out)
@@ -87,11 +94,13 @@ def test_apply_yes_then_up_for_one_domain_then_destroy(capsys, project: Project)
             ("service", "backend-api"), ("service", "website"))}
 
 
+@pytest.mark.slow
 def test_up_for_an_unknown_domain_fails_at_the_plan(capsys, project: Project):
     code, out, _ = run(capsys, "infra", "up", "--domain", "nope.allthingslinux.org")
     assert code == 1 and "no enabled domain nope.allthingslinux.org" in out
 
 
+@pytest.mark.slow
 def test_drift_reports_heals_and_exits_accordingly(capsys, project: Project):
     code, out, err = run(capsys, "infra", "drift")
     assert code == 1 and "has anything been deployed?" in err
@@ -144,12 +153,14 @@ def test_commands_have_help(capsys):
         assert code == 0 and "usage: atl infra" in out
 
 
+@pytest.mark.slow
 def test_json_output_is_the_only_output(project: Project):
     result = subprocess.run([ATL, "infra", "plan", "--json"], capture_output=True, text=True, cwd=project.root,
                             env={**os.environ, "ATL_PROJECT_DIR": str(project.root)}, check=False)
     assert result.returncode == 0 and json.loads(result.stdout)["status"] == "SUCCESS"
 
 
+@pytest.mark.slow
 def test_a_plan_that_deletes_waits_for_approval_and_says_how_to_give_it(capsys, project: Project, tmp_path: Path):
     """`plan` made its plan: exit 0, the destroy check held (HOLD, not FAIL). `apply -f FILE` stops
     and names the command that approves that same file, not the project's domains.yml."""

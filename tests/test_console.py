@@ -39,6 +39,8 @@ from tests.dagster_dev import LAUNCH, RUNS, START_TIMEOUT, GraphQL
 from tests.postgres import free_port
 from tests.test_security import listening_sockets
 
+pytestmark = pytest.mark.slow  # `atl utils console`: dagster dev and Caddy, Chromium
+
 ATL = Path(sys.executable).with_name("atl")
 ATTACKER = "http://attacker.example"
 TUNNEL = "localhost:8080"  # `ssh -L 8080:127.0.0.1:PORT`, say: the module's console is told this name

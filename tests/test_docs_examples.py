@@ -43,6 +43,7 @@ def test_the_docs_have_examples():
     assert len(sessions()) >= 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("where", "block"), sessions(), ids=[where for where, _ in sessions()])
 def test_a_documented_session_prints_what_it_shows(where: str, block: str, example: Project):
     for command, documented in steps(block):

@@ -15,6 +15,7 @@ from tests.test_cli import run
 CANARY = "canary-Dr4kT9mV"
 
 
+@pytest.mark.slow
 def test_a_ready_machine(capsys, project: Project):
     project.ensure_instance()
     code, out, _ = run(capsys, "utils", "doctor", "--json")
@@ -26,6 +27,7 @@ def test_a_ready_machine(capsys, project: Project):
     assert set(document["checks"][0]) == {"name", "ok", "detail", "fix"}
 
 
+@pytest.mark.slow
 def test_tools_missing_from_path_are_named_with_their_fix(capsys, project: Project, monkeypatch, tmp_path):
     project.ensure_instance()
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -37,6 +39,7 @@ def test_tools_missing_from_path_are_named_with_their_fix(capsys, project: Proje
     assert "ok    caddy" in out  # from the virtualenv, not PATH
 
 
+@pytest.mark.slow
 def test_a_port_another_program_holds(capsys, project: Project):
     port = project_port(project, "https_port")
     with socket.create_server(("127.0.0.1", port)):
@@ -46,6 +49,7 @@ def test_a_port_another_program_holds(capsys, project: Project):
     assert "set target.https_port in domains.yml to a free port" in out
 
 
+@pytest.mark.slow
 def test_a_fresh_clone_has_no_instance_yet_and_that_is_no_failure(capsys, project: Project):
     code, out, _ = run(capsys, "utils", "doctor", "--json")
     document = json.loads(out)

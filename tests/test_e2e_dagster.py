@@ -22,6 +22,8 @@ from tests.dagster_dev import TERMINAL, DagsterDev
 from tests.git_helpers import Remote
 from tests.runtime_helpers import through_lb
 
+pytestmark = pytest.mark.slow  # dagster dev, git, the deployed stack, Chromium
+
 STAGES = ["domain_config", "validated_config", "terraform_plan", "terraform_apply", "service_deployment",
           "health_check", "monitoring", "certificates"]
 API = "api.allthingslinux.org"

@@ -44,6 +44,7 @@ def test_a_bug_fails_the_stage_with_its_traceback(project: Project, monkeypatch:
     assert f"its traceback is in the logs of run {outcome.run_id}" in stage.detail
 
 
+@pytest.mark.slow
 def test_a_domain_error_fails_the_stage_with_its_message_only(project: Project, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("ATL_GIT_REMOTE", raising=False)  # and the project is in no git repository
     stages = []
@@ -56,6 +57,7 @@ def test_a_domain_error_fails_the_stage_with_its_message_only(project: Project, 
     assert [(stage.status, stage.detail) for stage in stages] == [("failed", message)]
 
 
+@pytest.mark.slow
 def test_supervisord_refusing_or_gone_is_a_supervisor_error(project: Project):
     supervisor = deployed_runtime(project).supervisor
     supervisor.ensure_running("")

@@ -7,6 +7,8 @@ import signal
 import socket
 from pathlib import Path
 
+import pytest
+
 from atl_pipeline.cli import main
 from atl_pipeline.config import load_config
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
@@ -25,6 +27,8 @@ from tests.runtime_helpers import (
     wait_until_served,
 )
 from tests.terraform_helpers import BackgroundApply, kill_terraform_in
+
+pytestmark = pytest.mark.slow  # faults injected into the deployed stack's processes
 
 API = "api.allthingslinux.org"
 

@@ -16,6 +16,8 @@ from atl_pipeline.orchestration.runner import deploy_subset, stages_until
 from atl_pipeline.project import Project
 from tests.git_helpers import Remote
 
+pytestmark = pytest.mark.slow  # git on a bare repository (one pure test rides along)
+
 
 @pytest.fixture
 def remote(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Remote:

@@ -31,6 +31,7 @@ TEMPLATES = REPO / "terraform_templates"
 GiB = 2**30
 
 
+@pytest.mark.slow
 def test_the_example_renders_to_exactly_the_expected_resources(tmp_path: Path):
     config = load_config(EXAMPLE).config
     rendered = render(config, TEMPLATES)
@@ -93,6 +94,7 @@ def test_the_lowest_tls_version_is_the_zones_when_set(write):
     assert parse(rendered.files["main.tf"])["locals"][0]["min_tls_version"] == "1.2"
 
 
+@pytest.mark.slow
 def test_the_acme_delegation_names_hetzners_nameservers_without_their_trailing_dot(tmp_path: Path):
     """Hetzner's API gives `authoritative_nameservers.assigned` fully qualified (the provider's own
     fixture: "hydrogen.ns.hetzner.com."); Cloudflare stores an NS record's content without the dot,
@@ -241,6 +243,7 @@ def test_a_mail_name_is_never_proxied(write):
     assert rendered.inputs["hcloud"]["records"]["mail.allthingslinux.org"] == {"proxied": False, "ttl": 300}
 
 
+@pytest.mark.slow
 def test_hostile_text_in_the_ssh_key_comment_stays_a_string(write, tmp_path: Path):
     comment = 'ops ${file("/etc/passwd")} %{ if true }x%{ endif } "quoted" \\'
     text = re.sub(r"ssh_public_key: (\S+ \S+) .*", lambda m: f"ssh_public_key: '{m.group(1)} {comment}'",
@@ -251,6 +254,7 @@ def test_hostile_text_in_the_ssh_key_comment_stays_a_string(write, tmp_path: Pat
     assert unformatted(rendered, tmp_path) == []
 
 
+@pytest.mark.slow
 def test_planning_without_the_providers_says_what_to_do_and_never_shows_a_token(project, monkeypatch):
     canaries = {"HCLOUD_TOKEN": "hcloud-canary-7Rk2", "CLOUDFLARE_API_TOKEN": "cloudflare-canary-9Qw4"}
     for name, value in canaries.items():
@@ -335,6 +339,7 @@ def grouped_text(text: str, groups: str = GROUPS, chat: str = CHAT) -> str:
     return text + CHAT_DOMAIN
 
 
+@pytest.mark.slow
 def test_server_groups_tcp_ports_internal_and_external_services_render(write, tmp_path: Path):
     loaded = grouped(write)
     assert validate(loaded).findings == ()
@@ -500,6 +505,7 @@ def _expression(parsed: str) -> str:
     return parsed[2:-1] if parsed.startswith("${") else parsed
 
 
+@pytest.mark.slow
 def test_each_record_and_zone_setting_is_in_its_own_zone(write, tmp_path: Path):
     """The longest zone wins (docs.allthingslinux.org); SSL strict only where a record of that zone is proxied;
     the lowest TLS version in each zone holding a record; a zone with only an external name is left alone."""
@@ -519,6 +525,7 @@ def test_each_record_and_zone_setting_is_in_its_own_zone(write, tmp_path: Path):
         "atl.chat": {"zone_id": CHAT_ID, "value": "1.2"}}  # atl.wiki: no record there
 
 
+@pytest.mark.slow
 def test_each_certificate_domain_is_delegated_to_a_hetzner_zone_of_its_own_zone(write, tmp_path: Path):
     """The challenge of each certificate domain is answered in a Hetzner zone named like the Cloudflare zone the
     domain is in, and delegated there from that zone; the certificate holds every zone's domains."""
@@ -543,6 +550,7 @@ def test_each_certificate_domain_is_delegated_to_a_hetzner_zone_of_its_own_zone(
                                          "${cloudflare_dns_record.acme_delegation_zones}"]
 
 
+@pytest.mark.slow
 def test_adding_zones_moves_nothing_of_the_first_and_all_under_zones_is_keyed(write, tmp_path: Path):
     """A file of one zone declares exactly what it always did (the golden files, and the set in the first test);
     with `zones` added, the resources of `zone` keep their addresses and the others are keyed by zone; with every

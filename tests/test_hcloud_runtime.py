@@ -42,6 +42,8 @@ from tests.ports import free_port
 from tests.sshd import Sshd, new_key
 from tests.test_hcloud import CHAT, GROUPS, grouped_text
 
+pytestmark = pytest.mark.slow  # a real sshd, ssh and Caddy (three pure tests ride along)
+
 EXAMPLE = REPO / "examples" / "hcloud" / "domains.yml"
 RAW_SERVERS = {"node-1": {"private_ip": "10.0.1.2", "ipv4": "127.0.0.1"},  # as Terraform's `servers` output
                "node-2": {"private_ip": "10.0.1.3", "ipv4": "127.0.0.2"}}

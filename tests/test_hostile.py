@@ -17,6 +17,8 @@ from tests.runtime_helpers import wait_until_served
 from tests.test_loader import HOSTILE
 from tests.worst_cases import atl
 
+pytestmark = pytest.mark.slow  # hostile files against a deployed stack
+
 API = "api.allthingslinux.org"
 
 

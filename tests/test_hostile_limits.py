@@ -11,6 +11,8 @@ import pytest
 
 from tests.worst_cases import WORST_CASES, atl
 
+pytestmark = pytest.mark.slow  # each worst case, up to the size limit, through `atl` in a child process: seconds each
+
 MEMORY = 512 * 2**20
 OUTPUT = 64 * 1024
 LOCATED = re.compile(r"^\S+:\d+:\d+: \S")

@@ -54,6 +54,7 @@ def changed(before: str, after: str) -> list[str]:
 # the real file
 
 
+@pytest.mark.slow
 def test_the_real_file_imports_validates_and_renders(write):
     result = import_file(REAL)
     assert result.ok, result.findings
@@ -87,6 +88,7 @@ def test_the_real_file_matches_its_golden_import():
     assert GOLDEN.read_text() == text
 
 
+@pytest.mark.slow
 def test_the_golden_import_renders_to_its_golden_terraform(tmp_path: Path):
     """The imported file's Terraform for hcloud: a server group per domain id and per piece of shared
     infrastructure, the names routed to their services, the TCP ports on the load balancer, and each record in its

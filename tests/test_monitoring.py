@@ -24,6 +24,8 @@ from atl_pipeline.runtime.local import deployed_runtime
 from atl_pipeline.targets import target_of
 from tests.ports import free_port, service_ports
 
+pytestmark = pytest.mark.slow  # promtool, Prometheus and the blackbox exporter on a deployed stack
+
 API_PORT, WEB_PORT = service_ports()  # the example's services' first ports in this test process
 
 RULES = resources.files("atl_pipeline.monitoring")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, materialize
 
 from atl_pipeline.defs.config_stages import domain_config, validated_config
@@ -23,6 +24,7 @@ def latest_metadata(instance: DagsterInstance, key: str) -> dict:
     return {name: value.value for name, value in event.asset_materialization.metadata.items()}
 
 
+@pytest.mark.slow
 def test_a_deploy_run_materializes_both_stages_with_metadata(project: Project):
     stages = []
     outcome = run_deploy(project, on_stage=stages.append)
@@ -60,6 +62,7 @@ def test_a_failing_validation_stops_later_stages_in_the_same_run(project: Projec
     assert not (project.state_dir / "terraform").exists()
 
 
+@pytest.mark.slow
 def test_a_stage_rematerialized_alone_loads_its_input_from_the_last_run(project: Project):
     assert run_deploy(project).success
     first = hashlib.sha256(project.domains_file.read_bytes()).hexdigest()

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from atl_pipeline.project import Project
 from tests.runtime_helpers import clash_ports
 from tests.test_cli import run
 
 
+@pytest.mark.slow
 def test_the_example_is_clean(capsys, project: Project):
     assert run(capsys, "quality", "lint") == (0, "domains.yml: clean\n", "")
 
 
+@pytest.mark.slow
 def test_style_findings_are_located_and_fixed(capsys, project: Project):
     text = project.domains_file.read_text()
     lines = text.split("\n")
@@ -47,6 +51,7 @@ def test_rule_findings(capsys, project: Project):
     assert code == 1 and f"[rules] services 'backend-api' and 'website' both use port {clashing}" in out
 
 
+@pytest.mark.slow
 def test_rendered_terraform_that_fmt_would_rewrite(capsys, project: Project):
     template = project.templates_dir / "local" / "main.tf.j2"
     template.write_text(template.read_text().replace("  for_each = local.services", "  for_each   = local.services"))

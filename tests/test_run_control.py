@@ -31,6 +31,8 @@ from atl_pipeline.runtime.caddy import base_config
 from atl_pipeline.runtime.local import deployed_runtime
 from tests.runtime_helpers import through_lb
 
+pytestmark = pytest.mark.slow  # Dagster runs through Terraform and the deployed stack
+
 NO_DRIFT = AssetCheckKey(AssetKey("service_deployment"), "no_drift")
 
 

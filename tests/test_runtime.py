@@ -35,6 +35,8 @@ from tests.runtime_helpers import (
     wait_until_served,
 )
 
+pytestmark = pytest.mark.slow  # supervisord, Caddy and replicas
+
 API, WWW, DOCS = "api.allthingslinux.org", "www.allthingslinux.org", "docs.allthingslinux.org"
 ASSETS = list(loaded().assets)
 

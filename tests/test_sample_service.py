@@ -8,7 +8,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.ports import free_port
+
+pytestmark = pytest.mark.slow  # the sample service as a process
 
 
 def test_a_replica_told_to_stop_serves_its_open_connections_until_the_proxy_has_moved_on():

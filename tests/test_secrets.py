@@ -28,6 +28,8 @@ from tests.conftest import REPO
 from tests.git_helpers import HttpRemote, Remote
 from tests.terraform_helpers import use_pg
 
+pytestmark = pytest.mark.slow  # Terraform and a git HTTP server
+
 PG_CANARY = "canary-pg%zzQ7"
 TOKENS = {"HCLOUD_TOKEN": "hcloud-canary-7Rk2", "CLOUDFLARE_API_TOKEN": "cloudflare-canary-9Qw4"}
 GIT_CANARY = "git-canary-4Tp8"

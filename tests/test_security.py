@@ -34,6 +34,7 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Project:
     kill_stack(project)
 
 
+@pytest.mark.slow
 def test_every_process_of_the_stack_listens_on_loopback_only(monitored: Project):
     """Caddy (its admin API included), Prometheus, the blackbox exporter and every replica."""
     project = monitored
@@ -73,6 +74,7 @@ def _address(hex_address: str) -> tuple[str, int]:
     return ("::1" if host == "00000000000000000000000001000000" else f"ipv6:{host}"), int(port, 16)
 
 
+@pytest.mark.slow
 def test_caddys_admin_api_refuses_a_foreign_origin(monitored: Project):
     """A web page the operator visits cannot reconfigure the load balancer (DNS rebinding, CSRF)."""
     admin = deployed_runtime(monitored).lb.admin_url
@@ -83,6 +85,7 @@ def test_caddys_admin_api_refuses_a_foreign_origin(monitored: Project):
     assert wait_until_served(monitored, API).ok
 
 
+@pytest.mark.slow
 def test_no_web_page_can_stop_change_or_read_prometheus(monitored: Project):
     """No HTTP lifecycle API (a page could post /-/quit or /-/reload), no admin API (a page could
     delete series), and no other origin may read its API."""
@@ -96,6 +99,7 @@ def test_no_web_page_can_stop_change_or_read_prometheus(monitored: Project):
     assert query.ok and "Access-Control-Allow-Origin" not in query.headers
 
 
+@pytest.mark.slow
 def test_no_web_page_can_use_the_blackbox_exporter(monitored: Project):
     """It has no origin check: a page could make it reload, or probe a URL of the page's choosing
     (and read the probe's log from a name rebound to 127.0.0.1). It asks for a password Prometheus has."""
@@ -115,6 +119,7 @@ def test_no_web_page_can_use_the_blackbox_exporter(monitored: Project):
     assert probes and {t["health"] for t in probes} == {"up"}
 
 
+@pytest.mark.slow
 def test_the_monitoring_stage_reloads_prometheus_with_a_signal(monitored: Project):
     runtime = deployed_runtime(monitored)
     pid = next(p["pid"] for p in runtime.supervisor.processes() if p["name"] == "prometheus")
@@ -131,6 +136,7 @@ def test_the_monitoring_stage_reloads_prometheus_with_a_signal(monitored: Projec
     assert "scrape_interval: 3s" in config  # the new configuration, in the process that was running
 
 
+@pytest.mark.slow
 def test_no_value_of_domains_yml_reaches_a_shell(monitored: Project):
     """Shell syntax in a service's command reaches the replica as its literal arguments."""
     project = monitored

@@ -24,6 +24,8 @@ from tests.ports import service_ports
 from tests.terraform_helpers import BackgroundApply, held_lock, use_pg, wait_for_terraform_in
 from tests.test_secrets import readable
 
+pytestmark = pytest.mark.slow  # Terraform on a PostgreSQL server
+
 API_PORT, WEB_PORT = service_ports()  # the example's services' first ports in this test process
 
 CANARY = "canary-Zq8vX3pL"

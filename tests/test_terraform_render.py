@@ -49,6 +49,7 @@ def test_hcl_literals():
         hcl(1.5)
 
 
+@pytest.mark.slow
 def test_the_example_renders_to_checked_and_formatted_terraform(tmp_path: Path):
     config = load_config(REPO / "domains.yml").config
     rendered = render(config, TEMPLATES)
@@ -60,6 +61,7 @@ def test_the_example_renders_to_checked_and_formatted_terraform(tmp_path: Path):
     assert set(rendered.inputs["domains"]) == {d.name for d in config.domains}
 
 
+@pytest.mark.slow
 def test_hostile_values_stay_plain_strings_through_terraform(write, tmp_path: Path):
     arguments = ["app", *(a.replace("{", "{{").replace("}", "}}") for a in HOSTILE_ARGUMENTS)]  # literal braces
     config = example(write, arguments)

@@ -46,6 +46,7 @@ def remove_www_and_docs(project: Project) -> None:
     project.domains_file.write_text(text[:text.index('  - name: "www')])
 
 
+@pytest.mark.slow
 def test_plan_apply_then_nothing_left_to_do(project: Project):
     first = make_plan(project, validated(project), "first")
     assert first.summary.counts == {"create": 5, "update": 0, "replace": 0, "delete": 0}
@@ -66,6 +67,7 @@ def test_plan_apply_then_nothing_left_to_do(project: Project):
     assert not terraform(project, again.state, "production").drifted()
 
 
+@pytest.mark.slow
 def test_changing_one_domain_updates_exactly_its_resource(project: Project):
     apply_plan(project, make_plan(project, validated(project), "first"))
     text = project.domains_file.read_text()
@@ -78,6 +80,7 @@ def test_changing_one_domain_updates_exactly_its_resource(project: Project):
     assert apply_plan(project, plan).outputs.domains["docs.allthingslinux.org"].monitoring is False
 
 
+@pytest.mark.slow
 def test_scaling_a_service_updates_it_and_its_domain_in_place(project: Project):
     apply_plan(project, make_plan(project, validated(project), "first"))
     edit(project, "replicas: 2", "replicas: 3")
@@ -86,6 +89,7 @@ def test_scaling_a_service_updates_it_and_its_domain_in_place(project: Project):
     assert apply_plan(project, plan).outputs.services["website"].ports == [WEB_PORT + r for r in range(3)]
 
 
+@pytest.mark.slow
 def test_a_new_port_or_tls_setting_replaces(project: Project):
     apply_plan(project, make_plan(project, validated(project), "first"))
     edit(project, f"port: {WEB_PORT}", f"port: {reserve_block()}")
@@ -99,6 +103,7 @@ def test_a_new_port_or_tls_setting_replaces(project: Project):
     assert plan.summary.destructive == plan.summary.changes
 
 
+@pytest.mark.slow
 def test_removing_a_domain_stops_at_the_destroy_gate_until_approved(project: Project):
     assert run_deploy(project, stages=stages_until("terraform_apply")).success
     runner = terraform(project, load_config(project.domains_file).config.state, "production")
@@ -129,6 +134,7 @@ def test_removing_a_domain_stops_at_the_destroy_gate_until_approved(project: Pro
     assert set(runner.outputs()["domains"]) == {"api.allthingslinux.org"}
 
 
+@pytest.mark.slow
 def test_a_plan_made_before_the_state_moved_is_not_applied(project: Project):
     config = validated(project)
     older = make_plan(project, config, "older")
@@ -145,6 +151,7 @@ def test_an_invalid_configuration_is_never_planned(project: Project):
     assert not (project.state_dir / "terraform").exists()
 
 
+@pytest.mark.slow
 def test_a_held_state_lock_is_reported_with_how_to_release_it(project: Project):
     plan = make_plan(project, validated(project), "first")
     with held_lock(plan.workdir):
@@ -155,6 +162,7 @@ def test_a_held_state_lock_is_reported_with_how_to_release_it(project: Project):
     assert "terraform force-unlock" in str(raised.value) and str(plan.workdir) in str(raised.value)
 
 
+@pytest.mark.slow
 def test_a_command_past_its_time_limit_is_interrupted_and_releases_its_lock(project: Project):
     plan = make_plan(project, validated(project), "first")
     runner = terraform(project, plan.state, "production")
