@@ -46,20 +46,9 @@ query Messages($runId: ID!) {
 }"""
 
 LAUNCH = """
-mutation Launch($job: String!, $tags: [ExecutionTag!]) {
+mutation Launch($job: String!, $tags: [ExecutionTag!], $assets: [AssetKeyInput!]) {
   launchRun(executionParams: {
-      selector: {repositoryLocationName: "atl", repositoryName: "__repository__", jobName: $job},
-      executionMetadata: {tags: $tags}}) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-  }
-}"""
-
-MATERIALIZE = """
-mutation Materialize($assets: [AssetKeyInput!], $tags: [ExecutionTag!]) {
-  launchRun(executionParams: {
-      selector: {repositoryLocationName: "atl", repositoryName: "__repository__", jobName: "__ASSET_JOB",
+      selector: {repositoryLocationName: "atl", repositoryName: "__repository__", jobName: $job,
                  assetSelection: $assets},
       executionMetadata: {tags: $tags}}) {
     __typename
@@ -127,7 +116,7 @@ class GraphQL:
 
     def materialize_selected(self, *assets: str) -> str:
         """What the asset graph's "Materialize selected" launches (the UI tags what it launches)."""
-        launched = self.graphql(MATERIALIZE, assets=[{"path": [asset]} for asset in assets],
+        launched = self.graphql(LAUNCH, job="__ASSET_JOB", assets=[{"path": [asset]} for asset in assets],
                                 tags=[{"key": "dagster/from_ui", "value": "true"}])["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         return launched["run"]["runId"]
