@@ -119,7 +119,7 @@ def test_drift_reports_heals_and_exits_accordingly(capsys, project: Project):
     state = project.state_dir / "terraform" / "production" / "terraform.tfstate"
     edited = json.loads(state.read_text())  # what Terraform manages, changed under its feet
     domain = next(r for r in edited["resources"] if r["name"] == "domain")["instances"][0]["attributes"]
-    domain["output"]["value"]["replicas"] = 9
+    domain["output"]["value"] = json.dumps({**json.loads(domain["output"]["value"]), "replicas": 9})  # one JSON string
     edited["serial"] += 1
     state.write_text(json.dumps(edited))
     code, out, _ = run(capsys, "infra", "drift", "--json")
