@@ -117,11 +117,12 @@ def test_a_stage_materialized_alone_is_followed_by_the_later_ones(stack: Stack):
 
 
 def wait_for_automation(stack: Stack, after: dict, until: set[str], timeout: float = 180) -> list[dict]:
-    """The automation sensor's finished runs since `after` ended, once they have run every stage of `until`."""
+    """The automation sensor's finished runs created since `after` was (it follows as soon as a stage
+    materializes, maybe before `after` ends), once they have run every stage of `until`."""
     deadline = time.monotonic() + timeout
     while True:
         runs = [run for run in stack.dev.runs({"atl/trigger": "automation"})
-                if run["creationTime"] > after["endTime"] and run["status"] in TERMINAL]
+                if run["creationTime"] > after["creationTime"] and run["status"] in TERMINAL]
         if {step for run in runs for step in stack.steps(run)} >= until:
             return runs
         assert time.monotonic() < deadline, f"automation ran {runs} after service_deployment alone, not {until}"
