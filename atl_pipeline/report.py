@@ -92,10 +92,12 @@ def validation_metadata(validated: ValidatedConfig) -> dict:
 
 def plan_metadata(plan: TerraformPlan) -> dict:
     rows = [(change.address, change.action) for change in plan.summary.changes]
-    return {"summary": plan.summary.describe(), **plan.summary.counts,
+    summary = "no changes: the files and the state are those of the last apply" if plan.unchanged else \
+        plan.summary.describe()
+    return {"summary": summary, **plan.summary.counts,
             "changes": Markdown(markdown_table(("address", "action"), rows) if rows else "No changes."),
             "change_list": [{"address": address, "action": action} for address, action in rows],
-            "plan_file": plan.plan_file}
+            "plan_file": plan.plan_file or "none: not planned"}
 
 
 def apply_metadata(applied: TerraformApply, plan: TerraformPlan) -> dict:

@@ -3,6 +3,7 @@ the destroy gate, stale plans and the state lock."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -61,10 +62,25 @@ def test_plan_apply_then_nothing_left_to_do(project: Project):
     assert applied.outputs.domains["www.allthingslinux.org"].url == "https://www.allthingslinux.org/"
 
     again = make_plan(project, validated(project), "again")
-    assert again.summary.changes == ()
+    assert again.summary.changes == () and again.unchanged  # the files and the state of the last apply
+    assert not (first.plan_file.parent / "again.tfplan").exists()  # Terraform was not asked
     noop = apply_plan(project, again)
     assert (noop.applied, noop.serial, noop.outputs) == (False, applied.serial, applied.outputs)
     assert not terraform(project, again.state, "production").drifted()
+
+
+@pytest.mark.slow
+def test_a_state_moved_since_the_last_apply_is_planned_again(project: Project):
+    apply_plan(project, make_plan(project, validated(project), "first"))
+    state = project.state_dir / "terraform" / "production" / "terraform.tfstate"
+    edited = json.loads(state.read_text())  # another writer of the state (a person, another tool)
+    edited["serial"] += 1
+    state.write_text(json.dumps(edited))
+
+    again = make_plan(project, validated(project), "again")
+    assert not again.unchanged and again.plan_file.is_file()
+    assert apply_plan(project, again).serial == edited["serial"]
+    assert make_plan(project, validated(project), "third").unchanged
 
 
 @pytest.mark.slow
