@@ -44,6 +44,7 @@ class TerraformPlan:
     state: State  # the backend settings, secrets as references only
     environment: str
     provider_secrets: tuple[tuple[str, str], ...] = ()  # (environment variable, secret reference)
+    partial: bool = False  # of one domain (`-target`), or destroying: its apply leaves no record
 
     @property
     def unchanged(self) -> bool:
@@ -118,7 +119,7 @@ def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destro
         summary = PlanSummary.from_show_json(runner.show(plan_file))
         _prune(plans)
     return TerraformPlan(runner.workdir, plan_file, summary, changed, destroy_approved, config.state,
-                         config.environment, tokens)
+                         config.environment, tokens, partial=bool(domain or destroy))
 
 
 def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:
@@ -135,8 +136,11 @@ def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:
         if plan.changed:
             runner.apply(plan.plan_file)
         outputs, serial = runner.outputs(), runner.state_serial()
-        record = {"files": _digest(runner.workdir), "serial": serial, "outputs": outputs}
-        replace_file(runner.workdir / LAST_APPLY, json.dumps(record))
+        record = runner.workdir / LAST_APPLY
+        if plan.partial:  # the state now holds only part of the files: the next run plans them all
+            record.unlink(missing_ok=True)
+        else:
+            replace_file(record, json.dumps({"files": _digest(runner.workdir), "serial": serial, "outputs": outputs}))
         return TerraformApply(Outputs.parse(outputs), serial, applied=plan.changed)
 
 
