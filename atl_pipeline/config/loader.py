@@ -89,17 +89,17 @@ def _field_hint(key: str, fields: list[str]) -> str:
 def _message(error: Any, word: str | None) -> str:
     """Pydantic's message, or for a value YAML read as another type than the field's, what it was
     read as and how to write it. `word` is what was written for a boolean or null."""
-    value, kind = error["input"], error["type"]
-    if kind == "string_type" and isinstance(value, bool):
+    value, error_type = error["input"], error["type"]
+    if error_type == "string_type" and isinstance(value, bool):
         return (f"{word!r} was read as the boolean {str(value).lower()}: YAML reads yes, no, on, off, true and "
                 f"false unquoted as booleans; quote it: \"{word}\"")
-    if kind == "string_type" and value is None:
+    if error_type == "string_type" and value is None:
         return f"{'nothing' if not word else repr(word)} was written, which YAML reads as null; write a value"
-    if kind == "int_type" and isinstance(value, str):
+    if error_type == "int_type" and isinstance(value, str):
         return integer_hint(value)
-    if kind == "int_type" and isinstance(value, bool):
+    if error_type == "int_type" and isinstance(value, bool):
         return f"{word!r} is a boolean to YAML, not a number: write a whole number such as 3"
-    if kind == "bool_type":
+    if error_type == "bool_type":
         return f"{_shown(str(value))} is not a boolean: write true or false, unquoted"
     message: str = error["msg"].removeprefix("Value error, ")
     return message[0].lower() + message[1:]
