@@ -15,15 +15,15 @@ from atl_pipeline.defs.drift import DRIFT_JOB
 from atl_pipeline.orchestration.stage import DEPLOY_JOB
 
 
-@dg.definitions
-def defs() -> dg.Definitions:
-    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
-
-
 @functools.cache
 def loaded() -> dg.Definitions:
-    """The definitions, once per process (outside Dagster's own loading: the CLI, the tests)."""
+    """The definitions, once per process (the CLI and the tests use them too)."""
     return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return loaded()
 
 
 def deploy_job() -> dg.JobDefinition:

@@ -140,7 +140,8 @@ def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:
         if plan.partial:  # the state now holds only part of the files: the next run plans them all
             record.unlink(missing_ok=True)
         else:
-            replace_file(record, json.dumps({"files": _digest(runner.workdir), "serial": serial, "outputs": outputs}))
+            files = {path.name: path.read_text() for path in runner.workdir.glob("*.tf")}  # as planned
+            replace_file(record, json.dumps({"files": _digest(files), "serial": serial, "outputs": outputs}))
         return TerraformApply(Outputs.parse(outputs), serial, applied=plan.changed)
 
 
@@ -166,12 +167,12 @@ def _last_apply(workdir: Path, rendered: Rendered) -> bool:
         serial = json.loads((workdir / "terraform.tfstate").read_text())["serial"]
     except (OSError, ValueError, KeyError):
         return False
-    return _written_before(rendered, workdir) and last.get("files") == _digest(workdir) and last.get("serial") == serial
+    return last.get("files") == _digest(rendered.files) and last.get("serial") == serial
 
 
-def _digest(workdir: Path) -> str:
-    files = sorted((path.name, path.read_bytes()) for path in workdir.glob("*.tf"))
-    return hashlib.sha256(json.dumps([(name, text.hex()) for name, text in files]).encode()).hexdigest()
+def _digest(files: dict[str, str]) -> str:
+    """Of the Terraform files, by name."""
+    return hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()
 
 
 def _prune(plans: Path) -> None:
