@@ -19,7 +19,11 @@ With `--before REF` the same three changes are run first with the local target's
 templates of that git revision, then with the working tree's, and the table gains the
 ratio before/after of each figure.
 
-    python bench/scale.py [--domains 1000] [--before REF] [--parallelism N]
+    python bench/scale.py [--domains 1000] [--before REF] [--backend local|pg] [--parallelism N]
+
+`--backend pg` keeps the state in a throwaway PostgreSQL server on loopback (Terraform's pg
+backend, as `state: {backend: pg}` configures it), which writes the state at the end of the
+apply (and every 20 s during it) rather than after each resource.
 
 `--parallelism N` passes `-parallelism=N` to every plan and apply (Terraform's default is 10).
 At 1,000 domains one run takes a few minutes; `--before` with the old templates, longer.
@@ -48,6 +52,7 @@ from atl_pipeline.config import load_config  # noqa: E402
 from atl_pipeline.project import Project  # noqa: E402
 from atl_pipeline.terraform import stages  # noqa: E402
 from atl_pipeline.validation import validate  # noqa: E402
+from tests.postgres import PostgresServer  # noqa: E402
 
 TEMPLATES = REPO / "terraform_templates"
 MEMORY = "memory: 512Mi"
@@ -56,9 +61,13 @@ _terraform = stages.terraform
 stages.terraform = lambda *args, **kwargs: dataclasses.replace(_terraform(*args, **kwargs), timeout=TIMEOUT)
 
 
-def changes(domains: int) -> dict[str, str]:
+PG_STATE = "state: {{backend: pg, conn_str: 'env:ATL_BENCH_STATE_PG', schema_name: {schema}}}\n"
+
+
+def changes(domains: int, backend: str, schema: str) -> dict[str, str]:
     """Each step's domains.yml: from scratch, one domain's monitoring switched off, every domain's memory changed."""
-    text = generate(domains)
+    state = PG_STATE.format(schema=schema) if backend == "pg" else ""
+    text = generate(domains).replace("services:\n", state + "services:\n", 1)
     return {
         "from scratch": text,
         "one domain": text.replace("monitoring: true", "monitoring: false", 1),
@@ -66,12 +75,12 @@ def changes(domains: int) -> dict[str, str]:
     }
 
 
-def run(domains: int, templates: Path, root: Path) -> dict[str, tuple[str, float, float, int]]:
+def run(domains: int, templates: Path, root: Path, backend: str) -> dict[str, tuple[str, float, float, int]]:
     """Per step: the plan's counts, plan seconds, apply seconds and state bytes."""
     project = Project(root)
     shutil.copytree(templates, project.templates_dir)
     figures = {}
-    for step, text in changes(domains).items():
+    for step, text in changes(domains, backend, f"bench_{root.name}").items():
         project.domains_file.write_text(text)
         validated = validate(load_config(project.domains_file))
         start = time.perf_counter()
@@ -80,9 +89,15 @@ def run(domains: int, templates: Path, root: Path) -> dict[str, tuple[str, float
         stages.apply_plan(project, plan)
         applied = time.perf_counter()
         counts = ", ".join(f"{n} {action}" for action, n in plan.summary.counts.items() if n)
-        state = plan.workdir / "terraform.tfstate"
-        figures[step] = (counts, planned - start, applied - planned, state.stat().st_size)
+        figures[step] = (counts, planned - start, applied - planned, state_bytes(plan.workdir, backend))
     return figures
+
+
+def state_bytes(workdir: Path, backend: str) -> int:
+    """The size of the state as Terraform serializes it (`terraform state pull`, whichever the backend)."""
+    env = {**os.environ, "PG_CONN_STR": os.environ["ATL_BENCH_STATE_PG"]} if backend == "pg" else None
+    return len(subprocess.run(["terraform", "state", "pull"], cwd=workdir, env=env, check=True,
+                              capture_output=True).stdout)
 
 
 def old_templates(ref: str, into: Path) -> Path:
@@ -97,6 +112,7 @@ def main() -> None:
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     options.add_argument("--domains", type=int, default=1_000)
     options.add_argument("--before", metavar="REF", help="also run the templates of this git revision, first")
+    options.add_argument("--backend", choices=["local", "pg"], default="local", help="where Terraform keeps its state")
     options.add_argument("--parallelism", type=int, help="Terraform's -parallelism for plan and apply")
     options.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = options.parse_args()
@@ -104,13 +120,20 @@ def main() -> None:
         for command in ("plan", "apply"):
             os.environ[f"TF_CLI_ARGS_{command}"] = f"-parallelism={args.parallelism}"
 
-    with tempfile.TemporaryDirectory(prefix="atl-bench-") as tmp:
-        before = None
-        if args.before:
-            before = run(args.domains, old_templates(args.before, Path(tmp)), Path(tmp) / "before")
-        after = run(args.domains, TEMPLATES, Path(tmp) / "after")
+    postgres = PostgresServer().start() if args.backend == "pg" else None
+    if postgres:
+        os.environ["ATL_BENCH_STATE_PG"] = postgres.url
+    try:
+        with tempfile.TemporaryDirectory(prefix="atl-bench-") as tmp:
+            before = None
+            if args.before:
+                before = run(args.domains, old_templates(args.before, Path(tmp)), Path(tmp) / "before", args.backend)
+            after = run(args.domains, TEMPLATES, Path(tmp) / "after", args.backend)
+    finally:
+        if postgres:
+            postgres.stop()
 
-    print(f"\n{args.domains:,} domains, local target, local state backend, "
+    print(f"\n{args.domains:,} domains, local target, {args.backend} state backend, "
           f"parallelism {args.parallelism or 'default (10)'}" + (f"; before: {args.before}" if before else ""))
     columns = {"step": 12, "changes": 18, "plan s": 7, "apply s": 8, "state KB": 8}
     if before:

@@ -19,6 +19,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 from atl_pipeline.cli import main
 from atl_pipeline.definitions import loaded
 from atl_pipeline.defs.runtime_stages import health_check
+from atl_pipeline.health import PROBES
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.orchestration.stage import APPROVE_DESTROY_TAG
 from atl_pipeline.project import Project
@@ -221,11 +222,34 @@ def test_the_health_check_probes_every_domain_through_caddy(stack: Project):
     stages = []
     assert run_deploy(stack, on_stage=stages.append).success
     health = next(s for s in stages if s.stage == "health_check")
-    assert re.fullmatch(r"3/3 domains healthy; average \d+\.\d ms, error rate 0\.00%", health.detail)
+    assert re.fullmatch(r"3/3 domains healthy; average \d+\.\d ms, error rate 0\.00%; deployment unchanged",
+                        health.detail)
     instance = DagsterInstance.from_config(str(stack.dagster_home))
     metadata = instance.get_latest_materialization_event(AssetKey("health_check")).asset_materialization.metadata
     assert f"| {API} | backend-api | ok |" in metadata["domains"].value
     assert "| average response | < 100 ms |" in metadata["slo"].value
+
+
+def test_with_nothing_deployed_since_each_domain_is_probed_once_and_still_checked(stack: Project):
+    def probes() -> int:
+        event = DagsterInstance.from_config(str(stack.dagster_home)).get_latest_materialization_event(
+            AssetKey("health_check"))
+        return event.asset_materialization.metadata["probes_per_domain"].value
+
+    def stop_website() -> None:
+        runtime = deployed_runtime(stack)
+        runtime.supervisor.rpc.stopProcessGroup(next(iter(runtime.groups()["website"])).name, True)
+
+    assert run_deploy(stack).success and probes() == 1  # nothing changed since the fixture's deployment
+    stop_website()
+    result = materialize(ASSETS, selection=[health_check], instance=DagsterInstance.from_config(
+        str(stack.dagster_home)), raise_on_error=False, resources=stage_resources(stack, settle_seconds=1.0))
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed and f"{WWW}: " in evaluation.description  # one probe, still a check
+
+    assert run_deploy(stack).success and probes() == PROBES  # the website started again: a deployment
+    edit(stack, "monitoring: true", "monitoring: false")
+    assert run_deploy(stack).success and probes() == PROBES  # a Terraform change alone: one too
 
 
 def test_a_release_broken_for_its_site_is_rolled_back_by_the_health_check(stack: Project):

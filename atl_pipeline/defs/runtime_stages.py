@@ -23,7 +23,7 @@ from dagster import (
 )
 
 from atl_pipeline.certificates import CertificateCheck, check_certificates
-from atl_pipeline.health import DomainHealth, probe_domains
+from atl_pipeline.health import PROBES, DomainHealth, probe_domains
 from atl_pipeline.monitoring.prometheus import MonitoringReport
 from atl_pipeline.orchestration.resources import ProjectResource, TargetResource
 from atl_pipeline.orchestration.stage import GROUP, POOL, RETRY, metadata, stage_errors
@@ -48,7 +48,8 @@ def service_deployment(context: AssetExecutionContext, validated_config: Validat
     with stage_errors():
         runtime = target.of(validated_config.loaded.config).runtime(project.as_project(), outputs)
         outcomes = runtime.deploy(outputs.services, outputs.domains)
-    deployment = Deployment(tuple(outcomes), runtime.frontend, outputs.services, outputs.domains)
+    changed = terraform_apply.applied or any(outcome.action != "unchanged" for outcome in outcomes)
+    deployment = Deployment(tuple(outcomes), runtime.frontend, outputs.services, outputs.domains, changed)
     return Output(deployment, metadata=metadata(context, deployment_metadata(outcomes, runtime.frontend)))
 
 
@@ -58,13 +59,15 @@ def service_deployment(context: AssetExecutionContext, validated_config: Validat
 def health_check(context: AssetExecutionContext, validated_config: ValidatedConfig, service_deployment: Deployment,
                  project: ProjectResource,
                  target: TargetResource) -> Iterator[Output[list[DomainHealth]] | AssetCheckResult]:
-    """Every domain probed through the load balancer as a client would; a failing changed
-    service rolls back to its previous release."""
+    """Every domain probed through the load balancer as a client would (one request each when
+    nothing was deployed since the last check); a failing changed service rolls back to its
+    previous release."""
     deployment = service_deployment
+    probes = PROBES if deployment.changed else 1
     results = probe_domains(deployment.frontend, deployment.domains, deployment.services,
-                            settle=target.settle_seconds)
+                            settle=target.settle_seconds, probes=probes)
     failing = [result for result in results if not result.ok]
-    values = metadata(context, health_metadata(results))
+    values = metadata(context, health_metadata(results, deployment.changed))
     if releases := to_roll_back(deployment.outcomes, {result.service for result in failing}):
         with stage_errors():
             rolled_back = target.of(validated_config.loaded.config).runtime(project.as_project()).roll_back(releases)

@@ -68,6 +68,9 @@ class Deployment:
     frontend: Frontend
     services: Services
     domains: Domains
+    # Terraform applied a change, or a service was started, rolled, repaired or stopped; False
+    # when everything is as the last deployment left it (the defaults' value for older records)
+    changed: bool = True
 
 
 class Runtime(ABC):
