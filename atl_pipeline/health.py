@@ -6,13 +6,15 @@ hcloud, the CAs this machine trusts: the load balancer serves Let's Encrypt's). 
 domain's probes share one keep-alive connection, as a browser's requests would.
 Right after a deployment a domain may need a moment (a certificate being issued, health
 checks finding new replicas): the first successful answer is awaited for a bounded settle
-window, then a fixed number of probes measure the latency.
+window, then a fixed number of probes measure the latency (one, for a domain the deployment
+left as it was: nothing changed for it since the last check).
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -68,12 +70,14 @@ def probe_domain(frontend: Frontend, domain: str, ssl: bool, service: str, path:
     return DomainHealth(domain, service, probes, failures, tuple(latencies), error, requests=sent + probes)
 
 
-def probe_domains(frontend: Frontend, domains: Domains, services: Services, **options) -> list[DomainHealth]:
-    """Every domain of Terraform's `domains` output, probed concurrently."""
+def probe_domains(frontend: Frontend, domains: Domains, services: Services, once: Collection[str] = (),
+                  **options) -> list[DomainHealth]:
+    """Every domain of Terraform's `domains` output, probed concurrently; those in `once` (which the
+    deployment left as they were) with one probe, to see that they still answer."""
     def one(item: tuple[str, DomainOutput]) -> DomainHealth:
         name, domain = item
         return probe_domain(frontend, name, domain.ssl, domain.service, services[domain.service].health_path,
-                            **options)
+                            **options, **({"probes": 1} if name in once else {}))
 
     with ThreadPoolExecutor(max_workers=max(1, min(32, len(domains)))) as pool:
         return list(pool.map(one, sorted(domains.items())))

@@ -222,7 +222,7 @@ def test_the_health_check_probes_every_domain_through_caddy(stack: Project):
     stages = []
     assert run_deploy(stack, on_stage=stages.append).success
     health = next(s for s in stages if s.stage == "health_check")
-    assert re.fullmatch(r"3/3 domains healthy; average \d+\.\d ms, error rate 0\.00%; deployment unchanged",
+    assert re.fullmatch(r"3/3 domains healthy; average \d+\.\d ms, error rate 0\.00%; 3 unchanged, probed once",
                         health.detail)
     instance = DagsterInstance.from_config(str(stack.dagster_home))
     metadata = instance.get_latest_materialization_event(AssetKey("health_check")).asset_materialization.metadata
@@ -230,26 +230,31 @@ def test_the_health_check_probes_every_domain_through_caddy(stack: Project):
     assert "| average response | < 100 ms |" in metadata["slo"].value
 
 
-def test_with_nothing_deployed_since_each_domain_is_probed_once_and_still_checked(stack: Project):
-    def probes() -> int:
+def test_a_domain_the_deployment_left_as_it_was_is_probed_once_and_still_checked(stack: Project):
+    def probes() -> dict[str, int]:  # per domain, from the metadata's table
         event = DagsterInstance.from_config(str(stack.dagster_home)).get_latest_materialization_event(
             AssetKey("health_check"))
-        return event.asset_materialization.metadata["probes_per_domain"].value
+        rows = event.asset_materialization.metadata["domains"].value.splitlines()[2:]
+        return {cells[1].strip(): int(cells[4]) for cells in (row.split("|") for row in rows)}
 
     def stop_website() -> None:
         runtime = deployed_runtime(stack)
         runtime.supervisor.rpc.stopProcessGroup(next(iter(runtime.groups()["website"])).name, True)
 
-    assert run_deploy(stack).success and probes() == 1  # nothing changed since the fixture's deployment
+    assert run_deploy(stack).success  # nothing changed since the fixture's deployment
+    assert probes() == {API: 1, WWW: 1, DOCS: 1}
     stop_website()
     result = materialize(ASSETS, selection=[health_check], instance=DagsterInstance.from_config(
         str(stack.dagster_home)), raise_on_error=False, resources=stage_resources(stack, settle_seconds=1.0))
     (evaluation,) = result.get_asset_check_evaluations()
     assert not evaluation.passed and f"{WWW}: " in evaluation.description  # one probe, still a check
 
-    assert run_deploy(stack).success and probes() == PROBES  # the website started again: a deployment
-    edit(stack, "monitoring: true", "monitoring: false")
-    assert run_deploy(stack).success and probes() == PROBES  # a Terraform change alone: one too
+    assert run_deploy(stack).success  # the website's replicas started again: its domains are measured
+    assert probes() == {API: 1, WWW: PROBES, DOCS: PROBES}
+    text = stack.domains_file.read_text()  # the first domain's monitoring switched off: its output changes
+    stack.domains_file.write_text(text.replace("monitoring: true", "monitoring: false", 1))
+    assert run_deploy(stack).success
+    assert probes() == {API: PROBES, WWW: 1, DOCS: 1}
 
 
 def test_a_release_broken_for_its_site_is_rolled_back_by_the_health_check(stack: Project):

@@ -23,12 +23,12 @@ from dagster import (
 )
 
 from atl_pipeline.certificates import CertificateCheck, check_certificates
-from atl_pipeline.health import PROBES, DomainHealth, probe_domains
+from atl_pipeline.health import DomainHealth, probe_domains
 from atl_pipeline.monitoring.prometheus import MonitoringReport
 from atl_pipeline.orchestration.resources import ProjectResource, TargetResource
 from atl_pipeline.orchestration.stage import GROUP, POOL, RETRY, metadata, stage_errors
 from atl_pipeline.report import certificate_metadata, deployment_metadata, health_metadata, monitoring_metadata
-from atl_pipeline.runtime.rolling import Deployment, to_roll_back
+from atl_pipeline.runtime.rolling import Deployment, settled_domains, to_roll_back
 from atl_pipeline.terraform.stages import TerraformApply
 from atl_pipeline.validation import ValidatedConfig
 
@@ -47,9 +47,10 @@ def service_deployment(context: AssetExecutionContext, validated_config: Validat
     outputs = terraform_apply.outputs
     with stage_errors():
         runtime = target.of(validated_config.loaded.config).runtime(project.as_project(), outputs)
+        before = runtime.deployed_domains()
         outcomes = runtime.deploy(outputs.services, outputs.domains)
-    changed = terraform_apply.applied or any(outcome.action != "unchanged" for outcome in outcomes)
-    deployment = Deployment(tuple(outcomes), runtime.frontend, outputs.services, outputs.domains, changed)
+    deployment = Deployment(tuple(outcomes), runtime.frontend, outputs.services, outputs.domains,
+                            settled_domains(before, outputs.domains, outcomes))
     return Output(deployment, metadata=metadata(context, deployment_metadata(outcomes, runtime.frontend)))
 
 
@@ -59,15 +60,13 @@ def service_deployment(context: AssetExecutionContext, validated_config: Validat
 def health_check(context: AssetExecutionContext, validated_config: ValidatedConfig, service_deployment: Deployment,
                  project: ProjectResource,
                  target: TargetResource) -> Iterator[Output[list[DomainHealth]] | AssetCheckResult]:
-    """Every domain probed through the load balancer as a client would (one request each when
-    nothing was deployed since the last check); a failing changed service rolls back to its
-    previous release."""
+    """Every domain probed through the load balancer as a client would (once, when the deployment
+    left it as it was); a failing changed service rolls back to its previous release."""
     deployment = service_deployment
-    probes = PROBES if deployment.changed else 1
     results = probe_domains(deployment.frontend, deployment.domains, deployment.services,
-                            settle=target.settle_seconds, probes=probes)
+                            settle=target.settle_seconds, once=deployment.settled)
     failing = [result for result in results if not result.ok]
-    values = metadata(context, health_metadata(results, deployment.changed))
+    values = metadata(context, health_metadata(results))
     if releases := to_roll_back(deployment.outcomes, {result.service for result in failing}):
         with stage_errors():
             rolled_back = target.of(validated_config.loaded.config).runtime(project.as_project()).roll_back(releases)

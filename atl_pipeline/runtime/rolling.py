@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,9 +68,16 @@ class Deployment:
     frontend: Frontend
     services: Services
     domains: Domains
-    # Terraform applied a change, or a service was started, rolled, repaired or stopped; False
-    # when everything is as the last deployment left it (the defaults' value for older records)
-    changed: bool = True
+    # the domains served as the last deployment left them: the same output, their service unchanged
+    settled: frozenset[str] = frozenset()
+
+
+def settled_domains(before: Domains, domains: Domains, outcomes: Iterable[ServiceOutcome]) -> frozenset[str]:
+    """The domains this deployment left as they were: the same output as before it, and a service
+    it did not start, roll or repair."""
+    unchanged = {outcome.name for outcome in outcomes if outcome.action == "unchanged"}
+    return frozenset(name for name, domain in domains.items()
+                     if before.get(name) == domain and domain.service in unchanged)
 
 
 class Runtime(ABC):
