@@ -89,6 +89,11 @@ def test_the_stack_is_monitored_and_a_stopped_replica_shows_as_down(project: Pro
             assert time.monotonic() < deadline, "Prometheus never probed the domain the stage checked directly"
             time.sleep(0.2)
 
+    project.domains_file.write_text(text[:docs] + text[docs:].replace("monitoring: true", "monitoring: false"))
+    removed = run_deploy(project)  # a probe removed only: a change, checked at once, not waited out
+    assert removed.success
+    assert removed.metadata["monitoring"]["verified"] != "unchanged: Prometheus's view checked"
+
     runtime = deployed_runtime(project)
     victim = next(p for p in runtime.supervisor.processes() if p["group"].startswith("svc_backend-api"))
     runtime.supervisor.rpc.stopProcess(f"{victim['group']}:{victim['name']}", True)

@@ -95,7 +95,7 @@ class Monitoring:
     def _apply(self, services: Services, domains: Domains) -> MonitoringReport:
         groups = self.target_groups(services, domains)
         changed = {name: self._replace_if_changed(candidate) for name, candidate in self._configurations(domains)}
-        new_targets = self._write_targets(groups)
+        rewritten, new_targets = self._write_targets(groups)
         started = self._ensure_programs()
         # a program (re)started just now read its new configuration; one that kept running reloads it
         stale = [program for program in ("blackbox", "prometheus") if changed[program] and not started[program]]
@@ -110,9 +110,10 @@ class Monitoring:
                 (self.root / name).unlink(missing_ok=True)
             raise
         expected = group_targets(groups)
-        if not (new_targets or any(changed.values()) or any(started.values())):
+        if not (rewritten or any(changed.values()) or any(started.values())):
             return self._wait_for_targets(False, expected, changed=False)
-        if not started["prometheus"] and new_targets and all(self._answers(target) for target in new_targets):
+        # new targets that answer (or none: only removed ones, which Prometheus drops by itself)
+        if not started["prometheus"] and all(self._answers(target) for target in new_targets):
             report = self._wait_for_targets(bool(stale), expected, timeout=VIEW_WAIT)
             if report.down and set(report.down) == set(report.pending):  # answered directly, not yet scraped
                 return dataclasses.replace(report, verified_by="direct", down=())
@@ -188,9 +189,10 @@ class Monitoring:
     def _targets_file(self, job: str) -> Path:
         return self.root / "targets" / f"{job}.json"
 
-    def _write_targets(self, groups: dict[str, list[dict]]) -> list[tuple[str, str, dict]]:
-        """Each job's targets file, replaced when it changed; the targets that were not in it before."""
-        new = []
+    def _write_targets(self, groups: dict[str, list[dict]]) -> tuple[bool, list[tuple[str, str, dict]]]:
+        """Each job's targets file, replaced when it changed: whether any was, and the targets that
+        were not in it before."""
+        rewritten, new = False, []
         (self.root / "targets").mkdir(parents=True, exist_ok=True)
         for job, job_groups in groups.items():
             path = self._targets_file(job)
@@ -198,8 +200,9 @@ class Monitoring:
             if job_groups != before:
                 replace_file(path, json.dumps(job_groups, indent=1))  # Prometheus reads it whole, never a part
                 known = group_targets({job: before})
-                new += [target for target in _each_target(job, job_groups) if target[:2] not in known]
-        return new
+                rewritten, new = True, new + [target for target in _each_target(job, job_groups)
+                                              if target[:2] not in known]
+        return rewritten, new
 
     def _answers(self, target: tuple[str, str, dict]) -> bool:
         """Whether a target answers when asked directly: a replica's metrics, or the exporter's probe of a domain."""
