@@ -120,17 +120,17 @@ def deployment_metadata(outcomes: Sequence[ServiceOutcome], frontend: Frontend) 
                              f"https://{frontend.address}:{frontend.https_port}"}
 
 
-def health_metadata(results: Sequence[DomainHealth]) -> dict:
+def health_metadata(results: Sequence[DomainHealth], probed_once: int = 0) -> dict:
     from atl_pipeline.health import SloReport
 
     slo = SloReport.of(list(results))
     healthy = sum(result.ok for result in results)
     rows = [(r.domain, r.service, "ok" if r.ok else f"FAIL: {r.error}", str(r.probes), f"{r.percentile(0.5):.1f}",
              f"{r.percentile(0.95):.1f}", f"{max(r.latencies_ms, default=float('nan')):.1f}") for r in results]
-    once = sum(result.probes == 1 for result in results)
     return {"summary": f"{healthy}/{len(results)} domains healthy; average {slo.average_ms:.1f} ms, "
-                       f"error rate {slo.error_rate:.2%}" + (f"; {once} unchanged, probed once" if once else ""),
-            "probed_once": once,
+                       f"error rate {slo.error_rate:.2%}"
+                       + (f"; {probed_once} unchanged, probed once" if probed_once else ""),
+            "probed_once": probed_once,
             "domains": Markdown(markdown_table(("domain", "service", "status", "probes", "p50 ms", "p95 ms",
                                                 "max ms"), rows)),
             "slo": Markdown(markdown_table(("key metric", "objective", "measured", "met"), slo.rows()))}

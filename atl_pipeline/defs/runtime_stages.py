@@ -66,7 +66,7 @@ def health_check(context: AssetExecutionContext, validated_config: ValidatedConf
     results = probe_domains(deployment.frontend, deployment.domains, deployment.services,
                             settle=target.settle_seconds, once=deployment.settled)
     failing = [result for result in results if not result.ok]
-    values = metadata(context, health_metadata(results))
+    values = metadata(context, health_metadata(results, len(deployment.settled)))
     if releases := to_roll_back(deployment.outcomes, {result.service for result in failing}):
         with stage_errors():
             rolled_back = target.of(validated_config.loaded.config).runtime(project.as_project()).roll_back(releases)
