@@ -27,6 +27,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -51,6 +52,7 @@ RELOAD_TIMEOUT = 10.0
 VIEW_WAIT = 0.5
 PROBE_JOB = "blackbox"
 TOOL_TIMEOUT = 60.0  # for promtool, the exporter's check and caddy hash-password
+ASKED_AT_ONCE = 8  # new targets asked directly at a time (a domain's probe is a TLS handshake)
 
 
 class MonitoringError(TargetError):
@@ -113,7 +115,7 @@ class Monitoring:
         if not (rewritten or any(changed.values()) or any(started.values())):
             return self._wait_for_targets(False, expected, changed=False)
         # new targets that answer (or none: only removed ones, which Prometheus drops by itself)
-        if not started["prometheus"] and all(self._answers(target) for target in new_targets):
+        if not started["prometheus"] and self._all_answer(new_targets):
             report = self._wait_for_targets(bool(stale), expected, timeout=VIEW_WAIT)
             if report.down and set(report.down) == set(report.pending):  # answered directly, not yet scraped
                 return dataclasses.replace(report, verified_by="direct", down=())
@@ -203,6 +205,10 @@ class Monitoring:
                 rewritten, new = True, new + [target for target in _each_target(job, job_groups)
                                               if target[:2] not in known]
         return rewritten, new
+
+    def _all_answer(self, targets: list[tuple[str, str, dict]]) -> bool:
+        with ThreadPoolExecutor(ASKED_AT_ONCE) as pool:
+            return all(pool.map(self._answers, targets))
 
     def _answers(self, target: tuple[str, str, dict]) -> bool:
         """Whether a target answers when asked directly: a replica's metrics, or the exporter's probe of a domain."""
