@@ -17,7 +17,7 @@ from atl_pipeline.cli import main
 from atl_pipeline.config import load_config
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
-from atl_pipeline.terraform.stages import TerraformApply, make_plan, terraform
+from atl_pipeline.terraform.stages import TerraformApply, apply_plan, make_plan, terraform
 from atl_pipeline.validation import validate
 from tests.conftest import copy_project
 from tests.ports import service_ports
@@ -114,6 +114,22 @@ def test_applies_from_two_machines_wait_for_each_other(tmp_path: Path, pg_url):
     assert waiting.finished_at > lock.released_at, "the apply did not wait for the lock"
     assert runner.outputs()["services"]["website"]["ports"] == [WEB_PORT, WEB_PORT + 1, WEB_PORT + 2]
     assert plan(second, "again").summary.changes == ()
+
+
+def test_the_same_files_over_a_state_no_one_moved_plan_nothing_and_another_machine_moving_it_plans(
+        tmp_path: Path, pg_url):
+    schema = f"atl_state_{next(_schemas)}"
+    first, second = copy_project(tmp_path / "first"), copy_project(tmp_path / "second")
+    for project in (first, second):
+        use_pg(project, SECRET_ENV, schema)
+    applied = apply_plan(first, plan(first, "first"))
+    assert plan(first, "again").unchanged  # not planned: the state's serial read back from PostgreSQL
+
+    second.domains_file.write_text(second.domains_file.read_text().replace("replicas: 2", "replicas: 3"))
+    assert apply_plan(second, plan(second, "second")).serial > applied.serial
+
+    moved = plan(first, "moved")  # the same files, but the state moved on another machine
+    assert not moved.unchanged and len(moved.summary.changes) == 3
 
 
 def test_concurrent_applies_of_plans_from_one_state_let_exactly_one_win(tmp_path: Path, pg_url):

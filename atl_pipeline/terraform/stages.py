@@ -3,9 +3,10 @@
 The working directory is `.atl/terraform/<environment>/`: the rendered files, Terraform's
 own `.terraform/`, the local state (with the local backend), `plans/`, which keeps the
 plan file of each run, and `last-apply.json`: what the last apply left (the rendered files'
-digest, the state's serial, the outputs). With the local backend, a plan of the same files
-over a state whose serial has not moved since is known to change nothing, and is not run:
-the world outside the state is compared by the scheduled drift check, not by every deploy.
+digest, the state's serial, the outputs). A plan of the same files over a state whose serial
+has not moved since (whoever wrote it: another machine, with the pg backend) is known to
+change nothing, and is not run: the world outside the state is compared by the scheduled
+drift check, not by every deploy.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destro
     tokens = target.provider_secrets()
     runner = terraform(project, config.state, config.environment, tokens)
     with project.lock():
-        if not (domain or destroy) and config.state.backend == "local" and _last_apply(runner.workdir, rendered):
+        if not (domain or destroy) and _last_apply(runner, rendered):
             return TerraformPlan(runner.workdir, None, PlanSummary(()), False, destroy_approved, config.state,
                                  config.environment, tokens)
         if not _written_before(rendered, runner.workdir):
@@ -160,14 +161,24 @@ def _written_before(rendered: Rendered, workdir: Path) -> bool:
     return {path.name: path.read_text() for path in workdir.glob("*.tf")} == rendered.files
 
 
-def _last_apply(workdir: Path, rendered: Rendered) -> bool:
-    """The last apply left exactly these files and the local state has not moved since."""
+def _last_apply(runner: Terraform, rendered: Rendered) -> bool:
+    """The last apply left exactly these files, and the state has not moved since."""
     try:
-        last = json.loads((workdir / LAST_APPLY).read_text())
-        serial = json.loads((workdir / "terraform.tfstate").read_text())["serial"]
-    except (OSError, ValueError, KeyError):
+        last = json.loads((runner.workdir / LAST_APPLY).read_text())
+    except (OSError, ValueError):
         return False
-    return last.get("files") == _digest(rendered.files) and last.get("serial") == serial
+    return last.get("files") == _digest(rendered.files) and last.get("serial") == _serial(runner)
+
+
+def _serial(runner: Terraform) -> int | None:
+    """The state's serial: read from the file of the local backend (no Terraform process), or
+    through `terraform state pull` from another backend."""
+    if runner.backend != "local":
+        return runner.state_serial()
+    try:
+        return json.loads((runner.workdir / "terraform.tfstate").read_text())["serial"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _digest(files: dict[str, str]) -> str:
