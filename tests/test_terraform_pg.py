@@ -190,6 +190,8 @@ def test_a_hung_lock_holder_is_reported_with_its_session_and_never_forced(projec
     assert run_deploy(project, stages=stages_until("terraform_apply")).success
     monkeypatch.setenv("ATL_LOCK_TIMEOUT", "2")
     held = "SELECT pid FROM pg_locks WHERE locktype = 'advisory'"
+    # a change to plan: the same files over the same state would not plan (nor lock) at all
+    project.domains_file.write_text(project.domains_file.read_text().replace("replicas: 2", "replicas: 3"))
 
     with held_lock(project.state_dir / "terraform" / "production", env={"PG_CONN_STR": pg_url}):
         holder = postgres.query(held)
