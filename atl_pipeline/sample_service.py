@@ -1,13 +1,15 @@
 """The sample service the example domains.yml runs: one process per replica.
 
-    python -m atl_pipeline.sample_service --port PORT [--unhealthy-for-host HOST]
+    python -m atl_pipeline.sample_service --port PORT [--unhealthy-for-host HOST] [--fail-after N]
 
 `/` names the service, release and replica (from ATL_SERVICE, ATL_RELEASE, ATL_REPLICA,
 which the local runtime sets); `/slow?ms=N` answers the same after N milliseconds (at most
 MAX_SLOW_MS: a request held open across a roll), to a GET or a POST (a form, which no proxy
 may send twice); `/healthz` answers 200, or 503 to requests
 for HOST (a release broken for one site, for tests: 127.0.0.1 is the runtime's own health
-gate); `/metrics` is in Prometheus text format.
+gate); `/metrics` is in Prometheus text format. With `--fail-after N`, `/` answers 500 once
+the replica has answered it N times, while `/healthz` stays 200: a release that passes the
+deployment's health gate and degrades later, as real regressions do.
 
 On SIGTERM it drains: for LINGER_SECONDS it goes on serving, answering `/healthz` with 503
 and closing each connection after its response, so that the load balancer's health checks
@@ -35,9 +37,11 @@ MAX_BODY = 64 * 1024
 
 
 class Service:
-    def __init__(self, unhealthy_for_host: str | None):
+    def __init__(self, unhealthy_for_host: str | None, fail_after: int | None = None):
         self.identity = {key: os.environ.get(f"ATL_{key.upper()}", "") for key in ("service", "release", "replica")}
         self.unhealthy_for_host = unhealthy_for_host
+        self.fail_after = fail_after
+        self.answered = 0  # requests for / answered so far
         self.started = time.time()
         self.lock = threading.Lock()
         self.requests: Counter[tuple[str, int]] = Counter()
@@ -47,6 +51,12 @@ class Service:
 
     def healthy_for(self, host: str) -> bool:
         return not self.draining and host.rsplit(":", 1)[0] != self.unhealthy_for_host
+
+    def degraded(self) -> bool:
+        """Whether this request for / fails: the replica has answered `fail_after` of them already."""
+        with self.lock:
+            self.answered += 1
+            return self.fail_after is not None and self.answered > self.fail_after
 
     def record(self, path: str, status: int, seconds: float) -> None:
         with self.lock:
@@ -91,6 +101,8 @@ class Handler(BaseHTTPRequestHandler):
                     self.headers.get("Host", "")) else (503, "unhealthy\n", "text/plain")
             elif path == "/metrics":
                 status, body, kind = 200, self.service.metrics(), "text/plain; version=0.0.4"
+            elif path == "/" and self.service.degraded():
+                status, body, kind = 500, "degraded\n", "text/plain"
             elif path == "/":
                 status, body, kind = 200, json.dumps(self.service.identity) + "\n", "application/json"
             else:
@@ -122,9 +134,9 @@ def _milliseconds(query: str) -> int:
     return int(value) if value.isascii() and value.isdigit() else 0
 
 
-def serve(port: int, unhealthy_for_host: str | None) -> None:
+def serve(port: int, unhealthy_for_host: str | None, fail_after: int | None = None) -> None:
     threading.stack_size(512 * 1024)  # many threads fit under the runtime's address-space limit
-    service = Service(unhealthy_for_host)
+    service = Service(unhealthy_for_host, fail_after)
     handler = type("BoundHandler", (Handler,), {"service": service})
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
@@ -147,9 +159,17 @@ def main() -> None:
     parser.add_argument("--unhealthy-for-host", metavar="HOST", help="answer /healthz for HOST with 503")
     parser.add_argument("--slow-start", metavar="SECONDS", type=float, default=0.0,
                         help="wait this long before listening, as a service warming up would")
+    parser.add_argument("--fail-after", metavar="N", type=_count,
+                        help="answer / with 500 after answering it N times (/healthz stays 200)")
     args = parser.parse_args()
     time.sleep(args.slow_start)
-    serve(args.port, args.unhealthy_for_host)
+    serve(args.port, args.unhealthy_for_host, args.fail_after)
+
+
+def _count(value: str) -> int:
+    if not (value.isascii() and value.isdigit()):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of requests, 0 or more")
+    return int(value)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The sample service's drain: what a replica must do on SIGTERM so that a roll loses no request."""
+"""The sample service's drain (what a replica must do on SIGTERM so that a roll loses no request),
+and the release that degrades after its deployment."""
 
 from __future__ import annotations
 
@@ -35,6 +36,25 @@ def test_a_replica_told_to_stop_serves_its_open_connections_until_the_proxy_has_
         answer = pooled.getresponse()
         assert (answer.status, answer.getheader("Connection")) == (200, "close")
         assert replica.wait(timeout=10) == 0
+    finally:
+        replica.kill()
+
+
+def test_a_release_told_to_fail_after_n_requests_fails_them_while_its_health_check_stays_green():
+    port = free_port()
+    replica = subprocess.Popen([sys.executable, "-m", "atl_pipeline.sample_service", "--port", str(port),
+                                "--fail-after", "3"])
+    try:
+        client = connect(port)
+        statuses = []
+        for path in ["/", "/healthz", "/", "/", "/", "/healthz", "/"]:
+            client.request("GET", path)
+            response = client.getresponse()
+            response.read()
+            statuses.append(response.status)
+        assert statuses == [200, 200, 200, 200, 500, 200, 500]
+        client.request("GET", "/metrics")
+        assert 'atl_sample_requests_total{path="/",code="500"} 2' in client.getresponse().read().decode()
     finally:
         replica.kill()
 
