@@ -201,9 +201,8 @@ class Monitoring:
             before = json.loads(path.read_text()) if path.exists() else []
             if job_groups != before:
                 replace_file(path, json.dumps(job_groups, indent=1))  # Prometheus reads it whole, never a part
-                known = group_targets({job: before})
-                rewritten, new = True, new + [target for target in _each_target(job, job_groups)
-                                              if target[:2] not in known]
+                rewritten, known = True, group_targets({job: before})
+                new += [target for target in _each_target(job, job_groups) if target[:2] not in known]
         return rewritten, new
 
     def _all_answer(self, targets: list[tuple[str, str, dict]]) -> bool:
