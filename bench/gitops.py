@@ -14,7 +14,8 @@ The same no-op run from the terminal (`atl infra up`, in-process) is timed as we
 
 A second table splits the seconds from the push to the first stage, read from the run's
 record and its events in the instance (medians over every push), each line with where the
-seconds go and whose they are.
+seconds go and whose they are. Any other run a push's run waited behind (the drift schedule's,
+every 10 minutes, holds the same pool) is named below it.
 
 With `--via hook` (the default) the bare repository's post-receive hook (`atl utils git-hook
 install`) tells a push receiver at once, and the sensor polls once a minute; with `--via poll`
@@ -171,7 +172,9 @@ def main() -> None:
             started, green, run = (statistics.median(column) for column in list(zip(*timings, strict=True))[:3])
             print(f"{name:<34} {started:>15.1f} {green:>13.1f} {run:>6.1f}")
         print(f"{'no-op, `atl infra up` (terminal)':<34} {'-':>15} {cli_noop(project):>13.1f} {'-':>6}")
-        print_run_start(DagsterInstance.from_config(str(project.dagster_home)), runs)
+        instance = DagsterInstance.from_config(str(project.dagster_home))
+        print_run_start(instance, runs)
+        print_waits(instance, [run_id for run_id, _ in runs + [first[3:]]])
         succeeded = True
     finally:
         receiver.shutdown()
@@ -191,6 +194,20 @@ def print_run_start(instance: DagsterInstance, runs: list[tuple[str, float]]) ->
     print(f"{'until':<15} {'s':>5}  where the seconds go")
     for (name, _, reason), seconds in zip(MILESTONES, phases, strict=True):
         print(f"{name:<15} {statistics.median(seconds):>5.2f}  {reason}")
+
+
+def print_waits(instance: DagsterInstance, pushed: list[str]) -> None:
+    """Each push's run that started while another run was in progress, with that run."""
+    records = instance.get_run_records()
+    for run_id in pushed:
+        run = next(record for record in records if record.dagster_run.run_id == run_id)
+        created = run.create_timestamp.timestamp()
+        behind = [other for other in records if other.dagster_run.run_id not in pushed and other.start_time
+                  and other.start_time < run.start_time and (other.end_time or float("inf")) > created]
+        for other in behind:
+            print(f"run {run_id[:8]} waited {run.start_time - created:.1f} s to start, behind "
+                  f"{other.dagster_run.job_name} run {other.dagster_run.run_id[:8]} "
+                  f"({other.dagster_run.tags.get('atl/trigger', 'no trigger tag')})")
 
 
 def cli_noop(project: Project) -> float:
