@@ -375,10 +375,10 @@ class _Importer:
                 self.refused.add(name)
                 continue
             self.declared[name] = merged
-            kind = self.catalog[name].kind if name in self.catalog else None
+            entry = self.catalog.get(name)
             self.decide(path, "mapped", f"services.{name}: declared in this file" + (
-                " (not in the catalog)" if kind is None else ", over the catalog's entry" if kind == "service"
-                else f", over the catalog's entry ({KINDS[kind]})"))
+                " (not in the catalog)" if entry is None else ", over the catalog's entry" if entry.is_service
+                else f", over the catalog's entry ({KINDS[entry.kind]})"))
 
     # global settings
 

@@ -278,17 +278,17 @@ class _Reader:
 
     def tagged(self, event: yaml.ScalarEvent, text: str) -> Any:
         """A scalar with an explicit core tag: its text must be what the tag says."""
-        kind = event.tag.removeprefix(_CORE)
-        if kind == "int" and _INTEGER.fullmatch(text):
+        tag = event.tag.removeprefix(_CORE)
+        if tag == "int" and _INTEGER.fullmatch(text):
             return int(text)
-        if kind == "bool" and text in _BOOLEANS:
+        if tag == "bool" and text in _BOOLEANS:
             return _BOOLEANS[text]
-        if kind == "null" and text in _NULLS:
+        if tag == "null" and text in _NULLS:
             return None
-        if kind == "float" and _FLOAT.fullmatch(text):
+        if tag == "float" and _FLOAT.fullmatch(text):
             return text  # no field is a float: the text written, for a quantity say
-        if kind in ("int", "bool", "null", "float"):
-            self.note(event, f"{_shown(text)} is not {_TAG_MEANS[kind]}, as its tag !!{kind} says; "
+        if tag in ("int", "bool", "null", "float"):
+            self.note(event, f"{_shown(text)} is not {_TAG_MEANS[tag]}, as its tag !!{tag} says; "
                       "correct the value or remove the tag")
         else:
             self.note(event, f"tag {_short(event.tag)} is not allowed: {_PLAIN_DATA}")
