@@ -81,8 +81,13 @@ class Terraform:
         return {name: output["value"] for name, output in raw.items()}
 
     def state_serial(self) -> int:
-        state = self.run("state", "pull").stdout
-        return json.loads(state)["serial"] if state.strip() else 0
+        return self.pulled()[1]
+
+    def pulled(self) -> tuple[dict, int]:
+        """The state's outputs (name -> value) and serial, from one `terraform state pull`."""
+        text = self.run("state", "pull").stdout
+        state = json.loads(text) if text.strip() else {}
+        return {name: output["value"] for name, output in state.get("outputs", {}).items()}, state.get("serial", 0)
 
     def drifted(self) -> bool:
         """A refresh-only plan: True when what exists differs from the state."""

@@ -136,7 +136,7 @@ def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:
             return TerraformApply(Outputs.parse(last["outputs"]), last["serial"], applied=False)
         if plan.changed:
             runner.apply(plan.plan_file)
-        outputs, serial = runner.outputs(), runner.state_serial()
+        outputs, serial = runner.pulled()
         record = runner.workdir / LAST_APPLY
         if plan.partial:  # the state now holds only part of the files: the next run plans them all
             record.unlink(missing_ok=True)
