@@ -8,12 +8,12 @@ servers' private network, so this machine sees the domains as their clients do, 
 the load balancer. A new configuration is checked with promtool before it replaces the
 running one, and is then reloaded, not restarted. The targets themselves are not in that
 configuration: Prometheus discovers them from files under `targets/` (one per job), which it
-watches and applies within a second of their change, where a reload's static targets take up to
-5 s. So a deployment that moves replicas or adds a domain rewrites those files only.
+watches, so a deployment that moves replicas or adds a domain rewrites those files only and
+reloads nothing. Its discovery passes changes on every 5 s, so its view may lag that long.
 
 When nothing changed, the stage checks Prometheus's view once and returns. When the targets
 changed, it asks each new one directly (a replica's metrics, the exporter's probe of a domain),
-then gives Prometheus's view a moment to agree; the report says which verified them. A target
+then gives Prometheus's view half a second to agree; the report says which verified them. A target
 that does not answer directly is waited for in Prometheus's view, as long as the timeout allows.
 """
 
@@ -206,17 +206,19 @@ class Monitoring:
         return rewritten, new
 
     def _all_answer(self, targets: list[tuple[str, str, dict]]) -> bool:
+        exporter = (BLACKBOX_USER, self._blackbox_password())
         with ThreadPoolExecutor(ASKED_AT_ONCE) as pool:
-            return all(pool.map(self._answers, targets))
+            return all(pool.map(lambda target: self._answers(target, exporter), targets))
 
-    def _answers(self, target: tuple[str, str, dict]) -> bool:
-        """Whether a target answers when asked directly: a replica's metrics, or the exporter's probe of a domain."""
+    def _answers(self, target: tuple[str, str, dict], exporter: tuple[str, str]) -> bool:
+        """Whether a target answers when asked directly: a replica's metrics, or the exporter's probe of
+        a domain (asked with `exporter`, its user and password)."""
         job, address, labels = target
         try:
             if "__param_module" in labels:
                 response = requests.get(f"http://127.0.0.1:{self.blackbox_port}/probe", timeout=10,
                                         params={"target": address, "module": labels["__param_module"]},
-                                        auth=(BLACKBOX_USER, self._blackbox_password()))
+                                        auth=exporter)
                 return response.ok and "\nprobe_success 1" in response.text
             return requests.get(f"http://{address}{labels.get('__metrics_path__', '/metrics')}", timeout=5).ok
         except requests.RequestException:
