@@ -73,7 +73,7 @@ class Verifier:
         key = self.secret.encode()
         if "x-atl-signature" in headers:
             timestamp = _fresh(headers.get("x-atl-timestamp", ""), now)
-            _expect(headers["x-atl-signature"], "sha256=" + _hex(key, timestamp.encode() + b"." + body))
+            _expect(headers["x-atl-signature"], sign(self.secret, body, timestamp))
             return "git hook", _required(headers, "x-atl-delivery"), True
         if "x-hub-signature-256" in headers:
             _expect(headers["x-hub-signature-256"], "sha256=" + _hex(key, body))
