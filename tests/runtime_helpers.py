@@ -24,7 +24,8 @@ def on_test_ports(project: Project) -> None:
     text = project.domains_file.read_text()
     moves = [(f"{name}: {port}", f"{name}: {free_port()}")
              for name, port in (("http_port", 8000), ("https_port", 8443), ("admin_port", 2019),
-                                ("prometheus_port", 9090), ("blackbox_port", 9115))]
+                                ("prometheus_port", 9090), ("blackbox_port", 9115),
+                                ("alertmanager_port", 9093))]
     api, web = service_ports()
     for old, new in [*moves, ("port: 8100", f"port: {api}"), ("port: 8200", f"port: {web}")]:
         assert old in text, old

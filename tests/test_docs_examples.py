@@ -24,7 +24,7 @@ from tests.conftest import REPO, copy_project, kill_stack
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```console\n(.*?)^```$", re.M | re.S)
 DEFAULT_PORTS = {"http_port": 8000, "https_port": 8443, "admin_port": 2019, "prometheus_port": 9090,
-                 "blackbox_port": 9115}
+                 "blackbox_port": 9115, "alertmanager_port": 9093}
 
 
 def sessions() -> list[tuple[str, str]]:

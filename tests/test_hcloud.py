@@ -420,7 +420,7 @@ def test_the_local_target_refuses_tcp_ports_and_honours_the_rest(write):
     text = (REPO / "domains.yml").read_text().replace(
         '    health: {path: /healthz}\n', '    health: {path: /healthz}\n    tcp_ports: [5222]\n', 1)
     findings = [(f.line, f.column, f.message) for f in validate(load_config(write(text))).findings]
-    assert findings == [(20, 16, "service 'backend-api': TCP ports are not supported on the local target (Caddy from "
+    assert findings == [(21, 16, "service 'backend-api': TCP ports are not supported on the local target (Caddy from "
                                  "PyPI proxies HTTP only; its TCP proxy is a plugin it is built without): deploy it to "
                                  "hcloud")]
 

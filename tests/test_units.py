@@ -221,6 +221,31 @@ def test_nothing_is_rolled_back_that_no_longer_runs_or_has_no_previous_release(t
     assert runtime.deploys == []
 
 
+def test_a_record_keeps_the_release_each_service_replaced_and_since_when_it_serves_the_current():
+    first = record_of({}, {"api": ServiceOutput(**output("api-1"))}, {"api": 0})
+    rolled = record_of(first, {"api": ServiceOutput(**output("api-2"))}, {"api": 1})
+    unchanged = record_of(rolled, {"api": ServiceOutput(**output("api-2"))}, {"api": 1})
+    assert first["previous"] == {}
+    assert rolled["previous"]["api"]["release"] == unchanged["previous"]["api"]["release"] == "api-1"
+    assert rolled["services"]["api"]["since"] > first["services"]["api"]["since"]
+    assert unchanged["services"]["api"]["since"] == rolled["services"]["api"]["since"]
+
+
+def test_a_held_roll_back_stays_until_terraform_asks_for_another_release(tmp_path):
+    runtime = Recording(tmp_path / "deployed.json")
+    runtime.deployed_file.write_text(json.dumps(RECORD))
+    runtime.roll_back({"api": "api-2"}, hold=True)
+    assert runtime.held() == {"api": "api-2"}
+    runtime.deployed_file.write_text(json.dumps({**RECORD, **record_of(
+        RECORD, {"api": ServiceOutput(**output("api-1"))}, {"api": 0}), "held": {"api": "api-2"}}))
+    asked = {"api": ServiceOutput(**output("api-2")), "web": ServiceOutput(**output("web-1"))}
+    assert runtime.desired(asked)["api"].release == "api-1"  # what Terraform still says: held back
+    assert runtime.desired({**asked, "api": ServiceOutput(**output("api-3"))})["api"].release == "api-3"
+    before = runtime.deployed()
+    assert record_of(before, {"api": ServiceOutput(**output("api-1"))}, {"api": 0})["held"] == {"api": "api-2"}
+    assert record_of(before, {"api": ServiceOutput(**output("api-3"))}, {"api": 1})["held"] == {}
+
+
 def test_without_a_deployment_nothing_runs_and_nothing_is_rolled_back(tmp_path):
     runtime = Recording(tmp_path / "deployed.json")
     assert (runtime.deployed(), runtime.deployed_services(), runtime.deployed_domains()) == ({}, {}, {})
@@ -231,7 +256,7 @@ def test_without_a_deployment_nothing_runs_and_nothing_is_rolled_back(tmp_path):
 def test_what_a_deployment_records_is_read_back(tmp_path, groups):
     services, domains = {"api": ServiceOutput(**output("api-2"))}, {"a.org": DomainOutput(**DOMAIN)}
     runtime = Recording(tmp_path / "deployed.json")
-    runtime.deployed_file.write_text(json.dumps({"services": record_of(services, {"api": 1}, groups),
+    runtime.deployed_file.write_text(json.dumps({**record_of({}, services, {"api": 1}, groups),
                                                  "domains": domains_record(domains)}))
     (api,) = runtime.deployed_services().values()
     assert (api.output(), api.slot, api.group) == (services["api"], 1, "api-2" if groups else "")

@@ -12,7 +12,8 @@ from atl_pipeline.config import load_config
 from atl_pipeline.findings import MAX_FINDINGS, ConfigError
 from atl_pipeline.validation import validate
 
-CAPACITY = "target: {kind: local, capacity: {cpu: '8', memory: 16Gi}, prometheus_port: 19090, blackbox_port: 19115}\n"
+CAPACITY = ("target: {kind: local, capacity: {cpu: '8', memory: 16Gi}, prometheus_port: 19090, blackbox_port: 19115, "
+            "alertmanager_port: 19093}\n")
 
 
 def findings(write, text: str) -> list[tuple[int, int, str]]:
@@ -133,7 +134,7 @@ def test_the_load_balancer_ports_differ(write):
     validated = validate(load_config(path))
     assert [str(f) for f in validated.findings] == [
         f"{path}:1:9: the target's ports must all differ: {{'http_port': 9000, 'https_port': 9000, 'admin_port': "
-        "2019, 'prometheus_port': 9090, 'blackbox_port': 9115}"]
+        "2019, 'prometheus_port': 9090, 'blackbox_port': 9115, 'alertmanager_port': 9093}"]
 
 
 @pytest.mark.parametrize(("port", "expected"), [

@@ -50,6 +50,7 @@ Port = Annotated[StrictInt, Field(ge=1024, le=65535)]
 SecretRef = Annotated[str, AfterValidator(check_secret_ref)]
 SqlName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 VolumePath = Annotated[str, Field(pattern=r"^(/[A-Za-z0-9._-]+)+$")]
+Duration = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,4}(s|m|h|d)$")]  # as Prometheus and Alertmanager write one
 
 def _argv_only(command: object) -> object:
     if isinstance(command, str):
@@ -242,12 +243,15 @@ class LocalTarget(_Model):
     """Prometheus on 127.0.0.1."""
     blackbox_port: Port = 9115
     """The blackbox exporter on 127.0.0.1."""
+    alertmanager_port: Port = 9093
+    """Alertmanager on 127.0.0.1."""
 
     @property
     def ports(self) -> dict[str, int]:
         """The ports on 127.0.0.1 that the target's processes listen on."""
         return {"http_port": self.http_port, "https_port": self.https_port, "admin_port": self.admin_port,
-                "prometheus_port": self.prometheus_port, "blackbox_port": self.blackbox_port}
+                "prometheus_port": self.prometheus_port, "blackbox_port": self.blackbox_port,
+                "alertmanager_port": self.alertmanager_port}
 
 
 HCLOUD_LOCATIONS = {"fsn1": "eu-central", "nbg1": "eu-central", "hel1": "eu-central", "ash": "us-east",
@@ -412,6 +416,8 @@ class HcloudTarget(_Model):
     """Prometheus on 127.0.0.1 of the machine that deploys: it probes the domains through the load balancer."""
     blackbox_port: Port = 9115
     """The blackbox exporter on 127.0.0.1 of the machine that deploys."""
+    alertmanager_port: Port = 9093
+    """Alertmanager on 127.0.0.1 of the machine that deploys."""
 
     @field_validator("ssh_public_key")
     @classmethod
@@ -432,7 +438,8 @@ class HcloudTarget(_Model):
     @property
     def ports(self) -> dict[str, int]:
         """The ports on 127.0.0.1 that the target's processes listen on."""
-        return {"prometheus_port": self.prometheus_port, "blackbox_port": self.blackbox_port}
+        return {"prometheus_port": self.prometheus_port, "blackbox_port": self.blackbox_port,
+                "alertmanager_port": self.alertmanager_port}
 
 
 class State(_Model):
@@ -470,6 +477,86 @@ class PrometheusSettings(_Model):
     """How long samples are kept (`15d`)."""
     scrape_interval: str = Field("2s", pattern=r"^[1-9][0-9]{0,3}s$")
     """How often every target is scraped and probed (`15s`); the SLO alerts' windows stay as they are."""
+    alert_window: Duration | None = None
+    """The window over which the SLO alerts average (default: their own, `5m`); shorter for tests and drills."""
+    alert_for: Duration | None = None
+    """How long every alert's condition must hold before it fires (default: each alert's own, 1 to 10 minutes)."""
+
+
+_EMAIL = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}$"
+
+
+class Webhook(_Model):
+    url: str = Field(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?$")
+    """Where Alertmanager posts each notification (JSON): `http(s)://host[:port]/path`, with no secret
+    in it (a query string or user part is refused); the secret goes in `token`."""
+    token: SecretRef | None = None
+    """`env:NAME`, NAME holding the token sent as `Authorization: Bearer`; written only to a 0600 file."""
+
+
+class Email(_Model):
+    to: str = Field(pattern=_EMAIL)
+    """Who gets the mail."""
+    sender: str = Field(pattern=_EMAIL)
+    """Its `From:` address."""
+    smarthost: str = Field(pattern=r"^[A-Za-z0-9.-]{1,253}:[0-9]{1,5}$")
+    """The SMTP server, `host:port`."""
+    username: str | None = Field(None, pattern=r"^[ -~]{1,256}$")
+    """The SMTP login, if the server asks for one."""
+    password: SecretRef | None = None
+    """`env:NAME`, NAME holding the SMTP password."""
+    require_tls: StrictBool = True
+    """STARTTLS required."""
+
+
+class Receiver(_Model):
+    """Where notifications go: a webhook, an email address, or both."""
+
+    webhook: Webhook | None = None
+    """A URL Alertmanager posts each notification to."""
+    email: Email | None = None
+    """An address Alertmanager mails each notification to."""
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> Receiver:
+        if not (self.webhook or self.email):
+            raise ValueError("a receiver needs a webhook or an email (or both)")
+        return self
+
+
+class Remediation(_Model):
+    """How the pipeline answers the alerts it can act on (docs/operating.md, "Alerts that act")."""
+
+    enabled: StrictBool = True
+    """Start a remediation run for each firing alert; off: alerts only notify."""
+    cooldown: Duration = "10m"
+    """At most one remediation per service in this long."""
+    after_deploy: Duration = "1h"
+    """A failing service is rolled back only this long after the deploy that changed it."""
+    max_failures: StrictInt = Field(2, ge=1, le=10)
+    """Failed remediations of a service's release before it is left to a person."""
+
+
+class Alerting(_Model):
+    """Alertmanager on the machine that deploys: where notifications go, and the remediation runs."""
+
+    receivers: dict[Identifier, Receiver] = {}
+    """Named receivers; each gets every notification. None: the alerts are still shown and acted on."""
+    group_by: list[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]] = ["alertname", "domain"]
+    """The labels that make alerts one notification."""
+    group_wait: Duration = "10s"
+    """How long a new group waits for more alerts before its first notification."""
+    group_interval: Duration = "1m"
+    """How long before a group's changes are notified."""
+    repeat_interval: Duration = "4h"
+    """How long before a notification still firing is sent again."""
+    remediation: Remediation = Remediation()
+    """The remediation runs' guard rails."""
+
+
+def duration_seconds(duration: str) -> float:
+    """A Duration (`90s`, `10m`, `4h`, `1d`) in seconds."""
+    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[duration[-1]]
 
 
 @dataclass(frozen=True)
@@ -499,6 +586,8 @@ class Config(_Model):
     """The domains, each answered by a service."""
     prometheus: PrometheusSettings = PrometheusSettings()
     """Prometheus's retention and scrape interval."""
+    alerting: Alerting = Alerting()
+    """Alertmanager's receivers and grouping, and the remediation runs."""
 
     @property
     def serving(self) -> list[Domain]:

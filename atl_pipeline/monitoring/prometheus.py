@@ -1,4 +1,4 @@
-"""Prometheus and the blackbox exporter under the local supervisord, bound to loopback.
+"""Prometheus, the blackbox exporter and Alertmanager under the local supervisord, bound to loopback.
 
 The configuration is generated from the deployment: a blackbox probe of each domain with
 `monitoring: true` through the target's load balancer (its own module, for its Host and
@@ -6,7 +6,7 @@ SNI, verified against the CA that issued the certificate) and, on the local targ
 serving replica's `/metrics` and Caddy's. On hcloud the replicas and routers listen on the
 servers' private network, so this machine sees the domains as their clients do, through
 the load balancer. A new configuration is checked with promtool before it replaces the
-running one, and is then reloaded, not restarted. The targets themselves are not in that
+running one (Alertmanager's with amtool), and is then reloaded, not restarted. The targets themselves are not in that
 configuration: Prometheus discovers them from files under `targets/` (one per job), which it
 watches, so a deployment that moves replicas or adds a domain rewrites those files only and
 reloads nothing. Its discovery passes changes on every 5 s, so its view may lag that long.
@@ -36,16 +36,19 @@ import requests
 import yaml
 
 from atl_pipeline import processes
-from atl_pipeline.config.model import PrometheusSettings
+from atl_pipeline.config.model import Config
 from atl_pipeline.files import replace_file
+from atl_pipeline.monitoring import alertmanager
 from atl_pipeline.project import state_files
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.rolling import Domains, Services, TargetError
 from atl_pipeline.runtime.supervisor import Supervisor
 
 BINARIES = {"prometheus": "prometheus", "promtool": "prometheus", "prometheus-blackbox-exporter":
-            "prometheus-blackbox-exporter"}  # binary -> Debian package
-BLACKBOX_USER = "prometheus"
+            "prometheus-blackbox-exporter", "prometheus-alertmanager": "prometheus-alertmanager",
+            "amtool": "prometheus-alertmanager"}  # binary -> Debian package
+PROGRAMS = ("blackbox", "alertmanager", "prometheus")  # Prometheus last: it sends to Alertmanager
+WEB_USER = "prometheus"  # the user Prometheus (and the pipeline) asks the exporter and Alertmanager as
 RELOAD_TIMEOUT = 10.0
 # seconds Prometheus's view has to agree with new targets that answered directly: its file discovery
 # passes new targets on every 5 s, so waiting longer would mostly wait for that; the next run checks again
@@ -68,6 +71,7 @@ class MonitoringUnavailable(MonitoringError):
 @dataclass(frozen=True)
 class MonitoringReport:
     prometheus_url: str
+    alertmanager_url: str
     targets_up: int
     targets_total: int
     rules_loaded: int
@@ -79,15 +83,17 @@ class MonitoringReport:
 
 
 class Monitoring:
-    def __init__(self, supervisor: Supervisor, frontend: Frontend, prometheus_port: int, blackbox_port: int,
-                 scraped: dict[str, list[dict]], settings: PrometheusSettings, timeout: float = 60.0):
+    def __init__(self, supervisor: Supervisor, frontend: Frontend, config: Config, scraped: dict[str, list[dict]],
+                 timeout: float = 60.0):
         """`scraped`: the static configs of each job Prometheus scrapes besides the probes; `timeout`:
         how long its targets have to be up."""
-        self.supervisor, self.frontend, self.scraped, self.settings = supervisor, frontend, scraped, settings
-        self.timeout = timeout
+        self.supervisor, self.frontend, self.scraped = supervisor, frontend, scraped
+        self.settings, self.alerting, self.timeout = config.prometheus, config.alerting, timeout
         self.root = supervisor.root / "monitoring"
-        self.prometheus_port, self.blackbox_port = prometheus_port, blackbox_port
-        self.url = f"http://127.0.0.1:{prometheus_port}"
+        self.prometheus_port, self.blackbox_port = config.target.prometheus_port, config.target.blackbox_port
+        self.alertmanager_port = config.target.alertmanager_port
+        self.url = f"http://127.0.0.1:{self.prometheus_port}"
+        self.alertmanager_url = f"http://127.0.0.1:{self.alertmanager_port}"
 
     def apply(self, services: Services, domains: Domains) -> MonitoringReport:
         """Check, install and (re)load the configuration; wait until Prometheus scrapes every target."""
@@ -100,16 +106,19 @@ class Monitoring:
         rewritten, new_targets = self._write_targets(groups)
         started = self._ensure_programs()
         # a program (re)started just now read its new configuration; one that kept running reloads it
-        stale = [program for program in ("blackbox", "prometheus") if changed[program] and not started[program]]
+        stale = [program for program in PROGRAMS if changed[program] and not started[program]]
         try:
             if "blackbox" in stale:
                 self._reload("blackbox", f"http://127.0.0.1:{self.blackbox_port}",
-                             "blackbox_exporter_config_last_reload", (BLACKBOX_USER, self._blackbox_password()))
+                             "blackbox_exporter_config_last_reload", (WEB_USER, self._password("blackbox")))
+            if "alertmanager" in stale:
+                self._reload("alertmanager", self.alertmanager_url, "alertmanager_config_last_reload",
+                             (WEB_USER, self._password("alertmanager")))
             if "prometheus" in stale:
                 self._reload("prometheus", self.url, "prometheus_config_last_reload")
         except MonitoringError:
-            for name in ("prometheus.yml", "blackbox.yml"):  # so the next run installs and reloads again
-                (self.root / name).unlink(missing_ok=True)
+            for program in PROGRAMS:  # so the next run installs and reloads again
+                (self.root / f"{program}.yml").unlink(missing_ok=True)
             raise
         expected = group_targets(groups)
         if not (rewritten or any(changed.values()) or any(started.values())):
@@ -123,32 +132,44 @@ class Monitoring:
         return self._wait_for_targets(bool(stale), expected)
 
     def check(self, domains: Domains) -> None:
-        """The next prometheus.yml and blackbox.yml written and checked; MonitoringError when refused."""
+        """The next configuration of each program written and checked; MonitoringError when refused."""
         self._configurations(domains, always_check=True)
 
     def _configurations(self, domains: Domains, always_check: bool = False) -> list[tuple[str, Path]]:
-        """The next prometheus.yml and blackbox.yml, checked by promtool and the exporter when they
-        differ from the running ones (those were checked when installed)."""
+        """The next prometheus.yml, blackbox.yml and alertmanager.yml, checked by promtool, the exporter and
+        amtool when they differ from the running ones (those were checked when installed)."""
         (self.root / "next").mkdir(parents=True, exist_ok=True)
-        self._blackbox_password()
+        for program in ("blackbox", "alertmanager"):
+            self._password(program)
         rules = self.root / "rules.yml"
-        with resources.as_file(resources.files("atl_pipeline.monitoring") / "rules.yml") as shipped:
-            shutil.copyfile(shipped, rules)
-        prometheus, blackbox = self.root / "next" / "prometheus.yml", self.root / "next" / "blackbox.yml"
+        replace_file(rules, yaml.safe_dump(alert_rules(self.settings.alert_window, self.settings.alert_for),
+                                           sort_keys=False))
+        prometheus, blackbox, manager = (self.root / "next" / f"{program}.yml"
+                                         for program in ("prometheus", "blackbox", "alertmanager"))
         prometheus.write_text(yaml.safe_dump(self.prometheus_config(rules), sort_keys=False))
         blackbox.write_text(yaml.safe_dump(self.blackbox_config(domains), sort_keys=False))
+        # it holds the receivers' secrets: readable by this user only, from its first byte
+        replace_file(manager, yaml.safe_dump(alertmanager.configuration(self.alerting, self.root / "secrets"),
+                                             sort_keys=False), mode=0o600)
         if always_check or not _same(prometheus, self.root / prometheus.name):
             self._check(_binary("promtool"), "check", "config", prometheus)
         if always_check or not _same(blackbox, self.root / blackbox.name):
             self._check(_binary("prometheus-blackbox-exporter"), "--config.check", f"--config.file={blackbox}")
-        return [("prometheus", prometheus), ("blackbox", blackbox)]
+        if always_check or not _same(manager, self.root / manager.name):
+            self._check(_binary("amtool"), "check-config", manager)
+        return [("prometheus", prometheus), ("blackbox", blackbox), ("alertmanager", manager)]
 
     def _ensure_programs(self) -> dict[str, bool]:
-        """Which of the two programs supervisord (re)started now, with the running configuration."""
+        """Which of the programs supervisord (re)started now, with the running configuration."""
         return {
             "blackbox": self.supervisor.ensure_program("blackbox", [
                 str(_binary("prometheus-blackbox-exporter")), f"--config.file={self.root / 'blackbox.yml'}",
-                f"--web.listen-address=127.0.0.1:{self.blackbox_port}", f"--web.config.file={self._blackbox_web}"]),
+                f"--web.listen-address=127.0.0.1:{self.blackbox_port}", f"--web.config.file={self._web('blackbox')}"]),
+            "alertmanager": self.supervisor.ensure_program("alertmanager", [
+                str(_binary("prometheus-alertmanager")), f"--config.file={self.root / 'alertmanager.yml'}",
+                f"--storage.path={self.root / 'alertmanager'}", f"--web.config.file={self._web('alertmanager')}",
+                f"--web.listen-address=127.0.0.1:{self.alertmanager_port}", f"--web.external-url={self.alertmanager_url}",
+                "--cluster.listen-address="]),  # one instance: no gossip port open on every interface
             "prometheus": self.supervisor.ensure_program("prometheus", [
                 str(_binary("prometheus")), f"--config.file={self.root / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
@@ -162,7 +183,10 @@ class Monitoring:
         jobs = [{"job_name": job, "file_sd_configs": [{"files": [str(self._targets_file(job))]}]}
                 for job in self.scraped]
         interval = self.settings.scrape_interval
+        manager = {"static_configs": [{"targets": [f"127.0.0.1:{self.alertmanager_port}"]}],
+                   "basic_auth": {"username": WEB_USER, "password_file": str(self._password_file("alertmanager"))}}
         return {"global": {"scrape_interval": interval, "evaluation_interval": interval},
+                "alerting": {"alertmanagers": [manager]},
                 "rule_files": [str(rules)], "scrape_configs": [*jobs, self._probe_job()]}
 
     def target_groups(self, services: Services, domains: Domains) -> dict[str, list[dict]]:
@@ -180,7 +204,7 @@ class Monitoring:
         return {
             "job_name": PROBE_JOB, "metrics_path": "/probe",
             "file_sd_configs": [{"files": [str(self._targets_file(PROBE_JOB))]}],
-            "basic_auth": {"username": BLACKBOX_USER, "password_file": str(self._blackbox_password_file)},
+            "basic_auth": {"username": WEB_USER, "password_file": str(self._password_file("blackbox"))},
             "relabel_configs": [
                 {"source_labels": ["__address__"], "target_label": "__param_target"},
                 {"source_labels": ["__param_target"], "target_label": "instance"},
@@ -206,7 +230,7 @@ class Monitoring:
         return rewritten, new
 
     def _all_answer(self, targets: list[tuple[str, str, dict]]) -> bool:
-        exporter = (BLACKBOX_USER, self._blackbox_password())
+        exporter = (WEB_USER, self._password("blackbox"))
         with ThreadPoolExecutor(ASKED_AT_ONCE) as pool:
             return all(pool.map(lambda target: self._answers(target, exporter), targets))
 
@@ -246,31 +270,30 @@ class Monitoring:
         current = self.root / candidate.name
         if _same(candidate, current):
             return False
-        shutil.copyfile(candidate, current)
+        replace_file(current, candidate.read_text(), mode=candidate.stat().st_mode & 0o777)
         return True
 
-    @property
-    def _blackbox_password_file(self) -> Path:
-        return self.root / "blackbox.password"
+    def _password_file(self, program: str) -> Path:
+        return self.root / f"{program}.password"
 
-    @property
-    def _blackbox_web(self) -> Path:
-        return self.root / "blackbox-web.yml"
+    def _web(self, program: str) -> Path:
+        return self.root / f"{program}-web.yml"
 
-    def _blackbox_password(self) -> str:
-        """The password the blackbox exporter asks of every request, made once. The exporter has no origin
-        check: without it any web page could make it reload, or probe a URL of the page's choosing."""
-        if not (self._blackbox_password_file.exists() and self._blackbox_web.exists()):
+    def _password(self, program: str) -> str:
+        """The password the blackbox exporter or Alertmanager asks of every request, made once. Neither
+        checks a request's origin (Alertmanager allows any): without it any web page could make the
+        exporter probe a URL of its choosing, or silence Alertmanager's alerts."""
+        password_file, web = self._password_file(program), self._web(program)
+        if not (password_file.exists() and web.exists()):
             password = secrets.token_urlsafe(32)
             # Caddy's bcrypt; a random password needs no high cost, and the exporter caches the check
             hashed = _run([Path(sys.executable).parent / "caddy", "hash-password", "--algorithm", "bcrypt",
                            "--bcrypt-cost", "10"], input=f"{password}\n")
             if hashed.returncode != 0:
                 raise MonitoringError(f"caddy hash-password failed: {hashed.stderr.strip()[:2000]}")
-            self._blackbox_password_file.touch(mode=0o600)
-            self._blackbox_password_file.write_text(password)
-            self._blackbox_web.write_text(yaml.safe_dump({"basic_auth_users": {BLACKBOX_USER: hashed.stdout.strip()}}))
-        return self._blackbox_password_file.read_text()
+            replace_file(password_file, password, mode=0o600)
+            web.write_text(yaml.safe_dump({"basic_auth_users": {WEB_USER: hashed.stdout.strip()}}))
+        return password_file.read_text()
 
     def _reload(self, program: str, url: str, metric: str, auth: tuple[str, str] | None = None) -> None:
         """SIGHUP through supervisord, then wait until the program reports the reload in its metrics.
@@ -323,8 +346,8 @@ class Monitoring:
             rules = sum(len(group["rules"]) for group in groups)
             if targets and not down and rules or time.monotonic() > deadline:
                 total = len(targets) + len(missing)
-                return MonitoringReport(self.url, total - len(down), total, rules, reloaded, tuple(sorted(down)),
-                                        changed, pending=tuple(sorted(pending)))
+                return MonitoringReport(self.url, self.alertmanager_url, total - len(down), total, rules, reloaded,
+                                        tuple(sorted(down)), changed, pending=tuple(sorted(pending)))
             time.sleep(0.2)
 
 
@@ -336,6 +359,20 @@ def _run(argv: Sequence[object], **options) -> processes.CompletedProcess:
     except processes.TimeoutExpired:
         raise MonitoringError(f"{Path(str(argv[0])).name} took longer than {TOOL_TIMEOUT:.0f} s; the running "
                               "monitoring configuration was kept") from None
+
+
+def alert_rules(window: str | None, hold: str | None) -> dict:
+    """The shipped rules, with the SLO alerts' averaging window and every alert's `for:` replaced when
+    given (shorter for tests and drills; the shipped file stays what promtool's unit tests test)."""
+    with resources.as_file(resources.files("atl_pipeline.monitoring") / "rules.yml") as shipped:
+        rules = yaml.safe_load(shipped.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if window:
+                rule["expr"] = rule["expr"].replace("[5m]", f"[{window}]")
+            if hold:
+                rule["for"] = hold
+    return rules
 
 
 def group_targets(groups: dict[str, list[dict]]) -> set[tuple[str, str]]:

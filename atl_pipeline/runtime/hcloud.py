@@ -103,7 +103,7 @@ class HcloudRuntime(Runtime):
     def deploy(self, services: Services, domains: Domains) -> list[ServiceOutcome]:
         """Make what the servers run match Terraform's `services` and `domains` outputs."""
         with self.project.lock():
-            return self._deploy(services, domains)
+            return self._deploy(self.desired(services), domains)
 
     def _deploy(self, services: Services, domains: Domains) -> list[ServiceOutcome]:
         if not self.servers:
@@ -229,8 +229,8 @@ class HcloudRuntime(Runtime):
     def _record(self, domains: Domains, new: list[Release]) -> None:
         outputs = Outputs(servers=self.servers, load_balancer=self.load_balancer).as_json()
         state = {**outputs, "domains": domains_record(domains),
-                 "services": record_of({name: spec for name, spec, _ in new}, {name: slot for name, _, slot in new}),
-                 "previous": self.deployed().get("services", {})}
+                 **record_of(self.deployed(), {name: spec for name, spec, _ in new},
+                             {name: slot for name, _, slot in new})}
         self.deployed_file.parent.mkdir(parents=True, exist_ok=True)
         replace_file(self.deployed_file, json.dumps(state, indent=2))
 
@@ -247,6 +247,7 @@ class HcloudRuntime(Runtime):
         have a check), no other, and the router's configuration as declared."""
         if not self.servers:
             return []
+        services = self.desired(services)
         groups = [(name, spec, self._slot(name, spec)) for name, spec in services.items()]
         routers = self._router(services, domains)
         with ThreadPoolExecutor(max_workers=len(self.servers)) as pool:

@@ -147,7 +147,7 @@ class LocalRuntime(Runtime):
     def deploy(self, services: Services, domains: Domains) -> list[ServiceOutcome]:
         """Make what runs match Terraform's `services` and `domains` outputs."""
         with self.project.lock():
-            return self._deploy(services, domains)
+            return self._deploy(self.desired(services), domains)
 
     def _deploy(self, services: Services, domains: Domains) -> list[ServiceOutcome]:
         self.start()
@@ -254,7 +254,7 @@ class LocalRuntime(Runtime):
             return ["supervisord is not running: no service and no load balancer runs"]
         found = []
         running = self.groups()
-        for name, spec in sorted(services.items()):
+        for name, spec in sorted(self.desired(services).items()):
             current = [g for g in running.get(name, []) if g.release == spec.release]
             if not current:
                 found.append(f"service {name}: release {spec.release} is not running")
@@ -315,10 +315,9 @@ class LocalRuntime(Runtime):
         if self.caddy.config() != config:
             self.caddy.load(config)
         record = {"ports": self.target.ports, "domains": domains_record(domains),
-                  "services": record_of({name: services[name] for name in serving},
-                                        {name: group.slot for name, group in serving.items()},
-                                        {name: group.name for name, group in serving.items()}),
-                  "previous": self.deployed().get("services", {})}
+                  **record_of(self.deployed(), {name: services[name] for name in serving},
+                              {name: group.slot for name, group in serving.items()},
+                              {name: group.name for name, group in serving.items()})}
         replace_file(self.deployed_file, json.dumps(record, indent=2))
 
     def _outcomes(self, services: dict[str, dict], serving: dict[str, Group],

@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 import json
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from atl_pipeline.errors import AtlError
+from atl_pipeline.files import replace_file
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.targets.outputs import DomainOutput, ServiceOutput
 from atl_pipeline.timings import Timings
@@ -55,9 +57,10 @@ class RecordedService(ServiceOutput):
 
     slot: int
     group: str = ""
+    since: float = 0.0  # when its release began serving (epoch seconds)
 
     def output(self) -> ServiceOutput:
-        return ServiceOutput.model_validate(self.model_dump(exclude={"slot", "group"}))
+        return ServiceOutput.model_validate(self.model_dump(exclude={"slot", "group", "since"}))
 
 
 @dataclass(frozen=True)
@@ -115,13 +118,25 @@ class Runtime(ABC):
         """The services the last deployment left running (or, with `previous`, those it replaced)."""
         return {name: RecordedService.model_validate(spec) for name, spec in self.deployed().get(key, {}).items()}
 
+    def desired(self, services: Services) -> Services:
+        """Terraform's services, but a release a remediation rolled back stays rolled back (held) until
+        Terraform asks for another release of that service: a deploy or a heal never rolls it forward."""
+        held, running = self.held(), self.deployed_services()
+        return {name: running[name].output() if held.get(name) == spec.release and name in running else spec
+                for name, spec in services.items()}
+
+    def held(self) -> dict[str, str]:
+        """The services a remediation rolled back, with the release each was rolled back from."""
+        return self.deployed().get("held", {})
+
     def deployed_domains(self) -> Domains:
         return {name: DomainOutput.model_validate(spec) for name, spec in self.deployed().get("domains", {}).items()}
 
-    def roll_back(self, releases: dict[str, str]) -> list[ServiceOutcome]:
-        """Roll each service that still runs the given release back to the one the last deployment
-        replaced (rolling, health-gated). A service already rolled back is left alone, so a health
-        check run again never rolls forward; nothing to roll back returns no outcome."""
+    def roll_back(self, releases: dict[str, str], hold: bool = False) -> list[ServiceOutcome]:
+        """Roll each service that still runs the given release back to the one it ran before
+        (rolling, health-gated). A service already rolled back is left alone, so a health check run
+        again never rolls forward; nothing to roll back returns no outcome. With `hold`, the releases
+        stay rolled back until Terraform asks for others (`desired`)."""
         running, previous = self.deployed_services(), self.deployed_services("previous")
         names = {name for name, release in releases.items()
                  if name in running and running[name].release == release and name in previous}
@@ -129,7 +144,10 @@ class Runtime(ABC):
             return []
         services = {name: spec.output() for name, spec in running.items()}
         services.update({name: previous[name].output() for name in names})
-        return self.deploy(services, self.deployed_domains())
+        held = {**self.held(), **{name: releases[name] for name in names}} if hold else self.held()
+        outcomes = self.deploy(services, self.deployed_domains())
+        replace_file(self.deployed_file, json.dumps({**self.deployed(), "held": held}, indent=2))
+        return outcomes
 
 
 def to_roll_back(outcomes: Sequence[ServiceOutcome], failing: set[str]) -> dict[str, str]:
@@ -143,7 +161,20 @@ def domains_record(domains: Domains) -> dict:
     return {name: domain.model_dump(mode="json") for name, domain in domains.items()}
 
 
-def record_of(services: Services, slots: dict[str, int], groups: dict[str, str] | None = None) -> dict:
-    """The services as a deployment record keeps them (JSON)."""
-    return {name: {**spec.model_dump(mode="json"), "slot": slots[name], **({"group": groups[name]} if groups else {})}
-            for name, spec in services.items()}
+def record_of(before: dict, services: Services, slots: dict[str, int], groups: dict[str, str] | None = None) -> dict:
+    """The `services`, `previous` and `held` of the next deployment record (JSON), given the one
+    `before` it. Each service has the time its release began serving (`since`); `previous` keeps the
+    release each ran before its current one, across deployments that leave it as it was; a hold stays
+    while the service runs the release it was rolled back to."""
+    old, old_previous, now = before.get("services", {}), before.get("previous", {}), time.time()
+    recorded, previous = {}, {}
+    for name, spec in services.items():
+        same = name in old and old[name]["release"] == spec.release
+        recorded[name] = {**spec.model_dump(mode="json"), "slot": slots[name],
+                          **({"group": groups[name]} if groups else {}), "since": old[name].get("since", now)
+                          if same else now}
+        if kept := (old_previous.get(name) if same else old.get(name)):
+            previous[name] = kept
+    held = {name: release for name, release in before.get("held", {}).items() if name in recorded and
+            recorded[name]["release"] == old.get(name, {}).get("release")}
+    return {"services": recorded, "previous": previous, "held": held}

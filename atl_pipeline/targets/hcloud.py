@@ -190,8 +190,7 @@ class Hcloud(Target):
 
         supervisor = Supervisor(project.state_dir / "runtime")
         supervisor.ensure_running("")  # the local runtime's supervisord, here without Caddy
-        return Monitoring(supervisor, frontend, self.config.target.prometheus_port, self.config.target.blackbox_port,
-                          {}, self.config.prometheus, self.timings.monitoring_timeout)
+        return Monitoring(supervisor, frontend, self.config, {}, self.timings.monitoring_timeout)
 
     def stop(self, project: Project) -> bool:
         """The servers' Compose projects down (the servers keep running), and monitoring on this machine."""

@@ -95,9 +95,7 @@ class Local(Target):
                      "labels": {"service": name, "__metrics_path__": spec.metrics_path}}
                     for name, spec in sorted(runtime.deployed_services().items()) if spec.metrics_path]
         scraped = {"services": replicas, "caddy": [{"targets": [f"127.0.0.1:{runtime.lb.admin_port}"]}]}
-        return Monitoring(runtime.supervisor, frontend, self.config.target.prometheus_port,
-                          self.config.target.blackbox_port, scraped, self.config.prometheus,
-                          self.timings.monitoring_timeout)
+        return Monitoring(runtime.supervisor, frontend, self.config, scraped, self.timings.monitoring_timeout)
 
     def doctor(self, project: Project) -> list[Check]:
         from atl_pipeline.doctor import port_checks

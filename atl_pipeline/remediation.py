@@ -1,0 +1,196 @@
+"""Alerts that act: what the pipeline does about a firing alert, within its guard rails, and the
+record of each incident (docs/operating.md, "Alerts that act").
+
+`decide` is a pure function of the alert, the deployment record, the incident log and the
+settings; `act` carries a decision out on the target with the stages' own code (the health-gated
+roll back, the drift heal, the certificates' renewal). The incident log is append-only JSON lines:
+an episode (one alert firing from one start) is detected, acted on once, and recovers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from atl_pipeline import drift
+from atl_pipeline.certificates import check_certificates
+from atl_pipeline.config.model import Remediation, duration_seconds
+from atl_pipeline.monitoring.alertmanager import Alert
+from atl_pipeline.project import Project
+from atl_pipeline.targets import Target
+
+ROLL_BACK, HEAL, RENEW = "roll back", "heal", "renew certificate"
+NOTIFY, NOTHING, NEEDS_PERSON = "notify only", "nothing", "needs a person"
+ACTIONS = (ROLL_BACK, HEAL, RENEW)  # those that change what runs: the cool-down and the failure limit count them
+ROLLED_BACK_ON = {"AvailabilityBelowSLO", "ErrorRateAboveSLO"}
+HEALED_JOBS = {"services", "caddy"}  # InstanceDown of a replica or of Caddy: supervisord did not bring it back
+NEEDS_PERSON_ALERT = "RemediationNeedsAPerson"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    reason: str
+    service: str | None = None
+    release: str | None = None  # the service's release when decided: a roll back leaves it
+
+
+@dataclass(frozen=True)
+class Outcome:
+    succeeded: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Incident:
+    episode: str
+    alert: str
+    domain: str | None
+    service: str | None
+    detected_at: float
+    action: str = ""
+    outcome: str = ""  # succeeded, failed, or empty while no run acted
+    reason: str = ""
+    run_id: str = ""
+    recovered_at: float | None = None
+
+    @property
+    def time_to_recover(self) -> float | None:
+        return None if self.recovered_at is None else self.recovered_at - self.detected_at
+
+
+class IncidentLog:
+    """The incidents, as JSON lines appended under the project's state folder."""
+
+    def __init__(self, project: Project):
+        self.path = project.state_dir / "incidents.jsonl"
+
+    def detected(self, alert: Alert, service: str | None) -> None:
+        self._append({"event": "detected", "episode": alert.episode, "alert": alert.name, "domain": alert.domain,
+                      "service": service, "at": alert.started})
+
+    def acted(self, episode: str, decision: Decision, outcome: Outcome | None, run_id: str) -> None:
+        self._append({"event": "acted", "episode": episode, **asdict(decision), "run_id": run_id, "at": time.time(),
+                      "outcome": "" if outcome is None else "succeeded" if outcome.succeeded else "failed",
+                      "detail": "" if outcome is None else outcome.detail})
+
+    def recovered(self, episodes: Iterable[str], at: float) -> None:
+        for episode in episodes:
+            self._append({"event": "recovered", "episode": episode, "at": at})
+
+    def events(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def incidents(self) -> list[Incident]:
+        """Each episode, oldest first, with what was done about it."""
+        found: dict[str, Incident] = {}
+        for event in self.events():
+            episode = event["episode"]
+            if event["event"] == "detected":
+                found[episode] = Incident(episode, event["alert"], event["domain"], event["service"], event["at"])
+            elif episode in found and event["event"] == "acted":
+                reason = event["reason"] + (f": {event['detail']}" if event["detail"] else "")
+                found[episode] = _replace(found[episode], action=event["action"], outcome=event["outcome"],
+                                          reason=reason, run_id=event["run_id"])
+            elif episode in found and event["event"] == "recovered":
+                found[episode] = _replace(found[episode], recovered_at=event["at"])
+        return list(found.values())
+
+    def open_episodes(self) -> set[str]:
+        return {incident.episode for incident in self.incidents() if incident.recovered_at is None}
+
+    def _acts(self, service: str) -> list[dict]:
+        return [event for event in self.events() if event["event"] == "acted" and event["service"] == service
+                and event["action"] in ACTIONS]
+
+    def _append(self, event: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # one write of one line, appended: two writers (the sensor, a run) never interleave within a line
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(descriptor, (json.dumps(event) + "\n").encode())
+        finally:
+            os.close(descriptor)
+
+
+def _replace(incident: Incident, **changes: object) -> Incident:
+    return Incident(**{**asdict(incident), **changes})
+
+
+def service_of(alert: Alert, record: dict) -> str | None:
+    """The service an alert is about: its `service` label, or the one serving its domain."""
+    if alert.labels.get("service"):
+        return alert.labels["service"]
+    domain = record.get("domains", {}).get(alert.domain or "")
+    return domain["service"] if domain else None
+
+
+def decide(alert: Alert, record: dict, log: IncidentLog, settings: Remediation, now: float) -> Decision:
+    """What to do about a firing alert, given the last deployment's record, and why."""
+    service = service_of(alert, record)
+    running = record.get("services", {}).get(service or "")
+    release = running["release"] if running else None
+    if not settings.enabled:
+        return Decision(NOTIFY, "remediation is off (alerting.remediation.enabled: false)", service, release)
+    if running:
+        failed = [act for act in log._acts(service) if act["outcome"] == "failed" and act["release"] == release]
+        if len(failed) >= settings.max_failures:
+            return Decision(NEEDS_PERSON, f"{len(failed)} remediations of {service} (release {release}) failed; "
+                            "it is left to a person until a deploy changes it", service, release)
+        last = max((act["at"] for act in log._acts(service)), default=None)
+        if last is not None and now - last < duration_seconds(settings.cooldown):
+            return Decision(NOTHING, f"{service} was remediated {now - last:.0f} s ago; the cool-down is "
+                            f"{settings.cooldown}", service, release)
+    return _action(alert, service, record, settings, now)
+
+
+def _action(alert: Alert, service: str | None, record: dict, settings: Remediation, now: float) -> Decision:
+    running = record.get("services", {}).get(service or "")
+    release = running["release"] if running else None
+    if alert.name in ROLLED_BACK_ON and running:
+        previous = record.get("previous", {}).get(service)
+        since = running.get("since", 0)
+        if not previous or previous["release"] == release:
+            return Decision(NOTIFY, f"{service} has no earlier release to roll back to", service, release)
+        if now - since > duration_seconds(settings.after_deploy):
+            return Decision(NOTIFY, f"{service} has run release {release} for {(now - since) / 60:.0f} min, longer "
+                            f"than the roll-back window ({settings.after_deploy}): not a deploy's regression",
+                            service, release)
+        return Decision(ROLL_BACK, f"{alert.name} on {alert.domain} {(now - since) / 60:.1f} min after the deploy of "
+                        f"release {release}: back to {previous['release']}", service, release)
+    if alert.name == "InstanceDown" and alert.labels.get("job") in HEALED_JOBS:
+        return Decision(HEAL, f"{alert.labels.get('instance')} ({alert.labels.get('job')}) is down and supervisord "
+                        "did not bring it back: the drift heal deploys the last apply again", service, release)
+    if alert.name == "CertificateExpiringSoon" and alert.domain:
+        return Decision(RENEW, f"the certificate of {alert.domain} is near expiry: the certificates stage renews it",
+                        service, release)
+    return Decision(NOTIFY, f"{alert.name} has no remediation: the receivers are notified", service, release)
+
+
+def act(decision: Decision, alert: Alert, project: Project, target: Target, renew_within_days: float) -> Outcome:
+    """Carry a decision out; what happened, in a sentence."""
+    runtime = target.runtime(project)
+    if decision.action == ROLL_BACK:
+        outcomes = runtime.roll_back({decision.service: decision.release}, hold=True)
+        if not outcomes:
+            return Outcome(False, f"{decision.service} no longer runs release {decision.release}")
+        return Outcome(True, f"{decision.service} serves its previous release again, health-gated")
+    if decision.action == HEAL:
+        report = drift.detect(project, target, heal=True)
+        if report.runtime:
+            return Outcome(False, "still differs after the heal: " + "; ".join(report.runtime))
+        return Outcome(True, "; ".join(report.healed) or "nothing to heal: what runs matches the last apply")
+    if decision.action == RENEW:
+        check = check_certificates(runtime.frontend, [alert.domain], renew_within_days,
+                                   runtime.renew_certificates if target.renews_certificates else None)
+        if check.bad:
+            return Outcome(False, "; ".join(f"{c.domain}: {c.error or f'{c.days_left:.1f} days left'}"
+                                            for c in check.bad))
+        return Outcome(True, f"renewed {', '.join(check.renewed)}" if check.renewed else "the certificate is valid")
+    return Outcome(True, "")
