@@ -25,12 +25,15 @@ run: $(VENV)/.installed monitoring-tools
 	$(BIN)/atl infra up
 	$(MAKE) dev
 
-## monitoring-tools: Prometheus and the blackbox exporter (Debian packages), when missing
+MONITORING_PACKAGES = prometheus prometheus-blackbox-exporter prometheus-alertmanager
+
+## monitoring-tools: Prometheus, the blackbox exporter and Alertmanager (Debian packages), when missing
 monitoring-tools:
-	@command -v prometheus >/dev/null && command -v prometheus-blackbox-exporter >/dev/null || \
+	@missing=; for tool in $(MONITORING_PACKAGES); do command -v $$tool >/dev/null || missing=1; done; \
+	[ -z "$$missing" ] || \
 	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends prometheus prometheus-blackbox-exporter; } || \
-	  { echo "install the Debian packages prometheus and prometheus-blackbox-exporter" >&2; exit 1; }
+	    --no-install-recommends $(MONITORING_PACKAGES); } || \
+	  { echo "install the Debian packages $(MONITORING_PACKAGES)" >&2; exit 1; }
 
 ## dev: start only the console: the Dagster UI and daemon behind Caddy on http://$(HOST):$(PORT), instance under .atl/
 dev: $(VENV)/.installed

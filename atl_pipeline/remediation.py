@@ -14,7 +14,6 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from atl_pipeline import drift
 from atl_pipeline.certificates import check_certificates
@@ -69,9 +68,9 @@ class IncidentLog:
     def __init__(self, project: Project):
         self.path = project.state_dir / "incidents.jsonl"
 
-    def detected(self, alert: Alert, service: str | None) -> None:
+    def detected(self, alert: Alert) -> None:
         self._append({"event": "detected", "episode": alert.episode, "alert": alert.name, "domain": alert.domain,
-                      "service": service, "at": alert.started})
+                      "service": alert.labels.get("service"), "at": alert.started})
 
     def acted(self, episode: str, decision: Decision, outcome: Outcome | None, run_id: str) -> None:
         self._append({"event": "acted", "episode": episode, **asdict(decision), "run_id": run_id, "at": time.time(),
@@ -97,7 +96,8 @@ class IncidentLog:
             elif episode in found and event["event"] == "acted":
                 reason = event["reason"] + (f": {event['detail']}" if event["detail"] else "")
                 found[episode] = _replace(found[episode], action=event["action"], outcome=event["outcome"],
-                                          reason=reason, run_id=event["run_id"])
+                                          reason=reason, run_id=event["run_id"],
+                                          service=event["service"] or found[episode].service)
             elif episode in found and event["event"] == "recovered":
                 found[episode] = _replace(found[episode], recovered_at=event["at"])
         return list(found.values())
@@ -105,7 +105,8 @@ class IncidentLog:
     def open_episodes(self) -> set[str]:
         return {incident.episode for incident in self.incidents() if incident.recovered_at is None}
 
-    def _acts(self, service: str) -> list[dict]:
+    def acts(self, service: str) -> list[dict]:
+        """The remediations that acted on a service (not those that only notified), oldest first."""
         return [event for event in self.events() if event["event"] == "acted" and event["service"] == service
                 and event["action"] in ACTIONS]
 
@@ -139,11 +140,11 @@ def decide(alert: Alert, record: dict, log: IncidentLog, settings: Remediation, 
     if not settings.enabled:
         return Decision(NOTIFY, "remediation is off (alerting.remediation.enabled: false)", service, release)
     if running:
-        failed = [act for act in log._acts(service) if act["outcome"] == "failed" and act["release"] == release]
+        failed = [act for act in log.acts(service) if act["outcome"] == "failed" and act["release"] == release]
         if len(failed) >= settings.max_failures:
             return Decision(NEEDS_PERSON, f"{len(failed)} remediations of {service} (release {release}) failed; "
                             "it is left to a person until a deploy changes it", service, release)
-        last = max((act["at"] for act in log._acts(service)), default=None)
+        last = max((act["at"] for act in log.acts(service)), default=None)
         if last is not None and now - last < duration_seconds(settings.cooldown):
             return Decision(NOTHING, f"{service} was remediated {now - last:.0f} s ago; the cool-down is "
                             f"{settings.cooldown}", service, release)
@@ -177,15 +178,17 @@ def act(decision: Decision, alert: Alert, project: Project, target: Target, rene
     """Carry a decision out; what happened, in a sentence."""
     runtime = target.runtime(project)
     if decision.action == ROLL_BACK:
-        outcomes = runtime.roll_back({decision.service: decision.release}, hold=True)
-        if not outcomes:
+        if not runtime.roll_back({decision.service: decision.release}, hold=True):
             return Outcome(False, f"{decision.service} no longer runs release {decision.release}")
-        return Outcome(True, f"{decision.service} serves its previous release again, health-gated")
+        return Outcome(True, f"{decision.service} serves its previous release again, health-gated; "
+                             + _monitor(project, target))
     if decision.action == HEAL:
         report = drift.detect(project, target, heal=True)
         if report.runtime:
             return Outcome(False, "still differs after the heal: " + "; ".join(report.runtime))
-        return Outcome(True, "; ".join(report.healed) or "nothing to heal: what runs matches the last apply")
+        if not report.healed:
+            return Outcome(True, "nothing to heal: what runs matches the last apply")
+        return Outcome(True, "; ".join(report.healed) + "; " + _monitor(project, target))
     if decision.action == RENEW:
         check = check_certificates(runtime.frontend, [alert.domain], renew_within_days,
                                    runtime.renew_certificates if target.renews_certificates else None)
@@ -193,4 +196,13 @@ def act(decision: Decision, alert: Alert, project: Project, target: Target, rene
             return Outcome(False, "; ".join(f"{c.domain}: {c.error or f'{c.days_left:.1f} days left'}"
                                             for c in check.bad))
         return Outcome(True, f"renewed {', '.join(check.renewed)}" if check.renewed else "the certificate is valid")
-    return Outcome(True, "")
+    raise ValueError(f"{decision.action!r} changes nothing: only {', '.join(ACTIONS)} are carried out")
+
+
+def _monitor(project: Project, target: Target) -> str:
+    """The monitoring stage's work after a remediation moved replicas: Prometheus scrapes what runs now,
+    not the replicas it stopped (which would fire InstanceDown)."""
+    runtime = target.runtime(project)
+    services = {name: spec.output() for name, spec in runtime.deployed_services().items()}
+    report = target.monitoring(project, runtime.frontend).apply(services, runtime.deployed_domains())
+    return f"monitoring: {report.targets_up}/{report.targets_total} targets up"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from atl_pipeline.config import Config
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from atl_pipeline.drift import DriftReport
     from atl_pipeline.health import DomainHealth
     from atl_pipeline.monitoring.prometheus import MonitoringReport
+    from atl_pipeline.remediation import Decision, Incident, Outcome
     from atl_pipeline.runtime.http import Frontend
     from atl_pipeline.runtime.rolling import ServiceOutcome
     from atl_pipeline.terraform.stages import TerraformApply, TerraformPlan
@@ -145,7 +147,11 @@ def monitoring_metadata(report: MonitoringReport) -> dict:
                        + ("; configuration reloaded" if report.reloaded else ""),
             "verified": verified,
             "targets_up": report.targets_up, "targets_total": report.targets_total,
-            "rules_loaded": report.rules_loaded, "prometheus": Link(report.prometheus_url)}
+            "rules_loaded": report.rules_loaded, "prometheus": Link(report.prometheus_url),
+            "alertmanager": Link(report.alertmanager_url),
+            "targets": Markdown(markdown_table(("job", "instance", "health"), report.targets)),
+            "alerts": Markdown(markdown_table(("alert", "about", "state"), report.alerts) if report.alerts
+                               else "No alert pending or firing.")}
 
 
 def certificate_metadata(check: CertificateCheck) -> dict:
@@ -165,3 +171,33 @@ def drift_metadata(report: DriftReport) -> dict:
     lines = report.lines()
     return {"terraform": len(report.terraform), "runtime": len(report.runtime), "healed": len(report.healed),
             "drift": Markdown("\n".join(f"- {line}" for line in lines) or "No drift.")}
+
+
+INCIDENT_HEADERS = ("alert", "domain", "service", "detected at", "action", "outcome", "recovered at",
+                    "time to recover")
+
+
+def incident_rows(incidents: Sequence[Incident]) -> list[tuple[str, ...]]:
+    """Newest first."""
+    return [(i.alert, i.domain or "-", i.service or "-", _when(i.detected_at), i.action or "(pending)",
+             i.outcome or "-", _when(i.recovered_at) if i.recovered_at else "firing",
+             f"{i.time_to_recover:.0f} s" if i.time_to_recover is not None else "-") for i in reversed(incidents)]
+
+
+def incidents_metadata(incidents: Sequence[Incident]) -> dict:
+    firing = sum(incident.recovered_at is None for incident in incidents)
+    return {"incidents": Markdown(markdown_table(INCIDENT_HEADERS, incident_rows(incidents), limit=50)
+                                  if incidents else "No incidents."),
+            "open": firing, "total": len(incidents)}
+
+
+def remediation_metadata(decision: Decision, outcome: Outcome | None, incidents: Sequence[Incident]) -> dict:
+    """What a remediation run decided, why, and how it went, above the incident table."""
+    result = "not attempted" if outcome is None else ("succeeded" if outcome.succeeded else "failed")
+    return {"summary": f"{decision.action}: {decision.reason}", "action": decision.action, "reason": decision.reason,
+            "service": decision.service or "-", "release": decision.release or "-", "outcome": result,
+            "detail": outcome.detail if outcome and outcome.detail else "-", **incidents_metadata(incidents)}
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")

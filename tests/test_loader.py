@@ -342,7 +342,8 @@ SAID_IN_FULL = {
                                                     "write the number in decimal")),
     "an unknown field of 80 characters": ("x" * 80 + ": 1\ndomains: []\n",
                                           (1, 1, f"unknown field '{'x' * 80}'; the fields here are version, project, "
-                                                 "environment, target, state, services, domains, prometheus, alerting")),
+                                                 "environment, target, state, services, domains, prometheus, "
+                                                 "alerting")),
     "an unknown field of 81 characters": ("x" * 81 + ": 1\ndomains: []\n",
                                           (1, 1, f"unknown field '{'x' * 80}'...; the fields here are version, "
                                                  "project, environment, target, state, services, domains, "

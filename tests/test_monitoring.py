@@ -16,7 +16,6 @@ import yaml
 
 from atl_pipeline.cli import main
 from atl_pipeline.config import load_config
-from atl_pipeline.config.model import PrometheusSettings
 from atl_pipeline.monitoring.prometheus import Monitoring, MonitoringError
 from atl_pipeline.orchestration.runner import run_deploy
 from atl_pipeline.project import Project
@@ -138,7 +137,7 @@ def test_missing_binaries_name_the_package(project: Project, monkeypatch, tmp_pa
     runtime = deployed_runtime(project)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(MonitoringError, match=re.escape("install the Debian package prometheus")):
-        Monitoring(runtime.supervisor, runtime.frontend, 1, 2, {}, PrometheusSettings()).apply({}, {})
+        Monitoring(runtime.supervisor, runtime.frontend, load_config(project.domains_file).config, {}).apply({}, {})
 
 
 def test_a_service_without_metrics_is_probed_only_and_prometheus_keeps_its_settings(project: Project):

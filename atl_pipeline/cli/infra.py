@@ -15,7 +15,7 @@ from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.config.yaml_reader import read_bounded
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.project import Project
-from atl_pipeline.report import DOMAIN_HEADERS, domain_rows, text_table
+from atl_pipeline.report import DOMAIN_HEADERS, INCIDENT_HEADERS, domain_rows, incident_rows, text_table
 from atl_pipeline.runtime.rolling import TargetError
 from atl_pipeline.targets import Target, target_of
 from atl_pipeline.validation import ValidatedConfig, validate
@@ -69,6 +69,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     status.set_defaults(run=_status)
 
     status.description = "Exit 0 when every deployed domain answers, 1 otherwise (or when nothing is deployed)."
+
+    incidents = commands.add_parser("incidents", help="every alert episode: what fired, where, what the pipeline "
+                                    "did about it, and when it recovered (newest first)")
+    incidents.add_argument("--json", action="store_true", help="print JSON for scripts")
+    incidents.description = "Exit 0 when no incident is open (still firing), 1 otherwise."
+    incidents.set_defaults(run=_incidents)
 
     down = commands.add_parser("down", help="stop every service and the load balancer; keep the state, "
                                "so the next `up` restores them")
@@ -268,6 +274,18 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK if healthy else EXIT_FAILED
 
 
+def _incidents(args: argparse.Namespace) -> int:
+    from atl_pipeline.remediation import IncidentLog
+
+    found = IncidentLog(Project.from_env()).incidents()
+    if args.json:
+        print(json.dumps([{**dataclasses.asdict(incident), "time_to_recover": incident.time_to_recover}
+                          for incident in reversed(found)], indent=2))
+    else:
+        print(text_table(INCIDENT_HEADERS, incident_rows(found)) if found else "no incident recorded")
+    return EXIT_FAILED if any(incident.recovered_at is None for incident in found) else EXIT_OK
+
+
 def _print_status(report: dict) -> None:
     lb = report["load_balancer"]
     line = f"load balancer {lb['address'] or '(none)'} http {lb['http_port']} https {lb['https_port']}"
@@ -281,6 +299,13 @@ def _print_status(report: dict) -> None:
     print(text_table(("service", "release", "replicas"),
                      [(s["name"], s["release"], " ".join(map(_replica, s["replicas"])) or "none")
                       for s in report["services"]]))
+    alerting = report["alerting"]
+    firing = alerting["firing"]
+    print(f"alertmanager {alerting['alertmanager_url']}: " + (
+        alerting["error"] if firing is None else f"{len(firing)} alerts firing" if firing else "no alert firing"))
+    if firing:
+        print(text_table(("alert", "domain", "since", "silenced"), [
+            (a["alert"], a["domain"] or "-", a["since"], "yes" if a["silenced"] else "no") for a in firing]))
 
 
 def _replica(replica: dict) -> str:

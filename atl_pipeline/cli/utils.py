@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -78,6 +80,14 @@ def register(parser: argparse.ArgumentParser) -> None:
                             "and why, what to review); 1 with the findings that stop the import, located in FILE; "
                             "2 when FILE cannot be read or OUTPUT exists without --force.")
     importer.set_defaults(run=_import)
+    silence = commands.add_parser("silence", help="hold back a domain's alerts for planned work: Alertmanager "
+                                  "notifies no one and the pipeline remediates nothing until it ends")
+    silence.add_argument("domain")
+    silence.add_argument("--for", dest="duration", default="1h", metavar="DURATION",
+                         help="how long: 90s, 30m, 2h, 1d (default 1h)")
+    silence.add_argument("--comment", default="planned work", help="why, as Alertmanager shows it")
+    silence.description = "Exit 0 with the silence's id; 1 when Alertmanager cannot be reached; 2 on a bad duration."
+    silence.set_defaults(run=_silence)
     hook = commands.add_parser("git-hook", help="tell the pipeline of each push at once: a git repository's "
                                "post-receive hook (docs/operating.md#deploying-a-push-at-once)")
     hook.add_argument("action", choices=["install"])
@@ -89,6 +99,22 @@ def register(parser: argparse.ArgumentParser) -> None:
                         "the console. Exit 0 once installed; 1 when the repository's hooks cannot be written or "
                         "hold a post-receive hook of another's; 2 when the secret is not set.")
     hook.set_defaults(run=_git_hook)
+
+
+def _silence(args: argparse.Namespace) -> int:
+    from atl_pipeline.config.model import duration_seconds
+    from atl_pipeline.monitoring.alertmanager import AlertingError, Alertmanager
+
+    if not re.fullmatch(r"[1-9][0-9]{0,4}[smhd]", args.duration):
+        raise UsageError(f"--for {args.duration!r}: write a whole number and a unit, such as 90s, 30m, 2h or 1d")
+    try:
+        silence = Alertmanager.of(Project.from_env()).silence(
+            {"domain": args.domain}, duration_seconds(args.duration), getpass.getuser(), args.comment)
+    except AlertingError as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
+    print(f"silenced {args.domain} for {args.duration}: silence {silence}")
+    return EXIT_OK
 
 
 def _instance(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from atl_pipeline.config.model import Alerting, Config
+from atl_pipeline.config.model import Alerting
 from atl_pipeline.errors import AtlError
 from atl_pipeline.files import replace_file
 from atl_pipeline.project import Project
@@ -40,6 +40,7 @@ class Alert:
     starts_at: str  # as Alertmanager writes it (RFC 3339): with the fingerprint, the episode
     labels: dict[str, str]
     summary: str = ""
+    silenced: bool = False  # or inhibited: Alertmanager holds its notifications back
 
     @property
     def episode(self) -> str:
@@ -57,7 +58,7 @@ class Alert:
     def of(cls, alert: dict) -> Alert:
         labels = alert.get("labels", {})
         return cls(labels.get("alertname", ""), alert["fingerprint"], alert["startsAt"], labels,
-                   alert.get("annotations", {}).get("summary", ""))
+                   alert.get("annotations", {}).get("summary", ""), alert["status"]["state"] == "suppressed")
 
 
 def configuration(alerting: Alerting, secrets: Path) -> dict:
@@ -88,6 +89,17 @@ def configuration(alerting: Alerting, secrets: Path) -> dict:
     return {"route": route, "receivers": receivers}
 
 
+def alerting_status(project: Project) -> dict:
+    """The alerts firing now (`atl infra status`), or why they cannot be told."""
+    try:
+        active = Alertmanager.of(project).active()
+    except AlertingError as error:
+        return {"firing": None, "error": str(error)}
+    return {"firing": [{"alert": alert.name, "domain": alert.domain, "service": alert.labels.get("service"),
+                        "since": alert.starts_at, "silenced": alert.silenced, "summary": alert.summary}
+                       for alert in active]}
+
+
 def _secret_file(folder: Path, name: str, ref: str) -> Path:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     replace_file(folder / name, resolve(ref), mode=0o600)
@@ -101,18 +113,18 @@ class Alertmanager:
         self.url, self.auth = url, (USER, password)
 
     @classmethod
-    def of(cls, project: Project, config: Config) -> Alertmanager:
-        """The one the monitoring stage runs for this project."""
-        password = project.state_dir / "runtime" / "monitoring" / "alertmanager.password"
-        if not password.exists():
+    def of(cls, project: Project) -> Alertmanager:
+        """The one the monitoring stage runs for this project (its address and password are in the
+        monitoring folder: domains.yml may have changed since, or not load at all)."""
+        folder = project.state_dir / "runtime" / "monitoring"
+        if not (folder / "alertmanager.url").exists():
             raise AlertingError("Alertmanager is not set up yet: it starts with the monitoring stage "
                                 "(`atl infra up`)")
-        return cls(f"http://127.0.0.1:{config.target.alertmanager_port}", password.read_text())
+        return cls((folder / "alertmanager.url").read_text(), (folder / "alertmanager.password").read_text())
 
-    def firing(self) -> list[Alert]:
-        """The alerts firing now that no silence or inhibition holds back."""
-        found = self._call("get", "alerts", params={"active": "true", "silenced": "false", "inhibited": "false"})
-        return sorted((Alert.of(alert) for alert in found), key=lambda alert: alert.starts_at)
+    def active(self) -> list[Alert]:
+        """The alerts firing now, silenced or not, oldest first."""
+        return sorted((Alert.of(alert) for alert in self._call("get", "alerts")), key=lambda alert: alert.starts_at)
 
     def silence(self, matchers: dict[str, str], seconds: float, author: str, comment: str) -> str:
         """A silence of the alerts with these labels from now on; its id."""

@@ -80,6 +80,8 @@ class MonitoringReport:
     changed: bool = True  # the targets or the configuration; False: Prometheus's view checked once
     verified_by: str = "prometheus"  # or "direct": Prometheus had not applied the new targets yet
     pending: tuple[str, ...] = ()  # of `down`, those Prometheus has not scraped yet
+    targets: tuple[tuple[str, str, str], ...] = ()  # (job, instance, health) of each, as Prometheus sees it
+    alerts: tuple[tuple[str, str, str], ...] = ()  # (alert, what it is about, state): pending or firing
 
 
 class Monitoring:
@@ -141,6 +143,7 @@ class Monitoring:
         (self.root / "next").mkdir(parents=True, exist_ok=True)
         for program in ("blackbox", "alertmanager"):
             self._password(program)
+        replace_file(self.root / "alertmanager.url", self.alertmanager_url)  # for the sensor and the CLI
         rules = self.root / "rules.yml"
         replace_file(rules, yaml.safe_dump(alert_rules(self.settings.alert_window, self.settings.alert_for),
                                            sort_keys=False))
@@ -168,8 +171,9 @@ class Monitoring:
             "alertmanager": self.supervisor.ensure_program("alertmanager", [
                 str(_binary("prometheus-alertmanager")), f"--config.file={self.root / 'alertmanager.yml'}",
                 f"--storage.path={self.root / 'alertmanager'}", f"--web.config.file={self._web('alertmanager')}",
-                f"--web.listen-address=127.0.0.1:{self.alertmanager_port}", f"--web.external-url={self.alertmanager_url}",
-                "--cluster.listen-address="]),  # one instance: no gossip port open on every interface
+                f"--web.listen-address=127.0.0.1:{self.alertmanager_port}",
+                # one instance: no gossip port open on every interface
+                f"--web.external-url={self.alertmanager_url}", "--cluster.listen-address="]),
             "prometheus": self.supervisor.ensure_program("prometheus", [
                 str(_binary("prometheus")), f"--config.file={self.root / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.root / 'data'}", f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
@@ -346,9 +350,22 @@ class Monitoring:
             rules = sum(len(group["rules"]) for group in groups)
             if targets and not down and rules or time.monotonic() > deadline:
                 total = len(targets) + len(missing)
+                seen = tuple(sorted((job, instance, t["health"]) for (job, instance), t in present.items()))
                 return MonitoringReport(self.url, self.alertmanager_url, total - len(down), total, rules, reloaded,
-                                        tuple(sorted(down)), changed, pending=tuple(sorted(pending)))
+                                        tuple(sorted(down)), changed, pending=tuple(sorted(pending)), targets=seen,
+                                        alerts=self._alerts())
             time.sleep(0.2)
+
+
+    def _alerts(self) -> tuple[tuple[str, str, str], ...]:
+        """Prometheus's pending and firing alerts: what each is about (its domain, service or instance)."""
+        try:
+            found = requests.get(f"{self.url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+        except (requests.RequestException, ValueError, KeyError):
+            return ()
+        about = ("domain", "service", "instance")
+        return tuple(sorted((a["labels"].get("alertname", ""), next((a["labels"][k] for k in about if k in a["labels"]),
+                                                                    "-"), a["state"]) for a in found))
 
 
 def _run(argv: Sequence[object], **options) -> processes.CompletedProcess:

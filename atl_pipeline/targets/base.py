@@ -68,8 +68,11 @@ class Target(ABC):
         """Prometheus and the blackbox exporter on this machine, scraping and probing what this kind runs."""
 
     def status(self, project: Project) -> dict:
-        """What runs and whether each domain answers (`atl infra status`)."""
-        return self.runtime(project).status()
+        """What runs and whether each domain answers (`atl infra status`), and the alerts firing."""
+        from atl_pipeline.monitoring.alertmanager import alerting_status
+
+        url = f"http://127.0.0.1:{self.config.target.alertmanager_port}"
+        return {**self.runtime(project).status(), "alerting": {"alertmanager_url": url, **alerting_status(project)}}
 
     def stop(self, project: Project) -> bool:
         """Stop what runs, keeping what was deployed for the next deploy; True when anything ran."""
