@@ -180,3 +180,24 @@ def test_a_silenced_domain_starts_no_remediation(stack, monkeypatch, capsys):
         a for a in firing if a["alert"] == "LatencyAboveSLO").items()
     time.sleep(2 * POLL_SECONDS)  # two ticks of the sensor
     assert dev.runs({"atl/alert": "LatencyAboveSLO"}) == []
+
+
+def test_a_replica_kept_down_is_healed(stack, monkeypatch, capsys):
+    project, dev, _ = stack
+    runtime = deployed_runtime(project)
+    group = runtime.deployed_services()["website"].group
+    runtime.supervisor.rpc.stopProcess(f"{group}:{group}_0", True)  # supervisord does not bring it back
+    run = wait_for("the heal", lambda: [run for run in dev.runs({"atl/alert": "InstanceDown", "atl/service": "website"})
+                                        if run["status"] in {"SUCCESS", "FAILURE"}])[0]
+    assert run["status"] == "SUCCESS", dev.failures(run["runId"])
+    assert "heal: " in json.dumps(dev.graphql(MATERIALIZATION, runId=run["runId"]))
+    assert {p["statename"] for p in runtime.supervisor.rpc.getAllProcessInfo() if p["group"] == group} == {"RUNNING"}
+    monkeypatch.setenv("ATL_PROJECT_DIR", str(project.root))
+    incident = wait_for("the heal recovered", lambda: _recovered(capsys, "InstanceDown", "website"))
+    assert (incident["action"], incident["outcome"]) == ("heal", "succeeded")
+
+
+def _recovered(capsys, alert: str, service: str) -> dict | None:
+    main(["infra", "incidents", "--json"])
+    return next((incident for incident in json.loads(capsys.readouterr().out) if incident["alert"] == alert
+                 and incident["service"] == service and incident["recovered_at"]), None)

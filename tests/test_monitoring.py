@@ -16,6 +16,8 @@ import yaml
 
 from atl_pipeline.cli import main
 from atl_pipeline.config import load_config
+from atl_pipeline.monitoring import alertmanager
+from atl_pipeline.monitoring.alertmanager import Alertmanager
 from atl_pipeline.monitoring.prometheus import Monitoring, MonitoringError
 from atl_pipeline.orchestration.runner import run_deploy
 from atl_pipeline.project import Project
@@ -160,3 +162,28 @@ def test_a_service_without_metrics_is_probed_only_and_prometheus_keeps_its_setti
     assert probes == {"api.allthingslinux.org", "www.allthingslinux.org", "docs.allthingslinux.org"}
     assert prometheus_api(project, "status/flags")["storage.tsdb.retention.time"] == "2h"
     assert "scrape_interval: 3s" in prometheus_api(project, "status/config")["yaml"]
+
+
+def test_alertmanager_reloads_a_changed_configuration_and_keeps_the_running_one_when_amtool_refuses(
+        project: Project, monkeypatch):
+    assert run_deploy(project).success
+    runtime = deployed_runtime(project)
+    pid = runtime.supervisor.rpc.getProcessInfo("alertmanager")["pid"]
+    project.domains_file.write_text(project.domains_file.read_text().replace(
+        "\ndomains:", "\nalerting: {repeat_interval: 2h}\n\ndomains:", 1))
+    stages = []
+    assert run_deploy(project, on_stage=stages.append).success, stages
+    assert "configuration reloaded" in next(s.detail for s in stages if s.stage == "monitoring")
+    manager = Alertmanager.of(project)
+    status = requests.get(f"{manager.url}/api/v2/status", auth=manager.auth, timeout=5).json()
+    assert "repeat_interval: 2h" in status["config"]["original"]
+    assert runtime.supervisor.rpc.getProcessInfo("alertmanager")["pid"] == pid  # reloaded, not restarted
+    assert requests.get(f"{manager.url}/api/v2/status", timeout=5).status_code == 401  # no password, no answer
+
+    current = (runtime.supervisor.root / "monitoring" / "alertmanager.yml").read_text()
+    monkeypatch.setattr(alertmanager, "configuration", lambda *args: {"route": {"receiver": "nobody"}})
+    monitoring = target_of(load_config(project.domains_file).config).monitoring(project, runtime.frontend)
+    services = {name: spec.output() for name, spec in runtime.deployed_services().items()}
+    with pytest.raises(MonitoringError, match="amtool refused the generated configuration"):
+        monitoring.apply(services, runtime.deployed_domains())
+    assert (runtime.supervisor.root / "monitoring" / "alertmanager.yml").read_text() == current
