@@ -66,6 +66,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/health.py
 	$(BIN)/python bench/gitops.py
 	$(BIN)/python bench/reliability.py
+	$(BIN)/python bench/incidents.py
 
 ## lint: ruff on the code, the Dagster definitions (`dg check defs`), `atl quality lint` on domains.yml,
 ## and the generated docs up to date

@@ -99,6 +99,7 @@ def test_an_incident_is_detected_acted_on_and_recovered(log):
     assert log.open_episodes() == set()
 
 
+@pytest.mark.slow  # amtool
 def test_the_alertmanager_configuration_passes_amtool_and_keeps_its_secrets_in_private_files(tmp_path, monkeypatch):
     monkeypatch.setenv("HOOK_TOKEN", "token-value")
     monkeypatch.setenv("SMTP_PASSWORD", "smtp-value")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from atl_pipeline.monitoring.alertmanager import Alertmanager
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
@@ -36,13 +37,15 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 @pytest.mark.slow
 def test_every_process_of_the_stack_listens_on_loopback_only(monitored: Project):
-    """Caddy (its admin API included), Prometheus, the blackbox exporter and every replica."""
+    """Caddy (its admin API included), Prometheus, the blackbox exporter, Alertmanager (no cluster
+    port) and every replica."""
     project = monitored
     runtime = deployed_runtime(project)
     pids = {p["pid"] for p in runtime.supervisor.processes() if p["pid"]}
     listening = listening_sockets(pids)
 
-    assert {name for name, _, _ in listening} >= {"caddy", "prometheus", "prometheus-blac", "python3"}
+    assert {name for name, _, _ in listening} >= {"caddy", "prometheus", "prometheus-blac", "prometheus-aler",
+                                                  "python3"}
     assert {address for _, address, _ in listening} == {"127.0.0.1"}, listening
     assert (project.state_dir / "runtime").stat().st_mode & 0o077 == 0  # supervisord's socket is in here
 
@@ -117,6 +120,23 @@ def test_no_web_page_can_use_the_blackbox_exporter(monitored: Project):
     targets = requests.get(f"http://127.0.0.1:{target.prometheus_port}/api/v1/targets", timeout=5).json()
     probes = [t for t in targets["data"]["activeTargets"] if t["labels"]["job"].startswith("blackbox-")]
     assert probes and {t["health"] for t in probes} == {"up"}
+
+
+@pytest.mark.slow
+def test_no_web_page_can_use_alertmanager(monitored: Project):
+    """It allows requests from any origin: a page could read the alerts, or silence them. It asks for
+    a password that Prometheus and the pipeline have."""
+    target = deployed_runtime(monitored).target
+    manager = f"http://127.0.0.1:{target.alertmanager_port}"
+    page = {"Origin": "http://attacker.example"}
+    silence = {"matchers": [{"name": "domain", "value": API, "isRegex": False}], "createdBy": "page", "comment": "",
+               "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z"}
+
+    read = requests.get(f"{manager}/api/v2/alerts", headers=page, timeout=5)
+    silenced = requests.post(f"{manager}/api/v2/silences", json=silence, headers=page, timeout=5)
+
+    assert (read.status_code, silenced.status_code) == (401, 401)
+    assert isinstance(Alertmanager.of(monitored).active(), list)  # the pipeline has the password
 
 
 @pytest.mark.slow

@@ -144,9 +144,10 @@ class Runtime(ABC):
             return []
         services = {name: spec.output() for name, spec in running.items()}
         services.update({name: previous[name].output() for name in names})
-        held = {**self.held(), **{name: releases[name] for name in names}} if hold else self.held()
         outcomes = self.deploy(services, self.deployed_domains())
-        replace_file(self.deployed_file, json.dumps({**self.deployed(), "held": held}, indent=2))
+        if hold:
+            held = {**self.held(), **{name: releases[name] for name in names}}
+            replace_file(self.deployed_file, json.dumps({**self.deployed(), "held": held}, indent=2))
         return outcomes
 
 
