@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from atl_pipeline import drift
 from atl_pipeline.certificates import check_certificates
@@ -36,6 +36,7 @@ class Decision:
     reason: str
     service: str | None = None
     release: str | None = None  # the service's release when decided: a roll back leaves it
+    subject: str | None = None  # what an action acts on, which its guard rails count: a service, a certificate
 
 
 @dataclass(frozen=True)
@@ -95,19 +96,19 @@ class IncidentLog:
                 found[episode] = Incident(episode, event["alert"], event["domain"], event["service"], event["at"])
             elif episode in found and event["event"] == "acted":
                 reason = event["reason"] + (f": {event['detail']}" if event["detail"] else "")
-                found[episode] = _replace(found[episode], action=event["action"], outcome=event["outcome"],
+                found[episode] = replace(found[episode], action=event["action"], outcome=event["outcome"],
                                           reason=reason, run_id=event["run_id"],
                                           service=event["service"] or found[episode].service)
             elif episode in found and event["event"] == "recovered":
-                found[episode] = _replace(found[episode], recovered_at=event["at"])
+                found[episode] = replace(found[episode], recovered_at=event["at"])
         return list(found.values())
 
     def open_episodes(self) -> set[str]:
         return {incident.episode for incident in self.incidents() if incident.recovered_at is None}
 
-    def acts(self, service: str) -> list[dict]:
-        """The remediations that acted on a service (not those that only notified), oldest first."""
-        return [event for event in self.events() if event["event"] == "acted" and event["service"] == service
+    def acts(self, subject: str) -> list[dict]:
+        """The remediations that acted on a subject (not those that only notified), oldest first."""
+        return [event for event in self.events() if event["event"] == "acted" and event.get("subject") == subject
                 and event["action"] in ACTIONS]
 
     def _append(self, event: dict) -> None:
@@ -120,10 +121,6 @@ class IncidentLog:
             os.close(descriptor)
 
 
-def _replace(incident: Incident, **changes: object) -> Incident:
-    return Incident(**{**asdict(incident), **changes})
-
-
 def service_of(alert: Alert, record: dict) -> str | None:
     """The service an alert is about: its `service` label, or the one serving its domain."""
     if alert.labels.get("service"):
@@ -134,21 +131,27 @@ def service_of(alert: Alert, record: dict) -> str | None:
 
 def decide(alert: Alert, record: dict, log: IncidentLog, settings: Remediation, now: float) -> Decision:
     """What to do about a firing alert, given the last deployment's record, and why."""
-    service = service_of(alert, record)
-    running = record.get("services", {}).get(service or "")
-    release = running["release"] if running else None
     if not settings.enabled:
-        return Decision(NOTIFY, "remediation is off (alerting.remediation.enabled: false)", service, release)
-    if running:
-        failed = [act for act in log.acts(service) if act["outcome"] == "failed" and act["release"] == release]
-        if len(failed) >= settings.max_failures:
-            return Decision(NEEDS_PERSON, f"{len(failed)} remediations of {service} (release {release}) failed; "
-                            "it is left to a person until a deploy changes it", service, release)
-        last = max((act["at"] for act in log.acts(service)), default=None)
-        if last is not None and now - last < duration_seconds(settings.cooldown):
-            return Decision(NOTHING, f"{service} was remediated {now - last:.0f} s ago; the cool-down is "
-                            f"{settings.cooldown}", service, release)
-    return _action(alert, service, record, settings, now)
+        return Decision(NOTIFY, "remediation is off (alerting.remediation.enabled: false)", service_of(alert, record))
+    decision = _action(alert, service_of(alert, record), record, settings, now)
+    if decision.action not in ACTIONS:
+        return decision
+    return _held_back(decision, log, settings, now) or decision
+
+
+def _held_back(decision: Decision, log: IncidentLog, settings: Remediation, now: float) -> Decision | None:
+    """The guard rails: a subject whose remediations failed too often is left to a person; one
+    remediated inside the cool-down is left alone."""
+    subject, acts = decision.subject, log.acts(decision.subject)
+    failed = [act for act in acts if act["outcome"] == "failed" and act["release"] == decision.release]
+    if len(failed) >= settings.max_failures:
+        return replace(decision, action=NEEDS_PERSON, reason=f"{len(failed)} remediations of {subject} (release "
+                       f"{decision.release}) failed; it is left to a person until a deploy changes it")
+    last = max((act["at"] for act in acts), default=None)
+    if last is not None and now - last < duration_seconds(settings.cooldown):
+        return replace(decision, action=NOTHING, reason=f"{subject} was remediated {now - last:.0f} s ago; the "
+                       f"cool-down is {settings.cooldown}")
+    return None
 
 
 def _action(alert: Alert, service: str | None, record: dict, settings: Remediation, now: float) -> Decision:
@@ -164,13 +167,14 @@ def _action(alert: Alert, service: str | None, record: dict, settings: Remediati
                             f"than the roll-back window ({settings.after_deploy}): not a deploy's regression",
                             service, release)
         return Decision(ROLL_BACK, f"{alert.name} on {alert.domain} {(now - since) / 60:.1f} min after the deploy of "
-                        f"release {release}: back to {previous['release']}", service, release)
+                        f"release {release}: back to {previous['release']}", service, release, service)
     if alert.name == "InstanceDown" and alert.labels.get("job") in HEALED_JOBS:
         return Decision(HEAL, f"{alert.labels.get('instance')} ({alert.labels.get('job')}) is down and supervisord "
-                        "did not bring it back: the drift heal deploys the last apply again", service, release)
+                        "did not bring it back: the drift heal deploys the last apply again", service, release,
+                        service or alert.labels["job"])
     if alert.name == "CertificateExpiringSoon" and alert.domain:
         return Decision(RENEW, f"the certificate of {alert.domain} is near expiry: the certificates stage renews it",
-                        service, release)
+                        service, release, f"the certificate of {alert.domain}")
     return Decision(NOTIFY, f"{alert.name} has no remediation: the receivers are notified", service, release)
 
 

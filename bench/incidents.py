@@ -7,9 +7,12 @@ default) and a scrape every second. Each fault, repeated:
 
 - **degrading release**: backend-api deployed with `--fail-after N` (its health gate passes,
   then `/` answers 500) while a client asks for `/` through Caddy every 0.1 s; the fault
-  starts at the client's first 500, and the service has recovered at its next 200;
+  starts at the client's first 500, and it has recovered at the first 200 after its last 500;
 - **replica kept down**: one website replica stopped through supervisord, which then does
-  not start it again; recovered once it runs again.
+  not start it again; recovered once it runs again;
+- **certificate near expiry**: Caddy made to serve docs a certificate of its own CA that
+  expires in 13 days (the alert's threshold is 14), which its own renewal leaves alone;
+  recovered once a fresh one is served.
 
 Each row: seconds from the fault to the alert firing in Alertmanager, to the remediation
 run starting, to the service recovered, and to the alert resolved (the incident's recovery).
@@ -33,6 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from atl_pipeline.certificates import served_certificate  # noqa: E402
 from atl_pipeline.config.model import duration_seconds  # noqa: E402
 from atl_pipeline.project import Project  # noqa: E402
 from atl_pipeline.remediation import Incident, IncidentLog  # noqa: E402
@@ -40,12 +44,13 @@ from atl_pipeline.runtime.local import deployed_runtime  # noqa: E402
 from bench.table import Table  # noqa: E402
 from tests.conftest import copy_project, kill_stack  # noqa: E402
 from tests.dagster_dev import DagsterDev  # noqa: E402
-from tests.runtime_helpers import through_lb  # noqa: E402
+from tests.runtime_helpers import plant_certificate, through_lb  # noqa: E402
 
 API = "api.allthingslinux.org"
+DOCS = "docs.allthingslinux.org"
 TIMEOUT = 300.0
 # the production rules (atl_pipeline/monitoring/rules.yml): each alert's `for:`
-PRODUCTION_FOR = {"ErrorRateAboveSLO": 300, "InstanceDown": 60}
+PRODUCTION_FOR = {"ErrorRateAboveSLO": 300, "InstanceDown": 60, "CertificateExpiringSoon": 600}
 
 
 class Client(threading.Thread):
@@ -79,9 +84,9 @@ def wait(what: str, found: Callable[[], object], timeout: float = TIMEOUT):
     return value
 
 
-def degrading_release(project: Project, dev: DagsterDev, attempt: int) -> tuple[float, str, Callable[[], float]]:
+def degrading_release(project: Project, dev: DagsterDev, attempt: int) -> tuple[float, Callable[[], float]]:
     """Deploy a release of backend-api that fails after some answers, under a client's requests: when
-    the client first got a 500, the alert that follows, and when the client is served again."""
+    the client first got a 500, and when it is served again."""
     text = project.domains_file.read_text()
     command = '--port, "{port}"'
     start = text.index(command) + len(command)
@@ -96,12 +101,12 @@ def degrading_release(project: Project, dev: DagsterDev, attempt: int) -> tuple[
         client.stopped.set()
         return client.served_again()
 
-    return wait("the first 500", client.first_failure), "ErrorRateAboveSLO", recovered
+    return wait("the first 500", client.first_failure), recovered
 
 
-def replica_kept_down(project: Project, dev: DagsterDev, attempt: int) -> tuple[float, str, Callable[[], float]]:
-    """Stop a website replica, which supervisord then leaves down: when, the alert that follows, and
-    when it ran again (watched every 0.1 s from the fault on)."""
+def replica_kept_down(project: Project, dev: DagsterDev, attempt: int) -> tuple[float, Callable[[], float]]:
+    """Stop a website replica, which supervisord then leaves down: when, and when it ran again
+    (watched every 0.1 s from the fault on)."""
     supervisor = deployed_runtime(project).supervisor
     group = deployed_runtime(project).deployed_services()["website"].group
     replica = f"{group}:{group}_0"
@@ -116,7 +121,24 @@ def replica_kept_down(project: Project, dev: DagsterDev, attempt: int) -> tuple[
         running.append(time.time())
 
     threading.Thread(target=watch, daemon=True).start()
-    return fault, "InstanceDown", lambda: wait("the replica running again", lambda: running and running[0])
+    return fault, lambda: wait("the replica running again", lambda: running and running[0])
+
+
+def certificate_near_expiry(project: Project, dev: DagsterDev, attempt: int) -> tuple[float, Callable[[], float]]:
+    """Caddy made to serve docs a certificate of its own CA that expires in 13 days: when, and when a
+    fresh one was served (watched every 0.2 s from the fault on)."""
+    frontend = deployed_runtime(project).frontend
+    fault = time.time()
+    plant_certificate(project, DOCS, days=13)
+    renewed: list[float] = []
+
+    def watch() -> None:
+        while served_certificate(frontend, DOCS).days_left < 14:
+            time.sleep(0.2)
+        renewed.append(time.time())
+
+    threading.Thread(target=watch, daemon=True).start()
+    return fault, lambda: wait("a fresh certificate", lambda: renewed and renewed[0])
 
 
 def _deploys(dev: DagsterDev) -> int:
@@ -134,7 +156,9 @@ def _remediation_started(dev: DagsterDev, episode: str) -> float | None:
     return runs[0]["startTime"] if runs and runs[0]["startTime"] else None
 
 
-FAULTS = {"degrading release": degrading_release, "replica kept down": replica_kept_down}
+FAULTS = {"degrading release": (degrading_release, "ErrorRateAboveSLO"),
+          "replica kept down": (replica_kept_down, "InstanceDown"),
+          "certificate near expiry": (certificate_near_expiry, "CertificateExpiringSoon")}
 
 
 def main() -> None:
@@ -153,12 +177,12 @@ def main() -> None:
         wait("the first deploy", lambda: [run for run in dev.runs({"atl/trigger": "file"})
                                           if run["status"] == "SUCCESS"])
         print(f"alert windows {args.window}, for {args.hold}; seconds from the fault:")
-        table = Table({"fault": 26, "alert firing": 12, "remediation started": 19, "recovered": 9,
+        table = Table({"fault": 32, "alert firing": 12, "remediation started": 19, "recovered": 9,
                        "alert resolved": 14})
         measured: dict[str, list[tuple[float, ...]]] = {}
-        for name, fault in FAULTS.items():
+        for name, (fault, alert) in FAULTS.items():
             for attempt in range(args.repeat):
-                began, alert, recovered = fault(project, dev, attempt)
+                began, recovered = fault(project, dev, attempt)
                 incident = wait(f"{alert} firing", lambda: _episode(project, alert, began))  # noqa: B023
                 started = wait("the remediation", lambda: _remediation_started(dev, incident.episode))  # noqa: B023
                 dev.wait_until_finished(dev.runs({"dagster/run_key": incident.episode})[0]["runId"])
@@ -181,7 +205,7 @@ def _production(measured: dict[str, list[tuple[float, ...]]], args: argparse.Nam
     print("\nwith the production rules (estimate: the rule's `for:` plus the pipeline's part measured above):")
     shortened = duration_seconds(args.hold)
     for name, rows in measured.items():
-        alert = "ErrorRateAboveSLO" if name == "degrading release" else "InstanceDown"
+        alert = FAULTS[name][1]
         recovered = statistics.median(row[2] for row in rows)
         print(f"  {name}: recovered {recovered - shortened + PRODUCTION_FOR[alert]:.0f} s after the fault "
               f"({alert} `for: {PRODUCTION_FOR[alert] // 60}m`)")

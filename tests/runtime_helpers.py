@@ -133,3 +133,25 @@ def drift_from_record(runtime: LocalRuntime) -> list[str]:
     """How what runs differs from what the last deployment recorded."""
     services = {name: spec.output() for name, spec in runtime.deployed_services().items()}
     return runtime.drift(services, runtime.deployed_domains())
+
+
+def plant_certificate(project: Project, domain: str, days: int) -> None:
+    """Put in Caddy's storage a certificate for `domain` from its own CA that expires in `days`, and
+    restart Caddy, which serves it: with its whole lifetime that short, Caddy's renewal (at a third of
+    the lifetime left) leaves it alone, as it would a certificate it failed to renew."""
+    runtime = deployed_runtime(project)
+    authority = runtime.lb.data_dir / "pki" / "authorities" / "local"
+    stored = runtime.lb.data_dir / "certificates" / "local" / domain
+    request, extensions = stored / "planted.csr", stored / "planted.ext"
+    extensions.write_text(f"subjectAltName=DNS:{domain}\nextendedKeyUsage=serverAuth\n")
+    for argv in (["openssl", "req", "-new", "-key", stored / f"{domain}.key", "-subj", f"/CN={domain}",
+                  "-out", request],
+                 ["openssl", "x509", "-req", "-in", request, "-CA", authority / "intermediate.crt",
+                  "-CAkey", authority / "intermediate.key", "-set_serial", str(int(time.time() * 1000)),
+                  "-days", str(days), "-extfile", extensions, "-out", stored / "planted.crt"]):
+        subprocess.run([str(arg) for arg in argv], check=True, capture_output=True)
+    chain = (stored / "planted.crt").read_text() + (authority / "intermediate.crt").read_text()
+    (stored / f"{domain}.crt").write_text(chain)
+    for name in ("planted.csr", "planted.ext", "planted.crt"):
+        (stored / name).unlink()
+    runtime.restart_caddy()

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from atl_pipeline.certificates import served_certificate
 from atl_pipeline.cli import main
 from atl_pipeline.defs.alerts import POLL_SECONDS
 from atl_pipeline.monitoring.alertmanager import Alertmanager
@@ -22,12 +23,13 @@ from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
 from tests.conftest import copy_project, kill_stack
 from tests.dagster_dev import DagsterDev
-from tests.runtime_helpers import through_lb
+from tests.runtime_helpers import plant_certificate, through_lb
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "a-webhook-token-that-no-log-may-show"
 API = "api.allthingslinux.org"
+DOCS = "docs.allthingslinux.org"
 SETTINGS = """
 prometheus: {scrape_interval: 1s, alert_window: 10s, alert_for: 2s}
 alerting:
@@ -180,6 +182,20 @@ def test_a_silenced_domain_starts_no_remediation(stack, monkeypatch, capsys):
         a for a in firing if a["alert"] == "LatencyAboveSLO").items()
     time.sleep(2 * POLL_SECONDS)  # two ticks of the sensor
     assert dev.runs({"atl/alert": "LatencyAboveSLO"}) == []
+
+
+def test_a_certificate_near_expiry_is_renewed(stack, monkeypatch, capsys):
+    project, dev, _ = stack
+    plant_certificate(project, DOCS, days=13)  # the alert's threshold is 14 days
+    frontend = deployed_runtime(project).frontend
+    assert served_certificate(frontend, DOCS).days_left < 13
+    run = wait_for("the renewal", lambda: [run for run in dev.runs({"atl/alert": "CertificateExpiringSoon"})
+                                           if run["status"] in {"SUCCESS", "FAILURE"}])[0]
+    assert run["status"] == "SUCCESS", dev.failures(run["runId"])
+    assert served_certificate(frontend, DOCS).days_left > 50  # Caddy's next one: 60 days
+    monkeypatch.setenv("ATL_PROJECT_DIR", str(project.root))
+    incident = wait_for("the renewal recovered", lambda: _recovered(capsys, "CertificateExpiringSoon", "website"))
+    assert (incident["domain"], incident["action"], incident["outcome"]) == (DOCS, "renew certificate", "succeeded")
 
 
 def test_a_replica_kept_down_is_healed(stack, monkeypatch, capsys):

@@ -61,19 +61,27 @@ def test_each_alert_gets_its_remediation_and_the_reason(log, firing, record, act
 
 
 def test_a_service_remediated_inside_the_cool_down_is_left_alone(log):
-    log.acted("earlier", Decision(ROLL_BACK, "", "api", "api-3"), Outcome(True, ""), "run-1")
+    log.acted("earlier", Decision(ROLL_BACK, "", "api", "api-3", "api"), Outcome(True, ""), "run-1")
     decision = decide(alert(), RECORD, log, Remediation(cooldown="10m"), time.time() + 300)
     assert (decision.action, decision.reason) == (NOTHING, "api was remediated 300 s ago; the cool-down is 10m")
     assert decide(alert(), RECORD, log, Remediation(cooldown="10m"), time.time() + 601).action == ROLL_BACK
-    log.acted("noted", Decision(NOTIFY, "", "api", "api-2"), None, "run-2")  # notifying is no remediation
+    log.acted("noted", Decision(NOTIFY, "", "api", "api-2", "api"), None, "run-2")  # notifying is no remediation
     assert decide(alert(), RECORD, log, Remediation(cooldown="10m"), time.time() + 601).action == ROLL_BACK
+
+
+def test_the_cool_down_counts_what_was_acted_on_a_service_or_a_certificate(log):
+    log.acted("earlier", Decision(ROLL_BACK, "", "api", "api-2", "api"), Outcome(True, ""), "run-1")
+    assert decide(alert("CertificateExpiringSoon"), RECORD, log, Remediation(), NOW).action == RENEW
+    log.acted("renewed", Decision(RENEW, "", "api", "api-2", "the certificate of api.org"), Outcome(True, ""), "run-2")
+    decision = decide(alert("CertificateExpiringSoon"), RECORD, log, Remediation(), time.time() + 5)
+    assert (decision.action, decision.subject) == (NOTHING, "the certificate of api.org")
 
 
 def test_two_failed_remediations_of_a_release_leave_it_to_a_person_until_a_deploy_changes_it(log):
     settings = Remediation(cooldown="1s", max_failures=2)
-    log.acted("first", Decision(HEAL, "", "api", "api-2"), Outcome(False, "still differs"), "run-1")
+    log.acted("first", Decision(HEAL, "", "api", "api-2", "api"), Outcome(False, "still differs"), "run-1")
     assert decide(alert(), RECORD, log, settings, time.time() + 5).action == ROLL_BACK
-    log.acted("second", Decision(ROLL_BACK, "", "api", "api-2"), Outcome(False, "unhealthy"), "run-2")
+    log.acted("second", Decision(ROLL_BACK, "", "api", "api-2", "api"), Outcome(False, "unhealthy"), "run-2")
     decision = decide(alert(), RECORD, log, settings, time.time() + 5)
     assert (decision.action, decision.service) == (NEEDS_PERSON, "api")
     assert "2 remediations of api (release api-2) failed" in decision.reason

@@ -62,7 +62,7 @@ def incidents(context: dg.AssetExecutionContext, config: FiringAlert, validated_
         except AtlError as error:
             outcome = Outcome(False, str(error))
     if decision.action == NEEDS_PERSON:
-        manager.raise_alert({"alertname": remediation.NEEDS_PERSON_ALERT, "service": decision.service or "",
+        manager.raise_alert({"alertname": remediation.NEEDS_PERSON_ALERT, "subject": decision.subject,
                              "severity": "critical"}, decision.reason, NEEDS_PERSON_FOR)
     log.acted(alert.episode, decision, outcome, context.run_id)
     values = to_metadata(remediation_metadata(decision, outcome, log.incidents()))
