@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, replace
 from atl_pipeline import drift
 from atl_pipeline.certificates import check_certificates
 from atl_pipeline.config.model import Remediation, duration_seconds
-from atl_pipeline.monitoring.alertmanager import Alert
+from atl_pipeline.errors import AtlError
+from atl_pipeline.monitoring.alertmanager import Alert, Alertmanager
 from atl_pipeline.project import Project
 from atl_pipeline.targets import Target
 
@@ -28,6 +29,7 @@ ACTIONS = (ROLL_BACK, HEAL, RENEW)  # those that change what runs: the cool-down
 ROLLED_BACK_ON = {"AvailabilityBelowSLO", "ErrorRateAboveSLO"}
 HEALED_JOBS = {"services", "caddy"}  # InstanceDown of a replica or of Caddy: supervisord did not bring it back
 NEEDS_PERSON_ALERT = "RemediationNeedsAPerson"
+NEEDS_PERSON_FOR = 24 * 3600  # seconds the pipeline's own alert fires, unless raised again
 
 
 @dataclass(frozen=True)
@@ -83,9 +85,10 @@ class IncidentLog:
             self._append({"event": "recovered", "episode": episode, "at": at})
 
     def events(self) -> list[dict]:
+        """Every event, oldest first; a line cut short (the disk filled mid-write) is skipped."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return [event for line in self.path.read_text().splitlines() if (event := _parsed(line))]
 
     def incidents(self) -> list[Incident]:
         """Each episode, oldest first, with what was done about it."""
@@ -97,8 +100,8 @@ class IncidentLog:
             elif episode in found and event["event"] == "acted":
                 reason = event["reason"] + (f": {event['detail']}" if event["detail"] else "")
                 found[episode] = replace(found[episode], action=event["action"], outcome=event["outcome"],
-                                          reason=reason, run_id=event["run_id"],
-                                          service=event["service"] or found[episode].service)
+                                         reason=reason, run_id=event["run_id"],
+                                         service=event["service"] or found[episode].service)
             elif episode in found and event["event"] == "recovered":
                 found[episode] = replace(found[episode], recovered_at=event["at"])
         return list(found.values())
@@ -119,6 +122,14 @@ class IncidentLog:
             os.write(descriptor, (json.dumps(event) + "\n").encode())
         finally:
             os.close(descriptor)
+
+
+def _parsed(line: str) -> dict | None:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) and "episode" in event and "event" in event else None
 
 
 def service_of(alert: Alert, record: dict) -> str | None:
@@ -176,6 +187,29 @@ def _action(alert: Alert, service: str | None, record: dict, settings: Remediati
         return Decision(RENEW, f"the certificate of {alert.domain} is near expiry: the certificates stage renews it",
                         service, release, f"the certificate of {alert.domain}")
     return Decision(NOTIFY, f"{alert.name} has no remediation: the receivers are notified", service, release)
+
+
+def respond(alert: Alert, project: Project, target: Target, renew_within_days: float,
+            run_id: str) -> tuple[Decision, Outcome | None]:
+    """A remediation run's work: decide about an alert episode (unless it stopped firing while the run
+    waited), act on the decision, raise the pipeline's own alert for a person, and log it."""
+    log, manager = IncidentLog(project), Alertmanager.of(project)
+    if alert.episode in {active.episode for active in manager.active()}:
+        decision = decide(alert, target.runtime(project).deployed(), log, target.config.alerting.remediation,
+                          time.time())
+    else:
+        decision = Decision(NOTHING, "the alert resolved before this run started", alert.labels.get("service"))
+    outcome = None
+    if decision.action in ACTIONS:
+        try:
+            outcome = act(decision, alert, project, target, renew_within_days)
+        except AtlError as error:
+            outcome = Outcome(False, str(error))
+    if decision.action == NEEDS_PERSON:
+        manager.raise_alert({"alertname": NEEDS_PERSON_ALERT, "subject": decision.subject, "severity": "critical"},
+                            decision.reason, NEEDS_PERSON_FOR)
+    log.acted(alert.episode, decision, outcome, run_id)
+    return decision, outcome
 
 
 def act(decision: Decision, alert: Alert, project: Project, target: Target, renew_within_days: float) -> Outcome:

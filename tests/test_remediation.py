@@ -107,6 +107,14 @@ def test_an_incident_is_detected_acted_on_and_recovered(log):
     assert log.open_episodes() == set()
 
 
+def test_a_line_cut_short_in_the_incident_log_is_skipped(log):
+    firing = alert()
+    log.detected(firing)
+    with log.path.open("a") as appended:
+        appended.write('{"event": "acted", "episode": "x", "acti\n')
+    assert [incident.episode for incident in log.incidents()] == [firing.episode]
+
+
 @pytest.mark.slow  # amtool
 def test_the_alertmanager_configuration_passes_amtool_and_keeps_its_secrets_in_private_files(tmp_path, monkeypatch):
     monkeypatch.setenv("HOOK_TOKEN", "token-value")

@@ -9,18 +9,16 @@ import dagster as dg
 from dagster import AssetIn, Config, Failure, MaterializeResult, RunRequest, SensorResult, SkipReason, asset
 
 from atl_pipeline import remediation
-from atl_pipeline.errors import AtlError
 from atl_pipeline.monitoring.alertmanager import Alert, AlertingError, Alertmanager
 from atl_pipeline.orchestration.resources import ProjectResource, TargetResource
-from atl_pipeline.orchestration.stage import POOL, to_metadata
+from atl_pipeline.orchestration.stage import POOL, stage_errors, to_metadata
 from atl_pipeline.orchestration.triggers import TRIGGER_TAG
-from atl_pipeline.remediation import ACTIONS, NEEDS_PERSON, NOTHING, Decision, IncidentLog, Outcome
+from atl_pipeline.remediation import IncidentLog
 from atl_pipeline.report import incidents_metadata, remediation_metadata
 from atl_pipeline.validation import ValidatedConfig
 
 REMEDIATE_JOB = "remediate"
 POLL_SECONDS = 5
-NEEDS_PERSON_FOR = 24 * 3600  # seconds the pipeline's own alert fires, unless a deploy changes the service first
 
 
 class FiringAlert(Config):
@@ -43,31 +41,13 @@ def incidents(context: dg.AssetExecutionContext, config: FiringAlert, validated_
     """Every alert episode: what fired, where, what the pipeline did about it, and when it recovered.
     Each `remediate` run adds one, deciding within the guard rails (cool-down, failure limit,
     roll-back window) and saying why in its metadata."""
-    alert, watched, loaded = config.alert(), project.as_project(), validated_config.loaded.config
-    kind, log = target.of(loaded), IncidentLog(watched)
-    try:
-        manager = Alertmanager.of(watched)
-        still = alert.episode in {active.episode for active in manager.active()}
-    except AlertingError as error:
-        raise Failure(str(error)) from None
-    if still:
-        decision = remediation.decide(alert, kind.runtime(watched).deployed(), log, loaded.alerting.remediation,
-                                      time.time())
-    else:
-        decision = Decision(NOTHING, "the alert resolved before this run started", alert.labels.get("service"))
-    outcome = None
-    if decision.action in ACTIONS:
-        try:
-            outcome = remediation.act(decision, alert, watched, kind, target.renew_within_days)
-        except AtlError as error:
-            outcome = Outcome(False, str(error))
-    if decision.action == NEEDS_PERSON:
-        manager.raise_alert({"alertname": remediation.NEEDS_PERSON_ALERT, "subject": decision.subject,
-                             "severity": "critical"}, decision.reason, NEEDS_PERSON_FOR)
-    log.acted(alert.episode, decision, outcome, context.run_id)
-    values = to_metadata(remediation_metadata(decision, outcome, log.incidents()))
+    watched = project.as_project()
+    with stage_errors():
+        decision, outcome = remediation.respond(config.alert(), watched, target.of(validated_config.loaded.config),
+                                                target.renew_within_days, context.run_id)
+    values = to_metadata(remediation_metadata(decision, outcome, IncidentLog(watched).incidents()))
     if outcome and not outcome.succeeded:
-        raise Failure(f"{decision.action} of {decision.service} failed: {outcome.detail}", metadata=values,
+        raise Failure(f"{decision.action} of {decision.subject} failed: {outcome.detail}", metadata=values,
                       allow_retries=False)
     return MaterializeResult(metadata=values)
 
