@@ -105,6 +105,16 @@ def internal_services_stand_alone(loaded: LoadedConfig) -> Iterator[Finding]:
                                      f"domains: set {field} there, or make it `internal: true`")
 
 
+def autoscaled_within_bounds(loaded: LoadedConfig) -> Iterator[Finding]:
+    """A service that scales starts inside its bounds."""
+    for name, workload in loaded.config.workloads().items():
+        bounds = workload.autoscale
+        if bounds and not bounds.min <= workload.replicas <= bounds.max:
+            yield loaded.finding(("services", name, "autoscale"), f"service {name!r} starts at {workload.replicas} "
+                                 f"replicas, outside its autoscale bounds ({bounds.min} to {bounds.max}): set its "
+                                 "domains' replicas between them")
+
+
 def commands_run_no_shell(loaded: LoadedConfig) -> Iterator[Finding]:
     """A service's command is its program's own arguments: no shell reads a value of the file."""
     for name in loaded.config.workloads():
@@ -188,5 +198,5 @@ def target_rules(loaded: LoadedConfig) -> Iterator[Finding]:
 
 RULES: list[Callable[[LoadedConfig], Iterator[Finding]]] = [
     unique_domain_names, services_defined, shared_services_agree, required_domains_enabled,
-    internal_services_stand_alone, commands_run_no_shell, ports_disjoint, target_rules,
+    internal_services_stand_alone, autoscaled_within_bounds, commands_run_no_shell, ports_disjoint, target_rules,
 ]

@@ -246,7 +246,7 @@ def test_values_from_the_file_are_printed_escaped(write):
     assert len(lines) == 3 and not any(line.startswith("forged.yml") for line in lines), lines
     assert lines[1].endswith(":1:84: services.web\\nforged.yml:1:1: everything is fine: unknown field 'colour'; "
                              "the fields here are command, image, port, container_port, health, metrics, tcp_ports, "
-                             "volumes, servers, internal, replicas, resources"), lines[1]
+                             "volumes, servers, internal, replicas, resources, autoscale"), lines[1]
     assert "\x1b" not in str(raised.value) and "'\\x1b[31mred' is not a valid name" in lines[2]
 
 

@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     IPvAnyNetwork,
     StrictBool,
+    StrictFloat,
     StrictInt,
     Tag,
     ValidationInfo,
@@ -142,6 +143,40 @@ class Metrics(_Model):
         return _plain_path(path)
 
 
+class ScaleTarget(_Model):
+    """What one replica should carry: requests per second, or a share of a core."""
+
+    requests_per_second_per_replica: Annotated[StrictInt | StrictFloat, Field(gt=0, le=1_000_000)] | None = None
+    """The request rate through the load balancer one replica should serve (`50`)."""
+    cpu_per_replica: str | None = Field(None, pattern=r"^([1-9][0-9]?|100)%$")
+    """The share of the replica's CPU request it should use (`70%`), from its `process_cpu_seconds_total`."""
+
+    @model_validator(mode="after")
+    def _one_metric(self) -> ScaleTarget:
+        if (self.requests_per_second_per_replica is None) == (self.cpu_per_replica is None):
+            raise ValueError("give one target: requests_per_second_per_replica or cpu_per_replica")
+        return self
+
+
+class Autoscale(_Model):
+    """Replicas moved within bounds by the `autoscaler` sensor, from live metrics."""
+
+    min: StrictInt = Field(ge=1, le=MAX_REPLICAS)
+    """The fewest replicas."""
+    max: StrictInt = Field(ge=1, le=MAX_REPLICAS)
+    """The most replicas; capacity is checked at this count."""
+    target: ScaleTarget
+    """What one replica should carry."""
+    scale_down_after: Duration = "5m"
+    """How long the metric must stay low before replicas are removed (they are added at once)."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscale:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is more than max ({self.max})")
+        return self
+
+
 class Service(_Model):
     command: Argv | None = None
     """The program and its arguments, never a shell string. Placeholders `{port}`, `{replica}`, `{service}`."""
@@ -171,6 +206,8 @@ class Service(_Model):
     """An internal service's replicas (a routed service takes its domains'); default 1."""
     resources: Resources | None = None
     """An internal service's resources per replica (a routed service takes its domains')."""
+    autoscale: Autoscale | None = None
+    """Replicas moved between `min` and `max` from live metrics; `replicas` is where they start."""
 
     @field_validator("image")
     @classmethod
@@ -565,6 +602,12 @@ class Workload:
 
     replicas: int
     resources: Resources
+    autoscale: Autoscale | None = None
+
+    @property
+    def most(self) -> int:
+        """The most replicas it may run: what capacity must hold."""
+        return self.autoscale.max if self.autoscale else self.replicas
 
 
 class Config(_Model):
@@ -600,8 +643,9 @@ class Config(_Model):
         found: dict[str, Workload] = {}
         for domain in self.serving:
             if domain.service in self.services and domain.service not in found:
-                found[domain.service] = Workload(domain.replicas, domain.resources)
+                found[domain.service] = Workload(domain.replicas, domain.resources,
+                                                 self.services[domain.service].autoscale)
         for name, service in self.services.items():
             if service.internal and name not in found:
-                found[name] = Workload(service.replicas or 1, service.resources or Resources())
+                found[name] = Workload(service.replicas or 1, service.resources or Resources(), service.autoscale)
         return found

@@ -25,6 +25,8 @@ class PlanOptions(Config):
     """Plan only this domain and its service (`atl infra up --domain NAME`)."""
     destroy: bool = False
     """Plan the removal of everything (`atl infra destroy`)."""
+    replicas: dict[str, int] = {}
+    """The autoscaler's count for each service it scales, kept within the service's bounds."""
 
 
 @asset(group_name=GROUP, kinds={"terraform"}, pool=POOL, retry_policy=RETRY, check_specs=[AssetCheckSpec(
@@ -38,7 +40,7 @@ def terraform_plan(context: AssetExecutionContext, config: PlanOptions, validate
     approved = context.run.tags.get(APPROVE_DESTROY_TAG) == "true"
     with stage_errors():
         plan = terraform.plan(project.as_project(), validated_config, context.run.run_id, destroy_approved=approved,
-                              domain=config.domain, destroy=config.destroy)
+                              domain=config.domain, destroy=config.destroy, replicas=config.replicas)
     yield Output(plan, metadata=metadata(context, plan_metadata(plan)))
     yield _destroy_check(plan.summary, approved)
 

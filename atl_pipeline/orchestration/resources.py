@@ -29,9 +29,9 @@ class TerraformResource(ConfigurableResource):
     """Terraform on the project's state: what the plan and apply stages run."""
 
     def plan(self, project: Project, validated: ValidatedConfig, name: str, *, destroy_approved: bool,
-             domain: str | None, destroy: bool) -> TerraformPlan:
+             domain: str | None, destroy: bool, replicas: dict[str, int]) -> TerraformPlan:
         return make_plan(project, validated, name, destroy_approved=destroy_approved, domain=domain,
-                         destroy=destroy)
+                         destroy=destroy, replicas=replicas)
 
     def apply(self, project: Project, plan: TerraformPlan) -> TerraformApply:
         return apply_plan(project, plan)

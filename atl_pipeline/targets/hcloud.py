@@ -264,7 +264,7 @@ def group_share(config: Config, group: str) -> tuple[int, int]:
     millicores, bytes_ = SYSTEM
     for name, workload in config.workloads().items():
         if (config.services[name].servers or "default") == group:
-            on_one = math.ceil(workload.replicas / count)
+            on_one = math.ceil(workload.most / count)  # servers sized for the most an autoscaled service runs
             millicores += on_one * workload.resources.millicores
             bytes_ += on_one * workload.resources.bytes
     return millicores, bytes_

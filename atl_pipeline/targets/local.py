@@ -52,8 +52,8 @@ class Local(Target):
     def _within_capacity(self, loaded: LoadedConfig) -> Iterator[Finding]:
         millicores = bytes_ = 0
         for workload in loaded.config.workloads().values():
-            millicores += workload.replicas * workload.resources.millicores
-            bytes_ += workload.replicas * workload.resources.bytes
+            millicores += workload.most * workload.resources.millicores
+            bytes_ += workload.most * workload.resources.bytes
         capacity_millicores, capacity_bytes, origin = self._capacity()
         if millicores > capacity_millicores or bytes_ > capacity_bytes:
             yield loaded.finding(("domains",), f"the domains request {millicores / 1000:g} cpu and "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,8 +73,10 @@ class Rendered:
     target: Target
 
 
-def terraform_inputs(config: Config) -> dict:
-    """What the templates declare: each service in use and each domain, plus the state backend."""
+def terraform_inputs(config: Config, counts: Mapping[str, int] | None = None) -> dict:
+    """What the templates declare: each service in use and each domain, plus the state backend. `counts`:
+    the replicas of the services that scale (atl_pipeline.autoscale), in place of where they start."""
+    counts = counts or {}
     services: dict[str, dict] = {}
     for name, workload in config.workloads().items():
         service = config.services[name]
@@ -92,14 +95,14 @@ def terraform_inputs(config: Config) -> dict:
             "volumes": service.volumes,
         }
         release = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-        services[name] = {**spec, "release": release, "replicas": workload.replicas,
+        services[name] = {**spec, "release": release, "replicas": counts.get(name, workload.replicas),
                           "standby_port": service.port + MAX_REPLICAS}
     domains = {
         d.name: {
             "cpu_millicores": d.resources.millicores,
             "memory_bytes": d.resources.bytes,
             "monitoring": d.monitoring,
-            "replicas": d.replicas,
+            "replicas": counts.get(d.service, d.replicas),
             "service": d.service,
             "ssl": d.ssl,
             "url": f"{'https' if d.ssl else 'http'}://{d.name}/",
@@ -120,8 +123,9 @@ def default_schema_name(config: Config) -> str:
     return name
 
 
-def render(config: Config, templates: Path) -> Rendered:
-    """The templates of the configuration's kind of target (`templates/<kind>/`), rendered."""
+def render(config: Config, templates: Path, counts: Mapping[str, int] | None = None) -> Rendered:
+    """The templates of the configuration's kind of target (`templates/<kind>/`), rendered (with the
+    `counts` of the services that scale)."""
     target = target_of(config)
     folder = templates / target.kind
     if not folder.is_dir():
@@ -131,7 +135,7 @@ def render(config: Config, templates: Path) -> Rendered:
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, finalize=_only_hcl,
     )
     environment.filters["hcl"] = hcl
-    inputs = terraform_inputs(config)
+    inputs = terraform_inputs(config, counts)
     files = {}
     for template in sorted(folder.glob("*.tf.j2")):
         try:

@@ -14,11 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from atl_pipeline import secrets
+from atl_pipeline.autoscale import declared_counts
 from atl_pipeline.config.model import Config, State
 from atl_pipeline.errors import AtlError
 from atl_pipeline.files import replace_file
@@ -93,16 +95,19 @@ def postgres_address(connection: str) -> str:
 
 
 def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destroy_approved: bool = False,
-              domain: str | None = None, destroy: bool = False) -> TerraformPlan:
+              domain: str | None = None, destroy: bool = False, replicas: Mapping[str, int] | None = None
+              ) -> TerraformPlan:
     """Render, check, init and plan; the plan is saved as `plans/<name>.tfplan`. With `domain`,
-    the plan changes only that domain and its service; with `destroy`, it removes everything."""
+    the plan changes only that domain and its service; with `destroy`, it removes everything;
+    `replicas`: the autoscaler's count for services that scale (atl_pipeline.autoscale)."""
     if not validated.ok:
         raise InvalidConfig(f"{validated.loaded.source.name} has {len(validated.findings)} findings; "
                             "fix them before planning")
     config: Config = validated.loaded.config
     target = target_of(config)
     targets = _addresses(target, domain) if domain else ()
-    rendered = render(config, validated.loaded.templates_dir or project.templates_dir)
+    rendered = render(config, validated.loaded.templates_dir or project.templates_dir,
+                      _counts(project, target, replicas or {}))
     tokens = target.provider_secrets()
     runner = terraform(project, config.state, config.environment, tokens)
     with project.lock():
@@ -159,6 +164,14 @@ def _written_before(rendered: Rendered, workdir: Path) -> bool:
     """The working directory holds exactly these files: they passed the HCL check before they
     were written, so they need not be parsed again (about 0.6 s per hundred domains)."""
     return {path.name: path.read_text() for path in workdir.glob("*.tf")} == rendered.files
+
+
+def _counts(project: Project, target: Target, asked: Mapping[str, int]) -> dict[str, int]:
+    """The replicas of the services that scale: asked, else what runs, else where they start."""
+    if not any(workload.autoscale for workload in target.config.workloads().values()):
+        return {}
+    running = {name: spec.replicas for name, spec in target.runtime(project).deployed_services().items()}
+    return declared_counts(target.config, running, asked)
 
 
 def _last_apply(runner: Terraform, rendered: Rendered) -> bool:

@@ -1,0 +1,81 @@
+"""Auto-scaling's arithmetic and its place in the configuration (atl_pipeline.autoscale): the
+counts a deploy declares, Kubernetes' rule for the desired count, and the scale-down window."""
+
+from __future__ import annotations
+
+import pytest
+
+from atl_pipeline.autoscale import declared_counts, recommend, stabilized
+from atl_pipeline.config import load_config
+from atl_pipeline.config.model import Autoscale
+from atl_pipeline.findings import ConfigError
+from atl_pipeline.terraform.render import terraform_inputs
+from atl_pipeline.validation import validate
+
+BOUNDS = Autoscale.model_validate({"min": 1, "max": 4, "target": {"requests_per_second_per_replica": 50},
+                                   "scale_down_after": "60s"})
+SCALING = """\
+target: {kind: local, capacity: {cpu: '8', memory: 16Gi}}
+services:
+  web:
+    command: [app, "{port}"]
+    port: 9200
+    autoscale: {min: 1, max: 4, target: {requests_per_second_per_replica: 50}, scale_down_after: 60s}
+domains: [{name: a.org, service: web, replicas: REPLICAS}]
+"""
+
+
+@pytest.mark.parametrize(("current", "observed", "expected"), [
+    (1, 50, 1), (1, 54, 1),  # within the 10% tolerance
+    (1, 160, 4), (2, 120, 4),  # ceil(current x observed / target)
+    (3, 10, 1), (1, 1000, 4), (4, 0, 1),  # never outside the bounds
+    (2, 40, 2),  # 2 x 0.8 = 1.6: still 2
+])
+def test_the_desired_count_is_kubernetes_rule_within_the_bounds(current, observed, expected):
+    assert recommend(BOUNDS, current, observed, 50) == expected
+
+
+def test_up_at_once_down_only_after_the_metric_stayed_low_for_the_window():
+    assert stabilized(BOUNDS, 1, [(0, 1), (15, 3)], now=15) == 3
+    low_since_30 = [(0, 3), (15, 3), (30, 1), (45, 1), (60, 1)]
+    assert stabilized(BOUNDS, 3, low_since_30, now=60) == 3  # a 3 within the last 60 s
+    assert stabilized(BOUNDS, 3, [*low_since_30, (75, 1), (90, 1)], now=90) == 1
+    assert stabilized(BOUNDS, 3, [(40, 1), (55, 1)], now=55) == 3  # not watched for 60 s yet
+
+
+def test_a_deploy_keeps_the_running_count_within_the_new_bounds(write):
+    config = load_config(write(SCALING.replace("REPLICAS", "2"))).config
+    assert declared_counts(config, {}, {}) == {"web": 2}  # where it starts
+    assert declared_counts(config, {"web": 3}, {}) == {"web": 3}  # what runs
+    assert declared_counts(config, {"web": 3}, {"web": 4}) == {"web": 4}  # what the autoscaler asks
+    assert declared_counts(config, {"web": 9}, {}) == {"web": 4}  # clamped to the bounds
+    inputs = terraform_inputs(config, {"web": 3})
+    assert inputs["services"]["web"]["replicas"] == inputs["domains"]["a.org"]["replicas"] == 3
+
+
+def test_a_start_outside_the_bounds_is_a_located_finding(write):
+    path = write(SCALING.replace("REPLICAS", "5"))
+    assert [(f.line, f.column, f.message) for f in validate(load_config(path)).findings] == [
+        (6, 16, "service 'web' starts at 5 replicas, outside its autoscale bounds (1 to 4): set its domains' "
+                "replicas between them")]
+
+
+def test_capacity_is_checked_at_the_most_replicas(write):
+    path = write(SCALING.replace("REPLICAS", "1").replace("cpu: '8'", "cpu: '0.5'"))  # 4 x 250m > 500m
+    (finding,) = validate(load_config(path)).findings
+    assert "the domains request 1 cpu" in finding.message
+
+
+@pytest.mark.parametrize(("autoscale", "said"), [
+    ("{min: 3, max: 2, target: {cpu_per_replica: 70%}}", "min (3) is more than max (2)"),
+    ("{min: 1, max: 2, target: {}}", "give one target"),
+    ("{min: 1, max: 2, target: {cpu_per_replica: 70%, requests_per_second_per_replica: 5}}", "give one target"),
+    ("{min: 1, max: 2, target: {cpu_per_replica: 170%}}", "should match pattern"),
+    ("{min: 1, max: 2, target: {requests_per_second_per_replica: true}}", "valid"),
+])
+def test_bad_bounds_are_refused(write, autoscale, said):
+    text = SCALING.replace("REPLICAS", "1").replace(
+        "{min: 1, max: 4, target: {requests_per_second_per_replica: 50}, scale_down_after: 60s}", autoscale)
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(text))
+    assert said in str(raised.value)
