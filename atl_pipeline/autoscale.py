@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import requests
 
 from atl_pipeline.config.model import Autoscale, Config, duration_seconds
+from atl_pipeline.errors import AtlError
 
 TOLERANCE = 0.1  # a ratio of observed to target within 10% of 1 changes nothing
 
@@ -50,3 +54,65 @@ def stabilized(bounds: Autoscale, current: int, history: Sequence[tuple[float, i
     if history[0][0] > now - window:  # not watched that long yet: low for less than the window
         return current
     return min(current, max(count for at, count in history if now - at <= window))
+
+
+class MetricsUnavailable(AtlError):
+    """Prometheus did not answer: no count changes on missing data."""
+
+    transient = True
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the autoscaler found for one service on one tick."""
+
+    service: str
+    current: int
+    desired: int
+    metric: str  # the target's name and what one replica carries now, against the target
+    history: tuple[tuple[float, int], ...]  # the recommendations the scale-down window looks at
+
+
+def observe(prometheus: str, config: Config, running: Mapping[str, int], window: str) -> dict[str, float]:
+    """What one replica of each scaling service carries now, averaged over `window`: requests per second
+    through the load balancer (its domains' share of Caddy's requests), or the share of its CPU request
+    it uses. A service without data (no samples yet) is left out: it holds its count."""
+    hosts = _query(prometheus, f"sum by (host) (rate(caddy_http_request_duration_seconds_count[{window}]))", "host")
+    cores = _query(prometheus, f'sum by (service) (rate(process_cpu_seconds_total{{job="services"}}[{window}]))',
+                   "service")
+    found = {}
+    for name, workload in config.workloads().items():
+        current, bounds = running.get(name), workload.autoscale
+        if not (bounds and current):
+            continue
+        if bounds.target.requests_per_second_per_replica is not None:
+            served = [hosts[d.name] for d in config.serving if d.service == name and d.name in hosts]
+            if served:
+                found[name] = sum(served) / current
+        elif name in cores:
+            found[name] = cores[name] / current / (workload.resources.millicores / 1000)
+    return found
+
+
+def step(name: str, bounds: Autoscale, current: int, per_replica: float, history: Sequence[tuple[float, int]],
+         now: float) -> Step:
+    """One tick for one service: the recommendation added to its history, and the count to scale to."""
+    target = bounds.target
+    goal = (target.requests_per_second_per_replica if target.requests_per_second_per_replica is not None
+            else int(target.cpu_per_replica.rstrip("%")) / 100)
+    window = duration_seconds(bounds.scale_down_after)
+    kept = tuple((at, count) for at, count in history if now - at <= 2 * window)
+    recent = (*kept, (now, recommend(bounds, current, per_replica, goal)))
+    metric = ("requests_per_second_per_replica" if target.requests_per_second_per_replica is not None
+              else "cpu_per_replica")
+    return Step(name, current, stabilized(bounds, current, recent, now), f"{metric} {per_replica:.2f} (target "
+                f"{goal:g})", recent)
+
+
+def _query(prometheus: str, query: str, label: str) -> dict[str, float]:
+    try:
+        result = requests.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=5).json()["data"]["result"]
+    except (requests.RequestException, ValueError, KeyError) as error:
+        raise MetricsUnavailable(f"Prometheus at {prometheus} did not answer ({type(error).__name__}): every count "
+                                 "holds until it does") from None
+    return {sample["metric"].get(label, ""): float(sample["value"][1]) for sample in result}

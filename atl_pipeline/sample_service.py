@@ -72,7 +72,9 @@ class Service:
             lines += [f'atl_sample_requests_total{{path="{path}",code="{status}"}} {count}'
                       for (path, status), count in sorted(self.requests.items())]
             lines += ["# TYPE atl_sample_request_seconds_total counter",
-                      f"atl_sample_request_seconds_total {self.seconds}"]
+                      f"atl_sample_request_seconds_total {self.seconds}",
+                      "# TYPE process_cpu_seconds_total counter",  # what the autoscaler reads for cpu_per_replica
+                      f"process_cpu_seconds_total {time.process_time()}"]
         return "\n".join(lines) + "\n"
 
 

@@ -48,7 +48,7 @@ def git_push(running: bool, poll_seconds: int = DEFAULT_POLL_SECONDS) -> SensorD
         mirror = Mirror(watched)
         try:
             head = mirror.head(source)
-            seen = context.cursor or _last_deployed(context, "commit")
+            seen = context.cursor or last_deployed(context, "commit")
             if head == seen:
                 return SkipReason(f"{source.branch} is at {head[:12]}, already seen")
             mirror.fetch(source)
@@ -87,7 +87,7 @@ def domains_file_changed(running: bool) -> SensorDefinition:
         except OSError as error:
             return SkipReason(f"cannot read {path}: {error.strerror}")
         last = json.loads(context.cursor) if context.cursor else {"sha256": None, "change": 0}
-        if digest in (last["sha256"], _last_deployed(context, "sha256")):
+        if digest in (last["sha256"], last_deployed(context, "sha256")):
             context.update_cursor(json.dumps({**last, "sha256": digest}))
             return SkipReason(f"{path.name} unchanged since it was last deployed (sha256 {digest[:12]})")
         change = last["change"] + 1
@@ -101,7 +101,7 @@ def domains_file_changed(running: bool) -> SensorDefinition:
     return domains_file_changed
 
 
-def _last_deployed(context: SensorEvaluationContext, key: str) -> str | None:
+def last_deployed(context: SensorEvaluationContext, key: str) -> str | None:
     """A metadata value (the sha256 of the file, or its commit) of the last domains.yml materialized."""
     event = context.instance.get_latest_materialization_event(AssetKey("domain_config"))
     value = event.asset_materialization.metadata.get(key) if event and event.asset_materialization else None

@@ -1,0 +1,93 @@
+"""Auto-scaling with the real processes: backend-api at `min: 1, max: 4` under bench/load.py's load
+(HTTPS through Caddy) is scaled up by the `autoscaler` sensor of a real `dg dev`, without a failed
+request, and back down to 1 once the load has stopped for `scale_down_after`; with Prometheus down
+the sensor holds every count and says why."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from atl_pipeline.runtime.local import deployed_runtime
+from tests.conftest import copy_project, kill_stack
+from tests.dagster_dev import DagsterDev
+from tests.runtime_helpers import Load
+
+pytestmark = pytest.mark.slow
+
+API = "api.allthingslinux.org"
+AUTOSCALE = "    autoscale: {min: 1, max: 4, target: {requests_per_second_per_replica: 5}, scale_down_after: 20s}\n"
+TICKS = """
+query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) { ... on Sensor {
+  sensorState { ticks(limit: 1) { status skipReason } } } } }"""
+
+
+def replicas(project) -> int:
+    return deployed_runtime(project).deployed_services()["backend-api"].replicas
+
+
+def wait_for(what: str, found, timeout: float):
+    deadline = time.monotonic() + timeout
+    while not (value := found()):
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.5)
+    return value
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("autoscaling")
+    project = copy_project(root / "project")
+    text = project.domains_file.read_text().replace("    health: {path: /healthz}\n",
+                                                    "    health: {path: /healthz}\n" + AUTOSCALE, 1)
+    text = text.replace("replicas: 3", "replicas: 1", 1).replace('cpu: "500m"', 'cpu: "250m"', 1)  # 4 fit in 2 cores
+    project.domains_file.write_text(text.replace("\ndomains:", "\nprometheus: {scrape_interval: 1s}\n\ndomains:", 1))
+    dev = DagsterDev.start(project, root / "dg-dev.log", ATL_AUTOSCALE_SECONDS="3")
+    try:
+        assert dev.wait_for_run({"atl/trigger": "file"})["status"] == "SUCCESS", dev.log.read_text()[-3000:]
+        yield project, dev
+    finally:
+        dev.stop()
+        kill_stack(project)
+
+
+def test_a_service_scales_up_under_load_without_a_failed_request_and_back_down_after(stack, tmp_path):
+    project, dev = stack
+    assert replicas(project) == 1
+    started = time.monotonic()
+    with Load(project, API, tmp_path / "load.json") as load:
+        wait_for("3 replicas or more", lambda: replicas(project) >= 3, timeout=60)
+        scaled_up = time.monotonic() - started
+        wait_for("4 replicas, the most", lambda: replicas(project) == 4, timeout=60)  # the load is ~20x the target
+        dev.wait_for_run({"atl/trigger": "autoscale"})
+        runs = dev.runs({"atl/trigger": "autoscale"})
+        time.sleep(20)  # the same load, steady: no more scaling (no flapping)
+        assert [run["runId"] for run in dev.runs({"atl/trigger": "autoscale"})] == [run["runId"] for run in runs]
+    assert load.result["failed"] == 0 and load.result["ok"] > 0, load.result
+    assert runs and all(run["status"] == "SUCCESS" for run in runs), [dev.failures(run["runId"]) for run in runs]
+    tags = {tag["key"]: tag["value"] for tag in runs[-1]["tags"]}
+    assert tags["atl/service"] == "backend-api" and tags["atl/autoscale"].startswith("1->")
+    assert tags["atl/metric"].startswith("requests_per_second_per_replica")
+
+    stopped = time.monotonic()
+    wait_for("back to 1 replica", lambda: replicas(project) == 1, timeout=90)
+    assert time.monotonic() - stopped >= 20  # not before the metric stayed low for scale_down_after
+    assert scaled_up < 60
+
+
+def test_without_prometheus_every_count_holds_and_the_sensor_says_why(stack):
+    project, dev = stack
+    supervisor = deployed_runtime(project).supervisor
+    supervisor.rpc.stopProcess("prometheus", True)
+    try:
+        selector = {"repositoryLocationName": "atl", "repositoryName": "__repository__", "sensorName": "autoscaler"}
+
+        def skipped() -> str | None:
+            (tick,) = dev.graphql(TICKS, selector=selector)["sensorOrError"]["sensorState"]["ticks"]
+            reason = tick["skipReason"] or ""
+            return reason if "did not answer" in reason else None
+
+        assert "every count holds until it does" in wait_for("the autoscaler's skip", skipped, timeout=30)
+    finally:
+        supervisor.rpc.startProcess("prometheus", True)
