@@ -9,16 +9,20 @@ horizontal autoscaler decides it (`recommend`, then `stabilized`).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import requests
 
 from atl_pipeline.config.model import Autoscale, Config, duration_seconds
 from atl_pipeline.errors import AtlError
+from atl_pipeline.files import replace_file
 
 TOLERANCE = 0.1  # a ratio of observed to target within 10% of 1 changes nothing
+DECISIONS = "autoscale.json"  # under the project's state folder: each service's last scaling decision
 
 
 def declared_counts(config: Config, running: Mapping[str, int], asked: Mapping[str, int]) -> dict[str, int]:
@@ -116,3 +120,17 @@ def _query(prometheus: str, query: str, label: str) -> dict[str, float]:
         raise MetricsUnavailable(f"Prometheus at {prometheus} did not answer ({type(error).__name__}): every count "
                                  "holds until it does") from None
     return {sample["metric"].get(label, ""): float(sample["value"][1]) for sample in result}
+
+
+def record_decision(path: Path, step: Step, at: float) -> None:
+    """The last scaling decision of each service, for `atl infra status`."""
+    decisions = json.loads(path.read_text()) if path.exists() else {}
+    decisions[step.service] = {"at": at, "from": step.current, "to": step.desired, "metric": step.metric}
+    replace_file(path, json.dumps(decisions, indent=1))
+
+
+def status(config: Config, path: Path) -> dict[str, dict]:
+    """Each scaling service's bounds and its last scaling decision."""
+    decisions = json.loads(path.read_text()) if path.exists() else {}
+    return {name: {"min": w.autoscale.min, "max": w.autoscale.max, "last_decision": decisions.get(name)}
+            for name, w in config.workloads().items() if w.autoscale}

@@ -5,10 +5,12 @@ the sensor holds every count and says why."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
+from atl_pipeline.cli import main
 from atl_pipeline.runtime.local import deployed_runtime
 from tests.conftest import copy_project, kill_stack
 from tests.dagster_dev import DagsterDev
@@ -52,7 +54,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         kill_stack(project)
 
 
-def test_a_service_scales_up_under_load_without_a_failed_request_and_back_down_after(stack, tmp_path):
+def test_a_service_scales_up_under_load_without_a_failed_request_and_back_down_after(stack, tmp_path, monkeypatch,
+                                                                                       capsys):
     project, dev = stack
     assert replicas(project) == 1
     started = time.monotonic()
@@ -74,6 +77,10 @@ def test_a_service_scales_up_under_load_without_a_failed_request_and_back_down_a
     wait_for("back to 1 replica", lambda: replicas(project) == 1, timeout=90)
     assert time.monotonic() - stopped >= 20  # not before the metric stayed low for scale_down_after
     assert scaled_up < 60
+    monkeypatch.setenv("ATL_PROJECT_DIR", str(project.root))
+    main(["infra", "status", "--json"])
+    (api,) = [s for s in json.loads(capsys.readouterr().out)["services"] if s["name"] == "backend-api"]
+    assert (api["autoscale"]["min"], api["autoscale"]["max"], api["autoscale"]["last_decision"]["to"]) == (1, 4, 1)
 
 
 def test_without_prometheus_every_count_holds_and_the_sensor_says_why(stack):

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError
@@ -299,6 +300,12 @@ def _print_status(report: dict) -> None:
     print(text_table(("service", "release", "replicas"),
                      [(s["name"], s["release"], " ".join(map(_replica, s["replicas"])) or "none")
                       for s in report["services"]]))
+    for service in report["services"]:
+        if bounds := service.get("autoscale"):
+            last = bounds["last_decision"]
+            print(f"{service['name']} scales between {bounds['min']} and {bounds['max']} replicas; "
+                  + (f"last {last['from']} -> {last['to']} at {time.strftime('%H:%M:%S', time.gmtime(last['at']))} "
+                     f"UTC on {last['metric']}" if last else "not scaled yet"))
     alerting = report["alerting"]
     firing = alerting["firing"]
     print(f"alertmanager {alerting['alertmanager_url']}: " + (

@@ -55,6 +55,8 @@ def _autoscaler(seconds: int) -> dg.SensorDefinition:
         context.update_cursor(json.dumps({s.service: s.history for s in steps}))
         commit = last_deployed(context, "commit")
         requests = [_request(s, commit) for s in steps if s.desired != s.current]
+        for scaled in (s for s in steps if s.desired != s.current):
+            autoscale.record_decision(watched.state_dir / autoscale.DECISIONS, scaled, now)
         held = "; ".join(f"{s.service}: {s.current} ({s.metric})" for s in steps) or "no data yet"
         return requests or dg.SkipReason(f"every count holds: {held}")
 

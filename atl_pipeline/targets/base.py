@@ -69,10 +69,16 @@ class Target(ABC):
 
     def status(self, project: Project) -> dict:
         """What runs and whether each domain answers (`atl infra status`), and the alerts firing."""
+        from atl_pipeline import autoscale
         from atl_pipeline.monitoring.alertmanager import alerting_status
 
         url = f"http://127.0.0.1:{self.config.target.alertmanager_port}"
-        return {**self.runtime(project).status(), "alerting": {"alertmanager_url": url, **alerting_status(project)}}
+        report = {**self.runtime(project).status(), "alerting": {"alertmanager_url": url, **alerting_status(project)}}
+        scaling = autoscale.status(self.config, project.state_dir / autoscale.DECISIONS)
+        for service in report["services"]:
+            if service["name"] in scaling:
+                service["autoscale"] = scaling[service["name"]]
+        return report
 
     def stop(self, project: Project) -> bool:
         """Stop what runs, keeping what was deployed for the next deploy; True when anything ran."""
