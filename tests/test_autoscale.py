@@ -71,7 +71,8 @@ def test_capacity_is_checked_at_the_most_replicas(write):
     ("{min: 1, max: 2, target: {}}", "give one target"),
     ("{min: 1, max: 2, target: {cpu_per_replica: 70%, requests_per_second_per_replica: 5}}", "give one target"),
     ("{min: 1, max: 2, target: {cpu_per_replica: 170%}}", "should match pattern"),
-    ("{min: 1, max: 2, target: {requests_per_second_per_replica: true}}", "valid"),
+    ("{min: 1, max: 2, target: {requests_per_second_per_replica: true}}", "'true' is a boolean to YAML"),
+    ("{min: 1, max: 2, target: {requests_per_second_per_replica: 2.5}}", "'2.5' is not a whole number"),
 ])
 def test_bad_bounds_are_refused(write, autoscale, said):
     text = SCALING.replace("REPLICAS", "1").replace(

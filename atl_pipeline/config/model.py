@@ -22,7 +22,6 @@ from pydantic import (
     Field,
     IPvAnyNetwork,
     StrictBool,
-    StrictFloat,
     StrictInt,
     Tag,
     ValidationInfo,
@@ -146,8 +145,8 @@ class Metrics(_Model):
 class ScaleTarget(_Model):
     """What one replica should carry: requests per second, or a share of a core."""
 
-    requests_per_second_per_replica: Annotated[StrictInt | StrictFloat, Field(gt=0, le=1_000_000)] | None = None
-    """The request rate through the load balancer one replica should serve (`50`)."""
+    requests_per_second_per_replica: StrictInt | None = Field(None, ge=1, le=1_000_000)
+    """The request rate through the load balancer one replica should serve: a whole number (`50`)."""
     cpu_per_replica: str | None = Field(None, pattern=r"^([1-9][0-9]?|100)%$")
     """The share of the replica's CPU request it should use (`70%`), from its `process_cpu_seconds_total`."""
 
