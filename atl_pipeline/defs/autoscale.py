@@ -43,10 +43,17 @@ def _autoscaler(seconds: int) -> dg.SensorDefinition:
             return dg.SkipReason("no service declares autoscale")
         if context.instance.get_runs(dg.RunsFilter(job_name=DEPLOY_JOB, statuses=IN_FLIGHT), limit=1):
             return dg.SkipReason("a deploy runs: every count holds until it ends")
+        scrape = int(config.prometheus.scrape_interval[:-1])
+        window = max(10, 4 * scrape)
+        if (ended := _last_deploy_ended(context)) and time.time() - ended < window + 2 * scrape:
+            # Caddy's request counters restart with each configuration it loads (a deploy's): the average
+            # over the window would count only what came since, and read a load as lower than it is
+            return dg.SkipReason(f"the last deploy ended {time.time() - ended:.0f} s ago: every count holds until "
+                                 f"Prometheus has {window} s of Caddy's new counters")
         running = {n: s.replicas for n, s in target_of(config).runtime(watched).deployed_services().items()}
-        window = f"{max(10, 4 * int(config.prometheus.scrape_interval[:-1]))}s"
         try:
-            observed = autoscale.observe(f"http://127.0.0.1:{config.target.prometheus_port}", config, running, window)
+            observed = autoscale.observe(f"http://127.0.0.1:{config.target.prometheus_port}", config, running,
+                                         f"{window}s")
         except autoscale.MetricsUnavailable as error:
             return dg.SkipReason(str(error))
         history, now = json.loads(context.cursor or "{}"), time.time()
@@ -61,6 +68,11 @@ def _autoscaler(seconds: int) -> dg.SensorDefinition:
         return requests or dg.SkipReason(f"every count holds: {held}")
 
     return autoscaler
+
+
+def _last_deploy_ended(context: dg.SensorEvaluationContext) -> float | None:
+    records = context.instance.get_run_records(dg.RunsFilter(job_name=DEPLOY_JOB), limit=1)
+    return records[0].end_time if records else None
 
 
 def _request(step: autoscale.Step, commit: str | None) -> dg.RunRequest:
