@@ -155,3 +155,13 @@ def plant_certificate(project: Project, domain: str, days: int) -> None:
     for name in ("planted.csr", "planted.ext", "planted.crt"):
         (stored / name).unlink()
     runtime.restart_caddy()
+
+
+def wait_for(what: str, found, timeout: float = 120, why=lambda: ""):
+    """`found()`'s value once it is truthy, asked every half second; fails after `timeout` seconds
+    saying what was waited for (and `why()`)."""
+    deadline = time.monotonic() + timeout
+    while not (value := found()):
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s. {why()}"
+        time.sleep(0.5)
+    return value

@@ -23,7 +23,7 @@ from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
 from tests.conftest import copy_project, kill_stack
 from tests.dagster_dev import DagsterDev
-from tests.runtime_helpers import plant_certificate, through_lb
+from tests.runtime_helpers import plant_certificate, through_lb, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -62,14 +62,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def wait_for(what: str, found, timeout: float = 120, why=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while not (value := found()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s. {why()}"
-        time.sleep(0.5)
-    return value
 
 
 @pytest.fixture(scope="module")

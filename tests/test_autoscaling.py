@@ -14,7 +14,7 @@ from atl_pipeline.cli import main
 from atl_pipeline.runtime.local import deployed_runtime
 from tests.conftest import copy_project, kill_stack
 from tests.dagster_dev import DagsterDev
-from tests.runtime_helpers import Load
+from tests.runtime_helpers import Load, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -27,14 +27,6 @@ query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) { .
 
 def replicas(project) -> int:
     return deployed_runtime(project).deployed_services()["backend-api"].replicas
-
-
-def wait_for(what: str, found, timeout: float):
-    deadline = time.monotonic() + timeout
-    while not (value := found()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
-        time.sleep(0.5)
-    return value
 
 
 @pytest.fixture(scope="module")
