@@ -529,4 +529,4 @@ def test_the_docs_quote_the_import_as_it_is():
             assert re.search(rf"^\| `{name}` \| service[^|]* \| `{re.escape(entry.image)}` \| {entry.port} \| "
                              rf"{entry.container_port or 'none'} \|", doc, re.M), name
         else:
-            assert re.search(rf"^\|[^|]*`{name}`[^|]*\| {entry.kind}", doc, re.M), name
+            assert re.search(rf"^\|[^|]*`{name}`[^|]*\| {entry.role}", doc, re.M), name

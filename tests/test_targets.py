@@ -32,9 +32,8 @@ def kind_branches(source: str) -> list[tuple[int, str]]:
         operands = [node.left, *node.comparators]
         names = {value for operand in operands for value in _constants(operand)}
         on_target = names & KIND_NAMES and "target" in ast.unparse(node)
-        # another `.kind` compared with other names only (a catalog entry's) is no target's
         on_kind = any(isinstance(o, ast.Attribute) and o.attr == "kind" for o in operands)
-        if on_target or on_kind and (not names or names & KIND_NAMES):
+        if on_target or on_kind:
             found.append((node.lineno, ast.unparse(node)))
     return found
 

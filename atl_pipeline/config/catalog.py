@@ -3,7 +3,7 @@
 In the spirit of Coolify's and CapRover's one-click apps: each name the All Things Linux
 format writes (`grafana`, `prosody`, `postgresql`...) is either a service, with its official
 image pinned to a release, its ports, health and metrics paths, volumes and the subdomain it
-answers by default, or a name of another kind (something the servers provide, part of
+answers by default, or a name of another role (something the servers provide, part of
 another image, a scheduled job, something the pipeline itself does...), which the importer
 turns into a decision instead of a service. The entries live in `catalog.yml` beside this
 module, and each service entry is checked against the schema when the catalog is read.
@@ -23,8 +23,8 @@ from atl_pipeline.config.yaml_reader import parse, read_source
 from atl_pipeline.findings import ConfigError, Finding
 
 CATALOG_FILE = Path(__file__).with_name("catalog.yml")
-Kind = Literal["service", "provided", "bundled", "declare", "job", "replaced", "unsupported"]
-KINDS: dict[str, str] = {  # what the importer says of a name of each kind that is not a service
+Role = Literal["service", "provided", "bundled", "declare", "job", "replaced", "unsupported"]
+ROLES: dict[str, str] = {  # what the importer says of a name of each role that is not a service
     "provided": "provided by the servers",
     "bundled": "part of another image",
     "declare": "no single image: declare it yourself",
@@ -40,7 +40,7 @@ class Entry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    kind: Kind = "service"
+    role: Role = "service"
     reason: str | None = None
     part_of: str | None = None
     image: str | None = None
@@ -63,7 +63,7 @@ class Entry(BaseModel):
     @model_validator(mode="after")
     def _complete(self) -> Entry:
         check_identifier(self.name)
-        if self.kind == "service":
+        if self.role == "service":
             needed = ("image", "port", *(("health", "container_port") if self.http else ()))
             missing = [field for field in needed if getattr(self, field) is None]
             if missing:
@@ -72,14 +72,14 @@ class Entry(BaseModel):
                 raise ValueError("a service's image is pinned to a release tag, never `latest`")
             Service.model_validate(self.service())  # the schema accepts what the importer will write
         elif self.reason is None:
-            raise ValueError(f"a name of kind {self.kind} says why (`reason`)")
-        if self.kind == "bundled" and self.part_of is None:
+            raise ValueError(f"a name of role {self.role} says why (`reason`)")
+        if self.role == "bundled" and self.part_of is None:
             raise ValueError("a bundled name says which entry's image holds it (`part_of`)")
         return self
 
     @property
     def is_service(self) -> bool:
-        return self.kind == "service"
+        return self.role == "service"
 
     def service(self) -> dict:
         """`services.<name>` in the schema's terms, as the importer writes it: the catalog's values

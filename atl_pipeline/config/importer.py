@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from atl_pipeline.config.catalog import KINDS, Entry, by_subdomain, catalog
+from atl_pipeline.config.catalog import ROLES, Entry, by_subdomain, catalog
 from atl_pipeline.config.loader import dotted, load_source
 from atl_pipeline.config.model import _SSH_PUBLIC_KEY, HCLOUD_LOCATIONS, PORT_BLOCK, Service
 from atl_pipeline.config.names import check_identifier, normalize_hostname
@@ -378,7 +378,7 @@ class _Importer:
             entry = self.catalog.get(name)
             self.decide(path, "mapped", f"services.{name}: declared in this file" + (
                 " (not in the catalog)" if entry is None else ", over the catalog's entry" if entry.is_service
-                else f", over the catalog's entry ({KINDS[entry.kind]})"))
+                else f", over the catalog's entry ({ROLES[entry.role]})"))
 
     # global settings
 
@@ -641,7 +641,7 @@ class _Importer:
                           "atl_pipeline/config/catalog.yml")
                 return
             if not entry.is_service:
-                self.decide(path, "dropped", f"{item}: {KINDS[entry.kind]}: {entry.reason}")
+                self.decide(path, "dropped", f"{item}: {ROLES[entry.role]}: {entry.reason}")
                 return
         fields = dict(self.declared.get(item) or entry.service())
         if not fields.get("port"):
@@ -711,7 +711,7 @@ class _Importer:
         entry = self.catalog.get(service)
         if service not in unit.services:
             if entry is not None and not entry.is_service and service not in self.declared:
-                self.decide(path, "dropped", f"{name}: its service, {service}, is {KINDS[entry.kind]}: {entry.reason}")
+                self.decide(path, "dropped", f"{name}: its service, {service}, is {ROLES[entry.role]}: {entry.reason}")
             elif service not in self._listed(unit):  # else listed, and already reported
                 self.find(path, f"{name}: its service, {service}, is not among {dotted((*unit.path, 'services'))}; "
                           "add it there" + ("" if explicit else f", or name the service: `- {label}: <service>`"))
