@@ -106,9 +106,6 @@ class IncidentLog:
                 found[episode] = replace(found[episode], recovered_at=event["at"])
         return list(found.values())
 
-    def open_episodes(self) -> set[str]:
-        return {incident.episode for incident in self.incidents() if incident.recovered_at is None}
-
     def acts(self, subject: str) -> list[dict]:
         """The remediations that acted on a subject (not those that only notified), oldest first."""
         return [event for event in self.events() if event["event"] == "acted" and event.get("subject") == subject
@@ -122,6 +119,11 @@ class IncidentLog:
             os.write(descriptor, (json.dumps(event) + "\n").encode())
         finally:
             os.close(descriptor)
+
+
+def open_episodes(incidents: Iterable[Incident]) -> set[str]:
+    """The episodes still firing."""
+    return {incident.episode for incident in incidents if incident.recovered_at is None}
 
 
 def _parsed(line: str) -> dict | None:

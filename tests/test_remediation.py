@@ -24,6 +24,7 @@ from atl_pipeline.remediation import (
     IncidentLog,
     Outcome,
     decide,
+    open_episodes,
 )
 
 NOW = time.time()
@@ -98,13 +99,13 @@ def test_an_incident_is_detected_acted_on_and_recovered(log):
     firing = alert()
     log.detected(firing)
     log.acted(firing.episode, Decision(ROLL_BACK, "why", "api", "api-2"), Outcome(True, "done"), "run-1")
-    assert log.open_episodes() == {firing.episode}
+    assert open_episodes(log.incidents()) == {firing.episode}
     log.recovered([firing.episode], firing.started + 42)
     (incident,) = log.incidents()
     assert (incident.alert, incident.domain, incident.service, incident.action, incident.outcome, incident.reason,
             incident.time_to_recover) == ("ErrorRateAboveSLO", "api.org", "api", ROLL_BACK, "succeeded", "why: done",
                                           42)
-    assert log.open_episodes() == set()
+    assert open_episodes(log.incidents()) == set()
 
 
 def test_a_line_cut_short_in_the_incident_log_is_skipped(log):

@@ -66,9 +66,10 @@ def alerts(context: dg.SensorEvaluationContext, project: ProjectResource) -> Sen
     except AlertingError as error:
         return SkipReason(str(error))
     log = IncidentLog(watched)
-    recovered = log.open_episodes() - {alert.episode for alert in active}
+    seen = log.incidents()  # the log is read once a tick, and again only when this tick wrote to it
+    recovered = remediation.open_episodes(seen) - {alert.episode for alert in active}
     log.recovered(recovered, time.time())
-    known = {incident.episode for incident in log.incidents()}
+    known = {incident.episode for incident in seen}
     new = [alert for alert in active if not alert.silenced and alert.episode not in known
            and alert.name != remediation.NEEDS_PERSON_ALERT]  # the pipeline's own: a person answers it
     for alert in new:
