@@ -20,7 +20,9 @@ from pathlib import Path
 
 from atl_pipeline.config.model import PORT_BLOCK
 
-FIRST, LAST = 10_000, 32_700  # the ephemeral range starts at 32768 (net.ipv4.ip_local_port_range)
+# Above the fixed ports of the test configurations (the imported one's services reach 10099), below the
+# kernel's ephemeral range, which starts at 32768 (net.ipv4.ip_local_port_range).
+FIRST, LAST = 11_000, 32_700
 _LOCKS = Path(tempfile.gettempdir()) / "atl-test-ports"
 _held: list[int] = []  # the lock files' descriptors: closing one would free its block
 

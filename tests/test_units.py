@@ -17,7 +17,7 @@ import pytest
 
 from atl_pipeline import secrets
 from atl_pipeline.config import load_config
-from atl_pipeline.config.model import State
+from atl_pipeline.config.model import PORT_BLOCK, State
 from atl_pipeline.health import DomainHealth, SloReport, probe_domain, probe_domains
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.http import Frontend
@@ -40,6 +40,7 @@ from atl_pipeline.terraform.stages import (
 )
 from atl_pipeline.validation import validate
 from tests.conftest import REPO
+from tests import ports
 from tests.ports import reserve_block
 
 # secrets
@@ -66,6 +67,17 @@ def test_the_redactor_masks_secrets_and_the_passwords_inside_them(secret, text, 
 def test_the_redactor_masks_the_longest_secret_first():
     """`bcde` inside `abcdef` must not leave `a***f`, which shows most of the longer secret."""
     assert secrets.Redactor(["bcde", "abcdef"])("abcdef") == "***"
+
+
+# the tests' own ports
+
+
+@pytest.mark.parametrize("path", ["domains.yml", "examples/hcloud/domains.yml", "tests/golden/imported/domains.yml"])
+def test_the_tests_ports_are_above_every_fixed_port_of_the_test_configurations(path):
+    """A test's sshd or service handed a port inside a configuration's own would fail its validation."""
+    config = load_config(REPO / path).config
+    fixed = [*config.target.ports.values(), *(service.port + PORT_BLOCK - 1 for service in config.services.values())]
+    assert max(fixed) < ports.FIRST
 
 
 # the plan stage: its helpers, and the guards that hold before Terraform runs
