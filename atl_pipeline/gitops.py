@@ -59,6 +59,13 @@ class GitSource:
             return None
         return cls(top, branch or current or "main", (prefix if subdir is None else subdir).strip("/"))
 
+    @classmethod
+    def required(cls, project: Project) -> GitSource:
+        """The configured source; a GitError when there is none."""
+        if (source := cls.of(project)) is None:
+            raise GitError("no git repository to read the commit from: set ATL_GIT_REMOTE")
+        return source
+
     def paths(self) -> list[str]:
         return [f"{self.subdir}/{name}" if self.subdir else name for name in WATCHED]
 
@@ -133,6 +140,13 @@ class Mirror:
 
     def _git(self, *args: str) -> str:
         return _git("--git-dir", str(self.dir), *args)
+
+
+def deployed_file(project: Project, commit: str | None) -> Path:
+    """The domains.yml a deploy of `commit` reads (exported from the mirror), or without one the project's own."""
+    if not commit:
+        return project.domains_file
+    return Mirror(project).export(commit, GitSource.required(project)) / "domains.yml"
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:

@@ -110,16 +110,29 @@ def apply_metadata(applied: TerraformApply, plan: TerraformPlan) -> dict:
             "services": Markdown(markdown_table(("service", "release", "replicas", "ports"), rows))}
 
 
-def deployment_metadata(outcomes: Sequence[ServiceOutcome], frontend: Frontend) -> dict:
+def deployment_metadata(outcomes: Sequence[ServiceOutcome], frontend: Frontend, scaling: dict[str, dict]) -> dict:
+    """What each service runs now; with `scaling` (atl_pipeline.autoscale.status), the bounds, count and
+    last scaling decision of each service that scales."""
     counts = Counter(outcome.action for outcome in outcomes)
     rows = [(o.name, o.release, o.action, str(len(o.replicas)), ", ".join(r.where for r in o.replicas))
             for o in outcomes]
-    return {"summary": ", ".join(f"{count} {action}" for action, count in sorted(counts.items())) or "nothing runs",
+    scaled = [(o.name, f"{scaling[o.name]['min']} to {scaling[o.name]['max']}", str(len(o.replicas)),
+               _decision(scaling[o.name]["last_decision"])) for o in outcomes if o.name in scaling]
+    return {**({"autoscale": Markdown(markdown_table(("service", "bounds", "replicas", "last decision"), scaled))}
+               if scaled else {}),
+            "summary": ", ".join(f"{count} {action}" for action, count in sorted(counts.items())) or "nothing runs",
             **{action: counts[action] for action in ("started", "rolled", "unchanged", "stopped")},
             "services": Markdown(markdown_table(("service", "release", "action", "replicas", "where"), rows)
                                  if rows else "No services."),
             "load_balancer": f"http://{frontend.address}:{frontend.http_port}, "
                              f"https://{frontend.address}:{frontend.https_port}"}
+
+
+def _decision(decision: dict | None) -> str:
+    if not decision:
+        return "none yet"
+    at = datetime.fromtimestamp(decision["at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{decision['from']} -> {decision['to']} at {at} UTC ({decision['metric']})"
 
 
 def health_metadata(results: Sequence[DomainHealth], probed_once: int = 0) -> dict:

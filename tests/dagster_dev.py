@@ -57,6 +57,14 @@ mutation Launch($job: String!, $tags: [ExecutionTag!], $assets: [AssetKeyInput!]
   }
 }"""
 
+MATERIALIZED = """
+query Materialized($runId: ID!) {
+  logsForRun(runId: $runId) { ... on EventConnection { events { __typename
+    ... on MaterializationEvent { stepKey metadataEntries { label
+      ... on MarkdownMetadataEntry { mdStr } ... on TextMetadataEntry { text } ... on IntMetadataEntry { intValue } } } } }
+  }
+}"""
+
 FAILURES = """
 query Failures($runId: ID!) {
   logsForRun(runId: $runId) {
@@ -102,6 +110,13 @@ class GraphQL:
         """Every message of the run's event log."""
         events = self.graphql(MESSAGES, runId=run_id)["logsForRun"]["events"]
         return [event["message"] for event in events if event.get("message")]
+
+    def metadata(self, run_id: str, stage: str) -> dict[str, str | int]:
+        """The metadata of the stage's materialization in the run (Markdown, text and whole numbers)."""
+        events = self.graphql(MATERIALIZED, runId=run_id)["logsForRun"]["events"]
+        (entries,) = [e["metadataEntries"] for e in events
+                      if e["__typename"] == "MaterializationEvent" and e["stepKey"] == stage]
+        return {e["label"]: e.get("mdStr", e.get("text", e.get("intValue"))) for e in entries}
 
     def failures(self, run_id: str) -> list[str]:
         """`stage: message` of each failed stage of the run."""

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from atl_pipeline.autoscale import declared_counts, recommend, stabilized
+from atl_pipeline.autoscale import declared_counts, record_decision, recommend, stabilized, status, step
 from atl_pipeline.config import load_config
 from atl_pipeline.config.model import Autoscale
 from atl_pipeline.findings import ConfigError
+from atl_pipeline.report import deployment_metadata
+from atl_pipeline.runtime.http import Frontend
+from atl_pipeline.runtime.rolling import Replica, ServiceOutcome
 from atl_pipeline.terraform.render import terraform_inputs
 from atl_pipeline.validation import validate
 
@@ -41,6 +44,26 @@ def test_up_at_once_down_only_after_the_metric_stayed_low_for_the_window():
     assert stabilized(BOUNDS, 3, low_since_30, now=60) == 3  # a 3 within the last 60 s
     assert stabilized(BOUNDS, 3, [*low_since_30, (75, 1), (90, 1)], now=90) == 1
     assert stabilized(BOUNDS, 3, [(40, 1), (55, 1)], now=55) == 3  # not watched for 60 s yet
+
+
+def test_a_cpu_target_is_a_share_of_the_cpu_request():
+    bounds = BOUNDS.model_copy(update={"target": BOUNDS.target.model_copy(
+        update={"requests_per_second_per_replica": None, "cpu_per_replica": "70%"})})
+    scaled = step("web", bounds, 2, 1.4, (), now=0)  # each replica uses 140% of its CPU request
+    assert (scaled.desired, scaled.metric) == (4, "cpu_per_replica 1.40 (target 0.7)")
+    assert step("web", bounds, 2, 0.75, (), now=0).desired == 2  # within 10% of 70%
+
+
+def test_the_deployment_shows_each_scaling_services_bounds_count_and_last_decision(write, tmp_path):
+    config = load_config(write(SCALING.replace("REPLICAS", "1"))).config
+    decisions = tmp_path / "autoscale.json"
+    outcomes = [ServiceOutcome("web", "r1", "rolled", (Replica(9200, 1), Replica(9201, 2)))]
+    table = deployment_metadata(outcomes, Frontend("127.0.0.1", 80, 443), status(config, decisions))["autoscale"]
+    assert table.splitlines()[2] == "| web | 1 to 4 | 2 | none yet |"
+    record_decision(decisions, step("web", BOUNDS, 1, 100, (), now=0), at=0)
+    table = deployment_metadata(outcomes, Frontend("127.0.0.1", 80, 443), status(config, decisions))["autoscale"]
+    assert table.splitlines()[2] == ("| web | 1 to 4 | 2 | 1 -> 2 at 1970-01-01 00:00:00 UTC "
+                                     "(requests_per_second_per_replica 100.00 (target 50)) |")
 
 
 def test_a_deploy_keeps_the_running_count_within_the_new_bounds(write):

@@ -10,8 +10,12 @@ import time
 
 import pytest
 
+from atl_pipeline import drift
+from atl_pipeline.autoscale import observe
 from atl_pipeline.cli import main
+from atl_pipeline.config import load_config
 from atl_pipeline.runtime.local import deployed_runtime
+from atl_pipeline.targets import target_of
 from tests.conftest import copy_project, kill_stack
 from tests.dagster_dev import DagsterDev
 from tests.runtime_helpers import Load, wait_for
@@ -47,7 +51,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_a_service_scales_up_under_load_without_a_failed_request_and_back_down_after(stack, tmp_path, monkeypatch,
-                                                                                       capsys):
+                                                                                       capsys, write):
     project, dev = stack
     assert replicas(project) == 1
     started = time.monotonic()
@@ -57,6 +61,11 @@ def test_a_service_scales_up_under_load_without_a_failed_request_and_back_down_a
         wait_for("4 replicas, the most", lambda: replicas(project) == 4, timeout=60)  # the load is ~20x the target
         dev.wait_for_run({"atl/trigger": "autoscale"})
         runs = dev.runs({"atl/trigger": "autoscale"})
+        assert drift.detect(project, target_of(load_config(project.domains_file).config)).runtime == []
+        cpu = load_config(write(project.domains_file.read_text().replace(
+            "requests_per_second_per_replica: 5", 'cpu_per_replica: "70%"'), "cpu.yml")).config
+        prometheus = f"http://127.0.0.1:{cpu.target.prometheus_port}"
+        assert observe(prometheus, cpu, {"backend-api": 4}, "10s")["backend-api"] > 0  # the replicas' own CPU
         time.sleep(20)  # the same load, steady: no more scaling (no flapping)
         assert [run["runId"] for run in dev.runs({"atl/trigger": "autoscale"})] == [run["runId"] for run in runs]
     assert load.result["failed"] == 0 and load.result["ok"] > 0, load.result
@@ -64,6 +73,8 @@ def test_a_service_scales_up_under_load_without_a_failed_request_and_back_down_a
     tags = {tag["key"]: tag["value"] for tag in runs[-1]["tags"]}
     assert tags["atl/service"] == "backend-api" and tags["atl/autoscale"].startswith("1->")
     assert tags["atl/metric"].startswith("requests_per_second_per_replica")
+    table = dev.metadata(runs[-1]["runId"], "service_deployment")["autoscale"]
+    assert table.splitlines()[2].startswith(f"| backend-api | 1 to 4 | {tags['atl/autoscale'].split('->')[1]} | 1 -> ")
 
     stopped = time.monotonic()
     wait_for("back to 1 replica", lambda: replicas(project) == 1, timeout=150)

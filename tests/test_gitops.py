@@ -178,3 +178,17 @@ def test_a_commit_with_a_link_out_of_its_tree_is_not_exported(project: Project, 
     with pytest.raises(GitError, match=f"cannot export {sha[:12]}: .*passwd.tf.j2' is a link to an absolute path"):
         mirror.export(sha, source)
     assert not (project.state_dir / "git" / "commits" / sha).exists()
+
+
+def test_the_autoscaler_reads_the_bounds_of_the_deployed_commit_not_the_working_copy(project: Project,
+                                                                                     remote: Remote):
+    remote.edit("domains.yml", "    health: {path: /healthz}\n", "    health: {path: /healthz}\n    autoscale: "
+                "{min: 1, max: 4, target: {requests_per_second_per_replica: 5}}\n", "backend-api: autoscale")
+    ticks = Ticks(project)
+    (request,) = ticks.tick().run_requests
+    ticks.deploy(request, until="domain_config")
+    project.domains_file.write_text("being edited: [")  # the working copy, not yet committed
+
+    autoscaler = loaded().resolve_sensor_def("autoscaler")
+    result = autoscaler.evaluate_tick(build_sensor_context(instance=ticks.instance, resources=loaded().resources))
+    assert result.skip_message.startswith("the last deploy ended")  # past the bounds: the commit's were read

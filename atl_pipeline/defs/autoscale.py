@@ -12,6 +12,7 @@ import dagster as dg
 from atl_pipeline import autoscale
 from atl_pipeline.config import load_config
 from atl_pipeline.findings import ConfigError
+from atl_pipeline.gitops import GitError, deployed_file
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.orchestration.sensors import last_deployed
 from atl_pipeline.orchestration.stage import DEPLOY_JOB
@@ -33,11 +34,11 @@ def _autoscaler(seconds: int) -> dg.SensorDefinition:
     def autoscaler(context: dg.SensorEvaluationContext, project: ProjectResource):
         """Replicas within the bounds of `services.<name>.autoscale`, from the request rate or CPU in Prometheus:
         up at once, down once the metric has stayed low for `scale_down_after`; nothing while a deploy runs."""
-        watched = project.as_project()
+        watched, commit = project.as_project(), last_deployed(context, "commit")
         try:
-            config = load_config(watched.domains_file).config
-        except (ConfigError, OSError) as error:
-            return dg.SkipReason(f"{watched.domains_file.name} does not load: {str(error).splitlines()[0]}")
+            config = load_config(deployed_file(watched, commit)).config  # the bounds of what was deployed
+        except (ConfigError, OSError, GitError) as error:
+            return dg.SkipReason(f"the deployed domains.yml does not load: {str(error).splitlines()[0]}")
         scaling = {name: w.autoscale for name, w in config.workloads().items() if w.autoscale}
         if not scaling:
             return dg.SkipReason("no service declares autoscale")
@@ -60,7 +61,6 @@ def _autoscaler(seconds: int) -> dg.SensorDefinition:
         steps = [autoscale.step(name, scaling[name], running[name], observed[name], history.get(name, ()), now)
                  for name in sorted(observed)]
         context.update_cursor(json.dumps({s.service: s.history for s in steps}))
-        commit = last_deployed(context, "commit")
         requests = [_request(s, commit) for s in steps if s.desired != s.current]
         for scaled in (s for s in steps if s.desired != s.current):
             autoscale.record_decision(watched.state_dir / autoscale.DECISIONS, scaled, now)

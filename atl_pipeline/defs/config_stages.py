@@ -17,7 +17,7 @@ from dagster import (
 
 from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.findings import ConfigError
-from atl_pipeline.gitops import GitError, GitSource, Mirror
+from atl_pipeline.gitops import GitSource, Mirror
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.orchestration.stage import GROUP, POOL, metadata, stage_errors
 from atl_pipeline.project import Project
@@ -62,9 +62,7 @@ def _load_file(path: str, name: str | None = None) -> LoadedConfig:
 
 def _load_commit(project: Project, sha: str) -> tuple[LoadedConfig, dict]:
     """The commit's domains.yml, with its templates beside it, exported from the git mirror."""
-    source = GitSource.of(project)
-    if source is None:
-        raise GitError("no git repository to read the commit from: set ATL_GIT_REMOTE")
+    source = GitSource.required(project)
     mirror = Mirror(project)
     tree = mirror.export(sha, source)
     commit = mirror.commit(sha)

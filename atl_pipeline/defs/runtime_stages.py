@@ -22,6 +22,7 @@ from dagster import (
     asset,
 )
 
+from atl_pipeline import autoscale
 from atl_pipeline.certificates import CertificateCheck, check_certificates
 from atl_pipeline.health import DomainHealth, probe_domains
 from atl_pipeline.monitoring.prometheus import MonitoringReport
@@ -44,14 +45,15 @@ def service_deployment(context: AssetExecutionContext, validated_config: Validat
                        target: TargetResource) -> Output[Deployment]:
     """The services running as Terraform's outputs declare, behind the load balancer: processes
     under supervisord on the local target, Docker Compose projects shipped over SSH on hcloud."""
-    outputs = terraform_apply.outputs
+    outputs, config = terraform_apply.outputs, validated_config.loaded.config
     with stage_errors():
-        runtime = target.of(validated_config.loaded.config).runtime(project.as_project(), outputs)
+        runtime = target.of(config).runtime(project.as_project(), outputs)
         before = runtime.deployed_domains()
         outcomes = runtime.deploy(outputs.services, outputs.domains)
     deployment = Deployment(tuple(outcomes), runtime.frontend, outputs.services, outputs.domains,
                             settled_domains(before, outputs.domains, outcomes))
-    return Output(deployment, metadata=metadata(context, deployment_metadata(outcomes, runtime.frontend)))
+    scaling = autoscale.status(config, project.as_project().state_dir / autoscale.DECISIONS)
+    return Output(deployment, metadata=metadata(context, deployment_metadata(outcomes, runtime.frontend, scaling)))
 
 
 @asset(group_name=GROUP, kinds={"caddy"}, pool=POOL, automation_condition=FOLLOWS, check_specs=[AssetCheckSpec(
