@@ -61,7 +61,8 @@ MATERIALIZED = """
 query Materialized($runId: ID!) {
   logsForRun(runId: $runId) { ... on EventConnection { events { __typename
     ... on MaterializationEvent { stepKey metadataEntries { label
-      ... on MarkdownMetadataEntry { mdStr } ... on TextMetadataEntry { text } ... on IntMetadataEntry { intValue } } } } }
+      ... on MarkdownMetadataEntry { mdStr } ... on TextMetadataEntry { text }
+      ... on IntMetadataEntry { intValue } } } } }
   }
 }"""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from atl_pipeline.autoscale import declared_counts, record_decision, recommend, stabilized, status, step
+from atl_pipeline.autoscale import declared_counts, recommend, record_decision, stabilized, status, step
 from atl_pipeline.config import load_config
 from atl_pipeline.config.model import Autoscale
 from atl_pipeline.findings import ConfigError

@@ -1,7 +1,8 @@
 """Auto-scaling with the real processes: backend-api at `min: 1, max: 4` under bench/load.py's load
 (HTTPS through Caddy) is scaled up by the `autoscaler` sensor of a real `dg dev`, without a failed
-request, and back down to 1 once the load has stopped for `scale_down_after`; with Prometheus down
-the sensor holds every count and says why."""
+request, and back down to 1 once the load has stopped for `scale_down_after`; the scaled count is no
+drift, each scaling run's deployment shows the bounds and the decision, and the replicas' own CPU reaches
+Prometheus for `cpu_per_replica`; with Prometheus down the sensor holds every count and says why."""
 
 from __future__ import annotations
 

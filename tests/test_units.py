@@ -39,8 +39,8 @@ from atl_pipeline.terraform.stages import (
     terraform,
 )
 from atl_pipeline.validation import validate
-from tests.conftest import REPO
 from tests import ports
+from tests.conftest import REPO
 from tests.ports import reserve_block
 
 # secrets
