@@ -64,8 +64,9 @@ def _autoscaler(seconds: int) -> dg.SensorDefinition:
         requests = [_request(s, commit) for s in steps if s.desired != s.current]
         for scaled in (s for s in steps if s.desired != s.current):
             autoscale.record_decision(watched.state_dir / autoscale.DECISIONS, scaled, now)
-        held = "; ".join(f"{s.service}: {s.current} ({s.metric})" for s in steps) or "no data yet"
-        return requests or dg.SkipReason(f"every count holds: {held}")
+        held = [f"{s.service}: {s.current} ({s.metric})" for s in steps]
+        held += [f"{name}: no request rate or CPU in Prometheus" for name in sorted(scaling.keys() - observed.keys())]
+        return requests or dg.SkipReason(f"every count holds: {'; '.join(held)}")
 
     return autoscaler
 
