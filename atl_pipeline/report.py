@@ -18,10 +18,10 @@ from atl_pipeline.findings import Finding
 if TYPE_CHECKING:
     from atl_pipeline.certificates import CertificateCheck
     from atl_pipeline.config import LoadedConfig
-    from atl_pipeline.drift import DriftReport
     from atl_pipeline.health import DomainHealth
     from atl_pipeline.monitoring.prometheus import MonitoringReport
-    from atl_pipeline.remediation import Decision, Incident, Outcome
+    from atl_pipeline.operations.drift import DriftReport
+    from atl_pipeline.operations.remediation import Decision, Incident, Outcome
     from atl_pipeline.runtime.http import Frontend
     from atl_pipeline.runtime.rolling import ServiceOutcome
     from atl_pipeline.terraform.stages import TerraformApply, TerraformPlan
@@ -111,7 +111,7 @@ def apply_metadata(applied: TerraformApply, plan: TerraformPlan) -> dict:
 
 
 def deployment_metadata(outcomes: Sequence[ServiceOutcome], frontend: Frontend, scaling: dict[str, dict]) -> dict:
-    """What each service runs now; with `scaling` (atl_pipeline.autoscale.status), the bounds, count and
+    """What each service runs now; with `scaling` (atl_pipeline.operations.autoscale.status), the bounds, count and
     last scaling decision of each service that scales."""
     counts = Counter(outcome.action for outcome in outcomes)
     rows = [(o.name, o.release, o.action, str(len(o.replicas)), ", ".join(r.where for r in o.replicas))

@@ -38,8 +38,8 @@ sys.path.insert(0, str(REPO))
 
 from atl_pipeline.certificates import served_certificate  # noqa: E402
 from atl_pipeline.config.model import duration_seconds  # noqa: E402
+from atl_pipeline.operations.remediation import Incident, IncidentLog  # noqa: E402
 from atl_pipeline.project import Project  # noqa: E402
-from atl_pipeline.remediation import Incident, IncidentLog  # noqa: E402
 from atl_pipeline.runtime.local import deployed_runtime  # noqa: E402
 from bench.table import Table  # noqa: E402
 from tests.conftest import copy_project, kill_stack  # noqa: E402

@@ -1,14 +1,14 @@
-"""Auto-scaling's arithmetic and its place in the configuration (atl_pipeline.autoscale): the
+"""Auto-scaling's arithmetic and its place in the configuration (atl_pipeline.operations.autoscale): the
 counts a deploy declares, Kubernetes' rule for the desired count, and the scale-down window."""
 
 from __future__ import annotations
 
 import pytest
 
-from atl_pipeline.autoscale import declared_counts, recommend, record_decision, stabilized, status, step
 from atl_pipeline.config import load_config
 from atl_pipeline.config.model import Autoscale
 from atl_pipeline.findings import ConfigError
+from atl_pipeline.operations.autoscale import declared_counts, recommend, record_decision, stabilized, status, step
 from atl_pipeline.report import deployment_metadata
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.rolling import Replica, ServiceOutcome

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from atl_pipeline import drift
-from atl_pipeline.autoscale import observe
 from atl_pipeline.cli import main
 from atl_pipeline.config import load_config
+from atl_pipeline.operations import drift
+from atl_pipeline.operations.autoscale import observe
 from atl_pipeline.runtime.local import deployed_runtime
 from atl_pipeline.targets import target_of
 from tests.conftest import copy_project, kill_stack

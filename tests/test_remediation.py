@@ -1,4 +1,4 @@
-"""What the pipeline decides about a firing alert, within its guard rails (atl_pipeline.remediation),
+"""What the pipeline decides about a firing alert, within its guard rails (atl_pipeline.operations.remediation),
 and the Alertmanager configuration it generates, checked by the real amtool."""
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import yaml
 
 from atl_pipeline.config.model import Alerting, Remediation
 from atl_pipeline.monitoring.alertmanager import Alert, configuration
-from atl_pipeline.project import Project
-from atl_pipeline.remediation import (
+from atl_pipeline.operations.remediation import (
     HEAL,
     NEEDS_PERSON,
     NOTHING,
@@ -26,6 +25,7 @@ from atl_pipeline.remediation import (
     decide,
     open_episodes,
 )
+from atl_pipeline.project import Project
 
 NOW = time.time()
 RECORD = {"services": {"api": {"release": "api-2", "since": NOW - 60}},

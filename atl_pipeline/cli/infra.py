@@ -276,7 +276,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _incidents(args: argparse.Namespace) -> int:
-    from atl_pipeline.remediation import IncidentLog
+    from atl_pipeline.operations.remediation import IncidentLog
 
     found = IncidentLog(Project.from_env()).incidents()
     if args.json:

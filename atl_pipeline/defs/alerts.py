@@ -1,6 +1,6 @@
 """Alerts that act: the `alerts` sensor starts a `remediate` run for each alert episode that
 Alertmanager reports firing (one run per episode: its run key); the run decides and acts
-(atl_pipeline.remediation) and materializes `incidents`, the table of every episode.
+(atl_pipeline.operations.remediation) and materializes `incidents`, the table of every episode.
 """
 
 import time
@@ -8,12 +8,12 @@ import time
 import dagster as dg
 from dagster import AssetIn, Config, Failure, MaterializeResult, RunRequest, SensorResult, SkipReason, asset
 
-from atl_pipeline import remediation
 from atl_pipeline.monitoring.alertmanager import Alert, AlertingError, Alertmanager
+from atl_pipeline.operations import remediation
+from atl_pipeline.operations.remediation import IncidentLog
 from atl_pipeline.orchestration.resources import ProjectResource, TargetResource
 from atl_pipeline.orchestration.stage import POOL, stage_errors, to_metadata
 from atl_pipeline.orchestration.triggers import TRIGGER_TAG
-from atl_pipeline.remediation import IncidentLog
 from atl_pipeline.report import incidents_metadata, remediation_metadata
 from atl_pipeline.validation import ValidatedConfig
 

@@ -1,5 +1,5 @@
 """The autoscaler: every ATL_AUTOSCALE_SECONDS (15 by default) it reads Prometheus and, for each
-service that declares `autoscale`, starts a deploy run with the count it decided (atl_pipeline.autoscale);
+service that declares `autoscale`, starts a deploy run with the count it decided (atl_pipeline.operations.autoscale);
 the run goes through the same stages, and the same zero-downtime roll, as a deploy from git.
 """
 
@@ -9,10 +9,10 @@ import time
 
 import dagster as dg
 
-from atl_pipeline import autoscale
 from atl_pipeline.config import load_config
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.gitops import GitError, deployed_file
+from atl_pipeline.operations import autoscale
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.orchestration.sensors import last_deployed
 from atl_pipeline.orchestration.stage import DEPLOY_JOB

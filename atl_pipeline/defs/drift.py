@@ -1,5 +1,5 @@
 """Drift: what runs and what Terraform manages, compared with the last apply on a schedule
-(atl_pipeline.drift); with ATL_DRIFT_HEAL=true the check deploys the last apply's outputs again.
+(atl_pipeline.operations.drift); with ATL_DRIFT_HEAL=true the check deploys the last apply's outputs again.
 """
 
 import os
@@ -7,8 +7,8 @@ import os
 import dagster as dg
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetIn, Config, asset_check
 
-from atl_pipeline import drift
 from atl_pipeline.defs.runtime_stages import service_deployment
+from atl_pipeline.operations import drift
 from atl_pipeline.orchestration.resources import ProjectResource, TargetResource
 from atl_pipeline.orchestration.stage import POOL, stage_errors, to_metadata
 from atl_pipeline.report import drift_metadata

@@ -22,10 +22,10 @@ from dagster import (
     asset,
 )
 
-from atl_pipeline import autoscale
 from atl_pipeline.certificates import CertificateCheck, check_certificates
 from atl_pipeline.health import DomainHealth, probe_domains
 from atl_pipeline.monitoring.prometheus import MonitoringReport
+from atl_pipeline.operations import autoscale
 from atl_pipeline.orchestration.resources import ProjectResource, TargetResource
 from atl_pipeline.orchestration.stage import GROUP, POOL, RETRY, metadata, stage_errors
 from atl_pipeline.report import certificate_metadata, deployment_metadata, health_metadata, monitoring_metadata

@@ -69,8 +69,8 @@ class Target(ABC):
 
     def status(self, project: Project) -> dict:
         """What runs and whether each domain answers (`atl infra status`), and the alerts firing."""
-        from atl_pipeline import autoscale
         from atl_pipeline.monitoring.alertmanager import alerting_status
+        from atl_pipeline.operations import autoscale
 
         url = f"http://127.0.0.1:{self.config.target.alertmanager_port}"
         report = {**self.runtime(project).status(), "alerting": {"alertmanager_url": url, **alerting_status(project)}}

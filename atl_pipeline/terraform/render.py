@@ -75,7 +75,7 @@ class Rendered:
 
 def terraform_inputs(config: Config, counts: Mapping[str, int] | None = None) -> dict:
     """What the templates declare: each service in use and each domain, plus the state backend. `counts`:
-    the replicas of the services that scale (atl_pipeline.autoscale), in place of where they start."""
+    the replicas of the services that scale (atl_pipeline.operations.autoscale), in place of where they start."""
     counts = counts or {}
     services: dict[str, dict] = {}
     for name, workload in config.workloads().items():

@@ -20,10 +20,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from atl_pipeline import secrets
-from atl_pipeline.autoscale import declared_counts
 from atl_pipeline.config.model import Config, State
 from atl_pipeline.errors import AtlError
 from atl_pipeline.files import replace_file
+from atl_pipeline.operations.autoscale import declared_counts
 from atl_pipeline.project import Project, lock_timeout
 from atl_pipeline.targets import Target, target_of
 from atl_pipeline.targets.outputs import Outputs
@@ -99,7 +99,7 @@ def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destro
               ) -> TerraformPlan:
     """Render, check, init and plan; the plan is saved as `plans/<name>.tfplan`. With `domain`,
     the plan changes only that domain and its service; with `destroy`, it removes everything;
-    `replicas`: the autoscaler's count for services that scale (atl_pipeline.autoscale)."""
+    `replicas`: the autoscaler's count for services that scale (atl_pipeline.operations.autoscale)."""
     if not validated.ok:
         raise InvalidConfig(f"{validated.loaded.source.name} has {len(validated.findings)} findings; "
                             "fix them before planning")

@@ -15,11 +15,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 
-from atl_pipeline import drift
 from atl_pipeline.certificates import check_certificates
 from atl_pipeline.config.model import Remediation, duration_seconds
 from atl_pipeline.errors import AtlError
 from atl_pipeline.monitoring.alertmanager import Alert, Alertmanager
+from atl_pipeline.operations import drift
 from atl_pipeline.project import Project
 from atl_pipeline.targets import Target
 
