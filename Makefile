@@ -10,7 +10,7 @@ PORT ?= 3000
 # `make test`'s pytest-xdist workers: more than the 2 cores, as the tests mostly wait on processes
 WORKERS ?= 4
 
-.PHONY: run dev test test-fast mutation bench lint clean monitoring-tools
+.PHONY: run dev test test-fast mutation bench lint clean operations-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,19 +21,19 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 ## run: deploy domains.yml on this machine, then start the Dagster UI and daemon
-run: $(VENV)/.installed monitoring-tools
+run: $(VENV)/.installed operations-tools
 	$(BIN)/atl infra up
 	$(MAKE) dev
 
-MONITORING_PACKAGES = prometheus prometheus-blackbox-exporter prometheus-alertmanager
+OPERATIONS_PACKAGES = prometheus prometheus-blackbox-exporter prometheus-alertmanager restic
 
-## monitoring-tools: Prometheus, the blackbox exporter and Alertmanager (Debian packages), when missing
-monitoring-tools:
-	@missing=; for tool in $(MONITORING_PACKAGES); do command -v $$tool >/dev/null || missing=1; done; \
+## operations-tools: Prometheus, the blackbox exporter, Alertmanager and restic (Debian packages), when missing
+operations-tools:
+	@missing=; for tool in $(OPERATIONS_PACKAGES); do command -v $$tool >/dev/null || missing=1; done; \
 	[ -z "$$missing" ] || \
 	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends $(MONITORING_PACKAGES); } || \
-	  { echo "install the Debian packages $(MONITORING_PACKAGES)" >&2; exit 1; }
+	    --no-install-recommends $(OPERATIONS_PACKAGES); } || \
+	  { echo "install the Debian packages $(OPERATIONS_PACKAGES)" >&2; exit 1; }
 
 ## dev: start only the console: the Dagster UI and daemon behind Caddy on http://$(HOST):$(PORT), instance under .atl/
 dev: $(VENV)/.installed

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from atl_pipeline.defs.backup import BACKUP_JOB
 from atl_pipeline.defs.drift import DRIFT_JOB
 from atl_pipeline.orchestration.stage import DEPLOY_JOB
 
@@ -34,3 +35,8 @@ def deploy_job() -> dg.JobDefinition:
 def drift_job() -> dg.JobDefinition:
     """The drift job, for `dagster.reconstructable`."""
     return loaded().resolve_job_def(DRIFT_JOB)
+
+
+def backup_job() -> dg.JobDefinition:
+    """The backup job, for `dagster.reconstructable`."""
+    return loaded().resolve_job_def(BACKUP_JOB)

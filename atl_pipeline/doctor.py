@@ -31,6 +31,7 @@ TOOLS = {  # name -> (command printing its version, what to do when it is missin
     **{name: ([name, "--version"], f"apt-get install -y --no-install-recommends {package}")
        for name, package in BINARIES.items()},
     "git": (["git", "--version"], "apt-get install -y git"),
+    "restic": (["restic", "version"], "apt-get install -y --no-install-recommends restic (make run does)"),
 }
 _VERSION = re.compile(r"\d+\.\d+(\.\d+)?")
 

@@ -13,13 +13,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from atl_pipeline.config import Config
+from atl_pipeline.config.quantity import format_bytes
 from atl_pipeline.findings import Finding
 
 if TYPE_CHECKING:
     from atl_pipeline.certificates import CertificateCheck
     from atl_pipeline.config import LoadedConfig
+    from atl_pipeline.config.model import Backup
     from atl_pipeline.health import DomainHealth
     from atl_pipeline.monitoring.prometheus import MonitoringReport
+    from atl_pipeline.operations.backup import BackupReport
     from atl_pipeline.operations.drift import DriftReport
     from atl_pipeline.operations.remediation import Decision, Incident, Outcome
     from atl_pipeline.runtime.http import Frontend
@@ -178,6 +181,13 @@ def certificate_metadata(check: CertificateCheck) -> dict:
                                      if rows else "No ssl domains."),
             "renewed": len(check.renewed),
             "min_days_left": min((c.days_left for c in check.origin if c.valid), default=0.0)}
+
+
+def backup_metadata(report: BackupReport, settings: Backup) -> dict:
+    return {"snapshot": report.snapshot, "files": report.files, "size": format_bytes(report.bytes),
+            "added": format_bytes(report.added), "duration_s": round(report.seconds, 1),
+            "repository": settings.repository, "snapshots_kept": report.kept, "snapshots_removed": report.removed,
+            "checked": f"{report.checked} of the data read back"}
 
 
 def drift_metadata(report: DriftReport) -> dict:

@@ -7,6 +7,7 @@ a `Config` that exists is safe to render. Rules that look across the whole file
 
 from __future__ import annotations
 
+import posixpath
 import re
 import string
 from dataclasses import dataclass
@@ -590,6 +591,70 @@ class Alerting(_Model):
     """The remediation runs' guard rails."""
 
 
+_CRON_FIELDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))  # minute, hour, day of month, month, day of week
+_RESTIC_BACKENDS = ("sftp:", "s3:", "rest:", "b2:", "azure:", "gs:", "swift:", "rclone:")
+
+
+def _check_cron(value: str) -> str:
+    fields = value.split()
+    if len(fields) != 5 or not all(_cron_field(field, low, high) for field, (low, high) in zip(
+            fields, _CRON_FIELDS, strict=True)):
+        raise ValueError(f"{value!r} is not a cron schedule: write five fields, minute hour day month weekday, "
+                         "each `*`, a number, a range `a-b` or a list, with an optional `/step` (`0 3 * * *`)")
+    return value
+
+
+def _cron_field(field: str, low: int, high: int) -> bool:
+    for part in field.split(","):
+        match = re.fullmatch(r"(\*|([0-9]{1,2})(-([0-9]{1,2}))?)(/([1-9][0-9]?))?", part)
+        if not match:
+            return False
+        numbers = [int(n) for n in (match[2], match[4]) if n is not None]
+        if any(not low <= n <= high for n in numbers) or numbers != sorted(numbers):
+            return False
+    return True
+
+
+def _check_repository(value: str) -> str:
+    if value.startswith(_RESTIC_BACKENDS):
+        if re.search(r"//[^/@]*@", value):
+            raise ValueError("the repository's address holds credentials: give them to restic in the environment "
+                             "(AWS_SECRET_ACCESS_KEY, RESTIC_REST_PASSWORD...), not in domains.yml")
+        return value
+    if ":" in value.split("/")[0]:
+        raise ValueError(f"{value!r}: a repository is a folder, or an address starting with one of "
+                         f"{', '.join(_RESTIC_BACKENDS)}")
+    if posixpath.normpath(value).split("/")[0] == ".atl":
+        raise ValueError("a repository inside .atl/ is lost with what it backs up: choose a folder outside it "
+                         "(another disk, or an sftp: or s3: address)")
+    return value
+
+
+class Keep(_Model):
+    """How many snapshots `restic forget` keeps: the newest of each of the last N days, weeks and months."""
+
+    daily: StrictInt = Field(7, ge=0, le=3660)
+    weekly: StrictInt = Field(4, ge=0, le=520)
+    monthly: StrictInt = Field(12, ge=0, le=1200)
+
+
+class Backup(_Model):
+    """restic backups of what recovers the platform: Terraform's state, the Dagster instance, Caddy's CA
+    and certificates, the deployment record and the services' volumes."""
+
+    repository: Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_check_repository)]
+    """restic's repository: a folder (relative to the project's, never inside `.atl/`), or an address
+    (`sftp:user@host:/srv/restic`, `s3:https://host/bucket`), its credentials in restic's environment."""
+    password: SecretRef
+    """`env:NAME`, NAME holding the repository's password."""
+    schedule: Annotated[str, AfterValidator(_check_cron)] = "0 3 * * *"
+    """When the `backup` schedule runs (cron, UTC)."""
+    keep: Keep = Keep()
+    """The retention."""
+    check_subset: str = Field("10%", pattern=r"^([1-9][0-9]?|100)%$")
+    """The share of the repository's data `restic check` reads after each backup."""
+
+
 def duration_seconds(duration: str) -> float:
     """A Duration (`90s`, `10m`, `4h`, `1d`) in seconds."""
     return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[duration[-1]]
@@ -630,6 +695,8 @@ class Config(_Model):
     """Prometheus's retention and scrape interval."""
     alerting: Alerting = Alerting()
     """Alertmanager's receivers and grouping, and the remediation runs."""
+    backup: Backup | None = None
+    """Scheduled restic backups; none: nothing is backed up."""
 
     @property
     def serving(self) -> list[Domain]:

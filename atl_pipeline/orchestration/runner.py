@@ -26,7 +26,7 @@ from dagster import (
     reconstructable,
 )
 
-from atl_pipeline.definitions import deploy_job, drift_job
+from atl_pipeline.definitions import backup_job, deploy_job, drift_job
 from atl_pipeline.errors import AtlError
 from atl_pipeline.orchestration.dagster_adapter import runs_holding_pool
 from atl_pipeline.orchestration.stage import APPROVAL_CHECK, POOL
@@ -119,6 +119,39 @@ def run_drift(project: Project, *, heal: bool = False) -> DriftOutcome:
     evaluation = checks[0]
     listed = str(evaluation.metadata["drift"].value).splitlines()
     return DriftOutcome(result.run_id, evaluation.passed, [line[2:] for line in listed if line.startswith("- ")])
+
+
+@dataclass(frozen=True)
+class BackupOutcome:
+    run_id: str
+    success: bool
+    metadata: dict  # what `backups` materialized
+    error: str = ""
+
+
+def run_backup(project: Project, on_wait: Callable[[str], None] = lambda message: None) -> BackupOutcome:
+    """Run the backup job, as its schedule does, once no deploy holds the pool."""
+    instance = DagsterInstance.from_config(str(project.ensure_instance()))
+    _wait_for_pool(instance, on_wait)
+    with execute_job(reconstructable(backup_job), instance, run_config=_run_config(project, {}),
+                     tags={TRIGGER_TAG: "cli"}, raise_on_error=False) as result:
+        materialized = [event.event_specific_data.materialization for event in result.all_events
+                        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION]
+        failure = next((e.step_failure_data for e in result.all_events if e.is_step_failure), None)
+    values = {key: value.value for key, value in materialized[0].metadata.items()} if materialized else {}
+    error = (failure.user_failure_data.description if failure and failure.user_failure_data else
+             failure.error.message.strip() if failure and failure.error else "")
+    return BackupOutcome(result.run_id, result.success, values, error)
+
+
+def end_interrupted_runs(project: Project, reason: str) -> list[str]:
+    """Mark canceled the runs a restored instance holds as queued or in progress (the backup that took
+    the snapshot, at least): no process runs them any more, and they would hold the deploy pool."""
+    instance = DagsterInstance.from_config(str(project.ensure_instance()))
+    interrupted = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.QUEUED, *IN_PROGRESS]))
+    for run in interrupted:
+        instance.report_run_canceled(run, message=reason)
+    return [run.run_id for run in interrupted]
 
 
 def deploy_subset(stages: Sequence[str]):
