@@ -634,8 +634,11 @@ class Keep(_Model):
     """How many snapshots `restic forget` keeps: the newest of each of the last N days, weeks and months."""
 
     daily: StrictInt = Field(7, ge=0, le=3660)
+    """The newest snapshot of each of the last N days."""
     weekly: StrictInt = Field(4, ge=0, le=520)
+    """The newest of each of the last N weeks."""
     monthly: StrictInt = Field(12, ge=0, le=1200)
+    """The newest of each of the last N months."""
 
 
 class Backup(_Model):
