@@ -25,11 +25,12 @@ run: $(VENV)/.installed operations-tools
 	$(BIN)/atl infra up
 	$(MAKE) dev
 
-OPERATIONS_PACKAGES = prometheus prometheus-blackbox-exporter prometheus-alertmanager restic
+OPERATIONS_PACKAGES = prometheus prometheus-blackbox-exporter prometheus-alertmanager restic rsyslog
+OPERATIONS_TOOLS = prometheus prometheus-blackbox-exporter prometheus-alertmanager restic rsyslogd
 
-## operations-tools: Prometheus, the blackbox exporter, Alertmanager and restic (Debian packages), when missing
+## operations-tools: Prometheus, the blackbox exporter, Alertmanager, restic and rsyslog (Debian packages), when missing
 operations-tools:
-	@missing=; for tool in $(OPERATIONS_PACKAGES); do command -v $$tool >/dev/null || missing=1; done; \
+	@missing=; for tool in $(OPERATIONS_TOOLS); do PATH=$$PATH:/usr/sbin command -v $$tool >/dev/null || missing=1; done; \
 	[ -z "$$missing" ] || \
 	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends $(OPERATIONS_PACKAGES); } || \

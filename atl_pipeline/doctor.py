@@ -32,6 +32,7 @@ TOOLS = {  # name -> (command printing its version, what to do when it is missin
        for name, package in BINARIES.items()},
     "git": (["git", "--version"], "apt-get install -y git"),
     "restic": (["restic", "version"], "apt-get install -y --no-install-recommends restic (make run does)"),
+    "rsyslogd": (["/usr/sbin/rsyslogd", "-v"], "apt-get install -y --no-install-recommends rsyslog (make run does)"),
 }
 _VERSION = re.compile(r"\d+\.\d+(\.\d+)?")
 

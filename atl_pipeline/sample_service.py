@@ -1,6 +1,7 @@
 """The sample service the example domains.yml runs: one process per replica.
 
     python -m atl_pipeline.sample_service --port PORT [--unhealthy-for-host HOST] [--fail-after N]
+        [--log-every SECONDS] [--log-bytes-per-second N]
 
 `/` names the service, release and replica (from ATL_SERVICE, ATL_RELEASE, ATL_REPLICA,
 which the local runtime sets); `/slow?ms=N` answers the same after N milliseconds (at most
@@ -9,7 +10,9 @@ may send twice); `/healthz` answers 200, or 503 to requests
 for HOST (a release broken for one site, for tests: 127.0.0.1 is the runtime's own health
 gate); `/metrics` is in Prometheus text format. With `--fail-after N`, `/` answers 500 once
 the replica has answered it N times, while `/healthz` stays 200: a release that passes the
-deployment's health gate and degrades later, as real regressions do.
+deployment's health gate and degrades later, as real regressions do. It writes one line to
+its output when it listens; with `--log-every`, a numbered `tick` line each period; with
+`--log-bytes-per-second`, that much output every second (a service flooding its log).
 
 On SIGTERM it drains: for LINGER_SECONDS it goes on serving, answering `/healthz` with 503
 and closing each connection after its response, so that the load balancer's health checks
@@ -22,9 +25,11 @@ cannot survive (no proxy sends one twice).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -163,9 +168,28 @@ def main() -> None:
                         help="wait this long before listening, as a service warming up would")
     parser.add_argument("--fail-after", metavar="N", type=_count,
                         help="answer / with 500 after answering it N times (/healthz stays 200)")
+    parser.add_argument("--log-every", metavar="SECONDS", type=float, help="write a numbered line each period")
+    parser.add_argument("--log-bytes-per-second", metavar="N", type=int, help="write N bytes of lines a second")
     args = parser.parse_args()
     time.sleep(args.slow_start)
+    if args.log_every or args.log_bytes_per_second:
+        threading.Thread(target=_talk, args=(args.log_every, args.log_bytes_per_second), daemon=True).start()
+    print(f"listening on 127.0.0.1:{args.port}", flush=True)
     serve(args.port, args.unhealthy_for_host, args.fail_after)
+
+
+def _talk(every: float | None, rate: int | None) -> None:
+    """Numbered lines each `every` seconds, or `rate` bytes of them each second."""
+    line = "flood " + "x" * 93 + "\n"  # 100 bytes
+    for number in itertools.count(1):
+        if every:
+            print(f"tick {number}", flush=True)
+            time.sleep(every)
+        else:
+            started = time.monotonic()
+            sys.stdout.write(line * (rate // len(line)))
+            sys.stdout.flush()
+            time.sleep(max(0.0, 1 - (time.monotonic() - started)))
 
 
 def _count(value: str) -> int:

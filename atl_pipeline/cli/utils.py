@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from atl_pipeline import githook
-from atl_pipeline.cli import backups
+from atl_pipeline.cli import backups, logs
 from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError
 from atl_pipeline.config.edit import EditError, set_enabled
 from atl_pipeline.config.importer import Options, import_file, option_problems
@@ -101,6 +101,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         "hold a post-receive hook of another's; 2 when the secret is not set.")
     hook.set_defaults(run=_git_hook)
     backups.register(commands)
+    logs.register(commands)
 
 
 def _silence(args: argparse.Namespace) -> int:

@@ -658,6 +658,15 @@ class Backup(_Model):
     """The share of the repository's data `restic check` reads after each backup."""
 
 
+class Logs(_Model):
+    """The central log store: rsyslog on the machine that deploys, one set of files per source."""
+
+    retention: Duration = "7d"
+    """How long a source's rolled files are kept."""
+    max_size: str = Field("100Mi", pattern=r"^[1-9][0-9]{0,5}(Ki|Mi|Gi)$")
+    """What one source (a service, Caddy, the pipeline) may take on disk, its rolled files included."""
+
+
 def duration_seconds(duration: str) -> float:
     """A Duration (`90s`, `10m`, `4h`, `1d`) in seconds."""
     return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[duration[-1]]
@@ -700,6 +709,8 @@ class Config(_Model):
     """Alertmanager's receivers and grouping, and the remediation runs."""
     backup: Backup | None = None
     """Scheduled restic backups; none: nothing is backed up."""
+    logs: Logs = Logs()
+    """The central log store's retention."""
 
     @property
     def serving(self) -> list[Domain]:

@@ -11,6 +11,7 @@ from dagster import AssetIn, Config, Failure, MaterializeResult, RunRequest, Sen
 from atl_pipeline.monitoring.alertmanager import Alert, AlertingError, Alertmanager
 from atl_pipeline.operations import remediation
 from atl_pipeline.operations.remediation import IncidentLog
+from atl_pipeline.orchestration.hooks import STAGE_LINES
 from atl_pipeline.orchestration.resources import ProjectResource, TargetResource
 from atl_pipeline.orchestration.stage import POOL, stage_errors, to_metadata
 from atl_pipeline.orchestration.triggers import TRIGGER_TAG
@@ -53,7 +54,8 @@ def incidents(context: dg.AssetExecutionContext, config: FiringAlert, validated_
 
 
 remediate_job = dg.define_asset_job(REMEDIATE_JOB, selection=[incidents],
-                                    description="Answer one alert episode: roll back, heal, renew, or notify.")
+                                    description="Answer one alert episode: roll back, heal, renew, or notify.",
+                                    hooks=STAGE_LINES)
 
 
 @dg.sensor(job=remediate_job, minimum_interval_seconds=POLL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)

@@ -12,6 +12,7 @@ from atl_pipeline.config import load_config
 from atl_pipeline.config.model import Backup
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.operations.backup import back_up
+from atl_pipeline.orchestration.hooks import STAGE_LINES
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.orchestration.stage import POOL, metadata, stage_errors
 from atl_pipeline.project import Project
@@ -37,7 +38,8 @@ def backups(context: dg.AssetExecutionContext, validated_config: ValidatedConfig
 
 
 backup_job = dg.define_asset_job(BACKUP_JOB, selection=[backups],
-                                 description="Back up what recovers the platform with restic, and check it.")
+                                 description="Back up what recovers the platform with restic, and check it.",
+                                 hooks=STAGE_LINES)
 
 
 @dg.definitions

@@ -9,6 +9,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetIn, Config, asset
 
 from atl_pipeline.defs.runtime_stages import service_deployment
 from atl_pipeline.operations import drift
+from atl_pipeline.orchestration.hooks import STAGE_LINES
 from atl_pipeline.orchestration.resources import ProjectResource, TargetResource
 from atl_pipeline.orchestration.stage import POOL, stage_errors, to_metadata
 from atl_pipeline.report import drift_metadata
@@ -38,7 +39,8 @@ def no_drift(config: DriftOptions, validated_config: ValidatedConfig, project: P
 
 
 drift_job = dg.define_asset_job(DRIFT_JOB, selection=dg.AssetSelection.checks(no_drift),
-                                description="Compare what runs with the last apply; heal when configured to.")
+                                description="Compare what runs with the last apply; heal when configured to.",
+                                hooks=STAGE_LINES)
 
 
 @dg.definitions

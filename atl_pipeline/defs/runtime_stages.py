@@ -91,10 +91,11 @@ def monitoring(context: AssetExecutionContext, validated_config: ValidatedConfig
     """Blackbox probes of each monitored domain through the load balancer, every replica and Caddy
     scraped on the local target, and the SLO alert rules; reloaded when changed, then verified
     through Prometheus's API."""
+    deployed = target.of(validated_config.loaded.config)
     with stage_errors():
-        report = target.of(validated_config.loaded.config).monitoring(
-            project.as_project(), service_deployment.frontend).apply(service_deployment.services,
-                                                                     service_deployment.domains)
+        report = deployed.monitoring(project.as_project(), service_deployment.frontend).apply(
+            service_deployment.services, service_deployment.domains)
+        deployed.collector(project.as_project()).apply()
     if report.down:
         raise Failure(f"{len(report.down)} of {report.targets_total} Prometheus targets are down after "
                       f"{target.monitoring_timeout:.0f} s: {', '.join(report.down)}", allow_retries=False)

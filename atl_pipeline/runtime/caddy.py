@@ -31,6 +31,8 @@ DAY = 86_400 * SECOND
 CERTIFICATE_LIFETIME = 60 * DAY  # Caddy renews at two thirds: 20 days before expiry, ahead of the 14-day alert
 INTERMEDIATE_LIFETIME = 90 * DAY  # a certificate cannot outlive the intermediate that signs it
 READY_TIMEOUT = 30.0
+ACCESS_LOG = "access.log"
+ACCESS_LOG_MB = 10  # Caddy rolls its access log at this size, keeping one; the collector has read it by then
 
 
 class CaddyError(AtlError):
@@ -72,6 +74,11 @@ class LoadBalancer:
     def frontend(self) -> Frontend:
         return Frontend(self.address, self.http_port, self.https_port, self.ca_cert)
 
+    @property
+    def access_log(self) -> Path:
+        """Caddy's access log (JSON lines), beside the replicas' logs, where the log collector reads it."""
+        return self.root.parent / "logs" / ACCESS_LOG
+
 
 @dataclass(frozen=True)
 class Route:
@@ -96,7 +103,10 @@ def base_config(lb: LoadBalancer) -> dict:
     return {
         "admin": {"listen": f"{lb.address}:{lb.admin_port}"},
         # the active health checks of unused ports fail every second; that is expected, not news
-        "logging": {"logs": {"default": {"exclude": ["http.handlers.reverse_proxy.health_checker.active"]}}},
+        "logging": {"logs": {
+            "default": {"exclude": ["http.handlers.reverse_proxy.health_checker.active", "http.log.access"]},
+            "access": {"include": ["http.log.access"], "encoder": {"format": "json"}, "writer": {
+                "output": "file", "filename": str(lb.access_log), "roll_size_mb": ACCESS_LOG_MB, "roll_keep": 1}}}},
         "storage": {"module": "file_system", "root": str(lb.data_dir)},
         "apps": {"pki": {"certificate_authorities": {"local": {
             "install_trust": False, "intermediate_lifetime": INTERMEDIATE_LIFETIME}}}},
@@ -107,13 +117,13 @@ def caddy_config(lb: LoadBalancer, routes: list[Route]) -> dict:
     config = base_config(lb)
     secure = [route for route in routes if route.ssl]
     servers = {"http": {
-        "listen": [f"{lb.address}:{lb.http_port}"],
+        "listen": [f"{lb.address}:{lb.http_port}"], "logs": {},
         "routes": [_redirect(route, lb) if route.ssl else proxy(route) for route in routes] + [unknown_host()],
         "automatic_https": {"disable": True},
     }}
     if secure:
         servers["https"] = {
-            "listen": [f"{lb.address}:{lb.https_port}"],
+            "listen": [f"{lb.address}:{lb.https_port}"], "logs": {},
             "routes": [proxy(route) for route in secure] + [unknown_host()],
             "automatic_https": {"disable_redirects": True},
         }

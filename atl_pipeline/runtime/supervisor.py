@@ -29,6 +29,7 @@ from atl_pipeline.runtime.rolling import TargetError
 MAX_SOCKET_PATH = 107
 START_TIMEOUT = 30.0
 STOP_GRACE = 15.0  # as stopwaitsecs: what a process has to stop on SIGTERM
+REPLICA_LOG_MB = 10  # supervisord rolls a replica's output at this size, keeping one; the log collector keeps the rest
 
 
 GIVEN_UP = ("STOPPED", "FATAL")  # states supervisord does not leave on its own
@@ -236,6 +237,8 @@ startretries=10
 stopsignal=TERM
 stopwaitsecs=15
 stdout_logfile={ini_value(self.logs)}/%(program_name)s_%(process_num)d.log
+stdout_logfile_maxbytes={REPLICA_LOG_MB}MB
+stdout_logfile_backups=1
 redirect_stderr=true
 """
 

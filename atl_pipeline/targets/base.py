@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar
@@ -15,6 +16,7 @@ from atl_pipeline.timings import DEFAULT_TIMINGS, Timings
 if TYPE_CHECKING:  # the runtimes are imported only by what runs: `atl infra validate` stays light
     from atl_pipeline.doctor import Check
     from atl_pipeline.monitoring.prometheus import Monitoring
+    from atl_pipeline.operations.logs import Collector
     from atl_pipeline.runtime.http import Frontend
     from atl_pipeline.runtime.rolling import Runtime
 
@@ -79,6 +81,13 @@ class Target(ABC):
             if service["name"] in scaling:
                 service["autoscale"] = scaling[service["name"]]
         return report
+
+    def collector(self, project: Project) -> Collector:
+        """The log collector on this machine, for this configuration's sources."""
+        from atl_pipeline.operations.logs import Collector
+        from atl_pipeline.runtime.supervisor import Supervisor
+
+        return Collector(project, Supervisor(project.state_dir / "runtime"), self.config, os.environ)
 
     def stop(self, project: Project) -> bool:
         """Stop what runs, keeping what was deployed for the next deploy; True when anything ran."""
