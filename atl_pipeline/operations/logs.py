@@ -151,26 +151,12 @@ input(type="imuxsock" socket="{socket_path(self.project)}" createPath="on" rules
     def _roll_script(self, source: str) -> None:
         """What rsyslog runs when the source's file reaches its size (it passes no argument we can use)."""
         script = self.root / f"roll-{source}"
-        text = (f"#!{sys.executable}\nfrom atl_pipeline.operations.logs import roll\n"
+        text = (f"#!{sys.executable} -I\nfrom atl_pipeline.operations.logroll import roll\n"
                 f"roll({str(store(self.project) / source)!r} + '.jsonl', {ROLLED}, "
                 f"{duration_seconds(self.config.logs.retention)})\n")
         if not script.exists() or script.read_text() != text:
             script.write_text(text)
             script.chmod(stat.S_IRWXU)
-
-
-def roll(path: str, keep: int, retention_seconds: float) -> None:
-    """The file becomes `.1`, each rolled one moves up, and those past `keep` or the retention go."""
-    current = Path(path)
-    for number in range(keep, 0, -1):
-        rolled = current.with_name(f"{current.name}.{number}")
-        if rolled.exists():
-            if number == keep or time.time() - rolled.stat().st_mtime > retention_seconds:
-                rolled.unlink()
-            else:
-                rolled.rename(current.with_name(f"{current.name}.{number + 1}"))
-    if current.exists():
-        current.rename(current.with_name(f"{current.name}.1"))
 
 
 def _write_tables(root: Path, config: Config) -> None:
