@@ -69,6 +69,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/reliability.py
 	$(BIN)/python bench/incidents.py
 	$(BIN)/python bench/autoscale.py
+	$(BIN)/python bench/logs.py
 	$(BIN)/python bench/backup.py
 
 ## lint: ruff on the code, the Dagster definitions (`dg check defs`), `atl quality lint` on domains.yml,

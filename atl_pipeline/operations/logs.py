@@ -17,6 +17,7 @@ import heapq
 import json
 import logging
 import logging.handlers
+import os
 import stat
 import sys
 import time
@@ -233,26 +234,41 @@ def read(project: Project, config: Config, selection: str | None = None, since: 
 
 def follow(project: Project, config: Config, selection: str | None, grep: str | None,
            poll: float = 0.2) -> Iterator[Line]:
-    """The lines stored from now on, as they come (each poll's lines in time order); runs until stopped."""
-    positions = {files[-1]: _end(files[-1]) for files in _sources(project, config, selection).values()}
+    """The lines stored from now on, as they come (each poll's in time order); runs until stopped."""
+    positions = {name: _end(files[-1]) for name, files in _sources(project, config, selection).items()}
     while True:
-        fresh = []
-        for files in _sources(project, config, selection).values():
-            current = files[-1]
-            inode, offset = positions.get(current, (None, 0))
-            stat_ = current.stat() if current.exists() else None
-            if stat_ is None:
-                continue
-            if stat_.st_ino != inode:
-                offset = 0
-            with current.open("rb") as handle:
-                handle.seek(offset)
-                chunk = handle.read()
-            complete = chunk[:chunk.rfind(b"\n") + 1]
-            positions[current] = (stat_.st_ino, offset + len(complete))
-            fresh += _filtered(_parsed(complete.decode(errors="replace").splitlines()), selection, None, grep, config)
+        fresh: list[Line] = []
+        for name, files in _sources(project, config, selection).items():
+            texts, positions[name] = _appended(files, positions.get(name, (None, 0)))
+            fresh += _filtered(_parsed(texts), selection, None, grep, config)
         yield from sorted(fresh, key=lambda line: line.time)
         time.sleep(poll)
+
+
+def _appended(files: Sequence[Path], position: tuple[int | None, int]) -> tuple[list[str], tuple[int | None, int]]:
+    """The whole lines written since `position` (inode, offset): the rest of the file read last, which
+    may have rolled meanwhile, then every newer one."""
+    inode, offset = position
+    texts: list[str] = []
+    newer = False  # past the file read last: what follows is new
+    for path in files:
+        try:
+            with path.open("rb") as handle:
+                found = os.fstat(handle.fileno()).st_ino
+                if found == inode:
+                    newer, start = True, offset
+                elif newer or path == files[-1]:
+                    newer, start = True, 0
+                else:
+                    continue
+                handle.seek(start)
+                chunk = handle.read()
+        except FileNotFoundError:  # rolled away meanwhile
+            continue
+        complete = chunk[:chunk.rfind(b"\n") + 1]
+        texts += complete.decode(errors="replace").splitlines()
+        inode, offset = found, start + len(complete)
+    return texts, (inode, offset)
 
 
 def _sources(project: Project, config: Config, selection: str | None) -> dict[str, list[Path]]:
