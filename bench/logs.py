@@ -46,6 +46,12 @@ def write_at(path: Path, rate: int, seconds: float, tag: str) -> int:
     return written
 
 
+def read_delays(follower: subprocess.Popen, delays: list[float]) -> None:
+    """For each line the follower prints, the seconds since it was written."""
+    for line in follower.stdout:
+        delays.append(time.time() - float(json.loads(line)["message"].split()[2]))
+
+
 def main() -> None:
     options = argparse.ArgumentParser()
     options.add_argument("--rates", default="1000,10000,30000,60000")
@@ -64,9 +70,7 @@ def main() -> None:
             follower = subprocess.Popen([ATL, "utils", "logs", "backend-api", "--follow", "--json", "--grep", tag],
                                         env=env, stdout=subprocess.PIPE, text=True)
             delays: list[float] = []
-            reader = threading.Thread(target=lambda: [
-                delays.append(time.time() - float(json.loads(line)["message"].split()[2]))
-                for line in follower.stdout], daemon=True)
+            reader = threading.Thread(target=read_delays, args=(follower, delays), daemon=True)
             reader.start()
             time.sleep(3)  # the follower has read what was stored before
             written = write_at(output, rate, args.seconds, tag)

@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("logs")]
 
 API = "api.allthingslinux.org"
 SECRET = "s3cr3t-Log-T0ken"
+MARKER = "a marker written during the flood"
 FLOOD = """  flood:
     command: [python3, -m, atl_pipeline.sample_service, --port, "{port}", --log-bytes-per-second, "10000000"]
     port: PORT
@@ -37,7 +38,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     project = copy_project(root / "project")
     text = project.domains_file.read_text().replace(
         '--port, "{port}"]', '--port, "{port}", --log-every, "0.2"]', 1)
-    text += f"\nlogs: {{max_size: 40Mi}}\nbackup: {{repository: {root / 'restic'}, password: env:ATL_TEST_LOG_SECRET}}\n"
+    text += (f"\nlogs: {{max_size: 40Mi}}\n"
+             f"backup: {{repository: {root / 'restic'}, password: env:ATL_TEST_LOG_SECRET}}\n")
     project.domains_file.write_text(text)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ATL_PROJECT_DIR", str(project.root))
@@ -99,10 +101,9 @@ def test_a_flooding_replica_neither_stalls_the_others_nor_fills_the_disk(stack, 
     wait_for("the flood's file rolled three times", lambda: len(list(flood.glob("flood.jsonl.*"))) == 3, timeout=60)
     log = next(deployed_runtime(project).supervisor.logs.glob("svc_backend-api_*_0.log"))
     with log.open("a") as output:
-        output.write("a marker written during the flood\n")
+        output.write(MARKER + "\n")
     wait_for("the marker, while the flood goes on", lambda: [
-        line for line in stored(project, "backend-api") if line.fields["message"] == "a marker written during the flood"],
-        timeout=30)
+        line for line in stored(project, "backend-api") if line.fields["message"] == MARKER], timeout=30)
     time.sleep(3)  # more of the flood
     limit = memory_bytes("40Mi")
     on_disk = sum(path.stat().st_size for path in flood.glob("flood.jsonl*"))
