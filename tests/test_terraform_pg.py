@@ -62,8 +62,10 @@ def test_state_lives_in_postgresql_and_the_secret_never_shows(project: Project, 
     assert main(["infra", "plan"]) == 0 and main(["infra", "drift", "--json"]) == 0
     out, err = capfd.readouterr()
     assert "no changes" in out and CANARY not in out + err
+    redactions = project.state_dir / "runtime" / "collector" / "secrets.conf"  # what the log collector masks
+    assert redactions.stat().st_mode & 0o777 == 0o600
     for path in project.root.rglob("*"):
-        if path.is_file():
+        if path.is_file() and path != redactions:
             assert CANARY.encode() not in readable(path), path
 
 

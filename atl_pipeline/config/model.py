@@ -592,7 +592,7 @@ class Alerting(_Model):
 
 
 _CRON_FIELDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))  # minute, hour, day of month, month, day of week
-_RESTIC_BACKENDS = ("sftp:", "s3:", "rest:", "b2:", "azure:", "gs:", "swift:", "rclone:")
+RESTIC_BACKENDS = ("sftp:", "s3:", "rest:", "b2:", "azure:", "gs:", "swift:", "rclone:")
 
 
 def _check_cron(value: str) -> str:
@@ -616,14 +616,14 @@ def _cron_field(field: str, low: int, high: int) -> bool:
 
 
 def _check_repository(value: str) -> str:
-    if value.startswith(_RESTIC_BACKENDS):
+    if value.startswith(RESTIC_BACKENDS):
         if re.search(r"//[^/@]*@", value):
             raise ValueError("the repository's address holds credentials: give them to restic in the environment "
                              "(AWS_SECRET_ACCESS_KEY, RESTIC_REST_PASSWORD...), not in domains.yml")
         return value
     if ":" in value.split("/")[0]:
         raise ValueError(f"{value!r}: a repository is a folder, or an address starting with one of "
-                         f"{', '.join(_RESTIC_BACKENDS)}")
+                         f"{', '.join(RESTIC_BACKENDS)}")
     if posixpath.normpath(value).split("/")[0] == ".atl":
         raise ValueError("a repository inside .atl/ is lost with what it backs up: choose a folder outside it "
                          "(another disk, or an sftp: or s3: address)")

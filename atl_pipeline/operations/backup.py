@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atl_pipeline import processes
-from atl_pipeline.config.model import Backup
+from atl_pipeline.config.model import RESTIC_BACKENDS, Backup
 from atl_pipeline.errors import AtlError
 from atl_pipeline.project import Project, state_files
 from atl_pipeline.secrets import resolve
@@ -71,7 +71,7 @@ class Restic:
     def __init__(self, project: Project, settings: Backup, environ: Mapping[str, str]):
         self.project, self.settings = project, settings
         self.repository = settings.repository
-        if not self.repository.startswith(("sftp:", "s3:", "rest:", "b2:", "azure:", "gs:", "swift:", "rclone:")):
+        if not self.repository.startswith(RESTIC_BACKENDS):
             folder = (project.root / self.repository).resolve()
             if folder.is_relative_to(project.state_dir.resolve()):
                 raise BackupError(f"backup.repository {self.repository} is inside .atl/, which it backs up: "

@@ -40,6 +40,7 @@ ROLLED = 3  # rolled files kept per source
 PROGRAM = "logs"  # the collector's name under supervisord
 RSYSLOGD = "/usr/sbin/rsyslogd"  # Debian's, outside the PATH of users other than root
 PIPELINE, CADDY = "pipeline", "caddy"
+SECRETS = "secrets.conf"  # the redaction of each secret's value: the one file that holds them (0600)
 
 
 class LogError(AtlError):
@@ -71,12 +72,13 @@ class Collector:
         sources = sorted(self.config.workloads()) + [CADDY, PIPELINE]
         for source in sources:
             self._roll_script(source)
-        candidate = self.root / "next.conf"
-        replace_file(candidate, self.configuration(sources), mode=0o600)
-        _write_tables(self.root, self.config)
-        current = self.root / "rsyslog.conf"
-        changed = not current.exists() or current.read_bytes() != candidate.read_bytes()
-        if changed:
+        redactions = "".join(f"set $!message = replace($!message, '{_quoted(secret)}', '***');\n"
+                             for secret in self.secrets)
+        changed = _replaced(self.root / SECRETS, redactions, mode=0o600) | _write_tables(self.root, self.config)
+        candidate, current = self.root / "next.conf", self.root / "rsyslog.conf"
+        replace_file(candidate, self.configuration(sources))
+        if changed or not current.exists() or current.read_bytes() != candidate.read_bytes():
+            changed = True
             try:
                 check = processes.run([RSYSLOGD, "-N1", "-f", str(candidate)], timeout=30, capture_output=True,
                                       text=True)
@@ -94,8 +96,6 @@ class Collector:
 
     def configuration(self, sources: Sequence[str]) -> str:
         logs, files = self.supervisor.logs, store(self.project)
-        redact = "".join(f"    set $!message = replace($!message, '{_quoted(secret)}', '***');\n"
-                         for secret in self.secrets)
         size = memory_bytes(self.config.logs.max_size) // (ROLLED + 1)
         outputs = "".join(
             f'    {"if" if index == 0 else "else if"} $!source == "{source}" then action(type="omfile" '
@@ -121,7 +121,8 @@ template(name="line" type="list" option.jsonf="on") {{
     property(outname="message" name="$!message" format="jsonf")
 }}
 ruleset(name="store") {{
-{redact}{outputs}}}
+    include(file="{self.root / SECRETS}")
+{outputs}}}
 ruleset(name="replicas") {{
     set $!service = re_extract($!metadata!filename, 'svc_([a-z0-9-]+)_[0-9a-f]+_s[01]_[0-9]+\\\\.log', 0, 1, '');
     set $!source = $!service;
@@ -160,16 +161,23 @@ input(type="imuxsock" socket="{socket_path(self.project)}" createPath="on" rules
             script.chmod(stat.S_IRWXU)
 
 
-def _write_tables(root: Path, config: Config) -> None:
-    """rsyslog's lookup tables: each service's domains, each domain's service."""
+def _write_tables(root: Path, config: Config) -> bool:
+    """rsyslog's lookup tables: each service's domains, each domain's service. True when one changed."""
     domains: dict[str, list[str]] = {}
     for domain in config.serving:
         domains.setdefault(domain.service, []).append(domain.name)
     tables = {"domains": {service: ",".join(names) for service, names in domains.items()},
               "services": {domain.name: domain.service for domain in config.serving}}
-    for name, table in tables.items():
-        replace_file(root / f"{name}.json", json.dumps({"version": 1, "nomatch": "", "type": "string", "table": [
-            {"index": key, "value": value} for key, value in sorted(table.items())]}))
+    return any([_replaced(root / f"{name}.json", json.dumps({"version": 1, "nomatch": "", "type": "string", "table": [
+        {"index": key, "value": value} for key, value in sorted(table.items())]})) for name, table in tables.items()])
+
+
+def _replaced(path: Path, text: str, mode: int | None = None) -> bool:
+    """Write the file unless it holds `text` already; True when it did."""
+    if path.exists() and path.read_text() == text:
+        return False
+    replace_file(path, text, mode)
+    return True
 
 
 def _secret_names(config: Config) -> set[str]:
