@@ -18,6 +18,7 @@ from atl_pipeline.defs.backup import backup_definitions
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.local import deployed_runtime
 from tests.runtime_helpers import wait_until_served
+from tests.terraform_helpers import use_pg
 from tests.test_cli import run
 
 API = "api.allthingslinux.org"
@@ -85,6 +86,28 @@ def test_a_missing_repository_is_named_and_nothing_changes(capsys, project: Proj
     assert not project.state_dir.exists()
     code, _, err = run(capsys, "utils", "snapshots")
     assert code == 1 and "there is no restic repository" in err
+
+
+@pytest.mark.slow
+def test_a_lost_postgresql_state_is_loaded_from_the_snapshot_and_a_present_one_kept(
+        capsys, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres):
+    monkeypatch.setenv("ATL_TEST_RESTIC", "correct horse battery staple")
+    monkeypatch.setenv("ATL_TEST_BACKUP_PG", f"postgres://postgres:pw@127.0.0.1:{postgres.port}/postgres"
+                                             "?sslmode=disable")
+    use_pg(project, "ATL_TEST_BACKUP_PG", "atl_backup_drill")
+    with_backups(project, tmp_path / "restic")
+    assert run(capsys, "infra", "apply", "--yes")[0] == 0
+    assert run(capsys, "utils", "backup")[0] == 0
+    assert run(capsys, "infra", "down")[0] == 0
+
+    postgres.query("DROP SCHEMA atl_backup_drill CASCADE")  # the database lost the state
+    code, out, _ = run(capsys, "utils", "restore", "--json")
+    assert code == 0 and json.loads(out)["state"].startswith("loaded the snapshot's state"), out
+    code, out, _ = run(capsys, "infra", "plan", "--json")
+    assert code == 0 and json.loads(out)["changes"] == []
+    code, out, _ = run(capsys, "utils", "restore", "--json")
+    assert code == 0 and json.loads(out)["state"] == ("kept the state in PostgreSQL: its schema atl_backup_drill "
+                                                      "is there")
 
 
 def test_the_schedule_is_the_files_and_is_off_without_a_backup_section(project: Project, tmp_path: Path):

@@ -80,7 +80,7 @@ def _restore(args: argparse.Namespace) -> int:
     project = Project.from_env()
     config = _settings(project)
     try:
-        report = restore(project, config.backup, config.environment, os.environ, args.snapshot,
+        report = restore(project, config, os.environ, args.snapshot,
                          lambda: target_of(config).stop(project))
     except AtlError as error:
         print(f"nothing was restored: {error}", file=sys.stderr)
@@ -89,12 +89,15 @@ def _restore(args: argparse.Namespace) -> int:
                                     "restored from it, so no process runs it any more")
     if args.json:
         print(json.dumps({"snapshot": vars(report.snapshot), "restored": report.restored, "stopped": report.stopped,
-                          "runs_canceled": canceled, "seconds": round(report.seconds, 1)}, indent=1))
-    else:
-        print(f"restored snapshot {report.snapshot.id} of {report.snapshot.time} in {report.seconds:.1f} s"
-              f"{' (what ran was stopped first)' if report.stopped else ''}: {', '.join(report.restored)}\n"
-              f"{len(canceled)} runs in progress at the snapshot marked canceled: {', '.join(canceled) or 'none'}\n"
-              "next: `atl infra up` converges on the restored state")
+                          "runs_canceled": canceled, "state": report.state, "seconds": round(report.seconds, 1)},
+                         indent=1))
+        return EXIT_OK
+    print(f"restored snapshot {report.snapshot.id} of {report.snapshot.time} in {report.seconds:.1f} s"
+          f"{' (what ran was stopped first)' if report.stopped else ''}: {', '.join(report.restored)}")
+    print(f"{len(canceled)} runs in progress at the snapshot marked canceled: {', '.join(canceled) or 'none'}")
+    if report.state:
+        print(report.state)
+    print("next: `atl infra up` converges on the restored state")
     return EXIT_OK
 
 

@@ -33,7 +33,7 @@ def backups(context: dg.AssetExecutionContext, validated_config: ValidatedConfig
         raise Failure("the deployed domains.yml has no backup section: add one (docs/operating.md#backups) "
                       "and deploy it", allow_retries=False)
     with stage_errors():
-        report = back_up(project.as_project(), config.backup, config.environment, os.environ)
+        report = back_up(project.as_project(), config, os.environ)
     return MaterializeResult(metadata=metadata(context, backup_metadata(report, config.backup)))
 
 

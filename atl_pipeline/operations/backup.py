@@ -22,16 +22,19 @@ from collections.abc import Callable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from atl_pipeline import processes
-from atl_pipeline.config.model import RESTIC_BACKENDS, Backup
+from atl_pipeline.config.model import RESTIC_BACKENDS, Backup, Config
 from atl_pipeline.errors import AtlError
 from atl_pipeline.project import Project, state_files
-from atl_pipeline.secrets import resolve
+from atl_pipeline.secrets import Redactor, resolve
+from atl_pipeline.terraform.render import default_schema_name
 
 LONG = 6 * 3600.0  # a backup, restore or check of much data
 SHORT = 120.0  # reading the repository's index
-DATABASES = "backup/databases"  # under .atl/: the instance's SQLite databases, copied whole
+DATABASES = "backup/databases"  # under .atl/: the instance's SQLite databases copied whole, the pg state dumped
+STATE_DUMP = "terraform-state.sql"
 
 
 class BackupError(AtlError):
@@ -63,6 +66,7 @@ class RestoreReport:
     restored: tuple[str, ...]  # the paths put back, under the project's folder
     stopped: bool  # something ran and was stopped first
     seconds: float
+    state: str = ""  # with the pg backend: what became of the state in PostgreSQL
 
 
 class Restic:
@@ -127,13 +131,17 @@ class Restic:
         return found[0]
 
 
-def back_up(project: Project, settings: Backup, environment: str, environ: Mapping[str, str]) -> BackupReport:
+def back_up(project: Project, config: Config, environ: Mapping[str, str]) -> BackupReport:
     """Snapshot, forget by the retention and prune, then check a sample of the data."""
     started = time.monotonic()
+    settings, environment = config.backup, config.environment
     restic = Restic(project, settings, environ)
     if not restic.exists():
         restic.run("init")
     _copy_databases(project)
+    if config.state.backend == "pg":
+        _pg(config, environ, "pg_dump", "--schema", schema_of(config), "--no-owner", "--file",
+            str(project.state_dir / DATABASES / STATE_DUMP))
     paths = [f".atl/{path}" for path in kept(environment) if (project.state_dir / path).exists()]
     excluded = [f"{project.state_dir}/dagster/**/*.db{suffix}" for suffix in ("", "-wal", "-shm", "-journal")]
     excluded += [f"{project.state_dir}/terraform/{environment}/{name}" for name in ("plans", "last-apply.json")]
@@ -170,13 +178,13 @@ def _copy_databases(project: Project) -> None:
                 source.backup(target)
 
 
-def restore(project: Project, settings: Backup, environment: str, environ: Mapping[str, str], wanted: str,
+def restore(project: Project, config: Config, environ: Mapping[str, str], wanted: str,
             stop: Callable[[], bool]) -> RestoreReport:
     """Put the snapshot's files in place of the project's. The snapshot is read out in full before
     anything stops, so a wrong password or a missing repository or snapshot changes nothing. `stop`
     stops what runs and says whether anything did."""
     started = time.monotonic()
-    restic = Restic(project, settings, environ)
+    restic = Restic(project, config.backup, environ)
     snapshot = restic.snapshot(wanted)
     scratch = project.state_dir / "backup" / "restoring"
     with state_files(project.state_dir):
@@ -185,9 +193,10 @@ def restore(project: Project, settings: Backup, environment: str, environ: Mappi
     restic.run("restore", snapshot.id, "--target", str(scratch), timeout=LONG)
     with project.lock():
         stopped = stop()
-        restored = _put_in_place(project, scratch / ".atl", environment)
+        restored = _put_in_place(project, scratch / ".atl", config.environment)
+        state = _restore_state(config, environ, scratch / ".atl" / DATABASES / STATE_DUMP)
     shutil.rmtree(scratch, ignore_errors=True)
-    return RestoreReport(snapshot, restored, stopped, time.monotonic() - started)
+    return RestoreReport(snapshot, restored, stopped, time.monotonic() - started, state)
 
 
 def _put_in_place(project: Project, restored: Path, environment: str) -> tuple[str, ...]:
@@ -212,3 +221,45 @@ def _put_in_place(project: Project, restored: Path, environment: str) -> tuple[s
             destination.parent.mkdir(parents=True, exist_ok=True)
             database.rename(destination)
     return tuple(placed)
+
+
+def _restore_state(config: Config, environ: Mapping[str, str], dump: Path) -> str:
+    """With the pg backend: the snapshot's state loaded into PostgreSQL when its schema is gone (the
+    database was lost); a state still there is newer than any snapshot, and is kept."""
+    if config.state.backend != "pg" or not dump.exists():
+        return ""
+    schema = schema_of(config)
+    found = _pg(config, environ, "psql", "--no-psqlrc", "--tuples-only", "--no-align", "--command",
+                f"SELECT count(*) FROM information_schema.schemata WHERE schema_name = '{schema}'")
+    if found.strip() != "0":
+        return f"kept the state in PostgreSQL: its schema {schema} is there"
+    _pg(config, environ, "psql", "--no-psqlrc", "--set", "ON_ERROR_STOP=1", "--single-transaction", "--file",
+        str(dump))
+    return f"loaded the snapshot's state into PostgreSQL (schema {schema}, which was gone)"
+
+
+def _pg(config: Config, environ: Mapping[str, str], *argv: str) -> str:
+    """A PostgreSQL client on the state's database, its connection in libpq's environment, never on a
+    command line."""
+    url = resolve(config.state.conn_str, environ)
+    try:
+        done = processes.run(argv, timeout=LONG, env={**environ, **libpq_environment(url)}, capture_output=True,
+                             text=True)
+    except FileNotFoundError:
+        raise BackupError(f"{argv[0]} is not installed: apt-get install postgresql-client") from None
+    if done.returncode != 0:
+        raise BackupError(Redactor([url])(f"{argv[0]} failed on the state's database: {done.stderr.strip()[-300:]}"))
+    return done.stdout
+
+
+def libpq_environment(url: str) -> dict[str, str]:
+    """A `postgres://user:password@host:port/database?sslmode=...` URL as libpq's variables."""
+    parts = urlsplit(url)
+    values = {"PGHOST": parts.hostname, "PGPORT": str(parts.port or ""), "PGUSER": unquote(parts.username or ""),
+              "PGPASSWORD": unquote(parts.password or ""), "PGDATABASE": unquote(parts.path.lstrip("/")),
+              "PGSSLMODE": parse_qs(parts.query).get("sslmode", [""])[0]}
+    return {name: value for name, value in values.items() if value}
+
+
+def schema_of(config: Config) -> str:
+    return config.state.schema_name or default_schema_name(config)
