@@ -20,7 +20,7 @@ from tests.browser import ARTIFACTS, CHROMIUM_FLAGS, chromium, skip_welcome
 from tests.conftest import copy_project, kill_stack
 from tests.dagster_dev import TERMINAL, DagsterDev
 from tests.git_helpers import Remote
-from tests.runtime_helpers import through_lb
+from tests.runtime_helpers import through_lb, wait_for
 
 pytestmark = pytest.mark.slow  # dagster dev, git, the deployed stack, Chromium
 
@@ -105,6 +105,9 @@ def test_a_failed_run_reexecuted_from_failure_runs_only_the_failed_stages(stack:
 def test_a_stage_materialized_alone_is_followed_by_the_later_ones(stack: Stack):
     """As an operator clicking "Materialize selected" on service_deployment in the asset graph: the
     automation sensor runs health_check, monitoring and certificates after it, by themselves."""
+    # the earlier tests' runs over, and seen by the automation: a stage that materializes in the same tick as
+    # the stage before it is not followed (eager's "since its own update")
+    wait_for("no run for two automation ticks", lambda: quiet(stack, seconds=10), timeout=180)
     alone = stack.dev.wait_until_finished(stack.dev.materialize_selected("service_deployment"))
     assert alone["status"] == "SUCCESS" and {step for step in stack.steps(alone) if step in STAGES} == {
         "service_deployment"}  # and its drift check, which the UI runs with it
@@ -114,6 +117,13 @@ def test_a_stage_materialized_alone_is_followed_by_the_later_ones(stack: Stack):
     assert all(run["status"] == "SUCCESS" for run in followed)
     assert all(tag(run, "dagster/from_automation_condition") == "true" for run in followed)
     assert through_lb(stack.project, API, "/healthz").status == 200
+
+
+def quiet(stack: Stack, seconds: float) -> bool:
+    """No run in progress, and none ended in the last `seconds`."""
+    runs = stack.dev.runs({})
+    return all(run["status"] in TERMINAL for run in runs) and all(
+        time.time() - (run["endTime"] or 0) > seconds for run in runs)
 
 
 def wait_for_automation(stack: Stack, after: dict, until: set[str], timeout: float = 180) -> list[dict]:
