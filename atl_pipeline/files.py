@@ -16,3 +16,11 @@ def replace_file(path: Path, text: str, mode: int | None = None) -> None:
         temporary.chmod(mode)  # touch's mode passes through the umask
     temporary.write_text(text)
     os.replace(temporary, path)
+
+
+def update_file(path: Path, text: str, mode: int | None = None) -> bool:
+    """`replace_file` unless the file holds `text` already; True when it wrote."""
+    if path.exists() and path.read_text() == text:
+        return False
+    replace_file(path, text, mode)
+    return True

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from atl_pipeline.errors import AtlError
-from atl_pipeline.files import replace_file
+from atl_pipeline.files import replace_file, update_file
 from atl_pipeline.secrets import SECRET_REF, SecretError, resolve
 
 if TYPE_CHECKING:
@@ -134,7 +134,6 @@ def write(project: Project) -> Storage:
     chosen = storage(project)
     project.dagster_home.mkdir(parents=True, exist_ok=True)
     path = project.dagster_home / "dagster.yaml"
-    if not path.exists() or path.read_text() != chosen.dagster_yaml():
-        replace_file(path, chosen.dagster_yaml())
+    update_file(path, chosen.dagster_yaml())
     return chosen
 

@@ -8,7 +8,7 @@ import pytest
 from atl_pipeline.config import load_config
 from atl_pipeline.config.model import Autoscale
 from atl_pipeline.findings import ConfigError
-from atl_pipeline.operations.autoscale import declared_counts, recommend, record_decision, stabilized, status, step
+from atl_pipeline.operations.autoscale import declared_counts, recommend, record_decisions, stabilized, status, step
 from atl_pipeline.report import deployment_metadata
 from atl_pipeline.runtime.http import Frontend
 from atl_pipeline.runtime.rolling import Replica, ServiceOutcome
@@ -60,7 +60,7 @@ def test_the_deployment_shows_each_scaling_services_bounds_count_and_last_decisi
     outcomes = [ServiceOutcome("web", "r1", "rolled", (Replica(9200, 1), Replica(9201, 2)))]
     table = deployment_metadata(outcomes, Frontend("127.0.0.1", 80, 443), status(config, decisions))["autoscale"]
     assert table.splitlines()[2] == "| web | 1 to 4 | 2 | none yet |"
-    record_decision(decisions, step("web", BOUNDS, 1, 100, (), now=0), at=0)
+    record_decisions(decisions, [step("web", BOUNDS, 1, 100, (), now=0)], at=0)
     table = deployment_metadata(outcomes, Frontend("127.0.0.1", 80, 443), status(config, decisions))["autoscale"]
     assert table.splitlines()[2] == ("| web | 1 to 4 | 2 | 1 -> 2 at 1970-01-01 00:00:00 UTC "
                                      "(requests_per_second_per_replica 100.00 (target 50)) |")

@@ -7,10 +7,9 @@ import json
 import os
 import sys
 
-from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError
-from atl_pipeline.config import Config, load_config
+from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError, project_config
+from atl_pipeline.config import Config
 from atl_pipeline.errors import AtlError
-from atl_pipeline.findings import ConfigError
 from atl_pipeline.operations.backup import Restic, restore
 from atl_pipeline.project import Project
 from atl_pipeline.report import text_table
@@ -103,12 +102,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 def _settings(project: Project) -> Config:
     """The project's configuration, which must have a `backup:` section."""
-    try:
-        config = load_config(project.domains_file).config
-    except ConfigError as error:
-        raise UsageError(f"{project.domains_file.name} does not load:\n{error}") from None
-    except OSError as error:
-        raise UsageError(f"cannot read {project.domains_file}: {error.strerror}") from None
+    config = project_config(project)
     if config.backup is None:
         raise UsageError(f"{project.domains_file.name} has no backup section: see {SETS_UP}")
     return config

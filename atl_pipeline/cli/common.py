@@ -8,7 +8,9 @@ import time
 import traceback
 from pathlib import Path
 
+from atl_pipeline.config import Config, load_config
 from atl_pipeline.errors import AtlError
+from atl_pipeline.findings import ConfigError
 from atl_pipeline.project import Project
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -16,6 +18,16 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 class UsageError(AtlError):
     """The command could not start: a missing file, a bad argument."""
+
+
+def project_config(project: Project) -> Config:
+    """The configuration of the project's domains.yml; a UsageError when it does not load."""
+    try:
+        return load_config(project.domains_file).config
+    except (ConfigError, OSError) as error:
+        raise UsageError(f"{project.domains_file.name} does not load: "
+                         f"{str(error).splitlines()[0] if str(error) else type(error).__name__} "
+                         "(`atl infra validate` says more)") from None
 
 
 def save_traceback(error: BaseException) -> Path:

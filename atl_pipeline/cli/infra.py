@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError
+from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError, project_config
 from atl_pipeline.cli.progress import Progress
 from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.config.yaml_reader import read_bounded
@@ -335,9 +335,4 @@ def _down(args: argparse.Namespace) -> int:
 
 def _target(project: Project) -> Target:
     """The target of the project's domains.yml."""
-    try:
-        return target_of(load_config(project.domains_file).config)
-    except (ConfigError, OSError) as error:
-        raise UsageError(f"cannot tell the target from {project.domains_file.name}: "
-                         f"{str(error).splitlines()[0] if str(error) else type(error).__name__} "
-                         "(`atl infra validate` says more)") from None
+    return target_of(project_config(project))

@@ -8,10 +8,8 @@ import re
 import sys
 import time
 
-from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError
-from atl_pipeline.config import load_config
+from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError, project_config
 from atl_pipeline.config.model import duration_seconds
-from atl_pipeline.findings import ConfigError
 from atl_pipeline.operations.logs import LogError, follow, read
 from atl_pipeline.project import Project
 
@@ -34,10 +32,7 @@ def _logs(args: argparse.Namespace) -> int:
     if args.since is not None and not re.fullmatch(r"[1-9][0-9]{0,4}[smhd]", args.since):
         raise UsageError(f"--since {args.since!r}: write a whole number and a unit, such as 90s, 10m, 2h or 1d")
     project = Project.from_env()
-    try:
-        config = load_config(project.domains_file).config
-    except (ConfigError, OSError) as error:
-        raise UsageError(f"{project.domains_file.name} does not load: {error}") from None
+    config = project_config(project)
     since = time.time() - duration_seconds(args.since) if args.since else None
     try:
         for line in read(project, config, args.selection, since, args.grep):

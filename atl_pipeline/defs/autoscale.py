@@ -10,6 +10,7 @@ import time
 import dagster as dg
 
 from atl_pipeline.config import load_config
+from atl_pipeline.config.model import duration_seconds
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.gitops import GitError, deployed_file
 from atl_pipeline.operations import autoscale
@@ -44,7 +45,7 @@ def _autoscaler(seconds: int) -> dg.SensorDefinition:
             return dg.SkipReason("no service declares autoscale")
         if context.instance.get_runs(dg.RunsFilter(job_name=DEPLOY_JOB, statuses=IN_FLIGHT), limit=1):
             return dg.SkipReason("a deploy runs: every count holds until it ends")
-        scrape = int(config.prometheus.scrape_interval[:-1])
+        scrape = int(duration_seconds(config.prometheus.scrape_interval))
         window = max(10, 4 * scrape)
         if (ended := _last_deploy_ended(context)) and time.time() - ended < window + 2 * scrape:
             # Caddy's request counters restart with each configuration it loads (a deploy's): the average
@@ -61,12 +62,12 @@ def _autoscaler(seconds: int) -> dg.SensorDefinition:
         steps = [autoscale.step(name, scaling[name], running[name], observed[name], history.get(name, ()), now)
                  for name in sorted(observed)]
         context.update_cursor(json.dumps({s.service: s.history for s in steps}))
-        requests = [_request(s, commit) for s in steps if s.desired != s.current]
-        for scaled in (s for s in steps if s.desired != s.current):
-            autoscale.record_decision(watched.state_dir / autoscale.DECISIONS, scaled, now)
+        scaled = [s for s in steps if s.desired != s.current]
+        if scaled:
+            autoscale.record_decisions(watched.state_dir / autoscale.DECISIONS, scaled, now)
         held = [f"{s.service}: {s.current} ({s.metric})" for s in steps]
         held += [f"{name}: no request rate or CPU in Prometheus" for name in sorted(scaling.keys() - observed.keys())]
-        return requests or dg.SkipReason(f"every count holds: {'; '.join(held)}")
+        return [_request(s, commit) for s in scaled] or dg.SkipReason(f"every count holds: {'; '.join(held)}")
 
     return autoscaler
 

@@ -122,10 +122,11 @@ def _query(prometheus: str, query: str, label: str) -> dict[str, float]:
     return {sample["metric"].get(label, ""): float(sample["value"][1]) for sample in result}
 
 
-def record_decision(path: Path, step: Step, at: float) -> None:
+def record_decisions(path: Path, steps: Sequence[Step], at: float) -> None:
     """The last scaling decision of each service, for `atl infra status`."""
     decisions = json.loads(path.read_text()) if path.exists() else {}
-    decisions[step.service] = {"at": at, "from": step.current, "to": step.desired, "metric": step.metric}
+    for step in steps:
+        decisions[step.service] = {"at": at, "from": step.current, "to": step.desired, "metric": step.metric}
     replace_file(path, json.dumps(decisions, indent=1))
 
 

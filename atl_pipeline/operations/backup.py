@@ -35,10 +35,15 @@ LONG = 6 * 3600.0  # a backup, restore or check of much data
 SHORT = 120.0  # reading the repository's index
 DATABASES = "backup/databases"  # under .atl/: the instance's SQLite databases copied whole, the pg state dumped
 STATE_DUMP = "terraform-state.sql"
+SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite keeps beside a database while it writes
 
 
 class BackupError(AtlError):
     """restic failed, or the repository cannot be used; the message says what to do."""
+
+
+class NoRepository(BackupError):
+    """No restic repository where `backup.repository` says."""
 
 
 @dataclass(frozen=True)
@@ -93,25 +98,24 @@ class Restic:
         except processes.TimeoutExpired:
             raise BackupError(f"restic {args[0]} took longer than {timeout:.0f} s") from None
         if done.returncode != 0:
-            raise BackupError(self._explain(args[0], done.stderr))
+            raise self._error(args[0], done.stderr)
         return done.stdout
 
-    def _explain(self, command: str, stderr: str) -> str:
+    def _error(self, command: str, stderr: str) -> BackupError:
         if "wrong password" in stderr:
-            return (f"the password in {self.settings.password} does not open the repository {self.repository}: "
-                    "set the password it was created with")
+            return BackupError(f"the password in {self.settings.password} does not open the repository "
+                               f"{self.repository}: set the password it was created with")
         if "Is there a repository at the following location" in stderr:
-            return (f"there is no restic repository at {self.repository}: correct backup.repository, or create it "
-                    "with a first `atl utils backup`")
-        return f"restic {command} failed: {stderr.strip().splitlines()[-1] if stderr.strip() else 'no message'}"
+            return NoRepository(f"there is no restic repository at {self.repository}: correct backup.repository, "
+                                "or create it with a first `atl utils backup`")
+        return BackupError(f"restic {command} failed: "
+                           f"{stderr.strip().splitlines()[-1] if stderr.strip() else 'no message'}")
 
     def exists(self) -> bool:
         try:
             self.run("cat", "config")
-        except BackupError as error:
-            if str(error).startswith("there is no restic repository"):
-                return False
-            raise
+        except NoRepository:
+            return False
         return True
 
     def snapshots(self) -> list[Snapshot]:
@@ -143,7 +147,7 @@ def back_up(project: Project, config: Config, environ: Mapping[str, str]) -> Bac
         _pg(config, environ, "pg_dump", "--schema", schema_of(config), "--no-owner", "--file",
             str(project.state_dir / DATABASES / STATE_DUMP))
     paths = [f".atl/{path}" for path in kept(environment) if (project.state_dir / path).exists()]
-    excluded = [f"{project.state_dir}/dagster/**/*.db{suffix}" for suffix in ("", "-wal", "-shm", "-journal")]
+    excluded = [f"{project.state_dir}/dagster/**/*.db{suffix}" for suffix in ("", *SIDE_FILES)]
     excluded += [f"{project.state_dir}/terraform/{environment}/{name}" for name in ("plans", "last-apply.json")]
     output = restic.run("backup", "--json", "--host", project.root.name, *(f"--exclude={e}" for e in excluded),
                         *paths, timeout=LONG, cwd=project.root)
@@ -171,6 +175,7 @@ def _copy_databases(project: Project) -> None:
     copies = project.state_dir / DATABASES
     with state_files(project.state_dir):
         shutil.rmtree(copies, ignore_errors=True)
+        copies.mkdir(parents=True)  # the pg state's dump goes here too
         for database in project.dagster_home.rglob("*.db"):
             copy = copies / database.relative_to(project.dagster_home)
             copy.parent.mkdir(parents=True, exist_ok=True)
@@ -216,7 +221,7 @@ def _put_in_place(project: Project, restored: Path, environment: str) -> tuple[s
         copies = restored / DATABASES
         for database in copies.rglob("*.db"):
             destination = project.dagster_home / database.relative_to(copies)
-            for suffix in ("-wal", "-shm", "-journal"):
+            for suffix in SIDE_FILES:
                 destination.with_name(destination.name + suffix).unlink(missing_ok=True)
             destination.parent.mkdir(parents=True, exist_ok=True)
             database.rename(destination)

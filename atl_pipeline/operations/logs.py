@@ -30,7 +30,7 @@ from atl_pipeline import processes
 from atl_pipeline.config.model import Config, duration_seconds
 from atl_pipeline.config.quantity import memory_bytes
 from atl_pipeline.errors import AtlError
-from atl_pipeline.files import replace_file
+from atl_pipeline.files import replace_file, update_file
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.caddy import ACCESS_LOG
 from atl_pipeline.runtime.supervisor import Supervisor
@@ -74,7 +74,7 @@ class Collector:
             self._roll_script(source)
         redactions = "".join(f"set $!message = replace($!message, '{_quoted(secret)}', '***');\n"
                              for secret in self.secrets)
-        changed = _replaced(self.root / SECRETS, redactions, mode=0o600) | _write_tables(self.root, self.config)
+        changed = update_file(self.root / SECRETS, redactions, mode=0o600) | _write_tables(self.root, self.config)
         candidate, current = self.root / "next.conf", self.root / "rsyslog.conf"
         replace_file(candidate, self.configuration(sources))
         if changed or not current.exists() or current.read_bytes() != candidate.read_bytes():
@@ -156,9 +156,7 @@ input(type="imuxsock" socket="{socket_path(self.project)}" createPath="on" rules
         text = (f"#!{sys.executable} -I\nfrom atl_pipeline.operations.logroll import roll\n"
                 f"roll({str(store(self.project) / source)!r} + '.jsonl', {ROLLED}, "
                 f"{duration_seconds(self.config.logs.retention)})\n")
-        if not script.exists() or script.read_text() != text:
-            script.write_text(text)
-            script.chmod(stat.S_IRWXU)
+        update_file(script, text, mode=stat.S_IRWXU)
 
 
 def _write_tables(root: Path, config: Config) -> bool:
@@ -168,16 +166,8 @@ def _write_tables(root: Path, config: Config) -> bool:
         domains.setdefault(domain.service, []).append(domain.name)
     tables = {"domains": {service: ",".join(names) for service, names in domains.items()},
               "services": {domain.name: domain.service for domain in config.serving}}
-    return any([_replaced(root / f"{name}.json", json.dumps({"version": 1, "nomatch": "", "type": "string", "table": [
+    return any([update_file(root / f"{name}.json", json.dumps({"version": 1, "nomatch": "", "type": "string", "table": [
         {"index": key, "value": value} for key, value in sorted(table.items())]})) for name, table in tables.items()])
-
-
-def _replaced(path: Path, text: str, mode: int | None = None) -> bool:
-    """Write the file unless it holds `text` already; True when it did."""
-    if path.exists() and path.read_text() == text:
-        return False
-    replace_file(path, text, mode)
-    return True
 
 
 def _secret_names(config: Config) -> set[str]:

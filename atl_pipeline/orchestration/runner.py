@@ -113,9 +113,8 @@ def run_drift(project: Project, *, heal: bool = False) -> DriftOutcome:
         checks = [event.event_specific_data for event in result.all_events
                   if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
         if not checks:
-            failure = next((e.step_failure_data for e in result.all_events if e.is_step_failure), None)
-            raise DriftNotChecked(f"run {result.run_id}: " + (failure.error.message.strip() if failure and
-                                  failure.error else "the drift check did not run") + "; has anything been deployed?")
+            raise DriftNotChecked(f"run {result.run_id}: {_failure(result) or 'the drift check did not run'}; "
+                                  "has anything been deployed?")
     evaluation = checks[0]
     listed = str(evaluation.metadata["drift"].value).splitlines()
     return DriftOutcome(result.run_id, evaluation.passed, [line[2:] for line in listed if line.startswith("- ")])
@@ -137,11 +136,19 @@ def run_backup(project: Project, on_wait: Callable[[str], None] = lambda message
                      tags={TRIGGER_TAG: "cli"}, raise_on_error=False) as result:
         materialized = [event.event_specific_data.materialization for event in result.all_events
                         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION]
-        failure = next((e.step_failure_data for e in result.all_events if e.is_step_failure), None)
+        error = _failure(result)
     values = {key: value.value for key, value in materialized[0].metadata.items()} if materialized else {}
-    error = (failure.user_failure_data.description if failure and failure.user_failure_data else
-             failure.error.message.strip() if failure and failure.error else "")
     return BackupOutcome(result.run_id, result.success, values, error)
+
+
+def _failure(result) -> str:
+    """What the run's first failed stage said: its Failure's description, else the error's message."""
+    failure = next((event.step_failure_data for event in result.all_events if event.is_step_failure), None)
+    if failure is None:
+        return ""
+    if failure.user_failure_data and failure.user_failure_data.description:
+        return failure.user_failure_data.description
+    return failure.error.message.strip() if failure.error else ""
 
 
 def end_interrupted_runs(project: Project, reason: str) -> list[str]:

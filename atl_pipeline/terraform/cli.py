@@ -19,6 +19,7 @@ from pathlib import Path
 
 from atl_pipeline import processes
 from atl_pipeline.errors import AtlError
+from atl_pipeline.files import update_file
 from atl_pipeline.terraform.render import hcl
 
 COMMAND_TIMEOUT = 600.0
@@ -122,8 +123,7 @@ class Terraform:
         cache.mkdir(exist_ok=True)
         settings = self.home / "terraformrc"
         text = f"plugin_cache_dir = {hcl(str(cache))}\n"
-        if not settings.exists() or settings.read_text() != text:
-            settings.write_text(text)
+        update_file(settings, text)
         return {**os.environ, "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "TF_CLI_CONFIG_FILE": str(settings),
                 "CHECKPOINT_DISABLE": "1", **self.env}
 

@@ -20,6 +20,7 @@ import jinja2
 from atl_pipeline.config import Config
 from atl_pipeline.config.model import MAX_REPLICAS
 from atl_pipeline.errors import AtlError
+from atl_pipeline.files import update_file
 from atl_pipeline.targets import Target, target_of
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -152,6 +153,4 @@ def write(rendered: Rendered, workdir: Path) -> None:
         if stale.name not in rendered.files:
             stale.unlink()
     for name, text in rendered.files.items():
-        path = workdir / name
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
+        update_file(workdir / name, text)
