@@ -15,10 +15,17 @@ WORKERS ?= 4
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml | $(BIN)/python $(BIN)/checkov
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
+
+# Checkov (the policy check's scanner) in a virtualenv of its own: its pinned dependencies conflict with
+# Dagster's. Linked beside atl, where the pipeline looks for it.
+$(BIN)/checkov: | $(BIN)/python
+	$(PYTHON) -m venv $(VENV)-checkov
+	$(VENV)-checkov/bin/pip install --quiet checkov==3.3.30
+	ln -sf ../../$(VENV)-checkov/bin/checkov $@
 
 ## run: deploy domains.yml on this machine, then start the Dagster UI and daemon
 run: $(VENV)/.installed operations-tools

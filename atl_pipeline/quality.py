@@ -1,4 +1,5 @@
-"""`atl quality lint`: everything that can be checked before a deploy, without running one.
+"""`atl quality lint` and `atl quality policy`: everything that can be checked before a deploy,
+without running one.
 
 - the schema and the semantic rules (the `validated_config` stage's own checks);
 - the Terraform rendered from the templates: python-hcl2's read-back check and
@@ -13,11 +14,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from atl_pipeline import policy
 from atl_pipeline.config import LoadedConfig
-from atl_pipeline.config.loader import load_source
+from atl_pipeline.config.loader import load_config, load_source
 from atl_pipeline.config.yaml_reader import MAX_BYTES, decode_source, read_bounded
 from atl_pipeline.files import replace_file
 from atl_pipeline.findings import ConfigError, capped, printable
+from atl_pipeline.policy import POLICIES_DIR, PolicyReport
+from atl_pipeline.policy.checkov import Scan
 from atl_pipeline.targets import target_of
 from atl_pipeline.terraform.cli import Terraform, TerraformError
 from atl_pipeline.terraform.hcl_check import check_rendered
@@ -120,6 +124,19 @@ def terraform_findings(loaded: LoadedConfig, templates: Path, tool_home: Path) -
     return [LintFinding(f"{where}/{name}.j2", 1, 1, "terraform/fmt",
                         "renders to Terraform that `terraform fmt` would rewrite; align the template")
             for name in unformatted]
+
+
+def policy_report(path: Path, templates: Path, *, name: str) -> PolicyReport:
+    """The policy check of every plan (atl_pipeline.policy), on the configuration and its rendered
+    files, without Terraform: rules on the plan itself have none to read. ConfigError when the file
+    does not load or breaks a rule; OSError when it cannot be read."""
+    loaded = load_config(path, name=name)
+    validated = validate(loaded)
+    if not validated.ok:
+        raise ConfigError(validated.findings)
+    with tempfile.TemporaryDirectory(prefix="atl-policy-") as folder:
+        scan = Scan(render(loaded.config, templates).files, Path(folder))
+        return policy.check(loaded, path.parent / POLICIES_DIR, scan)
 
 
 def _from(finding, rule: str) -> LintFinding:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from atl_pipeline.operations.backup import BackupReport
     from atl_pipeline.operations.drift import DriftReport
     from atl_pipeline.operations.remediation import Decision, Incident, Outcome
+    from atl_pipeline.policy import PolicyReport, Violation
     from atl_pipeline.runtime.http import Frontend
     from atl_pipeline.runtime.rolling import ServiceOutcome
     from atl_pipeline.terraform.stages import TerraformApply, TerraformPlan
@@ -103,6 +104,28 @@ def plan_metadata(plan: TerraformPlan) -> dict:
             "changes": Markdown(markdown_table(("address", "action"), rows) if rows else "No changes."),
             "change_list": [{"address": address, "action": action} for address, action in rows],
             "plan_file": plan.plan_file or "none: not planned"}
+
+
+def policy_metadata(report: PolicyReport) -> dict:
+    def rows(findings: Sequence[Violation], *extra: str) -> Markdown:
+        return Markdown(markdown_table(("where", "policy", "finding", *extra),
+                                       [(f.where, f.policy, f.message, *([f.excepted] if extra else []))
+                                        for f in findings]) if findings else "None.")
+    return {"violations": rows(report.violations), "excepted": rows(report.excepted, "reason"),
+            "rules": ", ".join(report.rules), "checkov": report.checkov}
+
+
+def audit_rows(records: Sequence[dict]) -> list[tuple[str, ...]]:
+    return [(r["at"], r["who"], r["via"], r["action"], r.get("run_id") or "", r["outcome"],
+             ", ".join(f"{count} to {action}" for action, count in r.get("changes", {}).items()))
+            for r in records]
+
+
+AUDIT_COLUMNS = ("when", "who", "via", "what", "run", "outcome", "changes")
+
+
+def audit_metadata(records: Sequence[dict]) -> dict:
+    return {"records": len(records), "trail": Markdown(markdown_table(AUDIT_COLUMNS, audit_rows(records)))}
 
 
 def apply_metadata(applied: TerraformApply, plan: TerraformPlan) -> dict:

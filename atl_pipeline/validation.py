@@ -191,6 +191,13 @@ def _overlapping(blocks: list[tuple[range, str]]) -> Iterator[list[tuple[range, 
         yield group
 
 
+def accounts_distinct(loaded: LoadedConfig) -> Iterator[Finding]:
+    """The console tells who signed in by name: an operator and a service account never share one."""
+    for name in loaded.config.service_accounts.keys() & loaded.config.operators.keys():
+        yield loaded.finding(("service_accounts", name), f"{name!r} is an operator's name too: give the service "
+                             "account its own", key=True)
+
+
 def target_rules(loaded: LoadedConfig) -> Iterator[Finding]:
     """The rules of the configuration's kind of target."""
     yield from target_of(loaded.config).rules(loaded)
@@ -198,5 +205,6 @@ def target_rules(loaded: LoadedConfig) -> Iterator[Finding]:
 
 RULES: list[Callable[[LoadedConfig], Iterator[Finding]]] = [
     unique_domain_names, services_defined, shared_services_agree, required_domains_enabled,
-    internal_services_stand_alone, autoscaled_within_bounds, commands_run_no_shell, ports_disjoint, target_rules,
+    internal_services_stand_alone, autoscaled_within_bounds, commands_run_no_shell, ports_disjoint, accounts_distinct,
+    target_rules,
 ]

@@ -34,7 +34,8 @@ class Automation:
     def __init__(self, instance: dg.DagsterInstance):
         self.instance = instance
         self.stages = [stand_in(spec, [check for check in assets.check_specs if check.asset_key == spec.key])
-                       for assets in loaded().assets for spec in assets.specs]
+                       for assets in loaded().assets if isinstance(assets, dg.AssetsDefinition)
+                       for spec in assets.specs]
         self.cursor = dg.evaluate_automation_conditions(defs=self.stages, instance=instance).cursor
 
     def run(self, *names: str) -> None:

@@ -72,7 +72,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     remote = Remote.create(root, project.root)
     dev = DagsterDev.start(project, root / "dg-dev.log", ATL_GIT_REMOTE=str(remote.origin), ATL_GIT_BRANCH="main",
                            ATL_GIT_POLL_SECONDS=str(POLL))
-    receiver = Receiver(("127.0.0.1", 0), dev.url, SECRET)
+    receiver = Receiver(("127.0.0.1", 0), dev.url, {"forge": SECRET})
     receiver.serve_in_background()
     try:
         first = dev.wait_for_run({"atl/commit": remote.git("rev-parse", "HEAD").strip()})

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 import traceback
 from pathlib import Path
 
 from atl_pipeline.config import Config, load_config
+from atl_pipeline.config.model import duration_seconds
 from atl_pipeline.errors import AtlError
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.project import Project
@@ -18,6 +20,15 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 class UsageError(AtlError):
     """The command could not start: a missing file, a bad argument."""
+
+
+def since_seconds(since: str | None) -> float | None:
+    """`--since 90s|10m|2h|1d` as a time, or None."""
+    if since is None:
+        return None
+    if not re.fullmatch(r"[1-9][0-9]{0,4}[smhd]", since):
+        raise UsageError(f"--since {since!r}: write a whole number and a unit, such as 90s, 10m, 2h or 1d")
+    return time.time() - duration_seconds(since)
 
 
 def project_config(project: Project) -> Config:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-import time
 
-from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError, project_config
-from atl_pipeline.config.model import duration_seconds
+from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, project_config, since_seconds
 from atl_pipeline.operations.logs import LogError, follow, read
 from atl_pipeline.project import Project
 
@@ -29,11 +26,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    if args.since is not None and not re.fullmatch(r"[1-9][0-9]{0,4}[smhd]", args.since):
-        raise UsageError(f"--since {args.since!r}: write a whole number and a unit, such as 90s, 10m, 2h or 1d")
+    since = since_seconds(args.since)
     project = Project.from_env()
     config = project_config(project)
-    since = time.time() - duration_seconds(args.since) if args.since else None
     try:
         for line in read(project, config, args.selection, since, args.grep):
             _print(line, args.json)

@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 from atl_pipeline import githook
-from atl_pipeline.cli import backups, logs
+from atl_pipeline.cli import audit, backups, logs
 from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError
 from atl_pipeline.config.edit import EditError, set_enabled
 from atl_pipeline.config.importer import Options, import_file, option_problems
 from atl_pipeline.console import DEFAULT_PORT, Console, ConsoleError
+from atl_pipeline.console.access import hash_password
 from atl_pipeline.doctor import as_json, examine
 from atl_pipeline.files import replace_file
 from atl_pipeline.findings import ConfigError
@@ -52,6 +53,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     console.description = ("Exit 0 after Ctrl-C; 1 when the webserver, the daemon or the front stops by itself, "
                            "with the log to read.")
     console.set_defaults(run=_console)
+    hashing = commands.add_parser("hash-password", help="the bcrypt hash of a password, for an operator's "
+                                  "password_hash in domains.yml")
+    hashing.description = ("Reads the password from the terminal (not echoed) or from standard input's first line. "
+                           "Exit 0 with the hash; 2 when the password is empty.")
+    hashing.set_defaults(run=_hash_password)
     doctor = commands.add_parser("doctor", help="the tools, ports and instance the pipeline needs, each with "
                                  "what to do when it is missing")
     doctor.add_argument("--json", action="store_true", help="print one JSON document for scripts")
@@ -100,6 +106,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         "the console. Exit 0 once installed; 1 when the repository's hooks cannot be written or "
                         "hold a post-receive hook of another's; 2 when the secret is not set.")
     hook.set_defaults(run=_git_hook)
+    audit.register(commands)
     backups.register(commands)
     logs.register(commands)
 
@@ -162,9 +169,13 @@ def _console(args: argparse.Namespace) -> int:
         print(f"starting the Dagster webserver and daemon; logs in {console.root}", flush=True)
         console.wait_ready()
         print(f"Dagster UI: {console.front.url} (Ctrl-C stops it)", flush=True)
-        if console.receiver:
+        if console.front.access.signs_in:
+            print(f"sign-in for {', '.join(sorted(console.front.access.accounts))}; the certificate is signed by "
+                  f"{console.certificate_authority} (trust it, and point {console.front.access.hostname} at this "
+                  "machine)", flush=True)
+        if console.receiver.verifiers:
             print(f"push notifications: {console.front.url}{PUSH_PATH}", flush=True)
-        print(console.wait(), file=sys.stderr)
+        print(console.wait(lambda change: print(change, flush=True)), file=sys.stderr)
         return EXIT_FAILED
     except ConsoleError as error:
         print(error, file=sys.stderr)
@@ -175,6 +186,14 @@ def _console(args: argparse.Namespace) -> int:
         for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C must not cut the stop short
             signal.signal(number, signal.SIG_IGN)
         console.stop()
+
+
+def _hash_password(args: argparse.Namespace) -> int:
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise UsageError("the password is empty")
+    print(hash_password(password))
+    return EXIT_OK
 
 
 def _interrupt(signum: int, frame: object) -> None:

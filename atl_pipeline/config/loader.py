@@ -25,6 +25,7 @@ class LoadedConfig:
     config: Config
     source: Source
     templates_dir: Path | None = None  # the templates that came with the file (a git commit's); None: the project's
+    policies_dir: Path | None = None  # the Rego policies that came with it, likewise
 
     @cached_property
     def _positions(self) -> Positions:

@@ -32,7 +32,7 @@ from pydantic import (
 
 from atl_pipeline.config.names import check_identifier, normalize_hostname
 from atl_pipeline.config.quantity import cpu_millicores, memory_bytes, parse_quantity
-from atl_pipeline.secrets import check_secret_ref
+from atl_pipeline.secrets import SECRET_REF, check_secret_ref
 
 MAX_REPLICAS = 50
 PORT_BLOCK = 2 * MAX_REPLICAS  # a service's ports, two halves: releases alternate between port + r and port + 50 + r
@@ -667,6 +667,77 @@ class Logs(_Model):
     """What one source (a service, Caddy, the pipeline) may take on disk, its rolled files included."""
 
 
+_BCRYPT = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
+Role = Literal["viewer", "operator"]
+
+
+def _check_password_hash(text: str) -> str:
+    """A bcrypt hash, or env:NAME holding one. Never echoes the value: it may be the password itself."""
+    if _BCRYPT.fullmatch(text) or SECRET_REF.fullmatch(text):
+        return text
+    raise ValueError("write the password's bcrypt hash (`atl utils hash-password` prints one), or env:NAME holding "
+                     "it; never the password itself")
+
+
+class Operator(_Model):
+    """A person who signs in to the console."""
+
+    role: Role
+    """`viewer`: sees everything and changes nothing; `operator`: also launches and re-executes runs and switches
+    sensors and schedules."""
+    password_hash: Annotated[str, AfterValidator(_check_password_hash)]
+    """The password's bcrypt hash (`atl utils hash-password`), or `env:NAME` holding it."""
+
+
+class ServiceAccount(_Model):
+    """Automation: a forge's webhook, which signs its push notifications, or a program that calls the console
+    with a token. Removing the account from the file revokes it."""
+
+    webhook_secret: SecretRef | None = None
+    """`env:NAME`: the secret the forge signs its push notifications with (HMAC)."""
+    token: SecretRef | None = None
+    """`env:NAME`: the token a program signs in to the console with (HTTP basic auth: the account's name and it)."""
+    role: Role | None = None
+    """A token's role, as an operator's."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ServiceAccount:
+        if (self.webhook_secret is None) == (self.token is None):
+            raise ValueError("a service account has a webhook_secret (a forge's) or a token (a program's): one of them")
+        if self.token is not None and self.role is None:
+            raise ValueError("an account with a token needs its role: viewer or operator")
+        if self.webhook_secret is not None and self.role is not None:
+            raise ValueError("a webhook's account only signs push notifications: it takes no role")
+        return self
+
+
+class ConsoleSettings(_Model):
+    """The operator console (`make dev`)."""
+
+    hostname: Hostname | None = None
+    """Its name once `operators` are declared, when it is served over HTTPS (Caddy's internal CA) with sign-in.
+    Default: `ops.` and the first domain's parent (`ops.allthingslinux.org`)."""
+
+
+class PolicyException(_Model):
+    """A finding the operators accept, and why: it no longer stops a deploy, and is recorded with each plan."""
+
+    policy: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+    """The policy's name (`production_replicas`) or Checkov's check id (`CKV_SECRET_2`)."""
+    domain: Hostname | None = None
+    """Only this domain's finding; default: every finding of the policy."""
+    reason: str = Field(min_length=1, max_length=500)
+    """Why it does not apply: shown with every plan it lets through."""
+
+
+class Policy(_Model):
+    """The policy checks on every plan: the rules in Rego (shipped, and the project's `policies/*.rego`) and
+    Checkov on the rendered Terraform."""
+
+    exceptions: list[PolicyException] = Field([], max_length=200)
+    """Findings let through, each with its reason."""
+
+
 def duration_seconds(duration: str) -> float:
     """A Duration (`90s`, `10m`, `4h`, `1d`) in seconds."""
     return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[duration[-1]]
@@ -711,6 +782,21 @@ class Config(_Model):
     """Scheduled restic backups; none: nothing is backed up."""
     logs: Logs = Logs()
     """The central log store's retention."""
+    policy: Policy = Policy()
+    """The exceptions to the policy checks on every plan."""
+    console: ConsoleSettings = ConsoleSettings()
+    """The operator console's name."""
+    operators: dict[Identifier, Operator] = Field({}, max_length=200)
+    """Who may sign in to the console, by user name, with their role; none: the console asks no one (loopback only)."""
+    service_accounts: dict[Identifier, ServiceAccount] = Field({}, max_length=200)
+    """Forges' webhooks and programs, by name, each with its own secret."""
+
+    @property
+    def console_hostname(self) -> str:
+        if self.console.hostname:
+            return self.console.hostname
+        first = next((domain.name for domain in self.domains if "." in domain.name), "localhost")
+        return f"ops.{first.split('.', 1)[1] if '.' in first else first}"
 
     @property
     def serving(self) -> list[Domain]:

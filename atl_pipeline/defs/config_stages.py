@@ -20,6 +20,7 @@ from atl_pipeline.findings import ConfigError
 from atl_pipeline.gitops import GitSource, Mirror
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.orchestration.stage import GROUP, POOL, metadata, stage_errors
+from atl_pipeline.policy import POLICIES_DIR
 from atl_pipeline.project import Project
 from atl_pipeline.report import config_metadata, markdown_findings, validation_metadata
 from atl_pipeline.validation import ValidatedConfig, validate
@@ -66,7 +67,8 @@ def _load_commit(project: Project, sha: str) -> tuple[LoadedConfig, dict]:
     mirror = Mirror(project)
     tree = mirror.export(sha, source)
     commit = mirror.commit(sha)
-    loaded = _load_file(str(tree / "domains.yml"), name=f"{sha[:12]}:{source.paths()[0]}")
+    loaded = dataclasses.replace(_load_file(str(tree / "domains.yml"), name=f"{sha[:12]}:{source.paths()[0]}"),
+                                 policies_dir=tree / POLICIES_DIR)
     if (tree / "terraform_templates").is_dir():
         loaded = dataclasses.replace(loaded, templates_dir=tree / "terraform_templates")
     return loaded, {"commit": commit.sha, "author": commit.author, "message": commit.message}

@@ -9,12 +9,15 @@ from atl_pipeline.orchestration.stage import (
     APPROVAL_CHECK,
     APPROVE_DESTROY_TAG,
     GROUP,
+    POLICY_CHECK,
     POOL,
     RETRY,
     metadata,
     stage_errors,
+    to_metadata,
 )
-from atl_pipeline.report import apply_metadata, plan_metadata
+from atl_pipeline.policy import PolicyReport
+from atl_pipeline.report import apply_metadata, plan_metadata, policy_metadata
 from atl_pipeline.terraform.plan import PlanSummary
 from atl_pipeline.terraform.stages import TerraformApply, TerraformPlan
 from atl_pipeline.validation import ValidatedConfig
@@ -29,10 +32,14 @@ class PlanOptions(Config):
     """The autoscaler's count for each service it scales, kept within the service's bounds."""
 
 
-@asset(group_name=GROUP, kinds={"terraform"}, pool=POOL, retry_policy=RETRY, check_specs=[AssetCheckSpec(
-    APPROVAL_CHECK, asset="terraform_plan", blocking=True,
-    description=f"A plan that deletes or replaces anything runs only with the run tag {APPROVE_DESTROY_TAG}=true "
-                "(`atl infra up --approve-destroy`).")])
+@asset(group_name=GROUP, kinds={"terraform"}, pool=POOL, retry_policy=RETRY, check_specs=[
+    AssetCheckSpec(APPROVAL_CHECK, asset="terraform_plan", blocking=True,
+                   description=f"A plan that deletes or replaces anything runs only with the run tag "
+                               f"{APPROVE_DESTROY_TAG}=true (`atl infra up --approve-destroy`)."),
+    AssetCheckSpec(POLICY_CHECK, asset="terraform_plan", blocking=True,
+                   description="The policies (shipped and policies/*.rego) over domains.yml and the plan, and "
+                               "Checkov over the rendered files; domains.yml's policy.exceptions let findings "
+                               "through, recorded here.")])
 def terraform_plan(context: AssetExecutionContext, config: PlanOptions, validated_config: ValidatedConfig,
                    project: ProjectResource,
                    terraform: TerraformResource) -> Iterator[Output[TerraformPlan] | AssetCheckResult]:
@@ -43,6 +50,7 @@ def terraform_plan(context: AssetExecutionContext, config: PlanOptions, validate
                               domain=config.domain, destroy=config.destroy, replicas=config.replicas)
     yield Output(plan, metadata=metadata(context, plan_metadata(plan)))
     yield _destroy_check(plan.summary, approved)
+    yield _policy_check(plan.policy)
 
 
 @asset(group_name=GROUP, kinds={"terraform"}, pool=POOL, retry_policy=RETRY)
@@ -66,3 +74,12 @@ def _destroy_check(summary: PlanSummary, approved: bool) -> AssetCheckResult:
                        f"or `up`), or launch the run with the tag {APPROVE_DESTROY_TAG}=true.")
     return AssetCheckResult(check_name=APPROVAL_CHECK, passed=approved or not doomed,
                             severity=AssetCheckSeverity.ERROR, description=description)
+
+
+def _policy_check(report: PolicyReport) -> AssetCheckResult:
+    shown = "; ".join(map(str, report.violations[:5]))
+    description = (f"{len(report.violations)} policy violations, nothing applied: {shown}. Fix domains.yml, or "
+                   "list an exception with its reason under policy.exceptions" if report.violations
+                   else f"no violations ({len(report.excepted)} excepted)")
+    return AssetCheckResult(check_name=POLICY_CHECK, passed=report.passed, severity=AssetCheckSeverity.ERROR,
+                            description=description, metadata=to_metadata(policy_metadata(report)))

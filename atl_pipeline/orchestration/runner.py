@@ -28,6 +28,7 @@ from dagster import (
 
 from atl_pipeline.definitions import backup_job, deploy_job, drift_job
 from atl_pipeline.errors import AtlError
+from atl_pipeline.operations import audit
 from atl_pipeline.orchestration.dagster_adapter import runs_holding_pool
 from atl_pipeline.orchestration.stage import APPROVAL_CHECK, POOL
 from atl_pipeline.orchestration.triggers import TRIGGER_TAG
@@ -85,10 +86,10 @@ def run_deploy(project: Project, domains_file: Path | None = None,
     try:
         result = execute_job(deploy_subset(selected) if stages else reconstructable(deploy_job), instance,
                              run_config=run_config,
-                             tags={TRIGGER_TAG: "cli", "atl/invocation": marker, **(tags or {})})
+                             tags={**_cli_tags(), "atl/invocation": marker, **(tags or {})})
     finally:
         watcher.finish()
-    run = instance.get_run_by_id(result.run_id)
+    run = _audited(project, instance, result.run_id)
     return RunOutcome(result.run_id, result.success, run.status.value if run else "UNKNOWN", watcher.metadata,
                       needs_approval=watcher.held and not result.success)
 
@@ -108,13 +109,13 @@ def run_drift(project: Project, *, heal: bool = False) -> DriftOutcome:
     """Run the drift job, as its schedule does, and read the `no_drift` check it evaluated."""
     instance = DagsterInstance.from_config(str(project.ensure_instance()))
     run_config = _run_config(project, {"service_deployment_no_drift": {"config": {"heal": heal}}})
-    with execute_job(reconstructable(drift_job), instance, run_config=run_config,
-                     tags={TRIGGER_TAG: "cli"}) as result:
+    with execute_job(reconstructable(drift_job), instance, run_config=run_config, tags=_cli_tags()) as result:
         checks = [event.event_specific_data for event in result.all_events
                   if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
         if not checks:
             raise DriftNotChecked(f"run {result.run_id}: {_failure(result) or 'the drift check did not run'}; "
                                   "has anything been deployed?")
+    _audited(project, instance, result.run_id)
     evaluation = checks[0]
     listed = str(evaluation.metadata["drift"].value).splitlines()
     return DriftOutcome(result.run_id, evaluation.passed, [line[2:] for line in listed if line.startswith("- ")])
@@ -133,12 +134,24 @@ def run_backup(project: Project, on_wait: Callable[[str], None] = lambda message
     instance = DagsterInstance.from_config(str(project.ensure_instance()))
     _wait_for_pool(instance, on_wait)
     with execute_job(reconstructable(backup_job), instance, run_config=_run_config(project, {}),
-                     tags={TRIGGER_TAG: "cli"}, raise_on_error=False) as result:
+                     tags=_cli_tags(), raise_on_error=False) as result:
         materialized = [event.event_specific_data.materialization for event in result.all_events
                         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION]
         error = _failure(result)
+    _audited(project, instance, result.run_id)
     values = {key: value.value for key, value in materialized[0].metadata.items()} if materialized else {}
     return BackupOutcome(result.run_id, result.success, values, error)
+
+
+def _cli_tags() -> dict[str, str]:
+    return {TRIGGER_TAG: "cli", audit.USER_TAG: audit.cli_user()}
+
+
+def _audited(project: Project, instance: DagsterInstance, run_id: str):
+    """The run, once its audit record is written (the `audit` sensor leaves the CLI's runs to it)."""
+    run = instance.get_run_by_id(run_id)
+    audit.append(project, audit.run_record(instance, run))
+    return run
 
 
 def _failure(result) -> str:

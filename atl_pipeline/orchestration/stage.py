@@ -18,6 +18,7 @@ DEPLOY_JOB = "deploy"
 POOL = "atl-deploy"  # limit 1, whole runs (the instance's dagster.yaml): one deploy at a time
 APPROVE_DESTROY_TAG = "atl/approve-destroy"
 APPROVAL_CHECK = "destroy_approved"
+POLICY_CHECK = "policy"
 # for the stages that converge when run again; terraform_apply too: Terraform refuses a saved
 # plan once the state changed (StalePlan, not retried), so a retry applies nothing twice
 RETRY = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL)

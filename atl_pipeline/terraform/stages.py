@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from atl_pipeline import secrets
+from atl_pipeline import policy, secrets
 from atl_pipeline.config.model import Config, State
 from atl_pipeline.errors import AtlError
 from atl_pipeline.files import replace_file
 from atl_pipeline.operations.autoscale import declared_counts
+from atl_pipeline.policy import POLICIES_DIR, PolicyReport
+from atl_pipeline.policy.checkov import Scan
 from atl_pipeline.project import Project, lock_timeout
 from atl_pipeline.targets import Target, target_of
 from atl_pipeline.targets.outputs import Outputs
@@ -48,6 +50,7 @@ class TerraformPlan:
     environment: str
     provider_secrets: tuple[tuple[str, str], ...] = ()  # (environment variable, secret reference)
     partial: bool = False  # of one domain (`-target`), or destroying: its apply leaves no record
+    policy: PolicyReport | None = None  # the policy checks on the rendered files and the plan
 
     @property
     def unchanged(self) -> bool:
@@ -110,10 +113,12 @@ def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destro
                       _counts(project, target, replicas or {}))
     tokens = target.provider_secrets()
     runner = terraform(project, config.state, config.environment, tokens)
+    policies = validated.loaded.policies_dir or project.root / POLICIES_DIR
     with project.lock():
+        scan = Scan(rendered.files, runner.workdir / "policy")  # runs while Terraform plans
         if not (domain or destroy) and _last_apply(runner, rendered):
             return TerraformPlan(runner.workdir, None, PlanSummary(()), False, destroy_approved, config.state,
-                                 config.environment, tokens)
+                                 config.environment, tokens, policy=policy.check(validated.loaded, policies, scan))
         if not _written_before(rendered, runner.workdir):
             check_rendered(rendered)
         write(rendered, runner.workdir)
@@ -122,10 +127,12 @@ def make_plan(project: Project, validated: ValidatedConfig, name: str, *, destro
         plans.mkdir(exist_ok=True)
         plan_file = plans / f"{name}.tfplan"
         changed = runner.plan(plan_file, targets=targets, destroy=destroy)
-        summary = PlanSummary.from_show_json(runner.show(plan_file))
+        shown = runner.show(plan_file)
+        summary = PlanSummary.from_show_json(shown)
         _prune(plans)
+        report = policy.check(validated.loaded, policies, scan, shown)
     return TerraformPlan(runner.workdir, plan_file, summary, changed, destroy_approved, config.state,
-                         config.environment, tokens, partial=bool(domain or destroy))
+                         config.environment, tokens, partial=bool(domain or destroy), policy=report)
 
 
 def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:

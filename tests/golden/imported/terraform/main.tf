@@ -484,14 +484,15 @@ resource "hcloud_server" "node" {
   ssh_keys     = [hcloud_ssh_key.operator.id]
   firewall_ids = [hcloud_firewall.servers.id]
   labels       = merge(local.labels, { role = "node", group = each.value.group })
-  user_data = "#cloud-config\n${yamlencode({
+  # a function call, not an interpolation: Checkov's HCL parser cannot read an object inside "${...}"
+  user_data = join("", ["#cloud-config\n", yamlencode({
     packages = ["docker.io", "docker-compose"]
     write_files = [{
       path    = "/etc/ssh/sshd_config.d/atl.conf"
       content = "Port ${local.ssh_port}\nPubkeyAuthentication yes\nPasswordAuthentication ${local.sshd.password_auth ? "yes" : "no"}\nPermitRootLogin ${local.sshd.root_login}\nMaxAuthTries ${local.sshd.max_auth_tries}\n"
     }]
     runcmd = [["sh", "-c", "if systemctl is-active --quiet ssh.socket; then systemctl daemon-reload && systemctl restart ssh.socket; else systemctl restart ssh; fi"]]
-  })}"
+  })])
 
   network {
     subnet_id = hcloud_network_subnet.servers.id

@@ -1,0 +1,231 @@
+"""Who may do what in the console: sign-in over HTTPS, viewers and operators, programs' tokens,
+forges' secrets, and the audit trail of what operators change, against a real `atl utils console`
+(dg dev, the read-only webserver, Caddy with its internal CA).
+
+The project holds workspace.yaml and a domains.yml with accounts but no templates: the file
+sensor's deploy of it fails at the plan, which leaves the webservers to the tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from atl_pipeline.console.auditor import mutation_fields, tagged
+from atl_pipeline.operations import audit
+from atl_pipeline.project import Project
+from atl_pipeline.runtime.http import connection
+from tests.dagster_dev import START_TIMEOUT, TERMINAL
+from tests.postgres import free_port
+from tests.test_console import descendants, project_with_a_workspace
+from tests.test_security import listening_sockets
+
+ATL = Path(sys.executable).with_name("atl")
+HOSTNAME = "ops.example.org"
+PASSWORDS = {"alice": "alice's long password", "bob": "bob's long password"}
+TOKEN, FORGE_SECRET = "the robot's token", "the forge's secret"
+LOCATION = {"repositoryLocationName": "atl", "repositoryName": "__repository__"}
+
+# as the UI sends them: the parameters in variables
+LAUNCH = """mutation LaunchPipelineExecution($executionParams: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $executionParams) {
+    __typename ... on LaunchRunSuccess { run { runId tags { key value } } }
+    ... on UnauthorizedError { message } ... on PythonError { message } } }"""
+START_SENSOR = """mutation StartSensor($sensorSelector: SensorSelector!) {
+  startSensor(sensorSelector: $sensorSelector) { __typename ... on Sensor { sensorState { status } } } }"""
+RUN = """query Run($runId: ID!) { runOrError(runId: $runId) { ... on Run { status tags { key value } } } }"""
+
+
+def accounts_file(bot: bool = True, forge: bool = True) -> str:
+    hashes = {name: bcrypt.hashpw(secret.encode(), bcrypt.gensalt(4)).decode() for name, secret in PASSWORDS.items()}
+    return "\n".join([
+        "services: {web: {command: [app, '{port}'], port: 12000}}",
+        "domains: [{name: www.example.org, service: web, replicas: 2}]",
+        f"console: {{hostname: {HOSTNAME}}}",
+        "operators:",
+        f"  alice: {{role: operator, password_hash: '{hashes['alice']}'}}",
+        f"  bob: {{role: viewer, password_hash: '{hashes['bob']}'}}",
+        "service_accounts:" if bot or forge else "service_accounts: {}",
+        *(["  robot: {role: operator, token: env:ROBOT_TOKEN}"] if bot else []),
+        *(["  forge: {webhook_secret: env:FORGE_SECRET}"] if forge else []),
+    ]) + "\n"
+
+
+@dataclass
+class SignedInConsole:
+    project: Project
+    process: subprocess.Popen
+    output: Path
+    port: int
+
+    @property
+    def authority(self) -> Path:
+        return self.project.state_dir / "console" / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+
+    def call(self, method: str, path: str, body: dict | bytes | None = None, user: str | None = None,
+             headers: dict[str, str] | None = None, secret: str | None = None) -> tuple[int, bytes]:
+        """A request to the console by its name, over TLS verified against its CA."""
+        client = connection(("127.0.0.1", self.port), HOSTNAME, tls=True, ca=self.authority, timeout=60)
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        if user:
+            credentials = f"{user}:{secret or PASSWORDS.get(user, TOKEN)}".encode()
+            sent["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        client.request(method, path, body=data, headers=sent)
+        response = client.getresponse()
+        return response.status, response.read()
+
+    def graphql(self, user: str, query: str, **variables) -> dict:
+        status, body = self.call("POST", "/graphql", {"query": query, "variables": variables}, user)
+        assert status == 200, body
+        return json.loads(body)["data"]
+
+    def printed(self) -> str:
+        return self.output.read_text()
+
+
+def launch_params(job: str, tags: dict[str, str] | None = None) -> dict:
+    return {"selector": {**LOCATION, "jobName": job}, "mode": "default",
+            "executionMetadata": {"tags": [{"key": key, "value": value} for key, value in (tags or {}).items()]}}
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("access")
+    project = project_with_a_workspace(root / "project")
+    project.domains_file.write_text(accounts_file())
+    port, output = free_port(), root / "console.out"
+    with output.open("w") as stream:
+        process = subprocess.Popen([ATL, "utils", "console", "--port", str(port)], stdout=stream,
+                                   stderr=subprocess.STDOUT,
+                                   env={**os.environ, "ATL_PROJECT_DIR": str(project.root), "ROBOT_TOKEN": TOKEN,
+                                        "FORGE_SECRET": FORGE_SECRET})
+    running = SignedInConsole(project, process, output, port)
+    deadline = time.monotonic() + START_TIMEOUT
+    while f"Dagster UI: https://{HOSTNAME}:{port} " not in running.printed():
+        assert process.poll() is None and time.monotonic() < deadline, running.printed()
+        time.sleep(0.2)
+    yield running
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("access")]
+
+
+def test_without_credentials_or_with_wrong_ones_nothing_is_served(console: SignedInConsole):
+    assert console.call("GET", "/")[0] == 401
+    assert console.call("POST", "/graphql", {"query": "{ version }"})[0] == 401
+    assert console.call("POST", "/graphql", {"query": "{ version }"}, "bob", secret="not bob's")[0] == 401
+    assert console.call("POST", "/graphql", {"query": "{ version }"}, "mallory", secret="anything")[0] == 401
+    assert console.call("GET", "/", user="bob")[0] == 200
+
+
+def test_a_viewer_sees_everything_and_changes_nothing(console: SignedInConsole):
+    assert console.graphql("bob", "{ version }")["version"]
+    launched = console.graphql("bob", LAUNCH, executionParams=launch_params("drift"))["launchPipelineExecution"]
+    assert launched["__typename"] == "UnauthorizedError"
+    started = console.graphql("bob", START_SENSOR, sensorSelector={**LOCATION, "sensorName": "autoscaler"})
+    assert started["startSensor"]["__typename"] == "UnauthorizedError"
+    assert not [r for _, r in audit.records(console.project) if r["who"] == "bob"]  # nothing changed
+
+
+def test_an_operator_launches_as_herself_and_the_trail_says_so(console: SignedInConsole):
+    params = launch_params("drift", {"atl/user": "someone else"})  # a forged name is replaced
+    launched = console.graphql("alice", LAUNCH, executionParams=params)["launchPipelineExecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    assert {"key": "atl/user", "value": "alice"} in launched["run"]["tags"]
+    assert "someone else" not in json.dumps(launched["run"]["tags"])
+    (asked,) = [r for _, r in audit.records(console.project) if r.get("run_id") == run_id and r["via"] == "console"]
+    assert (asked["who"], asked["action"], asked["outcome"]) == ("alice", "launchPipelineExecution", "done")
+    deadline = time.monotonic() + 120
+    while not (ended := [r for _, r in audit.records(console.project) if r.get("run_id") == run_id
+                         and r["action"] == "drift"]):
+        assert time.monotonic() < deadline, "the audit sensor wrote no record of the run's end"
+        time.sleep(1)
+    (ended,) = ended
+    status = console.graphql("alice", RUN, runId=run_id)["runOrError"]["status"]
+    assert status in TERMINAL and ended["outcome"] == status.lower() and ended["who"] == "alice"
+    started = console.graphql("alice", START_SENSOR, sensorSelector={**LOCATION, "sensorName": "autoscaler"})
+    assert started["startSensor"]["sensorState"]["status"] == "RUNNING"
+    assert [r for _, r in audit.records(console.project) if r["action"] == "startSensor"][-1]["who"] == "alice"
+    assert not audit.verify(console.project)
+
+
+def test_a_program_signs_in_with_its_token_and_is_recorded_as_itself(console: SignedInConsole):
+    launched = console.graphql("robot", LAUNCH, executionParams=launch_params("drift"))["launchPipelineExecution"]
+    assert {"key": "atl/user", "value": "robot"} in launched["run"]["tags"]
+    (asked,) = [r for _, r in audit.records(console.project) if r.get("run_id") == launched["run"]["runId"]]
+    assert (asked["who"], asked["via"]) == ("robot", "api")
+
+
+def test_signed_in_the_console_still_refuses_other_sites_and_names(console: SignedInConsole):
+    query = {"query": "{ version }"}
+    assert console.call("POST", "/graphql", query, "alice", {"Origin": "https://attacker.example"})[0] == 403
+    assert console.call("POST", "/graphql", query, "alice", {"Sec-Fetch-Site": "cross-site"})[0] == 403
+    assert console.call("POST", "/graphql", query, "alice", {"Host": f"attacker.example:{console.port}"})[0] == 403
+    assert console.call("POST", "/graphql", query, "alice", {"Content-Type": "text/plain"})[0] == 415
+    assert console.call("GET", "/graphql?query=mutation%7BlogTelemetry%7D", user="alice")[0] == 405
+
+
+def test_the_webservers_listen_on_loopback_only(console: SignedInConsole):
+    sockets = listening_sockets(descendants(console.process.pid) | {console.process.pid})
+    assert len({port for _, _, port in sockets}) >= 3  # the front, dg dev's webserver, the read-only one
+    assert {address for _, address, port in sockets if port != console.port} == {"127.0.0.1"}
+
+
+def test_a_forge_signs_with_its_accounts_secret_and_a_removed_account_is_refused_at_once(console: SignedInConsole):
+    def ping(delivery: str) -> int:
+        body = b'{"zen": "a ping"}'
+        signature = "sha256=" + sign_github(FORGE_SECRET, body)
+        return console.call("POST", "/hooks/git", body, headers={
+            "X-Hub-Signature-256": signature, "X-GitHub-Event": "ping", "X-GitHub-Delivery": delivery})[0]
+
+    def robot_status() -> int | None:
+        try:
+            return console.call("POST", "/graphql", {"query": "{ version }"}, "robot")[0]
+        except (ConnectionError, http.client.HTTPException):  # a connection the reload closed
+            return None
+
+    assert ping("delivery-1") == 200
+    assert console.call("POST", "/graphql", {"query": "{ version }"}, "robot")[0] == 200
+    console.project.domains_file.write_text(accounts_file(bot=False, forge=False))
+    deadline = time.monotonic() + 30
+    while robot_status() != 401:
+        assert time.monotonic() < deadline, console.printed()
+        time.sleep(0.5)
+    assert ping("delivery-2") == 401
+    assert console.call("POST", "/graphql", {"query": "{ version }"}, "alice")[0] == 200
+    assert "accounts now: alice, bob; forges: none" in console.printed()
+
+
+def sign_github(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def test_the_auditor_tags_every_kind_of_launch_and_reads_the_operation_as_dagster_does():
+    assert tagged({"reexecutionParams": {"parentRunId": "r", "strategy": "ALL_STEPS"}}, "alice") == {
+        "reexecutionParams": {"parentRunId": "r", "strategy": "ALL_STEPS",
+                              "extraTags": [{"key": "atl/user", "value": "alice"}]}}
+    assert tagged({"executionParamsList": [{"selector": {}}]}, "alice")["executionParamsList"][0][
+        "executionMetadata"] == {"tags": [{"key": "atl/user", "value": "alice"}]}
+    assert tagged({"backfillParams": {"tags": [{"key": "atl/user", "value": "x"}]}}, "bob") == {
+        "backfillParams": {"tags": [{"key": "atl/user", "value": "bob"}]}}
+    two = 'query Q { version } mutation M { logTelemetry(action: "a", clientTime: "1", clientId: "c") { __typename } }'
+    assert mutation_fields({"query": two, "operationName": "M"}) == ["logTelemetry"]
+    assert mutation_fields({"query": two, "operationName": "Q"}) == []
+    assert mutation_fields({"query": "{ version }"}) == []
