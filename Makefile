@@ -78,6 +78,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/autoscale.py
 	$(BIN)/python bench/logs.py
 	$(BIN)/python bench/backup.py
+	$(BIN)/python bench/policy.py
 
 ## lint: ruff on the code, the Dagster definitions (`dg check defs`), `atl quality lint` on domains.yml,
 ## and the generated docs up to date

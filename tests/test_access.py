@@ -24,11 +24,11 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from atl_pipeline.console.auditor import mutation_fields, tagged
 from atl_pipeline.operations import audit
 from atl_pipeline.project import Project
 from atl_pipeline.runtime.http import connection
 from tests.dagster_dev import START_TIMEOUT, TERMINAL
+from tests.dagster_helpers import audit_record
 from tests.postgres import free_port
 from tests.test_console import descendants, project_with_a_workspace
 from tests.test_security import listening_sockets
@@ -112,7 +112,7 @@ def console(tmp_path_factory: pytest.TempPathFactory):
         process = subprocess.Popen([ATL, "utils", "console", "--port", str(port)], stdout=stream,
                                    stderr=subprocess.STDOUT,
                                    env={**os.environ, "ATL_PROJECT_DIR": str(project.root), "ROBOT_TOKEN": TOKEN,
-                                        "FORGE_SECRET": FORGE_SECRET})
+                                        "FORGE_SECRET": FORGE_SECRET, "ATL_DRIFT_SCHEDULE": "* * * * *"})
     running = SignedInConsole(project, process, output, port)
     deadline = time.monotonic() + START_TIMEOUT
     while f"Dagster UI: https://{HOSTNAME}:{port} " not in running.printed():
@@ -217,15 +217,7 @@ def sign_github(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def test_the_auditor_tags_every_kind_of_launch_and_reads_the_operation_as_dagster_does():
-    assert tagged({"reexecutionParams": {"parentRunId": "r", "strategy": "ALL_STEPS"}}, "alice") == {
-        "reexecutionParams": {"parentRunId": "r", "strategy": "ALL_STEPS",
-                              "extraTags": [{"key": "atl/user", "value": "alice"}]}}
-    assert tagged({"executionParamsList": [{"selector": {}}]}, "alice")["executionParamsList"][0][
-        "executionMetadata"] == {"tags": [{"key": "atl/user", "value": "alice"}]}
-    assert tagged({"backfillParams": {"tags": [{"key": "atl/user", "value": "x"}]}}, "bob") == {
-        "backfillParams": {"tags": [{"key": "atl/user", "value": "bob"}]}}
-    two = 'query Q { version } mutation M { logTelemetry(action: "a", clientTime: "1", clientId: "c") { __typename } }'
-    assert mutation_fields({"query": two, "operationName": "M"}) == ["logTelemetry"]
-    assert mutation_fields({"query": two, "operationName": "Q"}) == []
-    assert mutation_fields({"query": "{ version }"}) == []
+def test_a_scheduled_run_leaves_its_record_naming_the_schedule(console: SignedInConsole):
+    record = audit_record(console.project, lambda record: record["via"] == "schedule", timeout=150)
+    assert (record["who"], record["action"]) == ("schedule drift_check", "drift")
+    assert not audit.verify(console.project)

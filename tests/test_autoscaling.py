@@ -41,6 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     text = project.domains_file.read_text().replace("    health: {path: /healthz}\n",
                                                     "    health: {path: /healthz}\n" + AUTOSCALE, 1)
     text = text.replace("replicas: 3", "replicas: 1", 1).replace('cpu: "500m"', 'cpu: "250m"', 1)  # 4 fit in 2 cores
+    text += "policy: {exceptions: [{policy: production_replicas, reason: the test scales from one replica}]}\n"
     project.domains_file.write_text(text.replace("\ndomains:", "\nprometheus: {scrape_interval: 1s}\n\ndomains:", 1))
     dev = DagsterDev.start(project, root / "dg-dev.log", ATL_AUTOSCALE_SECONDS="3")
     try:

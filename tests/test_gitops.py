@@ -83,7 +83,7 @@ def test_a_commit_that_touches_nothing_watched_moves_the_cursor_without_a_run(pr
 def test_the_run_deploys_the_commits_files_not_the_working_tree(project: Project, remote: Remote):
     ticks = Ticks(project)
     ticks.tick()
-    sha = remote.edit("domains.yml", "replicas: 3", "replicas: 1", "api: one replica")
+    sha = remote.edit("domains.yml", "replicas: 3", "replicas: 2", "api: two replicas")
     project.domains_file.write_text("this working copy is half edited: [")
 
     (request,) = ticks.tick().run_requests
@@ -92,11 +92,11 @@ def test_the_run_deploys_the_commits_files_not_the_working_tree(project: Project
     assert result.success
     meta = ticks.metadata("domain_config")
     assert (meta["commit"], meta["author"], meta["message"]) == (sha, "Ada Operator <ada@example.org>",
-                                                                 "api: one replica")
+                                                                 "api: two replicas")
     assert meta["source"] == f"{sha[:12]}:domains.yml"
     services = ticks.metadata("service_deployment")["services"]
     (api,) = [row.split(" | ") for row in services.splitlines() if row.startswith("| backend-api | ")]
-    assert api[3] == "1"  # the replicas column: the commit's one replica, not the working tree's
+    assert api[3] == "2"  # the replicas column: the commit's two, the working copy does not even load
     exported = project.state_dir / "git" / "commits" / sha
     assert sorted(p.name for p in exported.iterdir()) == ["domains.yml", "terraform_templates"]
 

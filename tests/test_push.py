@@ -20,8 +20,10 @@ import requests
 from atl_pipeline import githook
 from atl_pipeline.orchestration.push import SENSOR
 from atl_pipeline.orchestration.receiver import PATH, Receiver
+from atl_pipeline.project import Project
 from tests.conftest import copy_project, kill_stack
 from tests.dagster_dev import DagsterDev
+from tests.dagster_helpers import audit_record
 from tests.git_helpers import Remote
 
 pytestmark = pytest.mark.slow
@@ -35,6 +37,7 @@ class Stack:
     remote: Remote
     dev: DagsterDev
     receiver: Receiver
+    project: Project
 
     @property
     def url(self) -> str:
@@ -77,7 +80,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     try:
         first = dev.wait_for_run({"atl/commit": remote.git("rev-parse", "HEAD").strip()})
         assert first["status"] == "SUCCESS"
-        yield Stack(remote, dev, receiver)
+        yield Stack(remote, dev, receiver, project)
     finally:
         receiver.shutdown()
         receiver.server_close()
@@ -101,6 +104,10 @@ def test_a_push_through_the_hook_starts_its_run_at_once_and_only_once(stack: Sta
     stack.wait_until_the_sensor_has_seen(sha)
     assert stack.dev.wait_for_run({"atl/commit": sha})["status"] == "SUCCESS"
     assert len(stack.runs_of(sha)) == 1
+    record = audit_record(stack.project, lambda record: record.get("run_id") == run["runId"])
+    assert (record["who"], record["via"], record["action"], record["outcome"], record["commit"]) == (
+        f"Ada Operator <ada@example.org> (commit {sha[:12]})", "git", "deploy", "success", sha)
+    assert record["changes"] and record["stages"]["terraform_apply"] == "success"
 
 
 def github_push(body: bytes, secret: str = SECRET, delivery: str | None = None) -> dict:

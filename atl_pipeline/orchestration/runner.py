@@ -112,10 +112,11 @@ def run_drift(project: Project, *, heal: bool = False) -> DriftOutcome:
     with execute_job(reconstructable(drift_job), instance, run_config=run_config, tags=_cli_tags()) as result:
         checks = [event.event_specific_data for event in result.all_events
                   if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
-        if not checks:
-            raise DriftNotChecked(f"run {result.run_id}: {_failure(result) or 'the drift check did not run'}; "
-                                  "has anything been deployed?")
+        failure = "" if checks else _failure(result)
     _audited(project, instance, result.run_id)
+    if not checks:
+        raise DriftNotChecked(f"run {result.run_id}: {failure or 'the drift check did not run'}; "
+                              "has anything been deployed?")
     evaluation = checks[0]
     listed = str(evaluation.metadata["drift"].value).splitlines()
     return DriftOutcome(result.run_id, evaluation.passed, [line[2:] for line in listed if line.startswith("- ")])

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from regopy import Interpreter
+from regopy import Interpreter, Output
+from regopy.rego_shared import RegoError
 
 from atl_pipeline.config import LoadedConfig
 from atl_pipeline.errors import AtlError
+from atl_pipeline.findings import printable
 from atl_pipeline.policy.checkov import Scan, ScanFinding
 
 QUERY = "data.atl.policy.deny"
@@ -66,13 +68,24 @@ def check(loaded: LoadedConfig, policies: Path, scan: Scan, plan: Mapping | None
     """The Rego rules (shipped, and the project's in the folder `policies`) over the configuration and
     the plan, when there is one; and Checkov's findings over the rendered files; each matched against
     the exceptions."""
-    modules = rule_files(policies)
-    found = [_located(loaded, finding) for finding in evaluate(modules, _input(loaded, plan))]
-    result = scan.result()
-    found += [_from_checkov(loaded, finding) for finding in result.findings]
-    exceptions = loaded.config.policy.exceptions
-    return PolicyReport(tuple(sorted(_excepted(finding, exceptions) for finding in set(found))),
-                        tuple(name for name, _ in modules), result.summary)
+    modules, result = rule_files(policies), scan.result()
+    found = _rules(loaded, modules, plan) + [_from_checkov(loaded, finding) for finding in result.findings]
+    return PolicyReport(excepted(found, loaded.config.policy.exceptions), tuple(name for name, _ in modules),
+                        result.summary)
+
+
+def rule_findings(loaded: LoadedConfig, policies: Path, plan: Mapping | None = None) -> list[Violation]:
+    """The Rego rules' findings alone (no Checkov), before any exception."""
+    return _rules(loaded, rule_files(policies), plan)
+
+
+def _rules(loaded: LoadedConfig, modules: Sequence[tuple[str, str]], plan: Mapping | None) -> list[Violation]:
+    return [_located(loaded, finding) for finding in evaluate(modules, _input(loaded, plan))]
+
+
+def excepted(found: Sequence[Violation], exceptions: Sequence) -> tuple[Violation, ...]:
+    """Each finding once, in order, with the reason of the first exception that names it."""
+    return tuple(sorted(_excepted(finding, exceptions) for finding in set(found)))
 
 
 def rule_files(policies: Path) -> list[tuple[str, str]]:
@@ -88,13 +101,16 @@ def rule_files(policies: Path) -> list[tuple[str, str]]:
 
 def evaluate(modules: Sequence[tuple[str, str]], document: Mapping) -> list[dict]:
     rego = Interpreter()
-    for name, text in modules:
-        rego.add_module(name, text)
-    rego.set_input_term(json.dumps(document))
-    output = rego.query(QUERY)
-    if not output.ok():
-        raise PolicyError(f"the policies could not be evaluated: {output}; check {POLICIES_DIR}/*.rego "
-                          "(each file starts with `package atl.policy` and adds to `deny`)")
+    try:
+        for name, text in modules:
+            rego.add_module(name, text)
+        rego.set_input_term(json.dumps(document))
+        output = rego.query(QUERY)
+    except RegoError as error:
+        output = error
+    if not isinstance(output, Output) or not output.ok():
+        raise PolicyError(f"the policies could not be evaluated: {printable(str(output))[:600]}; check "
+                          f"{POLICIES_DIR}/*.rego (each file starts with `package atl.policy` and adds to `deny`)")
     answer = json.loads(str(output))["expressions"][0]
     if not isinstance(answer, list) or not all(isinstance(item, dict) for item in answer):
         raise PolicyError(f"{QUERY} must be a set of objects with policy and message; it was {str(answer)[:200]}")

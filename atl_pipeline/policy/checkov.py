@@ -30,8 +30,8 @@ TIMEOUT = 300.0
 START_TIMEOUT = 60.0
 IDLE = 300.0
 CACHE = "checkov.json"
-ARGUMENTS = ["--framework", "terraform", "secrets", "--output", "json", "--compact", "--quiet", "--skip-download",
-             "--soft-fail"]
+# not --quiet: it leaves out the names of the files Checkov could not read
+ARGUMENTS = ["--framework", "terraform", "secrets", "--output", "json", "--compact", "--skip-download", "--soft-fail"]
 SERVER = Path(__file__).with_name("checkov_server.py")
 
 

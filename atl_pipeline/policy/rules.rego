@@ -87,12 +87,12 @@ deny contains finding if {
 }
 
 # a secret written into a command, where it ends up in the rendered Terraform and its state
-secret_word := `(?i)(password|passwd|secret|token|api[_-]?key|private[_-]?key)`
+secret_word := `(password|passwd|secret|token|api[_-]?key|private[_-]?key)` # matched in lower case
 
 deny contains finding if {
 	some name, service in input.config.services
 	some j, argument in service.command
-	regex.match(sprintf(`^-*[A-Za-z0-9_.-]*%s[A-Za-z0-9_.-]*=.+`, [secret_word]), argument)
+	regex.match(sprintf(`^-*[a-z0-9_.-]*%s[a-z0-9_.-]*=.+`, [secret_word]), lower(argument))
 	finding := plaintext_secret(name, j)
 }
 
@@ -100,8 +100,10 @@ deny contains finding if {
 	some name, service in input.config.services
 	some j, argument in service.command
 	j > 0
-	regex.match(sprintf(`^--?[A-Za-z0-9_.-]*%s[A-Za-z0-9_.-]*$`, [secret_word]), service.command[j - 1])
-	not startswith(argument, "-")
+	flag := lower(service.command[j - 1])
+	regex.match(sprintf(`^--?[a-z0-9_.-]*%s[a-z0-9_.-]*$`, [secret_word]), flag)
+	not regex.match(`(file|path|env)$`, flag) # --password-file /run/secrets/db names where it is
+	not regex.match(`^[-/$]`, argument)
 	finding := plaintext_secret(name, j)
 }
 
