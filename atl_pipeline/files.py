@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
 from pathlib import Path
 
 
@@ -24,3 +26,15 @@ def update_file(path: Path, text: str, mode: int | None = None) -> bool:
         return False
     replace_file(path, text, mode)
     return True
+
+
+def private_folder() -> Path:
+    """A folder of this user's alone for unix sockets, whose paths must fit in 107 bytes (a project's
+    folder may be deeper): `<tmp>/atl-<uid>`, as tmux keeps its own. OSError when someone else's
+    folder, or one others may write in, is in the way."""
+    folder = Path(tempfile.gettempdir()) / f"atl-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    found = folder.lstat()
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        raise OSError(f"{folder} is not a folder of this user's alone: remove it")
+    return folder

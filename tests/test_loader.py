@@ -208,7 +208,7 @@ def test_a_few_aliases_are_fine(write):
         load_config(path)
     assert [f.message for f in raised.value.findings] == [
         "unknown field 'small'; the fields here are version, project, environment, target, state, services, domains, "
-        "prometheus, alerting, backup, logs"]
+        "prometheus, alerting, backup, logs, policy, console, operators, service_accounts"]
 
 
 def test_a_utf8_byte_order_mark_is_accepted(write):
@@ -343,11 +343,13 @@ SAID_IN_FULL = {
     "an unknown field of 80 characters": ("x" * 80 + ": 1\ndomains: []\n",
                                           (1, 1, f"unknown field '{'x' * 80}'; the fields here are version, project, "
                                                  "environment, target, state, services, domains, prometheus, "
-                                                 "alerting, backup, logs")),
+                                                 "alerting, backup, logs, policy, console, operators, "
+                                                 "service_accounts")),
     "an unknown field of 81 characters": ("x" * 81 + ": 1\ndomains: []\n",
                                           (1, 1, f"unknown field '{'x' * 80}'...; the fields here are version, "
                                                  "project, environment, target, state, services, domains, "
-                                                 "prometheus, alerting, backup, logs")),
+                                                 "prometheus, alerting, backup, logs, policy, console, "
+                                                 "operators, service_accounts")),
     "an unknown field in resources": (SERVICE + "domains: [{name: a.org, service: web, resources: {cpus: 1}}]\n",
                                       (2, 51, "domains[0].resources: unknown field 'cpus'; did you mean 'cpu'?")),
     "a service named local": ("services: {local: {command: [app], port: 99}}\ndomains: []\n",

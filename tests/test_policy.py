@@ -78,7 +78,7 @@ def test_ssh_open_to_the_world_is_found_in_the_configuration_and_in_the_plan(tmp
     # a plan as `terraform show -json` writes it: the hcloud provider cannot be downloaded here to make one
     path.write_text(example)
     plan = {"resource_changes": [{"address": "hcloud_firewall.servers", "type": "hcloud_firewall", "change": {
-        "after": {"rule": [{"port": "22", "protocol": "tcp", "source_ips": ["::/0"]}]}}}]}
+        "actions": ["update"], "after": {"rule": [{"port": "22", "protocol": "tcp", "source_ips": ["::/0"]}]}}}]}
     assert findings(path) == [] and findings(path, plan) == [("ssh_not_world", "12:13", None)]
 
 

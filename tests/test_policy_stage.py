@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 
+from atl_pipeline import files
 from atl_pipeline.config import load_config
 from atl_pipeline.orchestration.runner import run_deploy, stages_until
-from atl_pipeline.policy.checkov import Scan
+from atl_pipeline.policy.checkov import ARGUMENTS, Scan, ask
 from atl_pipeline.project import Project
 from atl_pipeline.terraform.render import render
 from tests.conftest import REPO
@@ -73,9 +75,9 @@ def test_the_operators_exceptions_let_it_through_and_are_recorded_with_their_rea
 
 def test_checkov_reads_both_targets_golden_files_and_finds_nothing(tmp_path: Path):
     local = render(load_config(REPO / "domains.yml").config, REPO / "terraform_templates").files
-    for name, files in (("hcloud", read_folder(REPO / "tests/golden/hcloud")),
-                        ("imported", read_folder(REPO / "tests/golden/imported/terraform")), ("local", local)):
-        result = Scan(files, tmp_path / name).result()
+    for name, rendered in (("hcloud", read_folder(REPO / "tests/golden/hcloud")),
+                           ("imported", read_folder(REPO / "tests/golden/imported/terraform")), ("local", local)):
+        result = Scan(rendered, tmp_path / name).result()
         assert result.findings == (), (name, result)
 
 
@@ -84,8 +86,9 @@ def test_a_file_checkov_cannot_read_is_a_finding_not_a_pass(tmp_path: Path):
     # the form Checkov's HCL parser could not read, which the template had before this check
     old, new = 'join("", ["#cloud-config\\n", yamlencode({', '"#cloud-config\\n${yamlencode({'
     files["main.tf"] = files["main.tf"].replace(old, new).replace("  })])\n", '  })}"\n', 1)
-    (finding,) = Scan(files, tmp_path).result().findings
-    assert (finding.check, finding.file) == ("checkov", "main.tf")
+    for again in ("first", "again"):  # Checkov's server remembers nothing of the scan before
+        (finding,) = Scan(files, tmp_path / again).result().findings
+        assert (finding.check, finding.file) == ("checkov", "main.tf")
 
 
 def test_atl_quality_policy_runs_the_same_checks_without_terraform(project: Project, capsys):
@@ -102,3 +105,12 @@ def test_atl_quality_policy_runs_the_same_checks_without_terraform(project: Proj
 
 def read_folder(folder: Path) -> dict[str, str]:
     return {path.name: path.read_text() for path in folder.glob("*.tf")}
+
+
+def test_checkovs_server_outlives_a_bad_request(tmp_path: Path):
+    ask(["--directory", str(tmp_path), *ARGUMENTS])  # started, if none serves
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.connect(str(files.private_folder() / "checkov.sock"))
+        connection.sendall(b"not a request\n")
+        assert json.loads(connection.makefile("rb").read())["exit"] == -1
+    assert ask(["--directory", str(tmp_path), *ARGUMENTS])["exit"] == 0

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -43,7 +44,7 @@ from pathlib import Path
 import requests
 from dagster import DagsterInstance
 
-from atl_pipeline import processes
+from atl_pipeline import files, processes
 from atl_pipeline.config import load_config
 from atl_pipeline.console.access import Access, AccessError, access_of
 from atl_pipeline.console.auditor import USER_HEADER, Auditor
@@ -78,7 +79,7 @@ class Front:
     access: Access = Access("localhost")
     readonly_port: int | None = None  # the viewers' webserver, with sign-in
     auditor_port: int | None = None  # the operators' way to the webserver's GraphQL, with sign-in
-    admin_socket: str = ""  # Caddy's admin endpoint, to take changed accounts at once
+    admin_socket: str = ""  # with sign-in, Caddy's admin endpoint, to take changed accounts at once
 
     @property
     def scheme(self) -> str:
@@ -128,7 +129,7 @@ def front_config(front: Front) -> dict:
                 "Refused: a POST must carry JSON (Content-Type: application/json).\n"),
         _refuse({"path": ["/graphql"], "not": [{"method": ["POST"]}, ui_websocket]}, 405,
                 "Refused: GraphQL is a POST of JSON, or the UI's WebSocket.\n"),
-        *(_signed_in(front) if front.access.signs_in else [_proxy(front.webserver)]),
+        *(_signed_in(front) if front.access.signs_in else [{"handle": [_proxy(front.webserver)]}]),
     ]
     server = {"listen": [_host_port(front.host, front.port)], "automatic_https": {"disable": True}, "routes": routes}
     apps = {"http": {"grace_period": 2 * SECOND,  # the UI's WebSockets would hold a graceful stop open
@@ -138,7 +139,7 @@ def front_config(front: Front) -> dict:
         names = front.certificate_names
         apps["tls"] = {"certificates": {"automate": names}, "disable_ocsp_stapling": True,
                        "automation": {"policies": [{"subjects": names, "issuers": [{"module": "internal"}]}]}}
-    # Caddy's default admin endpoint, localhost:2019, is the stack's Caddy's: this one's is a socket of its own
+    # Caddy's default admin endpoint, localhost:2019, is the stack's Caddy's: this one has none, or a socket
     admin = {"listen": f"unix/{front.admin_socket}"} if front.admin_socket else {"disabled": True}
     return {"admin": {**admin, "config": {"persist": False}}, "apps": apps}
 
@@ -152,17 +153,16 @@ def _signed_in(front: Front) -> list[dict]:
         {"handle": [{"handler": "authentication", "providers": {"http_basic": {
             "accounts": accounts, "hash": {"algorithm": "bcrypt"}, "hash_cache": {}, "realm": "atl console"}}}]},
         {"match": [{**operator, "path": ["/graphql"], "method": ["POST"]}], "terminal": True,
-         "handle": [_proxy(f"127.0.0.1:{front.auditor_port}", {USER_HEADER: ["{http.auth.user.id}"]})["handle"][0]]},
-        {"match": [operator], "terminal": True, "handle": _proxy(front.webserver)["handle"]},
-        _proxy(f"127.0.0.1:{front.readonly_port}"),
+         "handle": [_proxy(f"127.0.0.1:{front.auditor_port}", {USER_HEADER: ["{http.auth.user.id}"]})]},
+        {"match": [operator], "terminal": True, "handle": [_proxy(front.webserver)]},
+        {"handle": [_proxy(f"127.0.0.1:{front.readonly_port}")]},
     ]
 
 
 def _proxy(upstream: str, headers: dict[str, list[str]] | None = None) -> dict:
-    """A route to `upstream`, without the caller's credentials, with `headers` set (over any the caller sent)."""
+    """To `upstream`, without the caller's credentials, with `headers` set (over any the caller sent)."""
     request = {"delete": ["Authorization"], **({"set": headers} if headers else {})}
-    return {"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": upstream}],
-                        "headers": {"request": request}}]}
+    return {"handler": "reverse_proxy", "upstreams": [{"dial": upstream}], "headers": {"request": request}}
 
 
 def _refuse(match: dict, status: int, reason: str) -> dict:
@@ -210,8 +210,8 @@ class Console:
         self.receiver = Receiver(("127.0.0.1", 0), webserver, _webhooks(access))
         self.auditor = Auditor(("127.0.0.1", 0), webserver, project, access.programs) if access.signs_in else None
         self.front = Front(host, port, webserver_port, names, self.receiver.server_address[1], access,
-                           _free_port() if access.signs_in else None,
-                           self.auditor and self.auditor.server_address[1], str(self.root / "admin.sock"))
+                           *(_free_port(), self.auditor.server_address[1], _admin_socket(project))
+                           if access.signs_in else ())
         self.parts: list[Part] = []
 
     def _read_access(self) -> tuple[float | None, Access]:
@@ -228,7 +228,7 @@ class Console:
         self._write_front()
         bin_dir = Path(sys.executable).parent
         home = self.project.ensure_instance()
-        DagsterInstance.from_config(str(home)).dispose()  # its storage made once, before two webservers race to
+        DagsterInstance.from_config(str(home)).dispose()  # its storage made here: two webservers would race to
         environment = {**os.environ, "ATL_PROJECT_DIR": str(self.project.root), "DAGSTER_HOME": str(home),
                        "VIRTUAL_ENV": sys.prefix}  # dg's own venv: it warns otherwise
         self._spawn("the Dagster webserver and daemon (dg dev)", signal.SIGINT, "dagster.log",
@@ -352,6 +352,14 @@ def _webhooks(access: Access) -> dict[str, str]:
     """The forges' secrets: their accounts', and ATL_WEBHOOK_SECRET's when it is set."""
     variable = {SECRET_VARIABLE: os.environ[SECRET_VARIABLE]} if os.environ.get(SECRET_VARIABLE) else {}
     return {**access.webhooks, **variable}
+
+
+def _admin_socket(project: Project) -> str:
+    try:
+        folder = files.private_folder()
+    except OSError as error:
+        raise ConsoleError(str(error)) from None
+    return str(folder / f"console-{hashlib.sha256(str(project.root).encode()).hexdigest()[:12]}.sock")
 
 
 def _mtime(path: Path) -> float | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from regopy import Interpreter, Output
+from regopy import Input, Interpreter, Output
 from regopy.rego_shared import RegoError
 
 from atl_pipeline.config import LoadedConfig
@@ -104,7 +104,7 @@ def evaluate(modules: Sequence[tuple[str, str]], document: Mapping) -> list[dict
     try:
         for name, text in modules:
             rego.add_module(name, text)
-        rego.set_input_term(json.dumps(document))
+        rego.set_input(Input(document))  # half the time of parsing its JSON text
         output = rego.query(QUERY)
     except RegoError as error:
         output = error
@@ -118,8 +118,12 @@ def evaluate(modules: Sequence[tuple[str, str]], document: Mapping) -> list[dict
 
 
 def _input(loaded: LoadedConfig, plan: Mapping | None) -> dict:
-    return {"config": loaded.config.model_dump(mode="json"),
-            "plan": {"resource_changes": plan.get("resource_changes", [])} if plan else None}
+    """The configuration, and of the plan each resource change's address, type, name, actions and
+    values after it (what a rule asks of a plan: the rest more than doubles what Rego reads)."""
+    changes = [{"address": change["address"], "type": change["type"], "name": change.get("name"),
+                "actions": change["change"]["actions"], "after": change["change"].get("after")}
+               for change in (plan or {}).get("resource_changes", [])]
+    return {"config": loaded.config.model_dump(mode="json"), "plan": {"resource_changes": changes} if plan else None}
 
 
 def _located(loaded: LoadedConfig, finding: dict) -> Violation:

@@ -16,15 +16,13 @@ import json
 import os
 import shutil
 import socket
-import stat
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from atl_pipeline import processes
+from atl_pipeline import files, processes
 
 TIMEOUT = 300.0
 START_TIMEOUT = 60.0
@@ -33,6 +31,11 @@ CACHE = "checkov.json"
 # not --quiet: it leaves out the names of the files Checkov could not read
 ARGUMENTS = ["--framework", "terraform", "secrets", "--output", "json", "--compact", "--skip-download", "--soft-fail"]
 SERVER = Path(__file__).with_name("checkov_server.py")
+# no call to Prisma Cloud for its guidelines; no file skipped for its size (Checkov passes over a file above
+# 5 MB in silence: a large project's rendered main.tf would go unscanned); and its frameworks one after the
+# other in the server's process: forking a worker for each costs more than a plan's files take to scan
+SERVER_ENVIRONMENT = {"BC_SKIP_MAPPING": "TRUE", "CHECKOV_MAX_FILE_SIZE": str(2**40),
+                      "CHECKOV_MAX_IAC_FILE_SIZE": str(2**40), "CHECKOV_PARALLELIZATION_TYPE": "none"}
 
 
 class CheckovUnavailable(Exception):
@@ -106,7 +109,7 @@ class Scan:
 
 def ask(arguments: list[str]) -> dict:
     """Checkov's answer to one command line, from the server (started when none serves)."""
-    path = _socket_path()
+    path = str(files.private_folder() / "checkov.sock")  # one server for all of this user's projects
     server, deadline = None, time.monotonic() + START_TIMEOUT
     while True:
         try:
@@ -144,7 +147,7 @@ def _start_server(path: str) -> processes.Popen:
     with Path(path).with_suffix(".log").open("a") as log:
         # -I: not the script's folder on sys.path, where our checkov.py would hide Checkov's package
         return processes.start([python, "-I", str(SERVER), path, str(IDLE)], stdin=processes.DEVNULL, stdout=log,
-                               stderr=log, start_new_session=True, env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
+                               stderr=log, start_new_session=True, env={**os.environ, **SERVER_ENVIRONMENT})
 
 
 def interpreter() -> str | None:
@@ -155,17 +158,6 @@ def interpreter() -> str | None:
         return None
     first = Path(program).read_bytes()[:500].split(b"\n", 1)[0]
     return first[2:].decode().strip() if first.startswith(b"#!") else None
-
-
-def _socket_path() -> str:
-    """A socket in a folder of this user's alone (as tmux keeps its): whoever could write there could
-    answer for Checkov."""
-    folder = Path(tempfile.gettempdir()) / f"atl-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    found = folder.lstat()
-    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
-        raise CheckovUnavailable(f"{folder} is not a folder of this user's alone: remove it")
-    return str(folder / "checkov.sock")
 
 
 def _read(report: dict | list) -> ScanResult:

@@ -2,7 +2,8 @@
 
 `python checkov_server.py SOCKET IDLE_SECONDS`, run by Checkov's own Python (its virtualenv),
 so it imports nothing of atl_pipeline. Importing Checkov takes seconds and a scan of a few
-files a fraction of one: a plan asks this process instead of starting Checkov. A request is
+files a fraction of one: a plan asks this process instead of starting Checkov, and each scan runs
+in a fork of it, with Checkov as it was once imported. A request is
 one JSON line, {"arguments": [...]}, answered by {"exit": N, "output": "..."}; the process
 leaves after IDLE_SECONDS without one.
 """
@@ -29,14 +30,36 @@ def main(path: str, idle: float) -> None:
             break
         with connection:
             connection.settimeout(None)
-            request = json.loads(connection.makefile("rb").readline())
-            output = io.StringIO()
-            with contextlib.redirect_stdout(output):
-                code = Checkov(request["arguments"]).run()
-            connection.sendall(json.dumps({"exit": code or 0, "output": output.getvalue()}).encode())
+            answer = _scan(Checkov, connection.makefile("rb").readline())
+            with contextlib.suppress(OSError):  # a client gone meanwhile
+                connection.sendall(json.dumps(answer).encode())
     server.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def _scan(checkov: type, request: bytes) -> dict:
+    """One request's answer, from a copy of this process: Checkov keeps state from one run to the next
+    (a file it read before is not read again, its parse errors not reported again)."""
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read)
+        try:
+            output = io.StringIO()
+            with contextlib.redirect_stdout(output):
+                code = checkov(json.loads(request)["arguments"]).run()
+            answer = {"exit": code or 0, "output": output.getvalue()}
+        except BaseException as error:  # a bad request, or a scan that fails, is an answer too
+            answer = {"exit": -1, "output": f"{type(error).__name__}: {error}"}
+        with os.fdopen(write, "wb") as stream:
+            stream.write(json.dumps(answer).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as stream:
+        answer = stream.read()
+    os.waitpid(child, 0)
+    return json.loads(answer) if answer else {"exit": -1, "output": "the scan's process died"}
 
 
 def _bind(path: str) -> socket.socket | None:

@@ -4,7 +4,8 @@
 #   path:    where in domains.yml it comes from (keys and list indexes), when it does
 #   domain:  the domain it is about, when it is one (an exception may name it)
 # input.config is domains.yml as the pipeline read it (defaults filled in);
-# input.plan is Terraform's plan (`terraform show -json`), or null when nothing was planned.
+# input.plan.resource_changes lists each change of Terraform's plan (`terraform show -json`) as
+# {address, type, name, actions, after}; input.plan is null when nothing was planned.
 # A project's own rules go in policies/*.rego beside domains.yml, in this same package.
 package atl.policy
 
@@ -76,7 +77,7 @@ deny contains finding if {
 deny contains finding if {
 	some change in input.plan.resource_changes
 	change.type == "hcloud_firewall"
-	some rule in change.change.after.rule
+	some rule in change.after.rule
 	rule.port == sprintf("%d", [input.config.target.ssh_port])
 	some network in rule.source_ips
 	network in world
