@@ -47,6 +47,13 @@ LAUNCH = """mutation LaunchPipelineExecution($executionParams: ExecutionParams!)
 START_SENSOR = """mutation StartSensor($sensorSelector: SensorSelector!) {
   startSensor(sensorSelector: $sensorSelector) { __typename ... on Sensor { sensorState { status } } } }"""
 RUN = """query Run($runId: ID!) { runOrError(runId: $runId) { ... on Run { status tags { key value } } } }"""
+REEXECUTE = """mutation LaunchPipelineReexecution($reexecutionParams: ReexecutionParams) {
+  launchPipelineReexecution(reexecutionParams: $reexecutionParams) {
+    __typename ... on LaunchRunSuccess { run { runId tags { key value } } } ... on UnauthorizedError { message } } }"""
+STOP_SENSOR = """mutation StopSensor($id: String!) {
+  stopSensor(id: $id) { __typename ... on StopSensorMutationResult { instigationState { status } } } }"""
+SENSOR_ID = """query SensorId($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
+  ... on Sensor { sensorState { id status } } } }"""
 
 
 def accounts_file(bot: bool = True, forge: bool = True) -> str:
@@ -160,9 +167,21 @@ def test_an_operator_launches_as_herself_and_the_trail_says_so(console: SignedIn
     (ended,) = ended
     status = console.graphql("alice", RUN, runId=run_id)["runOrError"]["status"]
     assert status in TERMINAL and ended["outcome"] == status.lower() and ended["who"] == "alice"
-    started = console.graphql("alice", START_SENSOR, sensorSelector={**LOCATION, "sensorName": "autoscaler"})
+    again = {"parentRunId": run_id, "strategy": "ALL_STEPS"}
+    refused = console.graphql("bob", REEXECUTE, reexecutionParams=again)["launchPipelineReexecution"]
+    assert refused["__typename"] == "UnauthorizedError"
+    reexecuted = console.graphql("alice", REEXECUTE, reexecutionParams=again)["launchPipelineReexecution"]
+    assert {"key": "atl/user", "value": "alice"} in reexecuted["run"]["tags"]
+
+    selector = {**LOCATION, "sensorName": "autoscaler"}
+    sensor_id = console.graphql("alice", SENSOR_ID, selector=selector)["sensorOrError"]["sensorState"]["id"]
+    assert console.graphql("bob", STOP_SENSOR, id=sensor_id)["stopSensor"]["__typename"] == "UnauthorizedError"
+    stopped = console.graphql("alice", STOP_SENSOR, id=sensor_id)["stopSensor"]
+    assert stopped["instigationState"]["status"] == "STOPPED"
+    started = console.graphql("alice", START_SENSOR, sensorSelector=selector)
     assert started["startSensor"]["sensorState"]["status"] == "RUNNING"
-    assert [r for _, r in audit.records(console.project) if r["action"] == "startSensor"][-1]["who"] == "alice"
+    switched = [(r["who"], r["action"]) for _, r in audit.records(console.project) if "Sensor" in r["action"]]
+    assert switched == [("alice", "stopSensor"), ("alice", "startSensor")]
     assert not audit.verify(console.project)
 
 

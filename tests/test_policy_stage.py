@@ -28,13 +28,15 @@ policy:
     - {policy: production_monitoring, reason: probed by the status page}
     - {policy: production_replicas, reason: a single replica while it is migrated}
     - {policy: CKV_SECRET_2, reason: the example key AWS documents}
+    - {policy: plaintext_secret, reason: a throwaway database}
 """
 
 
 def break_the_defaults(project: Project) -> None:
     text = project.domains_file.read_text()
     for old, new in (("    ssl: true", "    ssl: false"), ("    monitoring: true", "    monitoring: false"),
-                     ("    replicas: 3", "    replicas: 1"), ('--port, "{port}"]', f'--port, "{{port}}", {AWS_KEY}]')):
+                     ("    replicas: 3", "    replicas: 1"), ('--port, "{port}"]', f'--port, "{{port}}", {AWS_KEY}]'),
+                     ('--port, "{port}"]', '--port, "{port}", --db-password, hunter2]')):
         assert old in text
         text = text.replace(old, new, 1)
     project.domains_file.write_text(text)
@@ -57,6 +59,7 @@ def test_a_plan_that_breaks_the_defaults_is_stopped_before_apply_and_says_where(
     assert not check.passed
     for policy, line in (("production_ssl", 30), ("production_monitoring", 31), ("production_replicas", 32)):
         assert f"domains.yml:{line}:" in violations and policy in violations, (policy, violations)
+    assert "domains.yml:22:" in violations and "plaintext_secret" in violations  # the second service's command
     assert "CKV_SECRET_2" in violations and "| main.tf:" in violations  # Checkov, in the rendered file
 
 
@@ -69,7 +72,7 @@ def test_the_operators_exceptions_let_it_through_and_are_recorded_with_their_rea
     assert check.passed and check.metadata["violations"].value == "None."
     excepted = check.metadata["excepted"].value
     for reason in ("TLS ends at the edge proxy", "probed by the status page", "a single replica while it is migrated",
-                   "the example key AWS documents"):
+                   "the example key AWS documents", "a throwaway database"):
         assert reason in excepted
 
 
@@ -97,7 +100,7 @@ def test_atl_quality_policy_runs_the_same_checks_without_terraform(project: Proj
     assert code == 1
     report = json.loads(out)
     assert {f["policy"] for f in report["violations"]} == {
-        "production_ssl", "production_monitoring", "production_replicas", "CKV_SECRET_2"}
+        "production_ssl", "production_monitoring", "production_replicas", "CKV_SECRET_2", "plaintext_secret"}
     assert not list((project.state_dir / "terraform").glob("*/*.tfstate"))
     project.domains_file.write_text(project.domains_file.read_text() + EXCEPTIONS)
     assert run(capsys, "quality", "policy")[0] == 0

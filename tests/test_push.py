@@ -99,7 +99,7 @@ def test_a_push_through_the_hook_starts_its_run_at_once_and_only_once(stack: Sta
 
     tags = {tag["key"]: tag["value"] for tag in run["tags"]}
     assert (tags["atl/via"], tags["atl/trigger"], tags["dagster/run_key"], tags["dagster/sensor_name"]) == (
-        "git hook", "git", sha, SENSOR)
+        "git hook, account forge", "git", sha, SENSOR)
     assert tags["atl/message"] == "api: two replicas"
     stack.wait_until_the_sensor_has_seen(sha)
     assert stack.dev.wait_for_run({"atl/commit": sha})["status"] == "SUCCESS"

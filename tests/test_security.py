@@ -182,7 +182,10 @@ def test_only_the_processes_module_starts_programs():
     for path in (REPO / "atl_pipeline").rglob("*.py"):
         if path.name == "processes.py" and path.parent.name == "atl_pipeline":
             continue
-        found += [f"{path.relative_to(REPO)}:{line}: {what}" for line, what in process_launches(path.read_text())]
+        launches = process_launches(path.read_text())
+        if path.name == "checkov_server.py":  # runs in Checkov's own Python, apart: it forks itself, no program
+            launches = [(line, what) for line, what in launches if what != "os.fork"]
+        found += [f"{path.relative_to(REPO)}:{line}: {what}" for line, what in launches]
     assert found == []
 
 
