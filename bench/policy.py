@@ -5,7 +5,8 @@ For each size, the `terraform_plan` stage's work (`make_plan`: render, read-back
 init`, `plan`, `show -json`) over an empty state, as it runs, and again with the policy check taken
 out (this script replaces it with an empty report; nothing else does). Checkov's scan of the
 rendered files starts before `terraform init` and overlaps it; the Rego rules run after the plan.
-Also timed alone: the rules, and a fresh Checkov scan (no cached result). Medians of --repeat
+Also timed alone: the rules (over the config and that plan), and a fresh Checkov scan (no cached
+result). Medians of --repeat
 runs; Checkov's server is started (and timed) once before.
 
     python bench/policy.py [--repeat 3] [--markdown]
@@ -62,8 +63,11 @@ def measure(size: int, root: Path, repeat: int) -> list[str]:
                 mock.patch.object(stages.policy, "check", lambda *args: PolicyReport((), (), "")):
             without.append(timed(lambda run=run: stages.make_plan(project, validated, f"alone-{run}")))
         (project.state_dir / "terraform" / "production" / "policy" / "checkov.json").unlink(missing_ok=True)
-        staged.append(timed(lambda run=run: stages.make_plan(project, validated, f"checked-{run}")))
-        rules.append(timed(lambda: policy.rule_findings(validated.loaded, root / "policies", None)))
+        start = time.perf_counter()
+        plan = stages.make_plan(project, validated, f"checked-{run}")
+        staged.append(time.perf_counter() - start)
+        shown = stages.terraform(project, plan.state, plan.environment).show(plan.plan_file)
+        rules.append(timed(lambda shown=shown: policy.rule_findings(validated.loaded, root / "policies", shown)))
         files = render(validated.loaded.config, TEMPLATES).files
         checkov.append(timed(lambda run=run, files=files: Scan(files, root / f"scan-{run}").result()))
     plan_s, with_s = statistics.median(without), statistics.median(staged)
