@@ -33,6 +33,7 @@ TOOLS = {  # name -> (command printing its version, what to do when it is missin
     "git": (["git", "--version"], "apt-get install -y git"),
     "restic": (["restic", "version"], "apt-get install -y --no-install-recommends restic (make run does)"),
     "rsyslogd": (["/usr/sbin/rsyslogd", "-v"], "apt-get install -y --no-install-recommends rsyslog (make run does)"),
+    "checkov": ([str(VENV_BIN / "checkov"), "--version"], "make installs it, in a virtualenv of its own"),
 }
 _VERSION = re.compile(r"\d+\.\d+(\.\d+)?")
 

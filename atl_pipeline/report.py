@@ -116,8 +116,8 @@ def policy_metadata(report: PolicyReport) -> dict:
 
 
 def audit_rows(records: Sequence[dict]) -> list[tuple[str, ...]]:
-    return [(r["at"], r["who"], r["via"], r["action"], r.get("run_id") or "", r["outcome"],
-             ", ".join(f"{count} to {action}" for action, count in r.get("changes", {}).items()))
+    return [(*(str(r.get(key, "")) for key in ("at", "who", "via", "action", "run_id", "outcome")),
+             ", ".join(f"{count} to {action}" for action, count in dict(r.get("changes") or {}).items()))
             for r in records]
 
 

@@ -33,6 +33,7 @@ def test_records_are_appended_in_order_and_chained(tmp_path: Path):
     (lambda lines: [lines[0], lines[1].replace('"failure"', '"success"'), lines[2]], ["record 3"]),  # changed
     (lambda lines: [lines[0], lines[2]], ["record 2"]),  # removed
     (lambda lines: [lines[0], lines[0], *lines[1:]], ["record 2"]),  # put in between
+    (lambda lines: [lines[0], "not a record\n", *lines[1:]], ["record 2", "record 3"]),  # not even JSON
 ])
 def test_a_record_changed_removed_or_put_in_between_breaks_the_chain_there(tmp_path: Path, capsys, monkeypatch,
                                                                            tamper, broken: list[str]):

@@ -22,9 +22,9 @@ def test_a_ready_machine(capsys, project: Project):
     document = json.loads(out)
     assert code == 0 and document["ok"] is True, out
     names = [check["name"] for check in document["checks"]]
-    assert names[:12] == ["terraform", "caddy", "supervisord", "prometheus", "promtool",
+    assert names[:13] == ["terraform", "caddy", "supervisord", "prometheus", "promtool",
                           "prometheus-blackbox-exporter", "prometheus-alertmanager", "amtool", "git", "restic",
-                          "rsyslogd",
+                          "rsyslogd", "checkov",
                           f"port {project_port(project, 'http_port')}"]
     assert set(document["checks"][0]) == {"name", "ok", "detail", "fix"}
 

@@ -65,8 +65,12 @@ def records(project: Project, since: datetime | None = None, offset: int = 0) ->
             log.seek(offset)
             for line in log:
                 offset += len(line)
-                record = json.loads(line)
-                if since is None or datetime.fromisoformat(record["at"]) >= since:
+                try:
+                    record = json.loads(line)
+                    at = datetime.fromisoformat(record["at"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # not a record any more: `verify` says where
+                if since is None or at >= since:
                     yield offset, record
     except FileNotFoundError:
         return

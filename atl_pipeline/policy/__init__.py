@@ -129,8 +129,9 @@ def _input(loaded: LoadedConfig, plan: Mapping | None) -> dict:
 def _located(loaded: LoadedConfig, finding: dict) -> Violation:
     path = tuple(finding.get("path") or ())
     where = loaded.finding(path, "")
+    domain = finding.get("domain")
     return Violation(f"{where.file}:{where.line}:{where.column}", str(finding.get("policy", "unnamed")),
-                     str(finding.get("message", "")), finding.get("domain"))
+                     str(finding.get("message", "")), None if domain is None else str(domain))
 
 
 def _from_checkov(loaded: LoadedConfig, finding: ScanFinding) -> Violation:

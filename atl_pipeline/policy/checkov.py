@@ -33,7 +33,7 @@ ARGUMENTS = ["--framework", "terraform", "secrets", "--output", "json", "--compa
 SERVER = Path(__file__).with_name("checkov_server.py")
 # no call to Prisma Cloud for its guidelines; no file skipped for its size (Checkov passes over a file above
 # 5 MB in silence: a large project's rendered main.tf would go unscanned); and its frameworks one after the
-# other in the server's process: forking a worker for each costs more than a plan's files take to scan
+# other in each scan's process: a worker of Checkov's own for each costs more than a plan's files take
 SERVER_ENVIRONMENT = {"BC_SKIP_MAPPING": "TRUE", "CHECKOV_MAX_FILE_SIZE": str(2**40),
                       "CHECKOV_MAX_IAC_FILE_SIZE": str(2**40), "CHECKOV_PARALLELIZATION_TYPE": "none"}
 
@@ -147,7 +147,12 @@ def _start_server(path: str) -> processes.Popen:
     with Path(path).with_suffix(".log").open("a") as log:
         # -I: not the script's folder on sys.path, where our checkov.py would hide Checkov's package
         return processes.start([python, "-I", str(SERVER), path, str(IDLE)], stdin=processes.DEVNULL, stdout=log,
-                               stderr=log, start_new_session=True, env={**os.environ, **SERVER_ENVIRONMENT})
+                               stderr=log, start_new_session=True, env={**_plain(os.environ), **SERVER_ENVIRONMENT})
+
+
+def _plain(environ) -> dict[str, str]:
+    """Not the pipeline's environment, which holds its secrets: Checkov needs none of it."""
+    return {name: environ[name] for name in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR") if name in environ}
 
 
 def interpreter() -> str | None:
