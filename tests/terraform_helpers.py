@@ -56,7 +56,7 @@ def wait_for_terraform_in(workdir: Path, command: str = "") -> int:
         for proc in Path("/proc").glob("[0-9]*"):
             try:
                 argv = (proc / "cmdline").read_bytes().split(b"\0")
-                ours = (proc / "cwd").resolve() == workdir and b"terraform" in argv[0]
+                ours = b"terraform" in argv[0] and (proc / "cwd").resolve() == workdir  # the cheap test first
                 if ours and (not command or argv[1:2] == [command.encode()]):
                     return int(proc.name)
             except OSError:

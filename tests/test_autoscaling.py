@@ -67,7 +67,8 @@ def test_a_service_scales_up_under_load_without_a_failed_request_and_back_down_a
         cpu = load_config(write(project.domains_file.read_text().replace(
             "requests_per_second_per_replica: 5", 'cpu_per_replica: "70%"'), "cpu.yml")).config
         prometheus = f"http://127.0.0.1:{cpu.target.prometheus_port}"
-        assert observe(prometheus, cpu, {"backend-api": 4}, "10s")["backend-api"] > 0  # the replicas' own CPU
+        wait_for("the replicas' own CPU in Prometheus",  # the new replicas' first samples may still be missing
+                 lambda: observe(prometheus, cpu, {"backend-api": 4}, "10s").get("backend-api", 0) > 0, timeout=30)
         time.sleep(20)  # the same load, steady: no more scaling (no flapping)
         assert [run["runId"] for run in dev.runs({"atl/trigger": "autoscale"})] == [run["runId"] for run in runs]
     assert load.result["failed"] == 0 and load.result["ok"] > 0, load.result

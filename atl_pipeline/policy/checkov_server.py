@@ -3,17 +3,23 @@
 `python checkov_server.py SOCKET IDLE_SECONDS`, run by Checkov's own Python (its virtualenv),
 so it imports nothing of atl_pipeline. Importing Checkov takes seconds and a scan of a few
 files a fraction of one: a plan asks this process instead of starting Checkov, and each scan runs
-in a fork of it, with Checkov as it was once imported. A request is
+in a fork of it, with Checkov as it was once imported. The same files asked about again (from
+another project's folder, say) get the answer kept for them. A request is
 one JSON line, {"arguments": [...]}, answered by {"exit": N, "output": "..."}; the process
 leaves after IDLE_SECONDS without one.
 """
 
 import contextlib
+import hashlib
 import io
 import json
 import os
 import socket
 import sys
+from collections import OrderedDict
+from pathlib import Path
+
+KEPT = 64  # answers kept: the same files in another folder (another checkout, a stage run again) answered at once
 
 
 def main(path: str, idle: float) -> None:
@@ -23,6 +29,7 @@ def main(path: str, idle: float) -> None:
     from checkov.main import Checkov  # the slow part, once; requests wait in the backlog meanwhile
 
     server.settimeout(idle)
+    answers: OrderedDict[str, dict] = OrderedDict()  # by what was asked and the files' contents
     while True:
         try:
             connection, _ = server.accept()
@@ -30,12 +37,32 @@ def main(path: str, idle: float) -> None:
             break
         with connection:
             connection.settimeout(None)
-            answer = _scan(Checkov, connection.makefile("rb").readline())
+            request = connection.makefile("rb").readline()
+            key = _key(request)
+            answer = answers.get(key) or _scan(Checkov, request)
+            if key and answer["exit"] == 0:
+                answers[key] = answer
+                while len(answers) > KEPT:
+                    answers.popitem(last=False)
             with contextlib.suppress(OSError):  # a client gone meanwhile
                 connection.sendall(json.dumps(answer).encode())
     server.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def _key(request: bytes) -> str | None:
+    """The same arguments over the same files (in any folder: the answers name files relative to it)."""
+    try:
+        arguments = json.loads(request)["arguments"]
+        folder = Path(arguments[arguments.index("--directory") + 1])
+        digest = hashlib.sha256(json.dumps([a for a in arguments if a != str(folder)]).encode())
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    except (ValueError, KeyError, TypeError, IndexError, OSError):
+        return None  # `_scan` answers what is wrong with it
+    return digest.hexdigest()
 
 
 def _scan(checkov: type, request: bytes) -> dict:
