@@ -105,7 +105,7 @@ class Collector:
         return f"""\
 # Written by atl-pipeline; edits are overwritten. The log collector (atl_pipeline/operations/logs.py).
 global(workDirectory="{self.root}" maxMessageSize="64k")
-module(load="imfile" mode="inotify")
+module(load="imfile" mode="polling" pollingInterval="1")
 module(load="imuxsock" SysSock.Use="off")
 module(load="mmjsonparse")
 lookup_table(name="domains" file="{self.root / 'domains.json'}")
@@ -145,7 +145,7 @@ ruleset(name="pipeline") {{
     set $!message = ltrim($msg);
     call store
 }}
-input(type="imfile" file="{logs}/svc_*.log" tag="replica" addMetadata="on" ruleset="replicas")
+input(type="imfile" file="{logs}/svc_*.log" tag="replica" addMetadata="on" ruleset="replicas" maxLinesAtOnce="1000")
 input(type="imfile" file="{logs / ACCESS_LOG}" tag="caddy" ruleset="caddy")
 input(type="imuxsock" socket="{socket_path(self.project)}" createPath="on" ruleset="pipeline")
 """
