@@ -146,8 +146,10 @@ def _start_server(path: str) -> processes.Popen:
         raise CheckovUnavailable("Checkov is not installed: `make` installs it beside atl (or put `checkov` on PATH)")
     with Path(path).with_suffix(".log").open("a") as log:
         # -I: not the script's folder on sys.path, where our checkov.py would hide Checkov's package
+        # its own folder to work in: Checkov reads the working directory, and the caller's may be removed
         return processes.start([python, "-I", str(SERVER), path, str(IDLE)], stdin=processes.DEVNULL, stdout=log,
-                               stderr=log, start_new_session=True, env={**_plain(os.environ), **SERVER_ENVIRONMENT})
+                               stderr=log, start_new_session=True, cwd=Path(path).parent,
+                               env={**_plain(os.environ), **SERVER_ENVIRONMENT})
 
 
 def _plain(environ) -> dict[str, str]:
