@@ -61,7 +61,8 @@ def test_state_lives_in_postgresql_and_the_secret_never_shows(project: Project, 
     assert "terraform_plan" in logged and CANARY not in logged
     assert main(["infra", "plan"]) == 0 and main(["infra", "drift", "--json"]) == 0
     out, err = capfd.readouterr()
-    assert "no changes" in out and CANARY not in out + err
+    assert CANARY not in out + err
+    assert "no changes" in out, out
     redactions = project.state_dir / "runtime" / "collector" / "secrets.conf"  # what the log collector masks
     assert redactions.stat().st_mode & 0o777 == 0o600
     for path in project.root.rglob("*"):
