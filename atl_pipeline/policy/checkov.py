@@ -11,7 +11,6 @@ a file is a finding (policy `checkov`), never a silent pass: an exception may le
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from atl_pipeline import files, processes
+from atl_pipeline.terraform.render import files_digest
 
 TIMEOUT = 300.0
 START_TIMEOUT = 60.0
@@ -61,7 +61,7 @@ class Scan:
     """Checkov asked about `files` (name -> text), written under `folder`; `result` waits for its answer."""
 
     def __init__(self, files: dict[str, str], folder: Path):
-        self.folder, self.digest = folder, _digest(files)
+        self.folder, self.digest = folder, files_digest(files)
         self.cached = self._cached()
         self.answer: ScanResult | None = None
         if self.cached:
@@ -82,7 +82,7 @@ class Scan:
 
     def _ask(self, scanned: Path) -> None:
         try:
-            answer = ask(["--directory", str(scanned), *ARGUMENTS])
+            answer = ask(["--directory", str(scanned), *ARGUMENTS], key=self.digest)
         except (CheckovUnavailable, OSError, ValueError) as error:
             self.answer = _failed(f"Checkov could not be asked: {error}")
             return
@@ -107,13 +107,14 @@ class Scan:
         return ScanResult(tuple(ScanFinding(**finding) for finding in cached["findings"]), cached["summary"])
 
 
-def ask(arguments: list[str]) -> dict:
-    """Checkov's answer to one command line, from the server (started when none serves)."""
+def ask(arguments: list[str], key: str | None = None) -> dict:
+    """Checkov's answer to one command line, from the server (started when none serves); `key` names the
+    files' contents, under which the server keeps the answer for the same files in another folder."""
     path = str(files.private_folder() / "checkov.sock")  # one server for all of this user's projects
     server, deadline = None, time.monotonic() + START_TIMEOUT
     while True:
         try:
-            return _request(path, arguments)
+            return _request(path, {"arguments": arguments, **({"key": key} if key else {})})
         except (FileNotFoundError, ConnectionRefusedError):
             if server is None:
                 server = _start_server(path)
@@ -126,11 +127,11 @@ def ask(arguments: list[str]) -> dict:
             time.sleep(0.1)
 
 
-def _request(path: str, arguments: list[str]) -> dict:
+def _request(path: str, request: dict) -> dict:
     with socket.socket(socket.AF_UNIX) as connection:
         connection.settimeout(TIMEOUT)
         connection.connect(path)
-        connection.sendall(json.dumps({"arguments": arguments}).encode() + b"\n")
+        connection.sendall(json.dumps(request).encode() + b"\n")
         try:
             reply = connection.makefile("rb").read()
         except TimeoutError:
@@ -187,5 +188,3 @@ def _failed(message: str) -> ScanResult:
     return ScanResult((ScanFinding("checkov", message),), message)
 
 
-def _digest(files: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()

@@ -4,20 +4,18 @@
 so it imports nothing of atl_pipeline. Importing Checkov takes seconds and a scan of a few
 files a fraction of one: a plan asks this process instead of starting Checkov, and each scan runs
 in a fork of it, with Checkov as it was once imported. The same files asked about again (from
-another project's folder, say) get the answer kept for them. A request is
-one JSON line, {"arguments": [...]}, answered by {"exit": N, "output": "..."}; the process
-leaves after IDLE_SECONDS without one.
+another project's folder, say) get the answer kept under the key the client names them by. A
+request is one JSON line, {"arguments": [...], "key": "..."} (the key optional), answered by
+{"exit": N, "output": "..."}; the process leaves after IDLE_SECONDS without one.
 """
 
 import contextlib
-import hashlib
 import io
 import json
 import os
 import socket
 import sys
 from collections import OrderedDict
-from pathlib import Path
 
 KEPT = 64  # answers kept: the same files in another folder (another checkout, a stage run again) answered at once
 
@@ -52,17 +50,11 @@ def main(path: str, idle: float) -> None:
 
 
 def _key(request: bytes) -> str | None:
-    """The same arguments over the same files (in any folder: the answers name files relative to it)."""
+    """What the client names the files' contents by (the arguments being the client's constant ones)."""
     try:
-        arguments = json.loads(request)["arguments"]
-        folder = Path(arguments[arguments.index("--directory") + 1])
-        digest = hashlib.sha256(json.dumps([a for a in arguments if a != str(folder)]).encode())
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
-    except (ValueError, KeyError, TypeError, IndexError, OSError):
+        return json.loads(request).get("key")
+    except (ValueError, AttributeError):
         return None  # `_scan` answers what is wrong with it
-    return digest.hexdigest()
 
 
 def _scan(checkov: type, request: bytes) -> dict:

@@ -74,6 +74,11 @@ class Rendered:
     target: Target
 
 
+def files_digest(files: Mapping[str, str]) -> str:
+    """Of rendered Terraform files, by name: what the last apply and the policy scan are kept by."""
+    return hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()
+
+
 def terraform_inputs(config: Config, counts: Mapping[str, int] | None = None) -> dict:
     """What the templates declare: each service in use and each domain, plus the state backend. `counts`:
     the replicas of the services that scale (atl_pipeline.operations.autoscale), in place of where they start."""

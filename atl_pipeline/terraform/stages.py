@@ -11,7 +11,6 @@ drift check, not by every deploy.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -32,7 +31,7 @@ from atl_pipeline.targets.outputs import Outputs
 from atl_pipeline.terraform.cli import Terraform
 from atl_pipeline.terraform.hcl_check import check_rendered
 from atl_pipeline.terraform.plan import PlanSummary
-from atl_pipeline.terraform.render import Rendered, render, write
+from atl_pipeline.terraform.render import Rendered, files_digest, render, write
 from atl_pipeline.validation import ValidatedConfig
 
 PLANS_KEPT = 20
@@ -154,7 +153,7 @@ def apply_plan(project: Project, plan: TerraformPlan) -> TerraformApply:
             record.unlink(missing_ok=True)
         else:
             files = {path.name: path.read_text() for path in runner.workdir.glob("*.tf")}  # as planned
-            replace_file(record, json.dumps({"files": _digest(files), "serial": serial, "outputs": outputs}))
+            replace_file(record, json.dumps({"files": files_digest(files), "serial": serial, "outputs": outputs}))
         return TerraformApply(Outputs.parse(outputs), serial, applied=plan.changed)
 
 
@@ -187,7 +186,7 @@ def _last_apply(runner: Terraform, rendered: Rendered) -> bool:
         last = json.loads((runner.workdir / LAST_APPLY).read_text())
     except (OSError, ValueError):
         return False
-    return last.get("files") == _digest(rendered.files) and last.get("serial") == _serial(runner)
+    return last.get("files") == files_digest(rendered.files) and last.get("serial") == _serial(runner)
 
 
 def _serial(runner: Terraform) -> int | None:
@@ -200,10 +199,6 @@ def _serial(runner: Terraform) -> int | None:
     except (OSError, ValueError, KeyError):
         return None
 
-
-def _digest(files: dict[str, str]) -> str:
-    """Of the Terraform files, by name."""
-    return hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()
 
 
 def _prune(plans: Path) -> None:
