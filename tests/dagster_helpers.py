@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import time
 
-from dagster import FilesystemIOManager
-
 from atl_pipeline.operations import audit
 from atl_pipeline.orchestration.resources import ProjectResource, TargetResource, TerraformResource
+from atl_pipeline.orchestration.run_outputs import RunOutputs
 from atl_pipeline.project import Project
 
 
 def stage_resources(project: Project, **timings: float) -> dict:
     """The definitions' resources on `project`, waiting as `timings` say (TargetResource's fields)."""
     return {"project": ProjectResource(root=str(project.root)), "terraform": TerraformResource(),
-            "target": TargetResource(**timings), "io_manager": FilesystemIOManager()}
+            "target": TargetResource(**timings), "io_manager": RunOutputs()}
 
 
 def audit_record(project: Project, wanted, timeout: float = 90) -> dict:

@@ -239,4 +239,6 @@ def sign_github(secret: str, body: bytes) -> str:
 def test_a_scheduled_run_leaves_its_record_naming_the_schedule(console: SignedInConsole):
     record = audit_record(console.project, lambda record: record["via"] == "schedule", timeout=150)
     assert (record["who"], record["action"]) == ("schedule drift_check", "drift")
+    run = console.graphql("bob", RUN, runId=record["run_id"])["runOrError"]
+    assert {"key": "atl/trigger", "value": "schedule"} in run["tags"]
     assert not audit.verify(console.project)

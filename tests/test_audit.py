@@ -5,11 +5,14 @@ sensor's: tests/test_access.py; a git push's: tests/test_push.py."""
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance
 
 from atl_pipeline.console.auditor import mutation_fields, tagged
 from atl_pipeline.operations import audit
@@ -48,6 +51,64 @@ def test_a_record_changed_removed_or_put_in_between_breaks_the_chain_there(tmp_p
     assert code == 1 and f"{broken[0]}: the record before it was changed or removed" in err
 
 
+def rechained(lines: list[str]) -> list[str]:
+    """The records re-linked with their digests recomputed: what an editor of the whole file can do."""
+    out, previous = [], audit.FIRST
+    for line in lines:
+        record = {**json.loads(line), "previous": previous}
+        out.append(json.dumps(record, sort_keys=True) + "\n")
+        previous = hashlib.sha256(out[-1].encode()).hexdigest()
+    return out
+
+
+@pytest.mark.parametrize("tamper, named", [
+    (lambda lines: lines[:-1], "records 20 to 20 are missing: the Dagster instance recorded 20 records"),
+    (lambda lines: lines[:-10], "records 11 to 20 are missing: the Dagster instance recorded 20 records"),
+    (lambda lines: rechained(lines[:4] + lines[5:]), "records 20 to 20 are missing"),  # one removed, re-linked
+    (lambda lines: rechained([lines[0].replace('"step 0"', '"nothing"'), *lines[1:]]),
+     "record 1 is not the one the Dagster instance recorded"),  # one changed, re-linked
+], ids=["the last record cut", "the last ten cut", "one removed and the file re-linked",
+        "one changed and the file re-linked"])
+def test_a_trail_cut_or_rewritten_is_named_against_the_heads_recorded_outside_it(tmp_path: Path, capsys, monkeypatch,
+                                                                                 tamper, named: str):
+    project = Project(tmp_path)
+    instance = DagsterInstance.from_config(str(project.ensure_instance()))
+    for number in range(20):
+        audit.append(project, {"who": "alice", "via": "cli", "action": f"step {number}", "outcome": "success"})
+        audit.anchor(project, instance)  # as the CLI does after each record it writes
+    monkeypatch.setenv("ATL_PROJECT_DIR", str(tmp_path))
+    assert run(capsys, "utils", "audit")[0] == 0
+
+    lines = audit.path(project).read_text().splitlines(keepends=True)
+    audit.path(project).write_text("".join(tamper(lines)))
+    assert audit.verify(project) in ([], ["record 5: the record before it was changed or removed, or this one was "
+                                          "put in between"])  # the chain alone misses it
+
+    code, _, err = run(capsys, "utils", "audit")
+    assert code == 1 and named in err, err
+    assert "compared with 20 heads recorded outside the file" in err
+
+
+def test_the_log_stores_heads_count_too_and_a_restore_starts_the_comparison_again(tmp_path: Path):
+    project = Project(tmp_path)
+    for number in range(3):
+        audit.append(project, {"who": "alice", "via": "cli", "action": f"step {number}", "outcome": "success"})
+    stored = audit.head(project)
+    (tmp_path / ".atl" / "logs").mkdir(parents=True)
+    line = {"time": (datetime.now(UTC) - timedelta(seconds=1)).isoformat(), "source": "pipeline", "message": f"atl: {stored.line()}"}
+    (tmp_path / ".atl" / "logs" / "pipeline.jsonl").write_text(json.dumps(line) + "\n")  # as rsyslog stores it
+    anchors = audit.anchors(project, None)
+    assert [(anchor.place, anchor.head) for anchor in anchors] == [("the log store", stored)]
+
+    lines = audit.path(project).read_text().splitlines(keepends=True)
+    audit.path(project).write_text("".join(lines[:2]))
+    assert audit.verify(project, anchors) == [
+        f"records 3 to 3 are missing: the log store recorded 3 records at {anchors[0].at:%Y-%m-%d %H:%M:%S} UTC "
+        f"(head {stored.digest[:12]}), the file has 2: its end was cut off"]
+    audit.append(project, {"who": "root (cli)", "via": "cli", "action": "restore", "outcome": "done"})
+    assert audit.verify(project, anchors) == []  # the restore's record says why the trail is shorter
+
+
 def test_writers_at_once_keep_one_chain(tmp_path: Path):
     project = Project(tmp_path)
 
@@ -73,6 +134,18 @@ def test_writers_at_once_keep_one_chain(tmp_path: Path):
 ])
 def test_who_each_trigger_path_names(tags: dict[str, str], who: str):
     assert audit.who(tags) == who
+
+
+@pytest.mark.parametrize("tags, who", [
+    ({"dagster/sensor_name": "domains_file_changed", "atl/trigger": "file"}, "a console user (no sign-in)"),
+    ({"atl/user": "root (cli)", "atl/trigger": "cli"}, "a console user (no sign-in)"),
+    ({"atl/user": "alice", "dagster/retry_number": "1"}, "the daemon (run_retries)"),
+])
+def test_a_re_execution_is_not_put_on_whoever_started_its_parent(tags: dict[str, str], who: str):
+    """It inherits its parent's tags: who clicked is in the console's record of the launch, else unknown."""
+    assert audit.who(tags, reexecution=True) == who
+    assert audit.launches([{"who": "bob", "via": "console", "action": "launchPipelineReexecution",
+                            "run_id": "r2"}, {"who": "root (cli)", "via": "cli", "run_id": "r3"}]) == {"r2": "bob"}
 
 
 @pytest.mark.slow

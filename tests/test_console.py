@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -220,6 +221,43 @@ def test_other_posts_must_be_json_too(console: RunningConsole):
     """Dagster's REST endpoints record events from a POST without a body."""
     response = requests.post(f"{console.url}/report_asset_materialization/domain_config", timeout=30)
     assert response.status_code == 415
+
+
+ASSET = """query Asset($key: AssetKeyInput!) { assetOrError(assetKey: $key) { __typename } }"""
+
+
+def webserver_writes() -> list[tuple[str, str]]:
+    """(method, path) of every route of the installed Dagster webserver that takes more than GET and HEAD,
+    its path parameters filled in: what a later Dagster adds comes along by itself."""
+    from dagster import DagsterInstance
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import EmptyWorkspaceTarget
+    from dagster_webserver.webserver import DagsterWebserver
+
+    with tempfile.TemporaryDirectory() as home, DagsterInstance.from_config(home) as instance, \
+            WorkspaceProcessContext(instance, EmptyWorkspaceTarget()) as workspace:
+        routes = DagsterWebserver(workspace).build_routes()
+    return [(method, re.sub(r"\{(\w+)(:\w+)?\}", lambda m: f"atl-probe-{m[1]}", route.path))
+            for route in routes for method in sorted(getattr(route, "methods", None) or ()) if
+            method not in ("GET", "HEAD")]
+
+
+def test_every_write_but_graphql_is_refused_before_the_webserver(console: RunningConsole):
+    """Dagster's REST endpoints record made-up materializations, checks and observations; the front lets
+    through no method but GET and HEAD, except GraphQL's POST (tests/test_access.py: the auditor's way)."""
+    writes = webserver_writes()
+    assert ("POST", "/report_asset_materialization/atl-probe-asset_key") in writes  # the list is the real one
+    own = {"Origin": console.url, "Content-Type": "application/json"}
+    for method, path in writes:
+        if (method, path) == ("POST", "/graphql"):
+            continue
+        response = requests.request(method, f"{console.url}{path}", data=b"{}", headers=own, timeout=30)
+        assert response.status_code == 405 and "only as GraphQL mutations" in response.text, (method, path)
+    webserver = GraphQL(f"http://127.0.0.1:{console.webserver_port()}", console.front.log)
+    assert webserver.graphql(ASSET, key={"path": ["atl-probe-asset_key"]})["assetOrError"][
+        "__typename"] == "AssetNotFoundError"  # nothing was reported
+    for method in ("PUT", "DELETE", "PATCH"):  # methods no route of today's takes
+        assert requests.request(method, f"{console.url}/runs", headers=own, timeout=30).status_code == 405
 
 
 def github(event: str, body: bytes, secret: str = WEBHOOK_SECRET) -> dict[str, str]:

@@ -10,6 +10,7 @@ import sys
 from atl_pipeline.cli.common import EXIT_FAILED, EXIT_OK, UsageError, project_config
 from atl_pipeline.config import Config
 from atl_pipeline.errors import AtlError
+from atl_pipeline.operations import audit
 from atl_pipeline.operations.backup import Restic, restore
 from atl_pipeline.project import Project
 from atl_pipeline.report import text_table
@@ -86,6 +87,8 @@ def _restore(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     canceled = end_interrupted_runs(project, f"in progress when snapshot {report.snapshot.id} was taken; "
                                     "restored from it, so no process runs it any more")
+    audit.append(project, {"who": audit.cli_user(), "via": "cli", "action": "restore", "outcome": "done",
+                           "detail": f"snapshot {report.snapshot.id} of {report.snapshot.time}"})
     if args.json:
         print(json.dumps({"snapshot": vars(report.snapshot), "restored": report.restored, "stopped": report.stopped,
                           "runs_canceled": canceled, "state": report.state, "seconds": round(report.seconds, 1)},

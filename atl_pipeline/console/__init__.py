@@ -12,9 +12,14 @@ sees them:
   `text/plain` POST, and takes any Content-Type that contains "application/json" (such as
   `text/plain;application/json`, which a page may send without asking) as JSON;
 - on /graphql, anything but a POST or the WebSocket of the UI's subscriptions: Dagster runs
-  the query in the URL of a GET, mutations included, so an `<img>` could launch a run.
+  the query in the URL of a GET, mutations included, so an `<img>` could launch a run;
+- any other write: every method but GET and HEAD anywhere else (Dagster's `/report_asset_*`
+  endpoints would take made-up materializations, checks and observations past the auditor; a
+  route a later Dagster adds is refused alike). Dagster runs every document sent on the
+  WebSocket as a subscription, so no mutation passes there.
 
-The UI itself only POSTs JSON to /graphql and opens a WebSocket there, from its own origin.
+The UI itself only POSTs JSON to /graphql, opens a WebSocket there and GETs the rest, from its
+own origin.
 
 With a forge's account in domains.yml's `service_accounts` (or ATL_WEBHOOK_SECRET set), a POST to
 /hooks/git goes to the push receiver before any of these refusals (a forge calls it under the name
@@ -129,6 +134,9 @@ def front_config(front: Front) -> dict:
                 "Refused: a POST must carry JSON (Content-Type: application/json).\n"),
         _refuse({"path": ["/graphql"], "not": [{"method": ["POST"]}, ui_websocket]}, 405,
                 "Refused: GraphQL is a POST of JSON, or the UI's WebSocket.\n"),
+        _refuse({"not": [{"method": ["GET", "HEAD"]}, {"path": ["/graphql"], "method": ["POST"]}]}, 405,
+                "Refused: the console takes changes only as GraphQL mutations (POST /graphql), where each is "
+                "recorded.\n"),
         *(_signed_in(front) if front.access.signs_in else [{"handle": [_proxy(front.webserver)]}]),
     ]
     server = {"listen": [_host_port(front.host, front.port)], "automatic_https": {"disable": True}, "routes": routes}
@@ -268,6 +276,11 @@ class Console:
         if access.signs_in != self.front.access.signs_in:
             return "domains.yml turns sign-in on or off: restart the console (`make dev`) for that"
         self.receiver.accept(_webhooks(access))
+        forges = f"forges: {', '.join(sorted(access.webhooks)) or 'none'}"
+        if not access.signs_in:  # no accounts, and a front without an admin endpoint: only the forges may change
+            changed = access.webhooks != self.front.access.webhooks
+            self.front = dataclasses.replace(self.front, access=access)
+            return forges if changed else None
         if self.auditor:
             self.auditor.programs = access.programs
         self.front = dataclasses.replace(self.front, access=access)
@@ -277,8 +290,7 @@ class Console:
                                text=True, cwd=self.root)
         if reload.returncode != 0:
             return f"the console's front did not take the accounts: {reload.stderr.strip()[-300:]}"
-        return f"accounts now: {', '.join(sorted(access.accounts)) or 'none'}; forges: " \
-               f"{', '.join(sorted(access.webhooks)) or 'none'}"
+        return f"accounts now: {', '.join(sorted(access.accounts)) or 'none'}; {forges}"
 
     def _spawn(self, name: str, stop_signal: signal.Signals, log: str, argv: list, cwd: Path,
                env: dict[str, str]) -> None:

@@ -2,8 +2,10 @@
 
 A mutation (a launch, a re-execution, a sensor or schedule switched, a run canceled...) is
 recorded in the audit trail with who asked (the user the front authenticated, in X-Atl-User),
-what and how it ended, and the runs it launches are tagged `atl/user` with that name, so the
-run's own record, written when it ends, says who started it. Queries pass as they are.
+what, how it ended and the runs it launched, and those runs are tagged `atl/user` with that
+name, so the run's own record, written when it ends, says who started it. A launch must pass
+its parameters as variables, as the UI does: those are where the tag is set. Queries pass as
+they are. (The front lets no other write reach the webserver: console/__init__.py.)
 """
 
 from __future__ import annotations
@@ -14,13 +16,26 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
-from graphql import GraphQLError, OperationType, parse
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationType,
+    SelectionSetNode,
+    VariableNode,
+    parse,
+)
 
 from atl_pipeline.operations import audit
 from atl_pipeline.project import Project
 
 USER_HEADER = "X-Atl-User"
 MAX_BODY = 8 * 1024 * 1024
+# the mutations that launch runs, each with the arguments that carry the launch's tags
+LAUNCHES = {"launchPipelineExecution", "launchRun", "launchMultipleRuns", "launchPipelineReexecution",
+            "launchRunReexecution", "launchPartitionBackfill"}
 
 
 class Auditor(ThreadingHTTPServer):
@@ -40,7 +55,9 @@ class Auditor(ThreadingHTTPServer):
             request = json.loads(body)
             fields = mutation_fields(request)
         except (ValueError, TypeError, GraphQLError) as error:
-            return 400, json.dumps({"errors": [{"message": f"not a GraphQL request: {error}"}]}).encode()
+            return 400, _error(f"not a GraphQL request: {error}")
+        except InlineLaunch as error:
+            return 400, _error(str(error))
         if fields:
             request["variables"] = tagged(request.get("variables") or {}, user)
             body = json.dumps(request).encode()
@@ -53,16 +70,38 @@ class Auditor(ThreadingHTTPServer):
         return response.status_code, response.content
 
 
+class InlineLaunch(ValueError):
+    """A launch whose parameters are written in the document, where the auditor does not tag them."""
+
+
 def mutation_fields(request: dict) -> list[str]:
     """The fields of the mutation the request runs (its operation, by name when it holds several); [] for a
-    query. GraphQLError when the document does not parse: the webserver, which reads it alike, would refuse it."""
+    query. GraphQLError when the document does not parse: the webserver, which reads it alike, would refuse it;
+    InlineLaunch for a launch whose arguments are not variables."""
     document = parse(request["query"])
     operations = [d for d in document.definitions if hasattr(d, "operation")]
     name = request.get("operationName")
     chosen = [op for op in operations if name is None or (op.name and op.name.value == name)]
-    if any(op.operation == OperationType.MUTATION for op in chosen):
-        return [selection.name.value for op in chosen for selection in op.selection_set.selections]
-    return []
+    if not any(op.operation == OperationType.MUTATION for op in chosen):
+        return []
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    fields = [field for op in chosen for field in _fields(op.selection_set, fragments)]
+    for field in fields:
+        if field.name.value in LAUNCHES and any(not isinstance(a.value, VariableNode) for a in field.arguments):
+            raise InlineLaunch(f"refused by the console: pass {field.name.value}'s parameters as variables (as "
+                               "the UI does), so that the run is tagged with who launched it")
+    return [field.name.value for field in fields]
+
+
+def _fields(selections: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode]) -> Iterator[FieldNode]:
+    """The fields a selection set selects, through its fragments (`... on Mutation { launchRun(...) }`)."""
+    for selection in selections.selections:
+        if isinstance(selection, FieldNode):
+            yield selection
+        elif isinstance(selection, InlineFragmentNode):
+            yield from _fields(selection.selection_set, fragments)
+        elif isinstance(selection, FragmentSpreadNode) and selection.name.value in fragments:
+            yield from _fields(fragments.pop(selection.name.value).selection_set, fragments)
 
 
 def tagged(value, user: str):
@@ -88,25 +127,35 @@ def _with_user(tags: list | None, user: str) -> list[dict]:
     return [*(tag for tag in tags or [] if tag.get("key") != audit.USER_TAG), {"key": audit.USER_TAG, "value": user}]
 
 
+def _error(message: str) -> bytes:
+    return json.dumps({"errors": [{"message": message}]}).encode()
+
+
 def _outcome(response: requests.Response) -> dict:
+    """How the mutation ended, and the runs (or backfill) it launched: the UI asks for a run's `id`, a
+    program perhaps for its `runId`."""
     try:
         answer = response.json()
     except ValueError:
         return {"outcome": f"HTTP {response.status_code}"}
-    runs = list(_values(answer, "runId"))
-    kinds = sorted({kind for kind in _values(answer.get("data") or {}, "__typename") if kind.endswith("Error")})
+    data = answer.get("data") or {}
+    runs = list(dict.fromkeys(run.get("runId") or run.get("id") for run in _values(data, "run")
+                              if isinstance(run, dict) and (run.get("runId") or run.get("id"))))
+    backfills = [value for value in _values(data, "backfillId") if isinstance(value, str)]
+    kinds = sorted({kind for kind in _values(data, "__typename") if isinstance(kind, str) and kind.endswith("Error")})
     errors = [error.get("message", "") for error in answer.get("errors") or []]
     outcome = "refused: " + ", ".join(kinds + errors) if kinds or errors else "done"
-    return {"outcome": outcome[:300], **({"run_id": runs[0]} if runs else {})}
+    launched = {"run_id": runs[0]} if len(runs) == 1 else {"run_ids": runs} if runs else {}
+    return {"outcome": outcome[:300], **launched, **({"backfill_id": backfills[0]} if backfills else {})}
 
 
 def _values(value, key: str) -> Iterator:
+    """Every value under `key` in a JSON document, at any depth."""
     if isinstance(value, dict):
         for name, item in value.items():
-            if name == key and isinstance(item, str):
+            if name == key:
                 yield item
-            else:
-                yield from _values(item, key)
+            yield from _values(item, key)
     elif isinstance(value, list):
         for item in value:
             yield from _values(item, key)

@@ -1,6 +1,7 @@
 """The audit trail in the UI: the `audit` sensor writes the record of each run that ends (the CLI
 writes its own runs'), and shows each new record of the trail (the console's requests too) as an
-observation of `audit_log` (atl_pipeline.operations.audit)."""
+observation of `audit_log`, whose metadata anchors the trail's head in the instance; the same head
+goes to the central log store (atl_pipeline.operations.audit)."""
 
 import json
 from datetime import UTC, datetime
@@ -14,8 +15,9 @@ from atl_pipeline.report import audit_metadata
 
 AUDIT_SECONDS = 5
 BATCH = 200
+LAUNCHES_KEPT = 500  # the console's launches whose runs have not ended yet, at most
 
-audit_log = dg.AssetSpec("audit_log", group_name="operations", kinds={"audit"},
+audit_log = dg.AssetSpec(audit.ASSET, group_name="operations", kinds={"audit"},
                          description="Every change to what runs: who, what, when, and how it ended. Append-only: "
                                      "`.atl/audit/audit.jsonl`; `atl utils audit` reads and verifies it.")
 
@@ -25,17 +27,26 @@ def audit_sensor(context: dg.SensorEvaluationContext, project: ProjectResource) 
     """Writes the audit record of each run that ended, and shows the trail's new records on `audit_log`."""
     watched = project.as_project()
     cursor = json.loads(context.cursor) if context.cursor else {"updated": 0.0, "offset": 0}
+    if (size := audit.size(watched)) < cursor["offset"]:
+        context.log.warning("the audit trail is shorter than when it was last read: `atl utils audit` says where")
+        cursor["offset"] = size
+    launched = {**cursor.get("launched", {}),
+                **audit.launches(record for _, record in audit.records(watched, offset=cursor["offset"]))}
     ended = context.instance.get_run_records(
         dg.RunsFilter(statuses=list(audit.OUTCOMES), updated_after=datetime.fromtimestamp(cursor["updated"], UTC)),
         limit=BATCH, order_by="update_timestamp", ascending=True)
     for record in ended:
         run = record.dagster_run
         if run.parent_run_id or run.tags.get(TRIGGER_TAG) != "cli":  # the CLI writes its own runs' records
-            audit.append(watched, audit.run_record(context.instance, run))
+            audit.append(watched, audit.run_record(context.instance, run, launched.pop(run.run_id, None)))
         cursor["updated"] = max(cursor["updated"], record.update_timestamp.timestamp())
+    cursor["launched"] = dict(list(launched.items())[-LAUNCHES_KEPT:])
     new = list(audit.records(watched, offset=cursor["offset"]))
-    if new:
-        cursor["offset"] = new[-1][0]
-    events = [dg.AssetObservation("audit_log", metadata=audit_metadata([record for _, record in new]))] if new else []
-    return dg.SensorResult(asset_events=events, cursor=json.dumps(cursor))
-
+    if not new:
+        return dg.SensorResult(cursor=json.dumps(cursor))
+    cursor["offset"] = new[-1][0]
+    head = audit.head(watched)
+    audit.anchor_in_log_store(watched, head)
+    observation = dg.AssetObservation(audit.ASSET, metadata={
+        **audit_metadata([record for _, record in new]), **audit.head_metadata(head)})
+    return dg.SensorResult(asset_events=[observation], cursor=json.dumps(cursor))

@@ -19,7 +19,7 @@ from atl_pipeline.config import LoadedConfig, load_config
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.gitops import GitSource, Mirror
 from atl_pipeline.orchestration.resources import ProjectResource
-from atl_pipeline.orchestration.stage import GROUP, POOL, metadata, stage_errors
+from atl_pipeline.orchestration.stage import GROUP, POOL, first_lines, metadata, stage_errors, stop_on_failed_checks
 from atl_pipeline.policy import POLICIES_DIR
 from atl_pipeline.project import Project
 from atl_pipeline.report import config_metadata, markdown_findings, validation_metadata
@@ -83,6 +83,8 @@ def validated_config(context: AssetExecutionContext,
     validated = validate(domain_config)
     values = validation_metadata(validated)
     yield Output(validated, metadata=metadata(context, values))
-    yield AssetCheckResult(check_name="valid", passed=validated.ok, severity=AssetCheckSeverity.ERROR,
-                           description=None if validated.ok else "\n".join(map(str, validated.findings[:20])),
-                           metadata={"findings": MetadataValue.md(values["report"])})
+    check = AssetCheckResult(check_name="valid", passed=validated.ok, severity=AssetCheckSeverity.ERROR,
+                             description=first_lines(validated.findings, "findings") or "no findings",
+                             metadata={"findings": MetadataValue.md(values["report"])})
+    yield check
+    stop_on_failed_checks(check)

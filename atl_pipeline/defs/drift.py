@@ -11,7 +11,7 @@ from atl_pipeline.defs.runtime_stages import service_deployment
 from atl_pipeline.operations import drift
 from atl_pipeline.orchestration.hooks import STAGE_LINES
 from atl_pipeline.orchestration.resources import ProjectResource, TargetResource
-from atl_pipeline.orchestration.stage import POOL, stage_errors, to_metadata
+from atl_pipeline.orchestration.stage import POOL, recorded_trigger, stage_errors, to_metadata
 from atl_pipeline.report import drift_metadata
 from atl_pipeline.validation import ValidatedConfig
 
@@ -27,15 +27,16 @@ class DriftOptions(Config):
 @asset_check(asset=service_deployment, additional_ins={"validated_config": AssetIn("validated_config")}, pool=POOL,
              description="What runs and what Terraform manages match the last apply (a refresh-only plan, and "
                          "the target against Terraform's outputs). Evaluated by the drift schedule.")
-def no_drift(config: DriftOptions, validated_config: ValidatedConfig, project: ProjectResource,
-             target: TargetResource) -> AssetCheckResult:
+def no_drift(context: dg.AssetCheckExecutionContext, config: DriftOptions, validated_config: ValidatedConfig,
+             project: ProjectResource, target: TargetResource) -> AssetCheckResult:
+    trigger = recorded_trigger(context)  # first: a drift run that fails says how it started too
     with stage_errors():
         report = drift.detect(project.as_project(), target.of(validated_config.loaded.config), heal=config.heal)
     healed_all = report.healed and not (report.terraform or report.runtime)
     return AssetCheckResult(
         passed=not report.drifted, severity=AssetCheckSeverity.WARN if healed_all else AssetCheckSeverity.ERROR,
         description="; ".join(report.lines()) or "what runs matches the last apply",
-        metadata=to_metadata(drift_metadata(report)))
+        metadata={"trigger": trigger, **to_metadata(drift_metadata(report))})
 
 
 drift_job = dg.define_asset_job(DRIFT_JOB, selection=dg.AssetSelection.checks(no_drift),

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dagster as dg
 
 from atl_pipeline.orchestration.resources import ProjectResource, TargetResource, TerraformResource
+from atl_pipeline.orchestration.run_outputs import RunOutputs
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={"project": ProjectResource(), "terraform": TerraformResource(), "target": TargetResource(),
-                   "io_manager": dg.FilesystemIOManager()},
+                   "io_manager": RunOutputs()},
         executor=dg.in_process_executor)

@@ -27,7 +27,7 @@ from atl_pipeline.health import DomainHealth, probe_domains
 from atl_pipeline.monitoring.prometheus import MonitoringReport
 from atl_pipeline.operations import autoscale
 from atl_pipeline.orchestration.resources import ProjectResource, TargetResource
-from atl_pipeline.orchestration.stage import GROUP, POOL, RETRY, metadata, stage_errors
+from atl_pipeline.orchestration.stage import GROUP, POOL, RETRY, metadata, stage_errors, stop_on_failed_checks
 from atl_pipeline.report import certificate_metadata, deployment_metadata, health_metadata, monitoring_metadata
 from atl_pipeline.runtime.rolling import Deployment, settled_domains, to_roll_back
 from atl_pipeline.terraform.stages import TerraformApply
@@ -78,10 +78,12 @@ def health_check(context: AssetExecutionContext, validated_config: ValidatedConf
                          f"{names} already run the previous release: the previous release fails too"),
                       metadata=values, allow_retries=False)
     yield Output(results, metadata=values)
-    yield AssetCheckResult(
+    check = AssetCheckResult(
         check_name="domains_healthy", passed=not failing, severity=AssetCheckSeverity.ERROR,
-        description="; ".join(f"{r.domain}: {r.error}" for r in failing) or "every domain answers",
+        description="\n".join(f"{r.domain}: {r.error}" for r in failing) or "every domain answers",
         metadata={"domains": values["domains"]})
+    yield check
+    stop_on_failed_checks(check)
 
 
 @asset(group_name=GROUP, kinds={"prometheus"}, deps=["health_check"], pool=POOL, retry_policy=RETRY,

@@ -12,8 +12,10 @@ from atl_pipeline.orchestration.stage import (
     POLICY_CHECK,
     POOL,
     RETRY,
+    first_lines,
     metadata,
     stage_errors,
+    stop_on_failed_checks,
     to_metadata,
 )
 from atl_pipeline.policy import PolicyReport
@@ -49,8 +51,9 @@ def terraform_plan(context: AssetExecutionContext, config: PlanOptions, validate
         plan = terraform.plan(project.as_project(), validated_config, context.run.run_id, destroy_approved=approved,
                               domain=config.domain, destroy=config.destroy, replicas=config.replicas)
     yield Output(plan, metadata=metadata(context, plan_metadata(plan)))
-    yield _destroy_check(plan.summary, approved)
-    yield _policy_check(plan.policy)
+    checks = _destroy_check(plan.summary, approved), _policy_check(plan.policy)
+    yield from checks
+    stop_on_failed_checks(*checks)
 
 
 @asset(group_name=GROUP, kinds={"terraform"}, pool=POOL, retry_policy=RETRY)
@@ -77,9 +80,8 @@ def _destroy_check(summary: PlanSummary, approved: bool) -> AssetCheckResult:
 
 
 def _policy_check(report: PolicyReport) -> AssetCheckResult:
-    shown = "; ".join(map(str, report.violations[:5]))
-    description = (f"{len(report.violations)} policy violations, nothing applied: {shown}. Fix domains.yml, or "
-                   "list an exception with its reason under policy.exceptions" if report.violations
-                   else f"no violations ({len(report.excepted)} excepted)")
+    description = (f"{len(report.violations)} policy violations, nothing applied. Fix domains.yml, or list an "
+                   f"exception with its reason under policy.exceptions:\n{first_lines(report.violations, 'violations')}"
+                   if report.violations else f"no violations ({len(report.excepted)} excepted)")
     return AssetCheckResult(check_name=POLICY_CHECK, passed=report.passed, severity=AssetCheckSeverity.ERROR,
                             description=description, metadata=to_metadata(policy_metadata(report)))

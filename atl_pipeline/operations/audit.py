@@ -6,6 +6,12 @@ when, and how it ended. Records are only ever appended: one JSON line each, unde
 carrying the SHA-256 of the line before it, so `verify` finds a line changed, removed or
 put in between.
 
+A chain inside one file cannot show its own end cut off, nor the whole file rewritten with its
+digests recomputed. So its head (how many records, the last one's digest) is also anchored
+outside the file: in the Dagster instance (an observation of `audit_log`, PostgreSQL's when the
+instance is there) and in the central log store (a pipeline line), and `verify` compares the file
+with every anchor it finds.
+
 A run's record is written when it ends: by the CLI for its own runs, by the `audit` sensor
 for every other run. The console writes a record for each change an operator asks of
 Dagster (a launch, a re-execution, a sensor or schedule switched).
@@ -18,19 +24,25 @@ import getpass
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus
+from dagster import AssetKey, AssetObservation, DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus
 
-from atl_pipeline.orchestration.dagster_adapter import SCHEDULE_TAG, SENSOR_TAG
+from atl_pipeline.operations import logs
+from atl_pipeline.orchestration.dagster_adapter import RETRY_NUMBER_TAG, SCHEDULE_TAG, SENSOR_TAG
 from atl_pipeline.orchestration.triggers import TRIGGER_TAG, trigger_of
 from atl_pipeline.project import Project
 
 USER_TAG = "atl/user"
 FIRST = "0" * 64  # what the first record names as the one before it
+ASSET = AssetKey("audit_log")
+ANCHORS_READ = 1000  # the newest anchors of each place that `verify` compares
+HEAD_LINE = re.compile(r"audit trail: (\d+) records, head ([0-9a-f]{64})")
 OUTCOMES = {DagsterRunStatus.SUCCESS: "success", DagsterRunStatus.FAILURE: "failure",
             DagsterRunStatus.CANCELED: "canceled"}
 
@@ -58,6 +70,13 @@ def append(project: Project, record: Mapping) -> dict:
     return written
 
 
+def size(project: Project) -> int:
+    try:
+        return path(project).stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def records(project: Project, since: datetime | None = None, offset: int = 0) -> Iterator[tuple[int, dict]]:
     """(the offset after it, record) of each record from the byte `offset`, at or after `since`."""
     try:
@@ -76,36 +95,130 @@ def records(project: Project, since: datetime | None = None, offset: int = 0) ->
         return
 
 
-def verify(project: Project) -> list[str]:
-    """Each place where the chain of digests breaks: a line changed, removed or added in between."""
-    problems, previous = [], FIRST
+@dataclass(frozen=True)
+class Head:
+    """The trail's end: how many records it has, and the digest of the last one."""
+
+    records: int
+    digest: str
+
+    def line(self) -> str:
+        return f"audit trail: {self.records} records, head {self.digest}"
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A head recorded outside the file: where and when."""
+
+    place: str
+    at: datetime
+    head: Head
+
+
+def head(project: Project) -> Head:
+    digests = _digests(project)
+    return Head(len(digests), digests[-1] if digests else FIRST)
+
+
+def anchor_in_log_store(project: Project, current: Head) -> None:
+    logs.pipeline_line(project, current.line())
+
+
+def anchor(project: Project, instance: DagsterInstance) -> Head:
+    """Record the trail's head in the instance and the log store (what the `audit` sensor does each tick
+    that finds new records, for a CLI that writes records while no daemon runs)."""
+    current = head(project)
+    instance.report_runless_asset_event(AssetObservation(ASSET, metadata=head_metadata(current)))
+    anchor_in_log_store(project, current)
+    return current
+
+
+def head_metadata(current: Head) -> dict:
+    return {"records": current.records, "head": current.digest}
+
+
+def anchors(project: Project, instance: DagsterInstance | None) -> list[Anchor]:
+    """The newest heads recorded in the instance and in the log store."""
+    found = []
+    if instance is not None:
+        for record in instance.fetch_observations(ASSET, limit=ANCHORS_READ).records:
+            values = record.asset_observation.metadata
+            if "head" in values and "records" in values:
+                found.append(Anchor("the Dagster instance", datetime.fromtimestamp(record.timestamp, UTC),
+                                    Head(values["records"].value, values["head"].value)))
+    for line in logs.source_lines(project, logs.PIPELINE):
+        if match := HEAD_LINE.search(line.fields.get("message", "")):
+            found.append(Anchor("the log store", line.time, Head(int(match[1]), match[2])))
+    return found
+
+
+def verify(project: Project, outside: Iterable[Anchor] = ()) -> list[str]:
+    """Each place where the chain of digests breaks (a line changed, removed or added in between), and
+    each place outside the file whose recorded head the file no longer has (its end cut off, or the
+    file rewritten). Anchors older than the trail's last `restore` record are not compared: a restore
+    puts an older trail back, and its record says so."""
+    problems, digests, restored = [], [], None
     try:
         lines = path(project).read_bytes().splitlines(keepends=True)
     except FileNotFoundError:
-        return []
+        lines = []
     for number, line in enumerate(lines, 1):
         try:
-            named = json.loads(line)["previous"]
+            record = json.loads(line)
+            named = record["previous"]
+            if record.get("action") == "restore":
+                restored = datetime.fromisoformat(record["at"])
         except (ValueError, KeyError, TypeError):
             named = None
-        if named != previous:
+        if named != (digests[-1] if digests else FIRST):
             problems.append(f"record {number}: the record before it was changed or removed, or this one was "
                             "put in between")
-        previous = _digest(line)
+        digests.append(_digest(line))
+    compared = [anchor for anchor in outside if restored is None or anchor.at > restored]
+    return problems + _against_anchors(digests, compared)
+
+
+def _against_anchors(digests: list[str], outside: list[Anchor]) -> list[str]:
+    """Per place: the records its newest head names that are missing, and the first head it names that the
+    file no longer has."""
+    problems = []
+    for place in dict.fromkeys(anchor.place for anchor in outside):
+        heads = sorted((a for a in outside if a.place == place), key=lambda a: a.head.records)
+        if (longest := heads[-1]).head.records > len(digests):
+            problems.append(f"records {len(digests) + 1} to {longest.head.records} are missing: {place} recorded "
+                            f"{longest.head.records} records at {longest.at:%Y-%m-%d %H:%M:%S} UTC (head "
+                            f"{longest.head.digest[:12]}), the file has {len(digests)}: its end was cut off")
+        if rewritten := next((a for a in heads if a.head.records and a.head.records <= len(digests)
+                              and digests[a.head.records - 1] != a.head.digest), None):
+            problems.append(f"record {rewritten.head.records} is not the one {place} recorded at "
+                            f"{rewritten.at:%Y-%m-%d %H:%M:%S} UTC (head {rewritten.head.digest[:12]}): the file "
+                            "was rewritten up to there")
     return problems
 
 
-def run_record(instance: DagsterInstance, run: DagsterRun) -> dict:
-    """What a finished run changed, who asked for it, and how it ended."""
+def run_record(instance: DagsterInstance, run: DagsterRun, launched_by: str | None = None) -> dict:
+    """What a finished run changed, who asked for it (`launched_by`: the user of the console's record
+    of its launch), and how it ended."""
     trigger = trigger_of(run.tags, run.parent_run_id)
     stages = {stats.step_key: stats.status.value.lower() if stats.status else "not run"
               for stats in instance.get_run_step_stats(run.run_id)}
-    return {"who": who(run.tags), "via": trigger, "action": run.job_name, "run_id": run.run_id,
+    person = launched_by or who(run.tags, reexecution=run.parent_run_id is not None)
+    return {"who": person, "via": trigger, "action": run.job_name, "run_id": run.run_id,
             "outcome": OUTCOMES.get(run.status, run.status.value.lower()), "stages": stages,
             "changes": _plan_changes(instance, run.run_id), **_commit(run.tags)}
 
 
-def who(tags: Mapping[str, str]) -> str:
+def launches(found: Iterable[dict]) -> dict[str, str]:
+    """Who launched each run, by the console's records of launches."""
+    return {run_id: record["who"] for record in found if record.get("via") in ("console", "api")
+            for run_id in [*record.get("run_ids", []), *filter(None, [record.get("run_id")])]}
+
+
+def who(tags: Mapping[str, str], reexecution: bool = False) -> str:
+    """Who started a run, by its tags. A re-execution inherits its parent's tags, which name who started the
+    parent: without a launch record it is the daemon's retry, or someone at a console without sign-in."""
+    if reexecution:
+        return "the daemon (run_retries)" if RETRY_NUMBER_TAG in tags else "a console user (no sign-in)"
     if user := tags.get(USER_TAG):
         return user
     if tags.get(TRIGGER_TAG) == "git" and "atl/author" in tags:
@@ -128,6 +241,13 @@ def _plan_changes(instance: DagsterInstance, run_id: str) -> dict[str, int]:
             return {action: values[action].value for action in ("create", "update", "delete", "replace")
                     if action in values and values[action].value}
     return {}
+
+
+def _digests(project: Project) -> list[str]:
+    try:
+        return [_digest(line) for line in path(project).read_bytes().splitlines(keepends=True)]
+    except FileNotFoundError:
+        return []
 
 
 def _last(log: Path) -> str:

@@ -279,8 +279,17 @@ def _sources(project: Project, config: Config, selection: str | None) -> dict[st
         if not services:
             raise LogError(f"{selection} is neither a service nor a domain of domains.yml")
         names = [name for name in names if name in services or (name == CADDY and selection not in services)]
-    return {name: [*sorted(folder.glob(f"{name}.jsonl.*"), key=lambda p: -int(p.suffix[1:])),
-                   folder / f"{name}.jsonl"] for name in names}
+    return {name: _files(folder, name) for name in names}
+
+
+def _files(folder: Path, source: str) -> list[Path]:
+    """A source's files, the oldest first."""
+    return [*sorted(folder.glob(f"{source}.jsonl.*"), key=lambda p: -int(p.suffix[1:])), folder / f"{source}.jsonl"]
+
+
+def source_lines(project: Project, source: str) -> Iterator[Line]:
+    """The stored lines of one source, oldest first."""
+    return _lines(_files(store(project), source))
 
 
 def _end(path: Path) -> tuple[int | None, int]:

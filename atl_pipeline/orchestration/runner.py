@@ -152,6 +152,7 @@ def _audited(project: Project, instance: DagsterInstance, run_id: str):
     """The run, once its audit record is written (the `audit` sensor leaves the CLI's runs to it)."""
     run = instance.get_run_by_id(run_id)
     audit.append(project, audit.run_record(instance, run))
+    audit.anchor(project, instance)
     return run
 
 

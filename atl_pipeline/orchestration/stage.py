@@ -3,11 +3,20 @@ Dagster, and how its run started."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from dagster import AssetExecutionContext, Backoff, DagsterError, Failure, MetadataValue, RetryPolicy
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetExecutionContext,
+    Backoff,
+    DagsterError,
+    Failure,
+    MetadataValue,
+    RetryPolicy,
+)
 
 from atl_pipeline.errors import AtlError
 from atl_pipeline.orchestration.triggers import TRIGGER_TAG, trigger_of
@@ -25,6 +34,7 @@ RETRY = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL)
 # errors whose message tells the operator what to do: they fail the stage without a traceback (any other
 # exception is a bug, and fails it with its traceback); those marked `transient` are retried
 STAGE_ERRORS = (AtlError,)
+SHOWN = 10  # findings a failure's message lists before it counts the rest
 
 
 @contextmanager
@@ -34,6 +44,20 @@ def stage_errors() -> Iterator[None]:
         yield
     except STAGE_ERRORS as error:
         raise Failure(str(error), allow_retries=error.transient) from None
+
+
+def stop_on_failed_checks(*results: AssetCheckResult) -> None:
+    """A failed blocking check fails its stage in the check's own words, so the run page's first screen
+    says what to fix (Dagster's own failure says only that a blocking check failed)."""
+    if failed := [result for result in results if not result.passed]:
+        raise Failure("\n\n".join(result.description or result.check_name for result in failed),
+                      allow_retries=False)
+
+
+def first_lines(items: Sequence[object], metadata_key: str) -> str:
+    """The first SHOWN items a line each, and how many more the stage's metadata lists."""
+    more = len(items) - SHOWN
+    return "\n".join([*map(str, items[:SHOWN]), *([f"... and {more} more: see `{metadata_key}`"] if more > 0 else [])])
 
 
 def metadata(context: AssetExecutionContext, values: Mapping[str, object]) -> dict:
@@ -46,7 +70,7 @@ def to_metadata(values: Mapping[str, object]) -> dict:
     return {key: _value(value) for key, value in values.items()}
 
 
-def recorded_trigger(context: AssetExecutionContext) -> str:
+def recorded_trigger(context: AssetExecutionContext | AssetCheckExecutionContext) -> str:
     """How the run started, told truthfully: set as its `atl/trigger` tag when Dagster's own tags
     say otherwise (a re-execution inherits its parent's; a run from the asset graph has none)."""
     try:
