@@ -129,23 +129,45 @@ def main() -> None:
     args = options.parse_args()
 
     temporary = Path(tempfile.mkdtemp(prefix="atl-bench-"))
-    postgres = PostgresServer().start() if args.backend == "pg" else None
-    if postgres:
-        os.environ["ATL_BENCH_STATE_PG"] = postgres.url
-    project = copy_project(temporary / "project")
-    example = project.domains_file.read_text()
-    settings = (PG_STATE if postgres else "") + (
-        f"prometheus: {{scrape_interval: {args.scrape_interval}}}\n" if args.scrape_interval else "")
-    project.domains_file.write_text(with_domains(example, 1, settings))
-    remote = Remote.create(temporary, project.root)
-    poll = "60" if args.via == "hook" else "5"
-    dev = DagsterDev.start(project, temporary / "dagster-dev.log", ATL_GIT_REMOTE=str(remote.origin),
-                           ATL_GIT_BRANCH="main", ATL_GIT_POLL_SECONDS=poll)
-    receiver = Receiver(("127.0.0.1", 0), dev.url, SECRET)
-    receiver.RequestHandlerClass = type("Quiet", (receiver.RequestHandlerClass,), {"log_message": lambda *_: None})
-    receiver.serve_in_background()
-    if args.via == "hook":
-        githook.install(remote.origin, f"http://127.0.0.1:{receiver.server_address[1]}{PATH}", SECRET)
+    postgres = dev = receiver = project = None
+    succeeded = False
+    try:
+        postgres = PostgresServer().start() if args.backend == "pg" else None
+        if postgres:
+            os.environ["ATL_BENCH_STATE_PG"] = postgres.url
+        project = copy_project(temporary / "project")
+        example = project.domains_file.read_text()
+        settings = (PG_STATE if postgres else "") + (
+            f"prometheus: {{scrape_interval: {args.scrape_interval}}}\n" if args.scrape_interval else "")
+        project.domains_file.write_text(with_domains(example, 1, settings))
+        remote = Remote.create(temporary, project.root)
+        poll = "60" if args.via == "hook" else "5"
+        dev = DagsterDev.start(project, temporary / "dagster-dev.log", ATL_GIT_REMOTE=str(remote.origin),
+                               ATL_GIT_BRANCH="main", ATL_GIT_POLL_SECONDS=poll)
+        receiver = Receiver(("127.0.0.1", 0), dev.url, {"bench": SECRET})
+        receiver.RequestHandlerClass = type("Quiet", (receiver.RequestHandlerClass,), {"log_message": lambda *_: None})
+        receiver.serve_in_background()
+        if args.via == "hook":
+            githook.install(remote.origin, f"http://127.0.0.1:{receiver.server_address[1]}{PATH}", SECRET)
+        measure(args, project, example, settings, remote, dev, poll)
+        succeeded = True
+    finally:
+        if receiver:
+            receiver.shutdown()
+        if dev:
+            dev.stop()
+        if project:
+            deployed_runtime(project).stop()
+        if postgres:
+            postgres.stop()
+        if succeeded:
+            shutil.rmtree(temporary, ignore_errors=True)
+        else:
+            print(f"kept for a post-mortem: {temporary}")
+
+
+def measure(args: argparse.Namespace, project: Project, example: str, settings: str, remote: Remote,
+            dev: DagsterDev, poll: str) -> None:
     counter = iter(range(10**6))
     changes = {
         "one domain added": lambda text: text + DOMAIN.format(
@@ -156,36 +178,23 @@ def main() -> None:
         "every domain's memory changed": every_memory_changed,
         "no-op (a comment edited)": lambda text: text + f"# bench {next(counter)}\n",
     }
-    succeeded = False
-    try:
-        dev.wait_for_run({"atl/commit": remote.git("rev-parse", "HEAD").strip()}, timeout=TIMEOUT)
-        print(f"{args.domains} domains, {args.backend} state backend, scrape interval {args.scrape_interval or '2s'}; "
-              f"pushes via {args.via} (the sensor polls every "
-              f"{poll} s); median of {args.repeat} below the first deploy\n")
-        print(f"{'push':<34} {'push->started s':>15} {'push->green s':>13} {'run s':>6}")
-        first = push_and_time(dev, remote, lambda text: with_domains(example, args.domains, settings))
-        print(f"{f'first deploy ({args.domains} domains)':<34} {first[0]:>15.1f} {first[1]:>13.1f} {first[2]:>6.1f}")
-        runs = []
-        for name, edit in changes.items():
-            timings = [push_and_time(dev, remote, edit) for _ in range(args.repeat)]
-            runs += [(run_id, pushed) for *_, run_id, pushed in timings]
-            started, green, run = (statistics.median(column) for column in list(zip(*timings, strict=True))[:3])
-            print(f"{name:<34} {started:>15.1f} {green:>13.1f} {run:>6.1f}")
-        print(f"{'no-op, `atl infra up` (terminal)':<34} {'-':>15} {cli_noop(project):>13.1f} {'-':>6}")
-        instance = DagsterInstance.from_config(str(project.dagster_home))
-        print_run_start(instance, runs)
-        print_waits(instance, [run_id for run_id, _ in runs + [first[3:]]])
-        succeeded = True
-    finally:
-        receiver.shutdown()
-        dev.stop()
-        deployed_runtime(project).stop()
-        if postgres:
-            postgres.stop()
-        if succeeded:
-            shutil.rmtree(temporary, ignore_errors=True)
-        else:
-            print(f"kept for a post-mortem: {temporary}")
+    dev.wait_for_run({"atl/commit": remote.git("rev-parse", "HEAD").strip()}, timeout=TIMEOUT)
+    print(f"{args.domains} domains, {args.backend} state backend, scrape interval {args.scrape_interval or '2s'}; "
+          f"pushes via {args.via} (the sensor polls every "
+          f"{poll} s); median of {args.repeat} below the first deploy\n")
+    print(f"{'push':<34} {'push->started s':>15} {'push->green s':>13} {'run s':>6}")
+    first = push_and_time(dev, remote, lambda text: with_domains(example, args.domains, settings))
+    print(f"{f'first deploy ({args.domains} domains)':<34} {first[0]:>15.1f} {first[1]:>13.1f} {first[2]:>6.1f}")
+    runs = []
+    for name, edit in changes.items():
+        timings = [push_and_time(dev, remote, edit) for _ in range(args.repeat)]
+        runs += [(run_id, pushed) for *_, run_id, pushed in timings]
+        started, green, run = (statistics.median(column) for column in list(zip(*timings, strict=True))[:3])
+        print(f"{name:<34} {started:>15.1f} {green:>13.1f} {run:>6.1f}")
+    print(f"{'no-op, `atl infra up` (terminal)':<34} {'-':>15} {cli_noop(project):>13.1f} {'-':>6}")
+    instance = DagsterInstance.from_config(str(project.dagster_home))
+    print_run_start(instance, runs)
+    print_waits(instance, [run_id for run_id, _ in runs + [first[3:]]])
 
 
 def print_run_start(instance: DagsterInstance, runs: list[tuple[str, float]]) -> None:

@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,6 +53,16 @@ REEXECUTE = """mutation LaunchPipelineReexecution($reexecutionParams: Reexecutio
     __typename ... on LaunchRunSuccess { run { runId tags { key value } } } ... on UnauthorizedError { message } } }"""
 STOP_SENSOR = """mutation StopSensor($id: String!) {
   stopSensor(id: $id) { __typename ... on StopSensorMutationResult { instigationState { status } } } }"""
+# the UI's own launch, as dagster-webserver's bundle sends it
+UI_LAUNCH = """mutation LaunchPipelineExecution($executionParams: ExecutionParams!) {
+    launchPipelineExecution(executionParams: $executionParams) {
+      ... on LaunchRunSuccess { run { id pipelineName } }
+      ... on PipelineNotFoundError { message } ... on InvalidSubsetError { message }
+      ... on RunConfigValidationInvalid { errors { message } } } }"""
+RUNS_TAGGED = """query Runs($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) {
+  ... on Runs { results { runId } } } }"""
+MATERIALIZATIONS = """query Materializations($key: AssetKeyInput!) { assetOrError(assetKey: $key) { __typename
+  ... on Asset { assetMaterializations(limit: 5) { runId } } } }"""
 SENSOR_ID = """query SensorId($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
   ... on Sensor { sensorState { id status } } } }"""
 
@@ -172,6 +183,9 @@ def test_an_operator_launches_as_herself_and_the_trail_says_so(console: SignedIn
     assert refused["__typename"] == "UnauthorizedError"
     reexecuted = console.graphql("alice", REEXECUTE, reexecutionParams=again)["launchPipelineReexecution"]
     assert {"key": "atl/user", "value": "alice"} in reexecuted["run"]["tags"]
+    child = audit_record(console.project, lambda r: r.get("run_id") == reexecuted["run"]["runId"]
+                         and r["action"] == "drift")
+    assert (child["who"], child["via"]) == ("alice", f"re-execution of {run_id}")  # by the launch's record
 
     selector = {**LOCATION, "sensorName": "autoscaler"}
     sensor_id = console.graphql("alice", SENSOR_ID, selector=selector)["sensorOrError"]["sensorState"]["id"]
@@ -190,6 +204,62 @@ def test_a_program_signs_in_with_its_token_and_is_recorded_as_itself(console: Si
     assert {"key": "atl/user", "value": "robot"} in launched["run"]["tags"]
     (asked,) = [r for _, r in audit.records(console.project) if r.get("run_id") == launched["run"]["runId"]]
     assert (asked["who"], asked["via"]) == ("robot", "api")
+
+
+def test_the_uis_own_launch_is_recorded_with_its_run(console: SignedInConsole):
+    """The UI asks for the launched run's `id` (its mutation, as the webapp's bundle holds it), not `runId`."""
+    answer = console.graphql("alice", UI_LAUNCH, executionParams=launch_params("drift"))["launchPipelineExecution"]
+    run_id = answer["run"]["id"]
+    (asked,) = [r for _, r in audit.records(console.project) if r.get("run_id") == run_id and r["via"] == "console"]
+    assert (asked["who"], asked["action"]) == ("alice", "launchPipelineExecution")
+
+
+def test_a_launch_with_its_parameters_inline_is_refused(console: SignedInConsole):
+    """Inline, they would escape the auditor's `atl/user` tag; through a fragment too."""
+    inline = ('mutation { launchPipelineExecution(executionParams: {selector: {repositoryLocationName: "atl", '
+              'repositoryName: "__repository__", jobName: "drift"}, executionMetadata: {tags: '
+              '[{key: "atl/from", value: "inline"}]}}) { __typename } }')
+    in_a_fragment = inline.replace("mutation { launch", "mutation { ... on Mutation { launch") + " }"
+    for document in (inline, in_a_fragment):
+        status, body = console.call("POST", "/graphql", {"query": document}, "alice")
+        assert status == 400 and b"pass launchPipelineExecution's parameters as variables" in body
+    runs = console.graphql("alice", RUNS_TAGGED, tags=[{"key": "atl/from", "value": "inline"}])
+    assert runs["runsOrError"]["results"] == []
+
+
+def test_no_other_write_reaches_dagster_for_operators_or_viewers(console: SignedInConsole):
+    """Dagster's REST reports would put made-up metadata on `health_check` past the auditor: refused for
+    everyone (the list of the webserver's write routes against the front: tests/test_console.py)."""
+    report = {"metadata": {"status": "made up"}, "description": "made up"}
+    for user in ("alice", "bob"):
+        for endpoint in ("report_asset_materialization", "report_asset_check", "report_asset_observation"):
+            status, body = console.call("POST", f"/{endpoint}/health_check", report, user)
+            assert status == 405 and b"only as GraphQL mutations" in body, (user, endpoint)
+    answer = console.graphql("bob", MATERIALIZATIONS, key={"path": ["health_check"]})["assetOrError"]
+    assert answer["__typename"] == "AssetNotFoundError" or answer["assetMaterializations"] == []
+    assert not [r for _, r in audit.records(console.project) if "report" in r["action"]]
+
+
+def test_a_mutation_sent_on_the_websocket_runs_nothing(console: SignedInConsole):
+    """Dagster runs every document of its WebSocket as a subscription: a launch there is an error."""
+    import ssl
+
+    from websockets.sync.client import connect
+
+    tls = ssl.create_default_context(cafile=str(console.authority))
+    credentials = base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
+    sock = socket.create_connection(("127.0.0.1", console.port), timeout=30)
+    launch = {"query": LAUNCH, "variables": {"executionParams": launch_params("drift", {"atl/from": "websocket"})}}
+    with connect(f"wss://{HOSTNAME}:{console.port}/graphql", sock=sock, ssl=tls, server_hostname=HOSTNAME,
+                 origin=f"https://{HOSTNAME}:{console.port}", subprotocols=["graphql-ws"],
+                 additional_headers={"Authorization": f"Basic {credentials}"}, open_timeout=30) as websocket:
+        websocket.send(json.dumps({"type": "connection_init", "payload": {}}))
+        websocket.send(json.dumps({"type": "start", "id": "1", "payload": launch}))
+        answers = [json.loads(websocket.recv(timeout=30)) for _ in range(2)]
+    assert [answer["type"] for answer in answers if answer["type"] != "ka"][-1] in ("error", "data")
+    assert "launchPipelineExecution" in json.dumps(answers)  # named in the error: no such subscription
+    runs = console.graphql("alice", RUNS_TAGGED, tags=[{"key": "atl/from", "value": "websocket"}])
+    assert runs["runsOrError"]["results"] == []
 
 
 def test_signed_in_the_console_still_refuses_other_sites_and_names(console: SignedInConsole):

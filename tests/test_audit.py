@@ -95,7 +95,8 @@ def test_the_log_stores_heads_count_too_and_a_restore_starts_the_comparison_agai
         audit.append(project, {"who": "alice", "via": "cli", "action": f"step {number}", "outcome": "success"})
     stored = audit.head(project)
     (tmp_path / ".atl" / "logs").mkdir(parents=True)
-    line = {"time": (datetime.now(UTC) - timedelta(seconds=1)).isoformat(), "source": "pipeline", "message": f"atl: {stored.line()}"}
+    written = datetime.now(UTC) - timedelta(seconds=1)
+    line = {"time": written.isoformat(), "source": "pipeline", "message": f"atl: {stored.line()}"}
     (tmp_path / ".atl" / "logs" / "pipeline.jsonl").write_text(json.dumps(line) + "\n")  # as rsyslog stores it
     anchors = audit.anchors(project, None)
     assert [(anchor.place, anchor.head) for anchor in anchors] == [("the log store", stored)]

@@ -19,6 +19,7 @@ from atl_pipeline.runtime.local import deployed_runtime
 from tests.browser import ARTIFACTS, CHROMIUM_FLAGS, chromium, skip_welcome
 from tests.conftest import copy_project, kill_stack
 from tests.dagster_dev import TERMINAL, DagsterDev
+from tests.dagster_helpers import audit_record
 from tests.git_helpers import Remote
 from tests.runtime_helpers import through_lb, wait_for
 
@@ -92,14 +93,27 @@ def test_a_failed_run_reexecuted_from_failure_runs_only_the_failed_stages(stack:
     failed = stack.dev.wait_for_run({"atl/commit": sha})
     assert failed["status"] == "FAILURE" and stack.steps(failed)["service_deployment"] == "FAILURE"
 
-    squatter.close()  # the operator fixes the cause, then re-executes from failure
+    tried = release_of(stack.dev.metadata(failed["runId"], "terraform_apply")["services"], "backend-api")
+    squatter.close()  # the operator fixes the cause; meanwhile a newer release is deployed
+    newer = stack.dev.wait_for_run({"atl/commit": stack.remote.edit("domains.yml", "api:1.1.0", "api:1.2.0",
+                                                                      "backend-api 1.2.0")})
+    assert newer["status"] == "SUCCESS"
+    assert deployed_runtime(stack.project).deployed()["services"]["backend-api"]["release"] != tried
+
     child = stack.dev.wait_until_finished(stack.dev.reexecute_from_failure(failed["runId"]))
 
     assert child["status"] == "SUCCESS" and child["parentRunId"] == failed["runId"]
-    assert tag(child, "atl/trigger") == f"re-execution of {failed['runId']}"
+    assert tag(child, "atl/trigger") == f"re-execution of {failed['runId']}" and tag(child, "atl/commit") == sha
     assert stack.steps(child) == dict.fromkeys(STAGES[4:], "SUCCESS")
-    assert deployed_runtime(stack.project).deployed()["services"]["backend-api"]["release"] != record["release"]
+    # what the failed run tried, as its record says: not the newer release, whose outputs are the latest
+    assert deployed_runtime(stack.project).deployed()["services"]["backend-api"]["release"] == tried
     assert through_lb(stack.project, API, "/healthz").status == 200
+
+
+def release_of(services: str, service: str) -> str:
+    """A service's release in a stage's `services` table (Markdown)."""
+    (row,) = [line for line in services.splitlines() if line.startswith(f"| {service} |")]
+    return row.split("|")[2].strip()
 
 
 def test_a_stage_materialized_alone_is_followed_by_the_later_ones(stack: Stack):
@@ -194,6 +208,31 @@ def run_worker_pid(stack: Stack, run_id: str) -> int:
     raise LookupError(f"run {run_id} names no process")
 
 
+def test_a_broken_file_fixed_then_its_run_re_executed_tells_the_truth(stack: Stack):
+    """A domains.yml that fails validation, fixed by the next push, then the broken run re-executed from
+    failure, as from the UI: it validates the broken commit again, as its tags say, deploys nothing, and
+    the run page's first screen says what to fix (the next test opens it)."""
+    serving = deployed_runtime(stack.project).deployed()["services"]["backend-api"]["release"]
+    broken = stack.remote.edit("domains.yml", 'service: "backend-api"', 'service: "backend-apix"', "a typo")
+    failed = stack.dev.wait_for_run({"atl/commit": broken})
+    assert failed["status"] == "FAILURE" and stack.steps(failed)["validated_config"] == "FAILURE"
+    fixed = stack.remote.edit("domains.yml", 'service: "backend-apix"', 'service: "backend-api"', "the typo fixed")
+    assert stack.dev.wait_for_run({"atl/commit": fixed})["status"] == "SUCCESS"
+
+    child = stack.dev.wait_until_finished(stack.dev.reexecute_from_failure(failed["runId"]))
+
+    assert child["status"] == "FAILURE" and stack.steps(child) == {"validated_config": "FAILURE"}
+    assert tag(child, "atl/commit") == broken
+    (failure,) = stack.dev.failures(child["runId"])
+    assert FINDING in failure and "blocking asset check" not in failure
+    assert deployed_runtime(stack.project).deployed()["services"]["backend-api"]["release"] == serving
+    record = audit_record(stack.project, lambda r: r.get("run_id") == child["runId"])
+    assert (record["who"], record["via"]) == ("a console user (no sign-in)", f"re-execution of {failed['runId']}")
+
+
+FINDING = "service 'backend-apix' is not defined; did you mean 'backend-api'?"
+
+
 def test_the_ui_shows_the_asset_graph_and_the_run(stack: Stack):
     from playwright.sync_api import expect, sync_playwright
 
@@ -213,6 +252,11 @@ def test_the_ui_shows_the_asset_graph_and_the_run(stack: Stack):
                ).to_be_visible(timeout=20_000)
         expect(page.get_by_text("Launched by git_push").first).to_be_visible()
         page.screenshot(path=ARTIFACTS / "run.png")
+
+        (failed, *_) = [run for run in stack.dev.runs({}) if run["parentRunId"] and run["status"] == "FAILURE"]
+        page.goto(f"{stack.dev.url}/runs/{failed['runId']}")
+        expect(page.get_by_text(FINDING).first).to_be_visible(timeout=20_000)  # no click: on the first screen
+        page.screenshot(path=ARTIFACTS / "failed-run.png")
         browser.close()
     assert (ARTIFACTS / "asset-graph.png").stat().st_size > 10_000
 
