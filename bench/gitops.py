@@ -56,6 +56,9 @@ from tests.postgres import PostgresServer  # noqa: E402
 
 SECRET = "bench-secret"
 PG_STATE = "state: {backend: pg, conn_str: 'env:ATL_BENCH_STATE_PG'}\n"
+# a production domain must be monitored (the policy check): the bench switches one domain's monitoring off
+MONITORING_EXCEPTION = ("policy: {exceptions: [{policy: production_monitoring, reason: the benchmark switches one "
+                        "domain's monitoring}]}\n")
 TIMEOUT = 3600.0
 DOMAIN = """\
   - name: "{name}"
@@ -137,7 +140,7 @@ def main() -> None:
             os.environ["ATL_BENCH_STATE_PG"] = postgres.url
         project = copy_project(temporary / "project")
         example = project.domains_file.read_text()
-        settings = (PG_STATE if postgres else "") + (
+        settings = MONITORING_EXCEPTION + (PG_STATE if postgres else "") + (
             f"prometheus: {{scrape_interval: {args.scrape_interval}}}\n" if args.scrape_interval else "")
         project.domains_file.write_text(with_domains(example, 1, settings))
         remote = Remote.create(temporary, project.root)

@@ -11,6 +11,7 @@ import dagster as dg
 from atl_pipeline.operations import audit
 from atl_pipeline.orchestration.resources import ProjectResource
 from atl_pipeline.orchestration.triggers import TRIGGER_TAG
+from atl_pipeline.project import Project
 from atl_pipeline.report import audit_metadata
 
 AUDIT_SECONDS = 5
@@ -30,17 +31,7 @@ def audit_sensor(context: dg.SensorEvaluationContext, project: ProjectResource) 
     if (size := audit.size(watched)) < cursor["offset"]:
         context.log.warning("the audit trail is shorter than when it was last read: `atl utils audit` says where")
         cursor["offset"] = size
-    launched = {**cursor.get("launched", {}),
-                **audit.launches(record for _, record in audit.records(watched, offset=cursor["offset"]))}
-    ended = context.instance.get_run_records(
-        dg.RunsFilter(statuses=list(audit.OUTCOMES), updated_after=datetime.fromtimestamp(cursor["updated"], UTC)),
-        limit=BATCH, order_by="update_timestamp", ascending=True)
-    for record in ended:
-        run = record.dagster_run
-        if run.parent_run_id or run.tags.get(TRIGGER_TAG) != "cli":  # the CLI writes its own runs' records
-            audit.append(watched, audit.run_record(context.instance, run, launched.pop(run.run_id, None)))
-        cursor["updated"] = max(cursor["updated"], record.update_timestamp.timestamp())
-    cursor["launched"] = dict(list(launched.items())[-LAUNCHES_KEPT:])
+    _record_ended_runs(context.instance, watched, cursor)
     new = list(audit.records(watched, offset=cursor["offset"]))
     if not new:
         return dg.SensorResult(cursor=json.dumps(cursor))
@@ -50,3 +41,19 @@ def audit_sensor(context: dg.SensorEvaluationContext, project: ProjectResource) 
     observation = dg.AssetObservation(audit.ASSET, metadata={
         **audit_metadata([record for _, record in new]), **audit.head_metadata(head)})
     return dg.SensorResult(asset_events=[observation], cursor=json.dumps(cursor))
+
+
+def _record_ended_runs(instance: dg.DagsterInstance, watched: Project, cursor: dict) -> None:
+    """The record of each run that ended since the cursor, naming who launched it by the console's record of
+    the launch (kept in the cursor until the run ends)."""
+    launched = {**cursor.get("launched", {}),
+                **audit.launches(record for _, record in audit.records(watched, offset=cursor["offset"]))}
+    ended = instance.get_run_records(
+        dg.RunsFilter(statuses=list(audit.OUTCOMES), updated_after=datetime.fromtimestamp(cursor["updated"], UTC)),
+        limit=BATCH, order_by="update_timestamp", ascending=True)
+    for record in ended:
+        run = record.dagster_run
+        if run.parent_run_id or run.tags.get(TRIGGER_TAG) != "cli":  # the CLI writes its own runs' records
+            audit.append(watched, audit.run_record(instance, run, launched.pop(run.run_id, None)))
+        cursor["updated"] = max(cursor["updated"], record.update_timestamp.timestamp())
+    cursor["launched"] = dict(list(launched.items())[-LAUNCHES_KEPT:])
