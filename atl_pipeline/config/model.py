@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from atl_pipeline.config.cron import check_cron
 from atl_pipeline.config.names import check_identifier, normalize_hostname
 from atl_pipeline.config.quantity import cpu_millicores, memory_bytes, parse_quantity
 from atl_pipeline.secrets import SECRET_REF, check_secret_ref
@@ -591,28 +592,7 @@ class Alerting(_Model):
     """The remediation runs' guard rails."""
 
 
-_CRON_FIELDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))  # minute, hour, day of month, month, day of week
 RESTIC_BACKENDS = ("sftp:", "s3:", "rest:", "b2:", "azure:", "gs:", "swift:", "rclone:")
-
-
-def _check_cron(value: str) -> str:
-    fields = value.split()
-    if len(fields) != 5 or not all(_cron_field(field, low, high) for field, (low, high) in zip(
-            fields, _CRON_FIELDS, strict=True)):
-        raise ValueError(f"{value!r} is not a cron schedule: write five fields, minute hour day month weekday, "
-                         "each `*`, a number, a range `a-b` or a list, with an optional `/step` (`0 3 * * *`)")
-    return value
-
-
-def _cron_field(field: str, low: int, high: int) -> bool:
-    for part in field.split(","):
-        match = re.fullmatch(r"(\*|([0-9]{1,2})(-([0-9]{1,2}))?)(/([1-9][0-9]?))?", part)
-        if not match:
-            return False
-        numbers = [int(n) for n in (match[2], match[4]) if n is not None]
-        if any(not low <= n <= high for n in numbers) or numbers != sorted(numbers):
-            return False
-    return True
 
 
 def _check_repository(value: str) -> str:
@@ -650,7 +630,7 @@ class Backup(_Model):
     (`sftp:user@host:/srv/restic`, `s3:https://host/bucket`), its credentials in restic's environment."""
     password: SecretRef
     """`env:NAME`, NAME holding the repository's password."""
-    schedule: Annotated[str, AfterValidator(_check_cron)] = "0 3 * * *"
+    schedule: Annotated[str, Field(max_length=100), AfterValidator(check_cron)] = "0 3 * * *"
     """When the `backup` schedule runs (cron, UTC)."""
     keep: Keep = Keep()
     """The retention."""
