@@ -195,9 +195,7 @@ def test_a_server_is_the_smallest_type_that_holds_its_share(write):
      (12, 13, "the deployment reaches the servers over SSH, which the firewall closes to every address not in "
               "target.ssh_from: list the ranges of the machines that deploy")),
     ("kind: hcloud", "kind: hcloud\n  ssh_port: 80",
-     (9, 13, "target.ssh_port 80 is the routers' port: choose another")),
-    ("kind: hcloud", "kind: hcloud\n  ssh_port: 8100",
-     (9, 13, "target.ssh_port 8100 is in the ports of service 'backend-api' (8100-8199): choose another")),
+     (9, 13, "target.ssh_port 80 and the routers' port 80 take the same port on every server: choose another")),
     ("    ssl: true\n", "    ssl: false\n",
      (32, 10, "api.allthingslinux.org goes through Cloudflare's proxy, which reaches the load balancer over HTTPS and "
               "verifies its certificate (SSL mode Full (strict)); the certificate holds only `ssl: true` domains: set "

@@ -28,7 +28,7 @@ def check_cron(value: str) -> str:
             raise ValueError(f"the {name} field `{field[:20]}` {problem}: each field is `*`, a number from {low} to "
                              f"{high}, a range `a-b` or a list, with an optional `/step` (`0 3 * * *`)")
     if not is_valid_cron_schedule(value):
-        raise ValueError(f"Dagster's scheduler refuses `{value}`: write a day that every month named has")
+        raise ValueError(f"the Dagster scheduler refuses `{value}`: write a day that every month named has")
     try:
         next(cron_string_iterator(time.time(), value, "UTC"))
     except Exception:  # noqa: BLE001 (the vendored croniter raises its own classes)

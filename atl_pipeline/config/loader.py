@@ -41,6 +41,9 @@ class LoadedConfig:
         return Finding(self.source.name, line, column, message)
 
 
+SECRET_FIELD = re.compile(r"password|secret|token|credential", re.IGNORECASE)
+
+
 def load_config(path: Path | str, *, name: str | None = None) -> LoadedConfig:
     return load_source(read_source(path, name=name))
 
@@ -92,6 +95,9 @@ def _message(error: Any, word: str | None) -> str:
     read as and how to write it. `word` is what was written for a boolean or null."""
     value, error_type = error["input"], error["type"]
     if error_type == "string_type" and isinstance(value, bool):
+        if SECRET_FIELD.search(str(error["loc"][-1] if error["loc"] else "")):  # what was written may be a secret
+            return (f"the value was read as the boolean {str(value).lower()}: write an env: reference (a password "
+                    "never goes in domains.yml)")
         return (f"{word!r} was read as the boolean {str(value).lower()}: YAML reads yes, no, on, off, true and "
                 f"false unquoted as booleans; quote it: \"{word}\"")
     if error_type == "string_type" and value is None:

@@ -30,6 +30,13 @@ from pydantic import (
     model_validator,
 )
 
+from atl_pipeline.config.addresses import (
+    check_absolute_folder,
+    check_host_port,
+    check_project_folder,
+    check_restic_address,
+    check_url,
+)
 from atl_pipeline.config.cron import check_cron
 from atl_pipeline.config.names import check_identifier, normalize_hostname
 from atl_pipeline.config.quantity import cpu_millicores, memory_bytes, parse_quantity
@@ -51,8 +58,23 @@ Quantity = Annotated[str, AfterValidator(_check_quantity)]
 Port = Annotated[StrictInt, Field(ge=1024, le=65535)]
 SecretRef = Annotated[str, AfterValidator(check_secret_ref)]
 SqlName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
-VolumePath = Annotated[str, Field(pattern=r"^(/[A-Za-z0-9._-]+)+$")]
-Duration = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,4}(s|m|h|d)$")]  # as Prometheus and Alertmanager write one
+VolumePath = Annotated[str, Field(pattern=r"^(/[A-Za-z0-9._-]+)+$"), AfterValidator(check_absolute_folder)]
+DURATION = r"^[1-9][0-9]{0,4}(s|m|h|d)$"  # as Prometheus and Alertmanager write one
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(longest: str):
+    """A Duration field (`90s`, `10m`, `4h`, `1d`) of at most `longest`: nothing here is meant to wait for years."""
+    def at_most(value: str) -> str:
+        if duration_seconds(value) > duration_seconds(longest):
+            raise ValueError(f"at most {longest} here")
+        return value
+    return Annotated[str, Field(pattern=DURATION), AfterValidator(at_most)]
+
+
+def text_first(check):
+    """`check` on a string before the field's own pattern, which would refuse it without saying why."""
+    return BeforeValidator(lambda value: check(value) if isinstance(value, str) else value)
 
 def _argv_only(command: object) -> object:
     if isinstance(command, str):
@@ -168,7 +190,7 @@ class Autoscale(_Model):
     """The most replicas; capacity is checked at this count."""
     target: ScaleTarget
     """What one replica should carry."""
-    scale_down_after: Duration = "5m"
+    scale_down_after: duration("1d") = "5m"
     """How long the metric must stay low before replicas are removed (they are added at once)."""
 
     @model_validator(mode="after")
@@ -444,7 +466,7 @@ class HcloudTarget(_Model):
     ssh_identity: str | None = Field(None, pattern=r"^[^\x00\n]{1,4096}$")
     """The private key file the deployment logs in with, on the machine that deploys (`~/.ssh/atl_ed25519`;
     a relative path is in the project folder); default: OpenSSH's own keys and agent."""
-    remote_dir: str = Field("/opt/atl", pattern=r"^(/[A-Za-z0-9._-]+)+$")
+    remote_dir: VolumePath = "/opt/atl"
     """The folder on each server that holds a folder per server name: its Compose file and router."""
     hcloud_token: SecretRef = "env:HCLOUD_TOKEN"
     """`env:NAME`, NAME holding a Hetzner Cloud API token with read and write access."""
@@ -515,9 +537,9 @@ class PrometheusSettings(_Model):
     """How long samples are kept (`15d`)."""
     scrape_interval: str = Field("2s", pattern=r"^[1-9][0-9]{0,3}s$")
     """How often every target is scraped and probed (`15s`); the SLO alerts' windows stay as they are."""
-    alert_window: Duration | None = None
+    alert_window: duration("1d") | None = None
     """The window over which the SLO alerts average (default: their own, `5m`); shorter for tests and drills."""
-    alert_for: Duration | None = None
+    alert_for: duration("1d") | None = None
     """How long every alert's condition must hold before it fires (default: each alert's own, 1 to 10 minutes)."""
 
 
@@ -525,7 +547,8 @@ _EMAIL = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}$"
 
 
 class Webhook(_Model):
-    url: str = Field(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?$")
+    url: Annotated[str, text_first(check_url), Field(
+        pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?$")]
     """Where Alertmanager posts each notification (JSON): `http(s)://host[:port]/path`, with no secret
     in it (a query string or user part is refused); the secret goes in `token`."""
     token: SecretRef | None = None
@@ -537,7 +560,7 @@ class Email(_Model):
     """Who gets the mail."""
     sender: str = Field(pattern=_EMAIL)
     """Its `From:` address."""
-    smarthost: str = Field(pattern=r"^[A-Za-z0-9.-]{1,253}:[0-9]{1,5}$")
+    smarthost: Annotated[str, text_first(check_host_port), Field(pattern=r"^[A-Za-z0-9.-]{1,253}:[0-9]{1,5}$")]
     """The SMTP server, `host:port`."""
     username: str | None = Field(None, pattern=r"^[ -~]{1,256}$")
     """The SMTP login, if the server asks for one."""
@@ -567,9 +590,9 @@ class Remediation(_Model):
 
     enabled: StrictBool = True
     """Start a remediation run for each firing alert; off: alerts only notify."""
-    cooldown: Duration = "10m"
+    cooldown: duration("7d") = "10m"
     """At most one remediation per service in this long."""
-    after_deploy: Duration = "1h"
+    after_deploy: duration("30d") = "1h"
     """A failing service is rolled back only this long after the deploy that changed it."""
     max_failures: StrictInt = Field(2, ge=1, le=10)
     """Failed remediations of a service's release before it is left to a person."""
@@ -582,11 +605,11 @@ class Alerting(_Model):
     """Named receivers; each gets every notification. None: the alerts are still shown and acted on."""
     group_by: list[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]] = ["alertname", "domain"]
     """The labels that make alerts one notification."""
-    group_wait: Duration = "10s"
+    group_wait: duration("1h") = "10s"
     """How long a new group waits for more alerts before its first notification."""
-    group_interval: Duration = "1m"
+    group_interval: duration("1d") = "1m"
     """How long before a group's changes are notified."""
-    repeat_interval: Duration = "4h"
+    repeat_interval: duration("30d") = "4h"
     """How long before a notification still firing is sent again."""
     remediation: Remediation = Remediation()
     """The remediation runs' guard rails."""
@@ -597,13 +620,11 @@ RESTIC_BACKENDS = ("sftp:", "s3:", "rest:", "b2:", "azure:", "gs:", "swift:", "r
 
 def _check_repository(value: str) -> str:
     if value.startswith(RESTIC_BACKENDS):
-        if re.search(r"//[^/@]*@", value):
-            raise ValueError("the repository's address holds credentials: give them to restic in the environment "
-                             "(AWS_SECRET_ACCESS_KEY, RESTIC_REST_PASSWORD...), not in domains.yml")
-        return value
+        return check_restic_address(value)
     if ":" in value.split("/")[0]:
-        raise ValueError(f"{value!r}: a repository is a folder, or an address starting with one of "
+        raise ValueError(f"{value[:80]!r}: a repository is a folder, or an address starting with one of "
                          f"{', '.join(RESTIC_BACKENDS)}")
+    check_project_folder(value)
     if posixpath.normpath(value).split("/")[0] == ".atl":
         raise ValueError("a repository inside .atl/ is lost with what it backs up: choose a folder outside it "
                          "(another disk, or an sftp: or s3: address)")
@@ -641,7 +662,7 @@ class Backup(_Model):
 class Logs(_Model):
     """The central log store: rsyslog on the machine that deploys, one set of files per source."""
 
-    retention: Duration = "7d"
+    retention: duration("365d") = "7d"
     """How long a source's rolled files are kept."""
     max_size: str = Field("100Mi", pattern=r"^[1-9][0-9]{0,5}(Ki|Mi|Gi)$")
     """What one source (a service, Caddy, the pipeline) may take on disk, its rolled files included."""
@@ -696,14 +717,26 @@ class ConsoleSettings(_Model):
 
     hostname: Hostname | None = None
     """Its name once `operators` are declared, when it is served over HTTPS (Caddy's internal CA) with sign-in.
-    Default: `ops.` and the first domain's parent (`ops.allthingslinux.org`)."""
+    Default: `ops.` and the first domain's parent (`ops.allthingslinux.org`), or the first domain itself when it
+    is an apex (`ops.example.org` for `example.org`, never `ops.org`)."""
+
+
+SCANNER_FAILED = "checkov"  # the policy of a finding that says Checkov could not scan
+
+
+def _check_exceptable(policy: str) -> str:
+    if policy == SCANNER_FAILED:
+        raise ValueError("the scanner's own failure (checkov) cannot be excepted: a plan no one scanned is not let "
+                         "through; make Checkov work (`atl utils doctor` says how)")
+    return policy
 
 
 class PolicyException(_Model):
     """A finding the operators accept, and why: it no longer stops a deploy, and is recorded with each plan."""
 
-    policy: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-    """The policy's name (`production_replicas`) or Checkov's check id (`CKV_SECRET_2`)."""
+    policy: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$"), AfterValidator(_check_exceptable)]
+    """The policy's name (`production_replicas`) or Checkov's check id (`CKV_SECRET_2`); never `checkov`, the
+    scanner's own failure (a plan no one could scan is not let through)."""
     domain: Hostname | None = None
     """Only this domain's finding; default: every finding of the policy."""
     reason: str = Field(min_length=1, max_length=500)
@@ -720,7 +753,7 @@ class Policy(_Model):
 
 def duration_seconds(duration: str) -> float:
     """A Duration (`90s`, `10m`, `4h`, `1d`) in seconds."""
-    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[duration[-1]]
+    return int(duration[:-1]) * UNITS[duration[-1]]
 
 
 @dataclass(frozen=True)
@@ -776,7 +809,8 @@ class Config(_Model):
         if self.console.hostname:
             return self.console.hostname
         first = next((domain.name for domain in self.domains if "." in domain.name), "localhost")
-        return f"ops.{first.split('.', 1)[1] if '.' in first else first}"
+        parent = first.split(".", 1)[-1]
+        return f"ops.{parent if '.' in parent else first}"  # never under a top-level domain alone (`ops.org`)
 
     @property
     def serving(self) -> list[Domain]:

@@ -20,6 +20,7 @@ from regopy import Input, Interpreter, Output
 from regopy.rego_shared import RegoError
 
 from atl_pipeline.config import LoadedConfig
+from atl_pipeline.config.model import SCANNER_FAILED
 from atl_pipeline.errors import AtlError
 from atl_pipeline.findings import printable
 from atl_pipeline.policy.checkov import Scan, ScanFinding
@@ -145,6 +146,8 @@ def _from_checkov(loaded: LoadedConfig, finding: ScanFinding) -> Violation:
 
 
 def _excepted(finding: Violation, exceptions: Sequence) -> Violation:
+    if finding.policy == SCANNER_FAILED:  # the schema refuses such an exception: this holds for a Config built in code
+        return finding
     for exception in exceptions:
         if exception.policy == finding.policy and exception.domain in (None, finding.domain):
             return Violation(finding.where, finding.policy, finding.message, finding.domain, exception.reason)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from atl_pipeline import files, processes
+from atl_pipeline.config.model import SCANNER_FAILED
 from atl_pipeline.terraform.render import files_digest
 
 TIMEOUT = 300.0
@@ -179,12 +180,12 @@ def _read(report: dict | list) -> ScanResult:
             findings.append(ScanFinding(failed["check_id"], failed["check_name"], failed.get("resource", ""),
                                         failed["file_path"].lstrip("/"), failed["file_line_range"][0]))
         for path in results.get("parsing_errors", []):
-            findings.append(ScanFinding("checkov", f"Checkov could not read {Path(path).name}: its checks did not "
+            findings.append(ScanFinding(SCANNER_FAILED, f"Checkov could not read {Path(path).name}: its checks did not "
                                         "run on it", file=Path(path).name))
     return ScanResult(tuple(findings), f"{passed} passed, {len(findings)} failed")
 
 
 def _failed(message: str) -> ScanResult:
-    return ScanResult((ScanFinding("checkov", message),), message)
+    return ScanResult((ScanFinding(SCANNER_FAILED, message),), message)
 
 

@@ -12,6 +12,7 @@ import difflib
 import math
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,7 +74,7 @@ class Hcloud(Target):
             yield loaded.finding(("target", "ssh_from"), "the deployment reaches the servers over SSH, which the "
                                  "firewall closes to every address not in target.ssh_from: list the ranges of the "
                                  "machines that deploy")
-        yield from self._ssh_port_free(loaded)
+        yield from self._ports(loaded)
         if len(name := max(server_names(config), key=len)) > MAX_SERVER_NAME:
             yield loaded.finding(("project",), f"`{name}` names a server on hcloud: keep project, environment and "
                                  f"server group names within {MAX_SERVER_NAME} characters together")
@@ -127,16 +128,36 @@ class Hcloud(Target):
                                      "mode Full (strict)); the certificate holds only `ssl: true` domains: set "
                                      "`ssl: true`, or `proxied: false`")
 
-    def _ssh_port_free(self, loaded: LoadedConfig) -> Iterator[Finding]:
-        """The servers' sshd takes target.ssh_port on every address: not the routers' port, nor a replica's."""
-        port = self.config.target.ssh_port
-        if port == 80:
-            yield loaded.finding(("target", "ssh_port"), "target.ssh_port 80 is the routers' port: choose another")
-        for name in self.config.workloads():
-            first = self.config.services[name].port
-            if first <= port < first + PORT_BLOCK:
-                yield loaded.finding(("target", "ssh_port"), f"target.ssh_port {port} is in the ports of service "
-                                     f"{name!r} ({first}-{first + PORT_BLOCK - 1}): choose another")
+    def _ports(self, loaded: LoadedConfig) -> Iterator[Finding]:
+        """One table of every port the servers and the load balancer take (sshd, the routers, each service's
+        replica block and TCP ports): each clash is named at both of its places."""
+        uses, named = port_uses(self.config), set()
+        for index, first in enumerate(uses):
+            for second in uses[index + 1:]:
+                if first.clashes(second) and (first.where, second.where) not in named:
+                    named.add((first.where, second.where))
+                    message = f"{first.what} and {second.what} take the same port on {first.place_named()}" \
+                              if first.place == second.place else \
+                              f"{first.what} and {second.what} take the same port on the servers"
+                    yield from (loaded.finding(use.where, f"{message}: choose another") for use in (first, second)
+                                if use.where)
+        yield from self._private_ips(loaded)
+
+    def _private_ips(self, loaded: LoadedConfig) -> Iterator[Finding]:
+        """No two groups share a fixed private_ip, nor does one take the subnet's network or broadcast address."""
+        target, taken = self.config.target, {}
+        reserved = {target.subnet.network_address: "network", target.subnet.broadcast_address: "broadcast"}
+        for name, group in target.server_groups.items():
+            if group.private_ip is None:
+                continue
+            where = ("target", "server_groups", name, "private_ip")
+            if group.private_ip in reserved:
+                yield loaded.finding(where, f"server group {name!r}: {group.private_ip} is target.subnet's "
+                                     f"{reserved[group.private_ip]} address: choose another")
+            if (owner := taken.setdefault(group.private_ip, name)) != name:
+                for group_name in (owner, name):
+                    yield loaded.finding(("target", "server_groups", group_name, "private_ip"), f"server groups "
+                                         f"{owner!r} and {name!r} both have private_ip {group.private_ip}")
 
     def _sized(self, loaded: LoadedConfig) -> Iterator[Finding]:
         """Each group without a type is in a location the known types are offered in, and one fits."""
@@ -242,6 +263,46 @@ class Hcloud(Target):
             return Check("ssh key", True, str(path))
         return Check("ssh key", False, f"{path} cannot be read", "set target.ssh_identity to the private key of "
                      "target.ssh_public_key on this machine")
+
+
+ROUTER_PORT = 80  # each server's router (runtime/compose.py), behind the load balancer
+EVERY_SERVER, LOAD_BALANCER = "every server", "the load balancer"
+
+
+@dataclass(frozen=True)
+class PortUse:
+    """Ports taken on the servers of a group (or EVERY_SERVER), or on the LOAD_BALANCER, by what `where` declares
+    (() for what atl itself takes)."""
+
+    ports: range
+    where: tuple
+    what: str
+    place: str
+
+    def clashes(self, other: PortUse) -> bool:
+        places = {self.place, other.place}
+        shared = len(places) == 1 or (EVERY_SERVER in places and LOAD_BALANCER not in places)
+        return shared and self.where != other.where and bool(set(self.ports) & set(other.ports))
+
+    def place_named(self) -> str:
+        return self.place if self.place in (EVERY_SERVER, LOAD_BALANCER) else f"the servers of group {self.place!r}"
+
+
+def port_uses(config: Config) -> list[PortUse]:
+    """Every port a server or the load balancer takes: sshd and the routers on every server; each service's
+    replica block on its group's servers; each TCP port there and on the load balancer."""
+    ssh = config.target.ssh_port
+    uses = [PortUse(range(ssh, ssh + 1), ("target", "ssh_port"), f"target.ssh_port {ssh}", EVERY_SERVER),
+            PortUse(range(ROUTER_PORT, ROUTER_PORT + 1), (), f"the routers' port {ROUTER_PORT}", EVERY_SERVER)]
+    for name in config.workloads():
+        service = config.services[name]
+        group, first = service.servers or "default", service.port
+        uses.append(PortUse(range(first, first + PORT_BLOCK), ("services", name, "port"),
+                            f"the ports of service {name!r} ({first}-{first + PORT_BLOCK - 1})", group))
+        for index, port in enumerate(service.tcp_ports):
+            what, where = f"TCP port {port} of service {name!r}", ("services", name, "tcp_ports", index)
+            uses += [PortUse(range(port, port + 1), where, what, place) for place in (group, LOAD_BALANCER)]
+    return uses
 
 
 def resource_name(config: Config) -> str:
