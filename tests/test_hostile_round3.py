@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 
 from atl_pipeline.config import load_config
+from atl_pipeline.config.importer import import_text
+from atl_pipeline.config.model import PORT_BLOCK
 from atl_pipeline.findings import ConfigError
 from atl_pipeline.policy import Violation, excepted
 from atl_pipeline.validation import validate
+from tests.conftest import REPO
 from tests.test_hcloud import EXAMPLE, grouped_text
 
 SERVICE = ("services: {web: {command: [app, '{port}'], port: 12000%s}}\n"
@@ -157,3 +160,50 @@ def test_a_private_ip_is_no_subnet_address(write, address: str, name: str):
     text = grouped_text(EXAMPLE.read_text()).replace("private_ip: 10.0.1.10", f"private_ip: {address}")
     assert (15, f"server group 'chat': {address} is target.subnet's {name} address: choose another") in \
         hcloud_findings(write, text)
+
+
+# the importer
+
+
+FIXTURE = REPO / "tests" / "fixtures" / "allthingslinux-domains.yml"
+
+
+@pytest.mark.parametrize("old, new", [
+    ("    services:\n      - nginx-proxy-manager\n      - authentik\n      - grafana\n      - prometheus\n"
+     "      - alertmanager\n      - loki\n      - postfix\n", "    services: 7\n"),  # a number for the list
+    ("    services:\n      - nginx-proxy-manager\n      - authentik\n      - grafana\n      - prometheus\n"
+     "      - alertmanager\n      - loki\n      - postfix\n", "    services: {nginx-proxy-manager: yes}\n"),
+])
+def test_the_importer_answers_a_wrong_type_with_a_finding(old: str, new: str):
+    text = FIXTURE.read_text()
+    assert old in text
+    result = import_text(text.replace(old, new, 1), name="source.yml")  # no TypeError
+    assert any(finding.line == 16 and "write a list" in finding.message for finding in result.findings), \
+        result.findings
+
+
+def test_a_line_break_in_a_value_the_importer_writes_as_a_comment_stays_in_the_comment():
+    text = FIXTURE.read_text().replace('name: "All Things Linux"', 'name: "All Things\\nLinux: injected"', 1)
+    assert "injected" in text
+    result = import_text(text, name="source.yml")
+    assert result.text is not None and "\nLinux: injected" not in result.text
+
+
+def test_the_importer_gives_each_service_its_own_block_in_one_pass():
+    services = "".join(f"  app-{i}: {{image: 'ghcr.io/example/app:1.0'}}\n" for i in range(40))
+    units = "".join(f"  site_{i}:\n    domain: site{i}.example.org\n    server: {{type: cx22, location: fsn1}}\n"
+                    f"    services: [app-{i}]\n" for i in range(40))
+    result = import_text(f"domains:\n{units}services:\n{services}", name="source.yml")
+    ports = sorted(int(line.split(":")[1]) for line in (result.text or "").splitlines()
+                   if line.startswith("    port:"))
+    assert len(ports) == 40
+    assert all(later - earlier >= PORT_BLOCK for earlier, later in zip(ports, ports[1:], strict=False))
+
+
+def test_a_finding_of_the_result_points_into_the_source():
+    units = "".join(f"  site_{i}:\n    domain: site{i}.example{i}.org\n    server: {{type: cx22, location: fsn1}}\n"
+                    f"    services: [app-{i}]\n" for i in range(60))  # 60 zones: more than Cloudflare's 50
+    services = "".join(f"  app-{i}: {{image: 'ghcr.io/example/app:1.0'}}\n" for i in range(60))
+    result = import_text(f"domains:\n{units}services:\n{services}", name="source.yml")
+    assert {(finding.file, finding.line) for finding in result.findings} == {("source.yml", 2)}  # not the result's
+    assert any("the result would not validate (target.cloudflare.zones" in f.message for f in result.findings)

@@ -18,10 +18,11 @@ becomes. Nothing else is kept from the source's layout: the output is written an
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,8 @@ def import_source(source: Source, options: Options = Options()) -> ImportResult:
     text = importer.run(data)
     if importer.findings:
         return ImportResult(None, sorted(importer.decisions), sorted(importer.findings))
-    return ImportResult(text, sorted(importer.decisions), _validated(text, options.output_name))
+    return ImportResult(text, sorted(importer.decisions), importer.in_source(_validated(text, options.output_name),
+                                                                             text))
 
 
 def _validated(text: str, name: str) -> list[Finding]:
@@ -154,10 +156,9 @@ def _validated(text: str, name: str) -> list[Finding]:
     from atl_pipeline.validation import validate
 
     try:
-        findings = list(validate(load_source(decode_source(text.encode(), name))).findings)
+        return list(validate(load_source(decode_source(text.encode(), name))).findings)
     except ConfigError as error:
-        findings = error.findings
-    return [replace(finding, message=f"the result would not validate: {finding.message}") for finding in findings]
+        return error.findings
 
 
 # --- the source -------------------------------------------------------------------------------
@@ -198,6 +199,8 @@ class _Importer:
         self.decisions: list[Decision] = []
         self.findings: list[Finding] = []
         self.catalog = catalog()
+        self.catalog_ports = {entry.port for entry in self.catalog.values() if entry.port}
+        self.next_free = FIRST_FREE_PORT  # where the search for a free port block resumes
         self.declared: dict[str, dict] = {}  # the file's own services.<name>
         self.refused: set[str] = set()  # services.<name> with findings: not reported again where they are listed
         self.placed: dict[str, _Placed] = {}
@@ -213,6 +216,28 @@ class _Importer:
         self.data: dict = {}
 
     # locations
+
+    def in_source(self, findings: list[Finding], text: str) -> list[Finding]:
+        """The result's findings, each at the line and column of the source it came from (the result is not
+        written when it has findings: a line of it would point at nothing)."""
+        positions = Positions()
+        parse(decode_source(text.encode(), "imported"), positions)
+        at = {position: path for path, position in [*positions.values.items(), *positions.keys.items()]}
+        located = []
+        for finding in findings:
+            path = at.get((finding.line, finding.column), ())
+            located.append(Finding(self.source.name, *self.where(self._origin(path), key=False),
+                                   f"the result would not validate ({dotted(path) or 'the file'}): {finding.message}"))
+        return sorted(located)
+
+    def _origin(self, path: YamlPath) -> YamlPath:
+        """Where in the source what the result has at `path` came from: a domain's unit, a service's item, or
+        the domains as a whole."""
+        if path[:1] == ("domains",) and len(path) > 1 and isinstance(path[1], int) and path[1] < len(self.domains):
+            return self.domains[path[1]]["unit"].path
+        if path[:1] == ("services",) and len(path) > 1 and path[1] in self.placed:
+            return self.placed[path[1]].path
+        return ("domains",)
 
     def where(self, path: YamlPath, *, key: bool = True) -> tuple[int, int]:
         return self.positions.of(path, key=key)
@@ -666,11 +691,13 @@ class _Importer:
                           f"those of {clash.name} (from {clash.fields['port']}); give it a port of its own")
 
     def _free_port(self) -> int:
-        used = [placed.fields.get("port") or 0 for placed in self.placed.values()]
-        used += [entry.port for entry in self.catalog.values() if entry.port]
-        port = FIRST_FREE_PORT
-        while any(abs(port - other) < PORT_BLOCK for other in used):
+        """The first block after the last one given whose ports meet no other service's (each call starts where
+        the last left off: linear in the services, not cubic)."""
+        used = sorted({placed.fields.get("port") or 0 for placed in self.placed.values()} | self.catalog_ports)
+        port = self.next_free
+        while (index := bisect.bisect_right(used, port - PORT_BLOCK)) < len(used) and used[index] < port + PORT_BLOCK:
             port += PORT_BLOCK
+        self.next_free = port + PORT_BLOCK
         return port
 
     # names
@@ -722,8 +749,8 @@ class _Importer:
         names.append((name, service, path))
 
     def _listed(self, unit: _Unit) -> set[str]:
-        spec = self._spec(unit)
-        return {item for item in spec.get("services") or [] if isinstance(item, str)}
+        listed = self._spec(unit).get("services")
+        return {item for item in listed if isinstance(item, str)} if isinstance(listed, list) else set()
 
     def _spec(self, unit: _Unit) -> dict:
         node: Any = self.data
@@ -1248,7 +1275,8 @@ def _emit(node: _Map | _Seq, indent: int) -> list[str]:
     pad = " " * indent
     lines: list[str] = []
     for item in node.items:
-        lines += [f"{pad}#{' ' + text if text else ''}" for text in item.above]
+        lines += [f"{pad}#{' ' + line if line else ''}" for text in item.above
+                  for line in map(_comment, text.splitlines() or [""])]  # a source's value may hold line breaks
         lead = f"{pad}{_scalar(item.key)}:" if isinstance(node, _Map) else f"{pad}-"
         trailing, value = item.trailing, item.value
         flow = isinstance(value, _Map | _Seq) and (value.flow or not value.items)
