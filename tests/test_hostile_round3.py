@@ -3,9 +3,14 @@ what to do and nothing echoed that should not be. Each case failed before its fi
 
 from __future__ import annotations
 
-import pytest
+import itertools
 
-from atl_pipeline.config import load_config
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from atl_pipeline.config import cron, load_config
+from atl_pipeline.config.cron import check_cron
 from atl_pipeline.config.importer import import_text
 from atl_pipeline.config.model import PORT_BLOCK
 from atl_pipeline.findings import ConfigError
@@ -207,3 +212,48 @@ def test_a_finding_of_the_result_points_into_the_source():
     result = import_text(f"domains:\n{units}services:\n{services}", name="source.yml")
     assert {(finding.file, finding.line) for finding in result.findings} == {("source.yml", 2)}  # not the result's
     assert any("the result would not validate (target.cloudflare.zones" in f.message for f in result.findings)
+
+
+def day_field(low: int, high: int):
+    number = st.integers(low, high)
+    single = number.map(str)
+    span = st.tuples(number, number).map(lambda pair: f"{min(pair)}-{max(pair)}")
+    stepped = st.tuples(st.one_of(st.just("*"), single, span), st.integers(1, high - low)).map(
+        lambda pair: f"{pair[0]}/{pair[1]}")
+    return st.lists(st.one_of(st.just("*"), single, span, stepped), min_size=1, max_size=3).map(",".join)
+
+
+@settings(max_examples=300)
+@given(day_field(1, 31), day_field(1, 12), st.sampled_from(["*", "1", "1-5", "0,6"]))
+def test_what_the_schema_accepts_is_what_dagsters_scheduler_runs(days: str, months: str, weekdays: str):
+    """The schema's judgement of a schedule against Dagster's own parser and iterator: what it accepts,
+    Dagster runs on the days and months it names; what Dagster refuses or never fires, it refuses. (Where
+    cron's meaning never fires and Dagster's iterator fires on other dates, `31/1` or `2-2`, it refuses.)"""
+    from dagster._utils.schedules import cron_string_iterator, is_valid_cron_schedule
+
+    schedule = f"0 3 {days} {months} {weekdays}"
+    try:
+        accepted = check_cron(schedule) == schedule
+    except ValueError:
+        accepted = False
+    try:
+        runs = is_valid_cron_schedule(schedule) and list(itertools.islice(cron_string_iterator(0, schedule, "UTC"), 3))
+    except Exception:  # noqa: BLE001 (the vendored croniter's own errors: it never fires)
+        runs = []
+    if accepted:
+        assert runs, schedule
+        named_days, named_months = cron._values(days, 1, 31), cron._values(months, 1, 12)
+        named_weekdays = {day % 7 for day in cron._values(weekdays, 0, 7)}
+        either = days != "*" and weekdays != "*"  # cron's rule: with both restricted, either day may match
+
+        def named(run) -> bool:
+            weekday = (run.weekday() + 1) % 7  # cron counts from Sunday
+            return run.month in named_months and (run.day in named_days or either and weekday in named_weekdays)
+
+        assert all(named(run) for run in runs), (schedule, runs)
+
+
+def test_an_address_may_name_its_host_by_ip(write):
+    text = SERVICE % "" + ("alerting: {receivers: {ops: {webhook: {url: 'http://127.0.0.1:9093/hook'}, email: "
+                           "{to: a@b.org, sender: c@d.org, smarthost: '127.0.0.1:25'}}}}\n")
+    assert load_config(write(text)).config.alerting.receivers["ops"].webhook.url == "http://127.0.0.1:9093/hook"

@@ -7,6 +7,7 @@ normalized, as the programs that use them will read them.
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 from urllib.parse import urlsplit
@@ -31,7 +32,7 @@ def check_url(value: str) -> str:
         raise ValueError("write an http:// or https:// URL with a host name")
     if port == 0:
         raise ValueError("the URL's port must be a number from 1 to 65535")
-    normalize_hostname(parts.hostname)
+    _check_host(parts.hostname)
     return value
 
 
@@ -42,7 +43,7 @@ def check_host_port(value: str) -> str:
     host, _, port = value.rpartition(":")
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError("write host:port, the port a number from 1 to 65535")
-    normalize_hostname(host)
+    _check_host(host.strip("[]"))
     return value
 
 
@@ -79,6 +80,14 @@ def check_project_folder(value: str) -> str:
     if all(part in (".", "..") for part in normalized.split("/")):
         raise ValueError("the folder is the project's, or a folder that holds it: choose a folder of its own")
     return value
+
+
+def _check_host(host: str) -> None:
+    """A host name, or an IP address."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        normalize_hostname(host)
 
 
 def _in_system_folder(path: str) -> bool:
