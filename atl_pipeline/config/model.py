@@ -191,7 +191,7 @@ class Autoscale(_Model):
     target: ScaleTarget
     """What one replica should carry."""
     scale_down_after: duration("1d") = "5m"
-    """How long the metric must stay low before replicas are removed (they are added at once)."""
+    """How long the metric must stay low before replicas are removed (they are added at once); at most 1d."""
 
     @model_validator(mode="after")
     def _bounds(self) -> Autoscale:
@@ -538,9 +538,11 @@ class PrometheusSettings(_Model):
     scrape_interval: str = Field("2s", pattern=r"^[1-9][0-9]{0,3}s$")
     """How often every target is scraped and probed (`15s`); the SLO alerts' windows stay as they are."""
     alert_window: duration("1d") | None = None
-    """The window over which the SLO alerts average (default: their own, `5m`); shorter for tests and drills."""
+    """The window over which the SLO alerts average (default: their own, `5m`); shorter for tests and drills; at
+    most 1d."""
     alert_for: duration("1d") | None = None
-    """How long every alert's condition must hold before it fires (default: each alert's own, 1 to 10 minutes)."""
+    """How long every alert's condition must hold before it fires (default: each alert's own, 1 to 10 minutes); at
+    most 1d."""
 
 
 _EMAIL = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}$"
@@ -591,9 +593,9 @@ class Remediation(_Model):
     enabled: StrictBool = True
     """Start a remediation run for each firing alert; off: alerts only notify."""
     cooldown: duration("7d") = "10m"
-    """At most one remediation per service in this long."""
+    """At most one remediation per service in this long; at most 7d."""
     after_deploy: duration("30d") = "1h"
-    """A failing service is rolled back only this long after the deploy that changed it."""
+    """A failing service is rolled back only this long after the deploy that changed it; at most 30d."""
     max_failures: StrictInt = Field(2, ge=1, le=10)
     """Failed remediations of a service's release before it is left to a person."""
 
@@ -606,11 +608,11 @@ class Alerting(_Model):
     group_by: list[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]] = ["alertname", "domain"]
     """The labels that make alerts one notification."""
     group_wait: duration("1h") = "10s"
-    """How long a new group waits for more alerts before its first notification."""
+    """How long a new group waits for more alerts before its first notification; at most 1h."""
     group_interval: duration("1d") = "1m"
-    """How long before a group's changes are notified."""
+    """How long before a group's changes are notified; at most 1d."""
     repeat_interval: duration("30d") = "4h"
-    """How long before a notification still firing is sent again."""
+    """How long before a notification still firing is sent again; at most 30d."""
     remediation: Remediation = Remediation()
     """The remediation runs' guard rails."""
 
@@ -663,7 +665,7 @@ class Logs(_Model):
     """The central log store: rsyslog on the machine that deploys, one set of files per source."""
 
     retention: duration("365d") = "7d"
-    """How long a source's rolled files are kept."""
+    """How long a source's rolled files are kept; at most 365d."""
     max_size: str = Field("100Mi", pattern=r"^[1-9][0-9]{0,5}(Ki|Mi|Gi)$")
     """What one source (a service, Caddy, the pipeline) may take on disk, its rolled files included."""
 
