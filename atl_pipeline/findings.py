@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -10,6 +11,7 @@ from typing import TypeVar
 from atl_pipeline.errors import AtlError
 
 MAX_FINDINGS = 100  # a list of findings shows this many, then says how many more there are
+MAX_MESSAGE = 1000  # characters of one message: past that, a value it echoes is cut
 F = TypeVar("F")  # a Finding, or a dataclass like it with a message (a lint finding)
 
 
@@ -21,7 +23,24 @@ class Finding:
     message: str
 
     def __str__(self) -> str:
-        return printable(f"{self.file}:{self.line}:{self.column}: {self.message}")
+        return printable(echoed(f"{self.file}:{self.line}:{self.column}: {self.message}"))
+
+
+def echoed(text: str) -> str:
+    """`text`, which may echo what a file holds, as it may be printed: without credentials, and cut to
+    MAX_MESSAGE characters (a value of megabytes is not printed whole)."""
+    text = without_credentials(text)
+    return text if len(text) <= MAX_MESSAGE else f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE:,} characters cut)"
+
+
+# the user part of an address (`https://user:pass@`, `https://token@`) and sftp's `user:pass@`
+_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@'\"]+@|\b(sftp:[^\s:/@'\"]+):[^\s/@'\"]+@")
+
+
+def without_credentials(text: str) -> str:
+    """`text` with the credentials of any address in it written as `***`: a finding echoes what was written,
+    and what was written in the wrong field may be a credential."""
+    return _CREDENTIALS.sub(lambda match: f"{match[1]}***@" if match[1] else f"{match[2]}:***@", text)
 
 
 def printable(text: str) -> str:

@@ -33,7 +33,7 @@ from atl_pipeline.config.loader import dotted, load_source
 from atl_pipeline.config.model import _SSH_PUBLIC_KEY, HCLOUD_LOCATIONS, PORT_BLOCK, Service
 from atl_pipeline.config.names import check_identifier, normalize_hostname
 from atl_pipeline.config.yaml_reader import Positions, Source, YamlPath, decode_source, parse, read_source
-from atl_pipeline.findings import ConfigError, Finding, printable
+from atl_pipeline.findings import ConfigError, Finding, echoed, printable, without_credentials
 
 NETWORK = ipaddress.IPv4Network("10.0.0.0/16")  # the schema's default target.network and subnet
 SUBNET = ipaddress.IPv4Network("10.0.1.0/24")
@@ -243,10 +243,10 @@ class _Importer:
         return self.positions.of(path, key=key)
 
     def decide(self, path: YamlPath, category: str, message: str) -> None:
-        self.decisions.append(Decision(self.source.name, *self.where(path), category, message))
+        self.decisions.append(Decision(self.source.name, *self.where(path), category, echoed(message)))
 
     def find(self, path: YamlPath, message: str, *, key: bool = False) -> None:
-        self.findings.append(Finding(self.source.name, *self.where(path, key=key), message))
+        self.findings.append(Finding(self.source.name, *self.where(path, key=key), echoed(message)))
 
     # comments
 
@@ -1135,9 +1135,10 @@ _SECTION_PATHS = {"sshd": "target.sshd", "docker_logs": "target.docker_logs", "p
 
 
 def _comment(text: str) -> str:
-    """A comment's text, safe on one line: YAML 1.1's other line breaks would end it early."""
-    text = text[1:] if text.startswith(" ") else text
-    return text.rstrip().translate({0x85: "\\x85", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+    """A comment's text, safe on one line (a line break, YAML 1.1's other line breaks included, would end it
+    early; a control character would reach the terminal that shows it) and without the credentials of an
+    address: the result is a new file, for git."""
+    return printable(without_credentials((text[1:] if text.startswith(" ") else text).rstrip()))
 
 
 # --- the output -------------------------------------------------------------------------------
