@@ -100,6 +100,32 @@ def undefined_services() -> str:
     return f"services:\n{services}domains:\n{domains}"
 
 
+def credentials_in_a_long_address() -> str:
+    url = "https://user:" + "p" * ROOM + "@hooks.example.org/x"
+    return HEADER + f"domains: []\nalerting: {{receivers: {{ops: {{webhook: {{url: '{url}'}}}}}}}}\n"
+
+
+def a_long_value_echoed() -> str:
+    return HEADER + "domains: [{name: a.org, service: " + "w" * ROOM + "}]\n"
+
+
+def schedules_durations_and_paths() -> str:
+    volumes = ", ".join(f"v{i}: /proc/self/{i}/../.." for i in range(20))
+    return (f"services: {{web: {{command: [app], port: 9000, volumes: {{{volumes}}}}}}}\ndomains: []\n"
+            "backup: {repository: '~/../../..', password: env:P, schedule: '0 0 31 2,4,6,9,11 *'}\n"
+            "alerting: {group_wait: 99999d, group_interval: 99999d, repeat_interval: 99999d}\n")
+
+
+def hcloud_ports_that_clash() -> str:
+    """As many services as fit, each with the same 20 TCP ports and replica block: the port table's worst."""
+    ports = ", ".join(str(5000 + i) for i in range(20))
+    services = _lines(lambda i: f"  s{i}: {{image: 'app:1', port: 9000, tcp_ports: [{ports}], internal: true, "
+                                "resources: {cpu: 10m, memory: 16Mi}}\n", values_each=60)
+    return ("target: {kind: hcloud, ssh_public_key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyReplaceWithTheOp"
+            "eratorsOwn00000 ops@example.org', ssh_from: [203.0.113.0/24], ssh_port: 5000, cloudflare: {zone: "
+            f"example.org, zone_id: 0123456789abcdef0123456789abcdef}}}}\nservices:\n{services}domains: []\n")
+
+
 WORST_CASES: dict[str, Callable[[], str]] = {
     "tags that do not fit their value": mistyped_tags,
     "an 8 MB integer": huge_integer,
@@ -116,6 +142,10 @@ WORST_CASES: dict[str, Callable[[], str]] = {
     "a shell behind a wrapper": shell_through_wrappers,
     "every domain wrong": every_domain_wrong,
     "undefined services": undefined_services,
+    "credentials in an 8 MB address": credentials_in_a_long_address,
+    "an 8 MB value echoed": a_long_value_echoed,
+    "schedules, durations, paths": schedules_durations_and_paths,
+    "hcloud ports that all clash": hcloud_ports_that_clash,
 }
 
 

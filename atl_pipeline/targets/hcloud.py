@@ -130,17 +130,20 @@ class Hcloud(Target):
 
     def _ports(self, loaded: LoadedConfig) -> Iterator[Finding]:
         """One table of every port the servers and the load balancer take (sshd, the routers, each service's
-        replica block and TCP ports): each clash is named at both of its places."""
-        uses, named = port_uses(self.config), set()
-        for index, first in enumerate(uses):
-            for second in uses[index + 1:]:
-                if first.clashes(second) and (first.where, second.where) not in named:
-                    named.add((first.where, second.where))
-                    message = f"{first.what} and {second.what} take the same port on {first.place_named()}" \
-                              if first.place == second.place else \
-                              f"{first.what} and {second.what} take the same port on the servers"
-                    yield from (loaded.finding(use.where, f"{message}: choose another") for use in (first, second)
-                                if use.where)
+        replica block and TCP ports): each clash is named at its first two places, with how many more share
+        it. (Replica blocks that meet each other are validation's `ports_disjoint`.)"""
+        named = set()
+        for group in port_clashes(port_uses(self.config)):
+            wheres = tuple(use.where for use in group)
+            if wheres in named or all(use.where[-1:] == ("port",) for use in group):
+                continue
+            named.add(wheres)
+            (first, second, *more), place = group, group[0].place
+            together = f"{first.what}, {second.what} and {len(more):,} more" if more else \
+                f"{first.what} and {second.what}"
+            where = first.place_named() if all(use.place == place for use in group) else "the servers"
+            yield from (loaded.finding(use.where, f"{together} take the same port on {where}: choose another")
+                        for use in (first, second) if use.where)
         yield from self._private_ips(loaded)
 
     def _private_ips(self, loaded: LoadedConfig) -> Iterator[Finding]:
@@ -279,13 +282,32 @@ class PortUse:
     what: str
     place: str
 
-    def clashes(self, other: PortUse) -> bool:
-        places = {self.place, other.place}
-        shared = len(places) == 1 or (EVERY_SERVER in places and LOAD_BALANCER not in places)
-        return shared and self.where != other.where and bool(set(self.ports) & set(other.ports))
-
     def place_named(self) -> str:
         return self.place if self.place in (EVERY_SERVER, LOAD_BALANCER) else f"the servers of group {self.place!r}"
+
+
+def port_clashes(uses: list[PortUse]) -> Iterator[list[PortUse]]:
+    """The uses that take a port in the same place (on each group's servers, its own uses and those of every
+    server; on the load balancer), in groups that meet directly or through each other, each in the table's
+    order: n log n however many share a port."""
+    order = {id(use): index for index, use in enumerate(uses)}
+    groups = {use.place for use in uses} - {EVERY_SERVER, LOAD_BALANCER}
+    scopes = [[use for use in uses if use.place in (group, EVERY_SERVER)] for group in groups or {"default"}]
+    for scope in [*scopes, [use for use in uses if use.place == LOAD_BALANCER]]:
+        group: list[PortUse] = []
+        end = 0
+        for use in sorted(scope, key=lambda use: (use.ports.start, order[id(use)])):
+            if group and use.ports.start >= end:
+                yield from _clash(group, order)
+                group, end = [], 0
+            group.append(use)
+            end = max(end, use.ports.stop)
+        yield from _clash(group, order)
+
+
+def _clash(group: list[PortUse], order: dict[int, int]) -> Iterator[list[PortUse]]:
+    if len({use.where for use in group}) > 1:
+        yield sorted(group, key=lambda use: order[id(use)])
 
 
 def port_uses(config: Config) -> list[PortUse]:
