@@ -60,6 +60,25 @@ def test_the_requested_run_reads_the_watched_file(project: Project):
     assert materialized.metadata["sha256"].value == sha256(project)
 
 
+def test_a_file_edited_after_its_run_was_requested_is_refused_by_that_run(project: Project):
+    """The run deploys the content its tag names, or nothing: the next tick requests one for the new content."""
+    instance = DagsterInstance.from_config(str(project.ensure_instance()))
+    ticks = Ticks(instance)
+    (request,) = ticks.tick().run_requests
+    project.domains_file.write_text(project.domains_file.read_text() + "# edited meanwhile\n")
+
+    result = execute_job(reconstructable(deploy_job), instance, run_config=request.run_config, tags=request.tags,
+                         asset_selection=[AssetKey("domain_config")], raise_on_error=False)
+
+    assert not result.success
+    (failure,) = [event.step_failure_data.user_failure_data.description for event in result.all_events
+                  if event.is_step_failure]
+    assert f"changed after this run was started for its content sha256 {request.tags['atl/sha256'][:12]}" in failure
+    assert instance.get_latest_materialization_event(AssetKey("domain_config")) is None
+    (again,) = ticks.tick().run_requests
+    assert again.tags["atl/sha256"] == sha256(project)
+
+
 def test_content_already_deployed_is_not_deployed_again(project: Project):
     assert run_deploy(project, stages=stages_until("domain_config")).success
     ticks = Ticks(DagsterInstance.from_config(str(project.ensure_instance())))

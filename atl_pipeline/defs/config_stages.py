@@ -32,6 +32,9 @@ class DomainsFile(Config):
     commit: str | None = None
     """A commit of the watched git repository (fetched into `.atl/git/` by the git_push sensor):
     deploy its domains.yml and terraform_templates/ instead of a file."""
+    sha256: str | None = None
+    """The file's content this run was started for (the file sensor's `atl/sha256`): another content is
+    refused, so that the run deploys what its record says."""
 
 
 @asset(group_name=GROUP, kinds={"yaml"}, pool=POOL)
@@ -46,6 +49,10 @@ def domain_config(context: AssetExecutionContext, config: DomainsFile,
     else:
         source = config.path or str(project.as_project().domains_file)
         loaded = _load_file(source)
+        if config.sha256 and loaded.source.sha256 != config.sha256:
+            raise Failure(f"{source} changed after this run was started for its content sha256 {config.sha256[:12]} "
+                          f"(it now holds {loaded.source.sha256[:12]}): this run deploys nothing; the file sensor "
+                          "starts a run for the new content", allow_retries=False)
     context.log.info(f"{source}: sha256 {loaded.source.sha256}")
     return Output(loaded, metadata=metadata(context, config_metadata(loaded, source, revision)))
 

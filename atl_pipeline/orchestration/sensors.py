@@ -94,7 +94,7 @@ def domains_file_changed(running: bool) -> SensorDefinition:
         context.update_cursor(json.dumps({"sha256": digest, "change": change}))
         return RunRequest(
             run_key=f"{change}:{digest}",
-            run_config={"ops": {"domain_config": {"config": {"path": str(path)}}}},
+            run_config={"ops": {"domain_config": {"config": {"path": str(path), "sha256": digest}}}},
             tags={TRIGGER_TAG: "file", "atl/sha256": digest},
         )
 
