@@ -73,6 +73,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/deploy.py
 	$(BIN)/python bench/health.py
 	$(BIN)/python bench/gitops.py
+	$(BIN)/python bench/noop.py
 	$(BIN)/python bench/reliability.py
 	$(BIN)/python bench/incidents.py
 	$(BIN)/python bench/autoscale.py

@@ -212,12 +212,12 @@ def test_a_broken_file_fixed_then_its_run_re_executed_tells_the_truth(stack: Sta
     """A domains.yml that fails validation, fixed by the next push, then the broken run re-executed from
     failure, as from the UI: it validates the broken commit again, as its tags say, deploys nothing, and
     the run page's first screen says what to fix (the next test opens it)."""
-    serving = deployed_runtime(stack.project).deployed()["services"]["backend-api"]["release"]
     broken = stack.remote.edit("domains.yml", 'service: "backend-api"', 'service: "backend-apix"', "a typo")
     failed = stack.dev.wait_for_run({"atl/commit": broken})
     assert failed["status"] == "FAILURE" and stack.steps(failed)["validated_config"] == "FAILURE"
     fixed = stack.remote.edit("domains.yml", 'service: "backend-apix"', 'service: "backend-api"', "the typo fixed")
     assert stack.dev.wait_for_run({"atl/commit": fixed})["status"] == "SUCCESS"
+    serving = deployed_runtime(stack.project).deployed()["services"]["backend-api"]["release"]  # the fixed file's
 
     child = stack.dev.wait_until_finished(stack.dev.reexecute_from_failure(failed["runId"]))
 
