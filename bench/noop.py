@@ -42,6 +42,7 @@ def main() -> None:
     dev = None
     try:
         dev = DagsterDev.start(project, root / "dagster-dev.log")
+        time.sleep(2 * SETTLE)  # the file sensor's first run, of the file as copied, has started
         base = project.domains_file.read_text()
         edit(dev, project, base + "# the first deploy\n")
         instance = DagsterInstance.from_config(str(project.dagster_home))
