@@ -47,12 +47,16 @@ class _RunOutputs(IOManager):
         self.root = root
 
     def handle_output(self, context: OutputContext, obj: object) -> None:
-        folder = self.root / context.run_id
+        file = self._folder(context.run_id) / _name(context.asset_key.path)
+        file.write_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _folder(self, run_id: str) -> Path:
+        """The run's folder; made, and the oldest runs' pruned, the first time."""
+        folder = self.root / run_id
         if not folder.exists():
             folder.mkdir(parents=True)
-            prune(folder.parent, KEEP_RUNS)
-        file = folder / _name(context.asset_key.path)
-        file.write_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+            prune(self.root, KEEP_RUNS)
+        return folder
 
     def load_input(self, context: InputContext) -> object:
         root, key = self.root, context.asset_key
@@ -79,8 +83,7 @@ class _RunOutputs(IOManager):
             if latest is None:
                 raise Failure(f"{name} was never materialized: materialize it first", allow_retries=False)
             source = latest.run_id
-        folder = root / run.run_id
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = self._folder(run.run_id)
         (folder / INPUTS).write_text(json.dumps({**_inputs(folder), name: source}))
         return source
 
