@@ -8,6 +8,7 @@ leaves out added."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from hypothesis import strategies as st
@@ -127,13 +128,11 @@ def paths(document: Any, path: tuple = ()) -> list[tuple]:
 @st.composite
 def mutations(draw, document: dict) -> dict:
     """`document` with one to three changes, each at a path drawn from all of its paths."""
-    import copy
-
     changed = copy.deepcopy(document)
     for _ in range(draw(st.integers(1, 3))):
         path = draw(st.sampled_from(paths(changed)))
         schema = at(SCHEMA, changed, path)
-        target = _get(changed, path)
+        target = value_at(changed, path)
         absent = [key for key in ((resolved(_branch(resolved(schema), target)).get("properties") or {})
                                   if schema and isinstance(target, dict) else {}) if key not in target]
         if absent and draw(st.booleans()):  # a field the document leaves out, added
@@ -141,11 +140,11 @@ def mutations(draw, document: dict) -> dict:
             target[key] = draw(st.one_of(values(at(SCHEMA, changed, (*path, key))), HOSTILE))
         elif path:
             value = draw(st.one_of(values(schema), HOSTILE) if schema else HOSTILE)
-            _get(changed, path[:-1])[path[-1]] = value
+            value_at(changed, path[:-1])[path[-1]] = value
     return changed
 
 
-def _get(document: Any, path: tuple) -> Any:
+def value_at(document: Any, path: tuple) -> Any:
     for key in path:
         document = document[key]
     return document

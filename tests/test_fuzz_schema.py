@@ -13,6 +13,7 @@ The budget is Hypothesis's profile (make test-fast: 50 examples a test), at most
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import os
 import signal
@@ -29,7 +30,7 @@ from atl_pipeline.cli import main
 from atl_pipeline.config import load_config
 from atl_pipeline.terraform.render import render
 from tests.conftest import REPO
-from tests.schema_strategies import CANARY, HOSTILE, mutations, paths
+from tests.schema_strategies import CANARY, HOSTILE, mutations, paths, value_at
 
 MAX_EXAMPLES = 300
 SECONDS = 5
@@ -91,15 +92,12 @@ def test_any_mutation_of_the_examples_keeps_the_contract(document: dict):
 
 @st.composite
 def imported_mutations(draw) -> dict:
-    import copy
-
+    """The All Things Linux file with one to three values, at paths drawn from all of its paths, made hostile
+    (its format has no schema to draw from)."""
     changed = copy.deepcopy(IMPORTED)
     for _ in range(draw(st.integers(1, 3))):
         path = draw(st.sampled_from(paths(changed)[1:]))
-        parent = changed
-        for key in path[:-1]:
-            parent = parent[key]
-        parent[path[-1]] = draw(HOSTILE)
+        value_at(changed, path[:-1])[path[-1]] = draw(HOSTILE)
     return changed
 
 

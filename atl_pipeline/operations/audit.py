@@ -158,11 +158,7 @@ def verify(project: Project, outside: Iterable[Anchor] = ()) -> list[str]:
     file rewritten). Anchors older than the trail's last `restore` record are not compared: a restore
     puts an older trail back, and its record says so."""
     problems, digests, restored = [], [], None
-    try:
-        lines = path(project).read_bytes().splitlines(keepends=True)
-    except FileNotFoundError:
-        lines = []
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(_lines(project), 1):
         try:
             record = json.loads(line)
             named = record["previous"]
@@ -244,8 +240,12 @@ def _plan_changes(instance: DagsterInstance, run_id: str) -> dict[str, int]:
 
 
 def _digests(project: Project) -> list[str]:
+    return [_digest(line) for line in _lines(project)]
+
+
+def _lines(project: Project) -> list[bytes]:
     try:
-        return [_digest(line) for line in path(project).read_bytes().splitlines(keepends=True)]
+        return path(project).read_bytes().splitlines(keepends=True)
     except FileNotFoundError:
         return []
 
